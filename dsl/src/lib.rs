@@ -1,0 +1,46 @@
+//! The Symbiont DSL front end: from source text to a checked, typed AST.
+//!
+//! The main entry points are:
+//!
+//! - [`parse_bytes`] / [`parse`]: the tree-sitter parse (grammar in
+//!   `tree-sitter-symbiont/grammar.js`) and its conversion into the
+//!   [`ast::Program`], or syntax [`Diagnostic`]s;
+//! - [`check`]: name resolution and type checking;
+//! - [`format_program`]: the canonical layout, comments kept;
+//! - [`SourceFile`]: renders diagnostics as `file:line:col: error[CODE]`
+//!   with a snippet, or as JSON.
+//!
+//! # Examples
+//!
+//! ```
+//! use symbiont_dsl::{check, parse};
+//!
+//! let source = r#"
+//! struct Visit { age: int }
+//!
+//! agent seniors(visits: Stream<Visit>) -> int {
+//!     return count(visits.filter(v => v.age >= 65));
+//! }
+//! "#;
+//! let (program, diagnostics) = parse(source);
+//! assert!(diagnostics.is_empty());
+//! assert!(check(&program.unwrap()).is_empty());
+//!
+//! let (program, _) = parse("agent broken() -> int { return \"text\"; }");
+//! let diagnostics = check(&program.unwrap());
+//! assert_eq!(diagnostics[0].code.as_str(), "E0203");
+//! ```
+#![deny(unsafe_code)]
+
+pub mod ast;
+mod check;
+mod diagnostic;
+mod fmt;
+mod lower;
+mod syntax;
+
+pub use check::{CLASS_NAMES, PII_DETECTORS, Ty, check};
+pub use diagnostic::{Code, Diagnostic, SourceFile};
+pub use fmt::format_program;
+pub use lower::{MAX_NESTING, MAX_SOURCE_BYTES, Parsed, parse, parse_bytes};
+pub use syntax::{language, parse_cst};

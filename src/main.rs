@@ -1,0 +1,249 @@
+//! `symbi`: the command line of Symbiont. Parses flags, calls the libraries,
+//! maps outcomes to exit codes (DESIGN.md, "CLI contract"). Nothing else.
+#![forbid(unsafe_code)]
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use symbiont_dsl::{Diagnostic, SourceFile, check, format_program, parse_bytes};
+
+/// Exit codes shared by every verb.
+mod exit {
+    pub(crate) const OK: u8 = 0;
+    pub(crate) const RUNTIME: u8 = 1;
+    pub(crate) const INVALID_PROGRAM: u8 = 3;
+    pub(crate) const USAGE: u8 = 64;
+}
+
+/// Symbiont: privacy-compute pipelines from a small DSL.
+///
+/// Exit codes: 0 ok, 1 runtime error, 2 policy denied, 3 invalid program,
+/// 4 verification failed, 64 usage error.
+#[derive(Debug, Parser)]
+#[command(name = "symbi", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Parse and type-check programs; exit 3 if any has an error.
+    Check {
+        /// Only parse: do not resolve names or check types.
+        #[arg(long)]
+        syntax_only: bool,
+        /// How to print diagnostics: `human` on stderr, `json` on stdout.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Program files (`.symbi`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Format programs in place (or check that they are formatted).
+    ///
+    /// `-` formats standard input to standard output. With `--check`,
+    /// nothing is written and the exit code is 1 if a file would change.
+    Fmt {
+        /// Report files that are not formatted instead of rewriting them.
+        #[arg(long)]
+        check: bool,
+        /// How to print diagnostics: `human` on stderr, `json` on stdout.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Program files (`.symbi`), or `-` for standard input.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let outcome = match cli.command {
+        Command::Check {
+            syntax_only,
+            format,
+            files,
+        } => run_check(&files, syntax_only, format),
+        Command::Fmt {
+            check,
+            format,
+            files,
+        } => run_fmt(&files, check, format),
+    };
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("symbi: error: {e:#}");
+            ExitCode::from(exit::RUNTIME)
+        }
+    }
+}
+
+/// Prints one file's diagnostics: human-readable on stderr, or collected
+/// into `json` for stdout.
+struct Reporter {
+    format: Format,
+    color: bool,
+    json: Vec<serde_json::Value>,
+}
+
+impl Reporter {
+    fn new(format: Format) -> Reporter {
+        let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        Reporter {
+            format,
+            color,
+            json: Vec::new(),
+        }
+    }
+
+    fn report(&mut self, file: &SourceFile, diagnostics: &[Diagnostic]) {
+        match self.format {
+            Format::Human => eprint!("{}", file.render(diagnostics, self.color)),
+            Format::Json => self.json.extend(file.to_json(diagnostics)),
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        if self.format == Format::Json {
+            let mut stdout = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut stdout, &self.json)?;
+            writeln!(stdout)?;
+        }
+        Ok(())
+    }
+}
+
+fn read_source(path: &Path) -> Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("cannot read standard input")?;
+        return Ok(bytes);
+    }
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn display_name(path: &Path) -> String {
+    if path == Path::new("-") {
+        "<stdin>".to_owned()
+    } else {
+        path.display().to_string()
+    }
+}
+
+fn run_check(files: &[PathBuf], syntax_only: bool, format: Format) -> Result<u8> {
+    let mut reporter = Reporter::new(format);
+    let mut failed = false;
+    for path in files {
+        let parsed = parse_bytes(&read_source(path)?);
+        let mut diagnostics = parsed.diagnostics;
+        if let (Some(program), false) = (&parsed.program, syntax_only) {
+            diagnostics = check(program);
+        }
+        failed |= !diagnostics.is_empty();
+        reporter.report(
+            &SourceFile::new(display_name(path), parsed.text),
+            &diagnostics,
+        );
+    }
+    reporter.finish()?;
+    Ok(if failed {
+        exit::INVALID_PROGRAM
+    } else {
+        exit::OK
+    })
+}
+
+fn run_fmt(files: &[PathBuf], check_only: bool, format: Format) -> Result<u8> {
+    let mut reporter = Reporter::new(format);
+    let mut invalid = false;
+    let mut unformatted = false;
+    for path in files {
+        let parsed = parse_bytes(&read_source(path)?);
+        let name = display_name(path);
+        let Some(program) = &parsed.program else {
+            invalid = true;
+            reporter.report(&SourceFile::new(name, parsed.text), &parsed.diagnostics);
+            continue;
+        };
+        let formatted = format_program(program, Some(&parsed.text));
+        // Never write a layout that means something else.
+        let reparsed = symbiont_dsl::parse(&formatted).0;
+        anyhow::ensure!(
+            reparsed.is_some_and(|p| p.shape() == program.shape()),
+            "formatting {name} would change its meaning; the file was left as it was \
+             (this is a bug in symbi fmt, please report it with the file)"
+        );
+        if path == Path::new("-") {
+            if check_only {
+                unformatted |= formatted != parsed.text;
+            } else {
+                std::io::stdout().write_all(formatted.as_bytes())?;
+            }
+        } else if formatted != parsed.text {
+            if check_only {
+                eprintln!("{name}: not formatted (run `symbi fmt {name}`)");
+                unformatted = true;
+            } else {
+                write_atomically(path, formatted.as_bytes())?;
+            }
+        }
+    }
+    reporter.finish()?;
+    Ok(if invalid {
+        exit::INVALID_PROGRAM
+    } else if unformatted {
+        exit::RUNTIME
+    } else {
+        exit::OK
+    })
+}
+
+/// Replaces `path` with `bytes` via a temporary file in the same directory,
+/// so a crash leaves either the old or the new file, and keeps its mode.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file", path.display()))?;
+    let tmp = dir.join(format!(".{}.symbi-fmt.tmp", file_name.to_string_lossy()));
+    let permissions = std::fs::metadata(path)?.permissions();
+    let result = (|| -> Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.set_permissions(permissions)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))
+}
