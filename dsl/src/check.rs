@@ -225,6 +225,7 @@ impl<'p> Checker<'p> {
     /// Gathers top-level names, reporting duplicates.
     fn collect(&mut self, program: &'p Program) {
         let mut types: HashMap<&str, Span> = HashMap::new();
+        let mut agents: HashMap<&str, Span> = HashMap::new();
         for item in &program.items {
             let (name, is_type) = match item {
                 Item::Struct(s) => (&s.name, true),
@@ -237,7 +238,7 @@ impl<'p> Checker<'p> {
             let first = if is_type {
                 types.insert(&name.name, name.span)
             } else if let Item::Agent(_) = item {
-                self.agents.get(name.name.as_str()).map(|a| a.span)
+                agents.insert(&name.name, name.span)
             } else {
                 self.policies.get(name.name.as_str()).copied()
             };
@@ -536,9 +537,10 @@ impl<'p> Checker<'p> {
             Some(t) => self.resolve(t),
             None => Ty::Void,
         };
-        let classifier = agent.has_annotation("classifier");
+        let mut classifier = agent.has_annotation("classifier");
         if classifier {
-            self.check_classifier_signature(agent, &ret);
+            // With a wrong return type, its returns are not checked again.
+            classifier = self.check_classifier_signature(agent, &ret);
         }
         self.check_metadata(&agent.metadata, Some(&ret));
         self.scopes.push(scope);
@@ -559,7 +561,9 @@ impl<'p> Checker<'p> {
         }
     }
 
-    fn check_classifier_signature(&mut self, agent: &Agent, ret: &Ty) {
+    /// Checks a classifier's parameters and return type; returns whether
+    /// the return type is right.
+    fn check_classifier_signature(&mut self, agent: &Agent, ret: &Ty) -> bool {
         let arity = agent.params.as_ref().map_or(0, Vec::len);
         if arity != 1 {
             self.error(
@@ -582,7 +586,9 @@ impl<'p> Checker<'p> {
                 format!("a classifier returns `string`, not `{ret}`"),
             )
             .with_note_mut("it returns one of \"public\", \"confidential\", \"restricted\"");
+            return false;
         }
+        true
     }
 
     /// Checks `with` entries. `ret` is the agent's return type (for

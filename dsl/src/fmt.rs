@@ -17,6 +17,9 @@ const MAX_INLINE_LITERAL: usize = 60;
 /// Lists (arrays, `require` conditions) longer than this are broken.
 const MAX_INLINE_LIST: usize = 80;
 
+/// A `with` clause that would end past this column is broken.
+const MAX_LINE: usize = 100;
+
 /// Formats `program`. `source` is the text it was parsed from, used to
 /// keep blank lines and to tell trailing comments from leading ones; pass
 /// `None` for a program built in memory.
@@ -314,12 +317,23 @@ impl Printer<'_> {
         self.block(&a.body);
     }
 
+    /// The column the next character will be written at.
+    fn column(&self) -> usize {
+        if self.line_open {
+            let line_start = self.out.rfind('\n').map_or(0, |i| i + 1);
+            self.out[line_start..].chars().count()
+        } else {
+            self.indent * INDENT.len()
+        }
+    }
+
     /// Prints `with` entries on one line, or one per line (aligned after
-    /// `with `) when the line would be longer than `MAX_INLINE_LIST`.
+    /// `with `) when the line would end past `MAX_LINE`.
     fn metadata(&mut self, entries: &[MetaEntry]) {
         let mut flat: Self = Printer::scratch();
         flat.metadata_entries(entries, ", ");
-        if flat.out.len() <= MAX_INLINE_LIST && !flat.out.contains('\n') {
+        // The entries are followed by ` {`.
+        if self.column() + flat.out.chars().count() + 2 <= MAX_LINE && !flat.out.contains('\n') {
             self.write(&flat.out);
         } else {
             self.metadata_entries(entries, ",\n");
