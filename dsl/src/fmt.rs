@@ -572,9 +572,9 @@ impl Printer<'_> {
                 self.write("for ");
                 self.write(&var.name);
                 self.write(" in ");
-                // A struct literal here would read as the loop body.
-                let struct_literal = matches!(iterable.kind, ExprKind::Struct { .. });
-                self.expr(iterable, if struct_literal { u8::MAX } else { 0 });
+                // A struct literal here could read as the loop body.
+                let wrap = contains_struct_literal(iterable);
+                self.expr(iterable, if wrap { u8::MAX } else { 0 });
                 self.write(" ");
                 self.block(body);
             }
@@ -599,8 +599,7 @@ impl Printer<'_> {
             StmtKind::Block(b) => self.block(b),
             StmtKind::Expr(e) => {
                 // `{ ... };` at the start of a statement would read as a block.
-                let object = matches!(e.kind, ExprKind::Object(_));
-                self.expr(e, if object { u8::MAX } else { 0 });
+                self.expr(e, if starts_with_brace(e) { u8::MAX } else { 0 });
                 self.write(";");
             }
         }
@@ -670,7 +669,10 @@ impl Printer<'_> {
                 }
                 self.write(" => ");
                 match body.as_ref() {
-                    LambdaBody::Expr(body) => self.expr(body, 0),
+                    // `x => { ... }` would read as a block body.
+                    LambdaBody::Expr(body) => {
+                        self.expr(body, if starts_with_brace(body) { u8::MAX } else { 0 })
+                    }
                     LambdaBody::Block(b) => self.block(b),
                 }
             }
@@ -765,6 +767,42 @@ fn precedence(e: &Expr) -> u8 {
         ExprKind::Binary { op, .. } => op.precedence(),
         ExprKind::Unary { .. } => PREC_UNARY,
         _ => PREC_POSTFIX,
+    }
+}
+
+/// Whether `e` prints starting with `{` (an object literal leftmost).
+fn starts_with_brace(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Object(_) => true,
+        ExprKind::Binary { lhs: inner, .. }
+        | ExprKind::Call { callee: inner, .. }
+        | ExprKind::Member { object: inner, .. } => starts_with_brace(inner),
+        _ => false,
+    }
+}
+
+/// Whether a struct literal occurs anywhere in `e` (lambda bodies aside).
+fn contains_struct_literal(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Struct { .. } => true,
+        ExprKind::Binary { lhs, rhs, .. } => {
+            contains_struct_literal(lhs) || contains_struct_literal(rhs)
+        }
+        ExprKind::Unary { operand: inner, .. } | ExprKind::Member { object: inner, .. } => {
+            contains_struct_literal(inner)
+        }
+        ExprKind::Call { callee, args } => {
+            contains_struct_literal(callee)
+                || args.iter().any(|a| contains_struct_literal(a.value()))
+        }
+        ExprKind::Array(items) => items.iter().any(contains_struct_literal),
+        ExprKind::Object(fields) => fields.iter().any(|f| contains_struct_literal(&f.value)),
+        ExprKind::AgentCall { args, .. } => args.iter().any(|a| contains_struct_literal(a.value())),
+        ExprKind::Lambda { body, .. } => match body.as_ref() {
+            LambdaBody::Expr(b) => contains_struct_literal(b),
+            LambdaBody::Block(_) => true,
+        },
+        _ => false,
     }
 }
 

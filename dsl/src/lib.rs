@@ -44,3 +44,32 @@ pub use diagnostic::{Code, Diagnostic, SourceFile};
 pub use fmt::format_program;
 pub use lower::{MAX_NESTING, MAX_SOURCE_BYTES, Parsed, parse, parse_bytes};
 pub use syntax::{language, parse_cst};
+
+/// The body of the `parse_check` fuzz target (`fuzz/`): parses `bytes`,
+/// checks and formats the program if there is one, renders every
+/// diagnostic, and panics if formatting changed the program's meaning or
+/// is not idempotent. Public so the fuzz target stays one line.
+pub fn fuzz_parse_check(bytes: &[u8]) {
+    let parsed = parse_bytes(bytes);
+    let file = SourceFile::new("fuzz.symbi", parsed.text.as_str());
+    let _ = file.render(&parsed.diagnostics, false);
+    let Some(program) = parsed.program else {
+        return;
+    };
+    let _ = file.render(&check(&program), false);
+    let formatted = format_program(&program, Some(&parsed.text));
+    let (reparsed, diagnostics) = parse(&formatted);
+    let reparsed = reparsed.unwrap_or_else(|| {
+        panic!("formatted program does not parse: {diagnostics:?}\n{formatted}")
+    });
+    assert_eq!(
+        reparsed.shape(),
+        program.shape(),
+        "formatting changed the program:\n{formatted}"
+    );
+    assert_eq!(
+        format_program(&reparsed, Some(&formatted)),
+        formatted,
+        "formatting is not idempotent"
+    );
+}
