@@ -677,12 +677,28 @@ impl<'p> Checker<'p> {
                 );
                 continue;
             };
-            if let Some(None) = self.field_type(&record, name) {
-                self.error(
-                    Code::E0210,
-                    arg.span(),
-                    format!("`prove({name})`: the result type `{record}` has no field `{name}`"),
-                );
+            match self.field_type(&record, name) {
+                Some(Some(_)) => {}
+                _ if record == Ty::Unknown => {}
+                Some(None) => {
+                    self.error(
+                        Code::E0210,
+                        arg.span(),
+                        format!(
+                            "`prove({name})`: the result type `{record}` has no field `{name}`"
+                        ),
+                    );
+                }
+                None => {
+                    self.error(
+                        Code::E0210,
+                        arg.span(),
+                        format!(
+                            "`prove({name})`: the result type `{record}` has no fields to attest"
+                        ),
+                    )
+                    .with_note_mut("return a struct and name the fields to prove");
+                }
             }
         }
     }

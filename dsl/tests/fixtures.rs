@@ -122,3 +122,25 @@ fn comments_in_odd_places_survive_formatting() {
         formatted
     );
 }
+
+#[test]
+fn the_program_snippets_in_the_docs_parse() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut snippets = 0;
+    for doc in ["docs/LANGUAGE.md", "README.md"] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        for block in text.split("```symbiont\n").skip(1) {
+            let code = block.split("```").next().unwrap();
+            let (program, diagnostics) = parse(code);
+            assert!(diagnostics.is_empty(), "{doc}: {diagnostics:?}\n{code}");
+            let program = program.unwrap();
+            if doc == "README.md" {
+                // The README's program is complete, checked and formatted.
+                assert_eq!(check(&program), vec![], "{code}");
+                assert_eq!(format_program(&program, Some(code)), code);
+            }
+            snippets += 1;
+        }
+    }
+    assert!(snippets >= 3, "{snippets} snippets");
+}
