@@ -10,6 +10,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use symbiont_dsl::{Diagnostic, SourceFile, check, format_program, parse_bytes};
 
+mod run;
+
 /// Exit codes shared by every verb.
 mod exit {
     pub(crate) const OK: u8 = 0;
@@ -43,6 +45,50 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Run a program's entry agent over a dataset and print its result.
+    ///
+    /// JSON output is the agent's value (a struct as an object, with job
+    /// metadata under `_meta`; any other value under `value`, beside
+    /// `_meta`).
+    Run {
+        /// The program.
+        file: PathBuf,
+        /// Binds the entry agent's stream parameter: `NAME=PATH` (CSV).
+        #[arg(long = "input", value_name = "NAME=PATH", required = true)]
+        inputs: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = RunFormat::Json)]
+        format: RunFormat,
+        /// Write the result here instead of to stdout.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+        /// Worker threads (default: the machine's cores).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Bad rows: `fail` (stop, naming the row) or `quarantine=PATH`
+        /// (write each bad row's line and reason to PATH and go on).
+        #[arg(long, value_name = "fail|quarantine=PATH", default_value = "fail")]
+        on_error: String,
+        /// The entry agent, when several take a `Stream<T>`.
+        #[arg(long)]
+        agent: Option<String>,
+    },
+    /// Show the operator graph a program compiles to.
+    Explain {
+        /// The program.
+        file: PathBuf,
+        /// `text`, `json`, `dot`, or `svg` (needs graphviz `dot`).
+        #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
+        format: ExplainFormat,
+        /// The entry agent, when several take a `Stream<T>`.
+        #[arg(long)]
+        agent: Option<String>,
+    },
+    /// Sample datasets.
+    Datasets {
+        #[command(subcommand)]
+        command: DatasetsCommand,
+    },
     /// Format programs in place (or check that they are formatted).
     ///
     /// `-` formats standard input to standard output. With `--check`,
@@ -60,8 +106,41 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum DatasetsCommand {
+    /// Generate a deterministic dataset as CSV (streaming, constant memory).
+    Generate {
+        /// Which dataset: `patients` (the schema of examples/data/patients.csv).
+        #[arg(value_parser = ["patients"])]
+        kind: String,
+        /// Number of rows.
+        #[arg(long)]
+        rows: u64,
+        /// Seed: the same seed gives the same file.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write here instead of to stdout.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+    },
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Format {
+enum RunFormat {
+    Json,
+    Table,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ExplainFormat {
+    Text,
+    Json,
+    Dot,
+    Svg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
     Human,
     Json,
 }
@@ -90,6 +169,40 @@ fn main() -> ExitCode {
             format,
             files,
         } => run_fmt(&files, check, format),
+        Command::Run {
+            file,
+            inputs,
+            format,
+            out,
+            workers,
+            on_error,
+            agent,
+        } => run::run(&run::RunArgs {
+            file,
+            inputs,
+            format: match format {
+                RunFormat::Json => run::Output::Json,
+                RunFormat::Table => run::Output::Table,
+            },
+            out,
+            workers,
+            on_error,
+            agent,
+        }),
+        Command::Explain {
+            file,
+            format,
+            agent,
+        } => run::explain(&file, format, agent.as_deref()),
+        Command::Datasets {
+            command:
+                DatasetsCommand::Generate {
+                    kind: _,
+                    rows,
+                    seed,
+                    out,
+                },
+        } => run::generate(rows, seed, out.as_deref()),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -102,14 +215,14 @@ fn main() -> ExitCode {
 
 /// Prints one file's diagnostics: human-readable on stderr, or collected
 /// into `json` for stdout.
-struct Reporter {
+pub(crate) struct Reporter {
     format: Format,
     color: bool,
     json: Vec<serde_json::Value>,
 }
 
 impl Reporter {
-    fn new(format: Format) -> Reporter {
+    pub(crate) fn new(format: Format) -> Reporter {
         let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         Reporter {
             format,
@@ -118,14 +231,14 @@ impl Reporter {
         }
     }
 
-    fn report(&mut self, file: &SourceFile, diagnostics: &[Diagnostic]) {
+    pub(crate) fn report(&mut self, file: &SourceFile, diagnostics: &[Diagnostic]) {
         match self.format {
             Format::Human => eprint!("{}", file.render(diagnostics, self.color)),
             Format::Json => self.json.extend(file.to_json(diagnostics)),
         }
     }
 
-    fn finish(self) -> Result<()> {
+    pub(crate) fn finish(self) -> Result<()> {
         if self.format == Format::Json {
             let mut stdout = std::io::stdout().lock();
             serde_json::to_writer_pretty(&mut stdout, &self.json)?;
@@ -135,7 +248,7 @@ impl Reporter {
     }
 }
 
-fn read_source(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_source(path: &Path) -> Result<Vec<u8>> {
     if path == Path::new("-") {
         let mut bytes = Vec::new();
         std::io::stdin()
@@ -146,7 +259,7 @@ fn read_source(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-fn display_name(path: &Path) -> String {
+pub(crate) fn display_name(path: &Path) -> String {
     if path == Path::new("-") {
         "<stdin>".to_owned()
     } else {

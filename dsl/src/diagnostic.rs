@@ -68,6 +68,8 @@ pub enum Code {
     E0212,
     /// Iterating over something that is not an `Array` or a `Stream`.
     E0213,
+    /// A valid program that cannot (yet) run as a pipeline.
+    E0301,
 }
 
 impl Code {
@@ -101,6 +103,7 @@ impl Code {
             Code::E0211 => "E0211",
             Code::E0212 => "E0212",
             Code::E0213 => "E0213",
+            Code::E0301 => "E0301",
         }
     }
 }

@@ -37,12 +37,14 @@ mod check;
 mod diagnostic;
 mod fmt;
 mod lower;
+mod query;
 mod syntax;
 
 pub use check::{CLASS_NAMES, PII_DETECTORS, Ty, check};
 pub use diagnostic::{Code, Diagnostic, SourceFile};
 pub use fmt::format_program;
 pub use lower::{MAX_NESTING, MAX_SOURCE_BYTES, Parsed, parse, parse_bytes};
+pub use query::{entry_agents, lower_query};
 pub use syntax::{language, parse_cst};
 
 /// The body of the `parse_check` fuzz target (`fuzz/`): parses `bytes`,

@@ -1,8 +1,36 @@
 //! The logical plan and the operators of a Symbiont job.
 //!
-//! This crate will own the graph of operator specs that a checked program
-//! lowers to (schemas, lanes, sandbox tiers) and the operators themselves:
-//! source, classify, route, encrypt, aggregate, commit, prove and sink. See
-//! `DESIGN.md` ("Data flow of one job"). Nothing is implemented here yet; the
-//! dataflow issue fills it.
+//! A checked program's entry agent becomes a [`Query`]: the source
+//! [`Schema`], the [`Classifier`], the aggregates and how the result is
+//! assembled from them. Its [`Plan`] is the operator graph that `symbi
+//! explain` prints. The operators themselves are timely extension traits
+//! (STYLE.md #4): [`Classify`] tags records with their [`Lane`], and
+//! [`AggregatePartials`] turns them into [`Partial`] aggregates whose
+//! consolidation in differential dataflow merges batches, workers and
+//! lanes. [`read_csv`] is the source.
 #![forbid(unsafe_code)]
+
+mod aggregate;
+mod classify;
+mod expr;
+mod partial;
+mod pii;
+mod plan;
+mod query;
+mod record;
+mod source;
+mod value;
+
+pub use aggregate::{AggKey, AggregatePartials, GROUP_KEYS, LANE_COUNT, PartialUpdate};
+pub use classify::{Classify, Routed};
+pub use expr::{BinOp, Element, Env, EvalError, Pipeline, Scalar, Step, StrMethod, UnOp};
+pub use partial::{AggregateError, Merged, Partial, TotalF64, assemble};
+pub use pii::Detector;
+pub use plan::{LaneImpl, Plan, PlanNode};
+pub use query::{
+    AggKind, AggregateSpec, ClassStmt, Classifier, FieldType, Grouping, Lane, OutExpr, Output,
+    Query, Schema,
+};
+pub use record::{Record, RowError};
+pub use source::{AfterError, SourceError, SourceStats, parse_value, read_csv};
+pub use value::Value;

@@ -1,0 +1,247 @@
+//! The logical plan of a query: the operator graph `symbi explain` shows.
+//!
+//! Every operator has a lane (for the per-lane branches) and a sandbox
+//! tier, which stays unassigned until the sandbox tiers exist. Operators
+//! whose capability is not built yet are in the graph with their status,
+//! so the plan never claims work that does not happen.
+
+use serde::Serialize;
+
+use crate::query::{Lane, Output, Query};
+
+/// How a lane is implemented in this build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum LaneImpl {
+    /// Plaintext computation, as the lane requires.
+    Plaintext,
+    /// The lane's records are computed in plaintext because its encrypted
+    /// implementation does not exist yet.
+    PlaintextFallback,
+}
+
+impl LaneImpl {
+    /// The implementation of `lane` in this build.
+    pub fn of(lane: Lane) -> LaneImpl {
+        match lane {
+            Lane::Plaintext => LaneImpl::Plaintext,
+            Lane::AesGcm | Lane::Homomorphic => LaneImpl::PlaintextFallback,
+        }
+    }
+
+    /// The name in `_meta.lane_impl`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LaneImpl::Plaintext => "plaintext",
+            LaneImpl::PlaintextFallback => "plaintext-fallback",
+        }
+    }
+}
+
+/// One operator of the plan.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PlanNode {
+    /// Index in [`Plan::nodes`].
+    pub id: usize,
+    /// The operator: `source`, `validate`, `commit`, `classify`, `route`,
+    /// `aggregate`, `merge`, `prove`, `sink`.
+    pub op: &'static str,
+    /// What it does, in one line.
+    pub label: String,
+    /// The lane of a per-lane operator.
+    pub lane: Option<&'static str>,
+    /// How that lane is implemented.
+    pub lane_impl: Option<&'static str>,
+    /// The sandbox tier the operator runs in (assigned by the sandbox tiers).
+    pub tier: Option<u8>,
+    /// Whether the operator runs in this build; if not, why.
+    pub status: &'static str,
+    /// The operators it reads from.
+    pub inputs: Vec<usize>,
+}
+
+/// The operator graph of one query.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Plan {
+    /// The entry agent.
+    pub agent: String,
+    /// The operators, sources first.
+    pub nodes: Vec<PlanNode>,
+}
+
+const RUNS: &str = "runs";
+
+impl Plan {
+    /// The plan of `query`, reading its input in `format` (`csv`, ...).
+    pub fn of(query: &Query, format: &str) -> Plan {
+        let mut nodes: Vec<PlanNode> = Vec::new();
+        let mut add = |op, label: String, lane: Option<Lane>, status, inputs: Vec<usize>| {
+            let id = nodes.len();
+            nodes.push(PlanNode {
+                id,
+                op,
+                label,
+                lane: lane.map(Lane::name),
+                lane_impl: lane.map(|l| LaneImpl::of(l).name()),
+                tier: None,
+                status,
+                inputs,
+            });
+            id
+        };
+        let schema = &query.schema;
+        let fields: Vec<String> = schema
+            .fields
+            .iter()
+            .map(|(n, t)| format!("{n}: {}", t.name()))
+            .collect();
+        let source = add(
+            "source",
+            format!("`{}` ({format}, --input {}=PATH)", query.input, query.input),
+            None,
+            RUNS,
+            vec![],
+        );
+        let validate = add(
+            "validate",
+            format!("parse rows as {} {{ {} }}", schema.name, fields.join(", ")),
+            None,
+            RUNS,
+            vec![source],
+        );
+        let commit = add(
+            "commit",
+            "dataset commitment (Poseidon over records + salts), signed".into(),
+            None,
+            "not built yet (attestation issue)",
+            vec![validate],
+        );
+        let classify = add(
+            "classify",
+            match &query.classifier {
+                Some(c) => format!("@classifier `{}` per record", c.name),
+                None => "no classifier: every record is public".into(),
+            },
+            None,
+            RUNS,
+            vec![commit],
+        );
+        let aggregates: Vec<String> = query.aggregates.iter().map(|a| a.label.clone()).collect();
+        let grouping = match &query.grouping {
+            Some(_) => "per group, ",
+            None => "",
+        };
+        let mut lane_outputs = Vec::new();
+        for lane in Lane::ALL {
+            let route = add(
+                "route",
+                format!("records classified {}", class_of(lane)),
+                Some(lane),
+                RUNS,
+                vec![classify],
+            );
+            let label = format!("partial {grouping}{}", aggregates.join("; "));
+            lane_outputs.push(add("aggregate", label, Some(lane), RUNS, vec![route]));
+        }
+        let merge = add(
+            "merge",
+            format!(
+                "consolidate partials across lanes into {}",
+                output_shape(&query.output)
+            ),
+            None,
+            RUNS,
+            lane_outputs,
+        );
+        let mut last = merge;
+        if !query.prove.is_empty() {
+            last = add(
+                "prove",
+                format!("Groth16 proofs of {}", query.prove.join(", ")),
+                None,
+                "not built yet (attestation issue)",
+                vec![merge],
+            );
+        }
+        add(
+            "sink",
+            "result to stdout (or --out)".into(),
+            None,
+            RUNS,
+            vec![last],
+        );
+        Plan {
+            agent: query.agent.clone(),
+            nodes,
+        }
+    }
+
+    /// The plan as indented text, one operator per line.
+    pub fn to_text(&self) -> String {
+        let mut out = format!("plan of agent `{}`\n", self.agent);
+        for n in &self.nodes {
+            let inputs: Vec<String> = n.inputs.iter().map(|i| format!("#{i}")).collect();
+            out.push_str(&format!("#{:<2} {:<9}", n.id, n.op));
+            if let Some(lane) = n.lane {
+                out.push_str(&format!(" [{lane}: {}]", n.lane_impl.unwrap_or("")));
+            }
+            out.push_str(&format!(" {}", n.label));
+            if !inputs.is_empty() {
+                out.push_str(&format!("  <- {}", inputs.join(", ")));
+            }
+            out.push_str(&format!(
+                "\n     tier: {}; {}\n",
+                n.tier
+                    .map_or("unassigned (sandbox tiers not built yet)".into(), |t| t
+                        .to_string()),
+                n.status
+            ));
+        }
+        out
+    }
+
+    /// The plan as Graphviz DOT.
+    pub fn to_dot(&self) -> String {
+        let mut out = format!(
+            "digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n",
+            self.agent
+        );
+        for n in &self.nodes {
+            let lane = n.lane.map_or(String::new(), |l| {
+                format!("\\n[{l}: {}]", n.lane_impl.unwrap_or(""))
+            });
+            let style = if n.status == RUNS {
+                ""
+            } else {
+                ", style=dashed"
+            };
+            out.push_str(&format!(
+                "  n{} [label=\"{}{}\\n{}\"{style}];\n",
+                n.id,
+                n.op,
+                lane,
+                n.label.replace('\\', "\\\\").replace('"', "\\\"")
+            ));
+            for i in &n.inputs {
+                out.push_str(&format!("  n{i} -> n{};\n", n.id));
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+fn class_of(lane: Lane) -> &'static str {
+    match lane {
+        Lane::Plaintext => "\"public\"",
+        Lane::AesGcm => "\"confidential\"",
+        Lane::Homomorphic => "\"restricted\"",
+    }
+}
+
+fn output_shape(output: &Output) -> String {
+    match output {
+        Output::Scalar(_) => "one value".into(),
+        Output::Struct { name, .. } => format!("a `{name}`"),
+        Output::Groups(inner) => format!("one {} per group, by key", output_shape(inner)),
+    }
+}

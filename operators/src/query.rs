@@ -1,0 +1,247 @@
+//! A checked program's entry agent as a query: the source schema, the
+//! classifier, the aggregates and how the result is assembled from them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::expr::{BinOp, Env, EvalError, Pipeline, Scalar, UnOp};
+use crate::value::Value;
+
+/// The three lanes a record can be routed into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Lane {
+    /// `"public"`: plaintext.
+    Plaintext,
+    /// `"confidential"`: AES-256-GCM.
+    AesGcm,
+    /// `"restricted"`: homomorphic encryption.
+    Homomorphic,
+}
+
+impl Lane {
+    /// Every lane, in output order.
+    pub const ALL: [Lane; 3] = [Lane::Plaintext, Lane::AesGcm, Lane::Homomorphic];
+
+    /// The lane of a class name.
+    pub fn from_class(class: &str) -> Option<Lane> {
+        match class {
+            "public" => Some(Lane::Plaintext),
+            "confidential" => Some(Lane::AesGcm),
+            "restricted" => Some(Lane::Homomorphic),
+            _ => None,
+        }
+    }
+
+    /// The lane's name in `_meta` (`plaintext`, `aes_gcm`, `homomorphic`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Lane::Plaintext => "plaintext",
+            Lane::AesGcm => "aes_gcm",
+            Lane::Homomorphic => "homomorphic",
+        }
+    }
+
+    /// The lane's index in [`Lane::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The type of a source field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FieldType {
+    /// `int`
+    Int,
+    /// `float`
+    Float,
+    /// `string`
+    Str,
+    /// `bool`
+    Bool,
+}
+
+impl FieldType {
+    /// The DSL's name of the type.
+    pub fn name(self) -> &'static str {
+        match self {
+            FieldType::Int => "int",
+            FieldType::Float => "float",
+            FieldType::Str => "string",
+            FieldType::Bool => "bool",
+        }
+    }
+}
+
+/// The record type of a source: a DSL struct of primitive fields.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Schema {
+    /// The struct's name.
+    pub name: String,
+    /// Its fields, in declaration order.
+    pub fields: Vec<(String, FieldType)>,
+}
+
+/// A statement of a classifier.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ClassStmt {
+    /// `let` into local slot `n`.
+    Let(usize, Scalar),
+    /// `if (cond) { then } else { otherwise }`
+    If(Scalar, Vec<ClassStmt>, Vec<ClassStmt>),
+    /// `return "class";`
+    Return(Lane),
+}
+
+/// A compiled `@classifier` agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Classifier {
+    /// The agent's name.
+    pub name: String,
+    /// Its body.
+    pub body: Vec<ClassStmt>,
+    /// How many local slots it uses.
+    pub locals: usize,
+}
+
+impl Classifier {
+    /// The lane of one record.
+    pub fn classify(&self, record: &[Value]) -> Result<Lane, EvalError> {
+        let mut locals = vec![Value::Null; self.locals];
+        run(&self.body, record, &mut locals)?.ok_or(EvalError::NoClass)
+    }
+}
+
+fn run(
+    body: &[ClassStmt],
+    record: &[Value],
+    locals: &mut [Value],
+) -> Result<Option<Lane>, EvalError> {
+    for stmt in body {
+        match stmt {
+            ClassStmt::Let(slot, e) => {
+                let v = e
+                    .eval(&Env {
+                        record,
+                        current: None,
+                        locals,
+                    })?
+                    .into_owned();
+                locals[*slot] = v;
+            }
+            ClassStmt::If(cond, then, otherwise) => {
+                let holds = cond.holds(&Env {
+                    record,
+                    current: None,
+                    locals,
+                })?;
+                let branch = if holds { then } else { otherwise };
+                if let Some(lane) = run(branch, record, locals)? {
+                    return Ok(Some(lane));
+                }
+            }
+            ClassStmt::Return(lane) => return Ok(Some(*lane)),
+        }
+    }
+    Ok(None)
+}
+
+/// The aggregate functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AggKind {
+    /// `count`
+    Count,
+    /// `sum`
+    Sum,
+    /// `avg`
+    Avg,
+    /// `min`
+    Min,
+    /// `max`
+    Max,
+}
+
+impl AggKind {
+    /// The DSL's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AggKind::Count => "count",
+            AggKind::Sum => "sum",
+            AggKind::Avg => "avg",
+            AggKind::Min => "min",
+            AggKind::Max => "max",
+        }
+    }
+}
+
+/// One aggregate of the query.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AggregateSpec {
+    /// Which function.
+    pub kind: AggKind,
+    /// The filters and maps before it (after the grouping's, if any).
+    pub pipeline: Pipeline,
+    /// The DSL text it came from, for `explain`.
+    pub label: String,
+}
+
+/// `stream.group_by(key).map(g => ...)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Grouping {
+    /// The filters and maps before `group_by`.
+    pub pipeline: Pipeline,
+    /// The key, evaluated on the element the pipeline yields.
+    pub key: Scalar,
+}
+
+/// How a result value is computed from the aggregates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum OutExpr {
+    /// Aggregate `n` of [`Query::aggregates`].
+    Agg(usize),
+    /// The group's key (`g.key`).
+    Key,
+    /// A constant.
+    Const(Value),
+    /// `op x`
+    Unary(UnOp, Box<OutExpr>),
+    /// `x op y`
+    Binary(BinOp, Box<OutExpr>, Box<OutExpr>),
+}
+
+/// The shape of the result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Output {
+    /// One value.
+    Scalar(OutExpr),
+    /// A struct, fields in declaration order.
+    Struct {
+        /// The struct's name.
+        name: String,
+        /// Its fields.
+        fields: Vec<(String, OutExpr)>,
+    },
+    /// One result per group, ordered by key.
+    Groups(Box<Output>),
+}
+
+/// An entry agent compiled for the engine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Query {
+    /// The entry agent's name.
+    pub agent: String,
+    /// The stream parameter bound with `--input NAME=PATH`.
+    pub input: String,
+    /// The records' type.
+    pub schema: Schema,
+    /// The classifier; without one every record is public.
+    pub classifier: Option<Classifier>,
+    /// The grouping, for grouped results.
+    pub grouping: Option<Grouping>,
+    /// The aggregates.
+    pub aggregates: Vec<AggregateSpec>,
+    /// How the result is assembled.
+    pub output: Output,
+    /// Output fields named in `prove(...)`.
+    pub prove: Vec<String>,
+    /// Policies named in `policy(...)`.
+    pub policies: Vec<String>,
+}

@@ -1,0 +1,268 @@
+//! The `run`, `explain` and `datasets` verbs.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use symbiont_dsl::ast::Program;
+use symbiont_dsl::{Diagnostic, SourceFile, check, lower_query, parse_bytes};
+use symbiont_engine::{JobConfig, JobOutput, OnError, run_batch};
+use symbiont_operators::{Plan, Query};
+
+use crate::{ExplainFormat, Format, Reporter, display_name, exit, read_source};
+
+pub(crate) enum Output {
+    Json,
+    Table,
+}
+
+pub(crate) struct RunArgs {
+    pub(crate) file: PathBuf,
+    pub(crate) inputs: Vec<String>,
+    pub(crate) format: Output,
+    pub(crate) out: Option<PathBuf>,
+    pub(crate) workers: Option<usize>,
+    pub(crate) on_error: String,
+    pub(crate) agent: Option<String>,
+}
+
+fn usage(message: impl std::fmt::Display) -> Result<u8> {
+    eprintln!("symbi: usage error: {message}");
+    Ok(exit::USAGE)
+}
+
+/// Parses, checks and lowers `file`; on failure prints its diagnostics and
+/// returns the exit code.
+fn load(file: &Path, agent: Option<&str>) -> Result<std::result::Result<Query, u8>> {
+    let parsed = parse_bytes(&read_source(file)?);
+    let source = SourceFile::new(display_name(file), parsed.text.as_str());
+    let report = |diagnostics: &[Diagnostic]| {
+        let mut reporter = Reporter::new(Format::Human);
+        reporter.report(&source, diagnostics);
+        reporter.finish()
+    };
+    let Some(program): Option<Program> = parsed.program else {
+        report(&parsed.diagnostics)?;
+        return Ok(Err(exit::INVALID_PROGRAM));
+    };
+    let diagnostics = check(&program);
+    if !diagnostics.is_empty() {
+        report(&diagnostics)?;
+        return Ok(Err(exit::INVALID_PROGRAM));
+    }
+    match lower_query(&program, &parsed.text, agent) {
+        Ok(query) => Ok(Ok(query)),
+        Err(d) => {
+            report(&[d])?;
+            Ok(Err(exit::INVALID_PROGRAM))
+        }
+    }
+}
+
+pub(crate) fn run(args: &RunArgs) -> Result<u8> {
+    let query = match load(&args.file, args.agent.as_deref())? {
+        Ok(q) => q,
+        Err(code) => return Ok(code),
+    };
+    let mut input = None;
+    for binding in &args.inputs {
+        let Some((name, path)) = binding.split_once('=') else {
+            return usage(format_args!("--input takes NAME=PATH, got `{binding}`"));
+        };
+        if name != query.input {
+            return usage(format_args!(
+                "the agent `{}` reads the stream `{}`, not `{name}`",
+                query.agent, query.input
+            ));
+        }
+        input = Some(PathBuf::from(path));
+    }
+    let Some(input) = input else {
+        return usage(format_args!(
+            "bind the input with --input {}=PATH",
+            query.input
+        ));
+    };
+    match input.extension().and_then(|e| e.to_str()) {
+        Some("csv") => {}
+        other => {
+            anyhow::bail!(
+                "{}: only CSV inputs are supported in this build (got {})",
+                input.display(),
+                other.map_or("no extension".to_owned(), |e| format!("`.{e}`"))
+            );
+        }
+    }
+    let on_error = match args.on_error.as_str() {
+        "fail" => OnError::Fail,
+        other => match other.strip_prefix("quarantine=") {
+            Some(path) if !path.is_empty() => OnError::Quarantine(PathBuf::from(path)),
+            _ => {
+                return usage(format_args!(
+                    "--on-error takes `fail` or `quarantine=PATH`, got `{other}`"
+                ));
+            }
+        },
+    };
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if workers == 0 {
+        return usage("--workers must be at least 1");
+    }
+    let config = JobConfig {
+        input,
+        workers,
+        on_error,
+    };
+    let output = match run_batch(&query, &config) {
+        Ok(output) => output,
+        Err(e) => {
+            eprintln!("symbi: error: {e}");
+            return Ok(exit::RUNTIME);
+        }
+    };
+    let text = match args.format {
+        Output::Json => serde_json::to_string_pretty(&with_meta(&output))? + "\n",
+        Output::Table => table(&output),
+    };
+    match &args.out {
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    Ok(exit::OK)
+}
+
+/// The result with `_meta`: merged into a struct's object, or beside the
+/// value under `value`.
+fn with_meta(output: &JobOutput) -> serde_json::Value {
+    let mut object = match &output.value {
+        serde_json::Value::Object(o) => o.clone(),
+        other => {
+            let mut o = serde_json::Map::new();
+            o.insert("value".into(), other.clone());
+            o
+        }
+    };
+    object.insert("_meta".into(), output.meta());
+    serde_json::Value::Object(object)
+}
+
+fn cell(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A plain text table: a struct as field/value rows, a list of structs as
+/// one row each, then the lane counts.
+fn table(output: &JobOutput) -> String {
+    let rows: Vec<Vec<String>> = match &output.value {
+        serde_json::Value::Object(o) => {
+            std::iter::once(vec!["field".to_owned(), "value".to_owned()])
+                .chain(o.iter().map(|(k, v)| vec![k.clone(), cell(v)]))
+                .collect()
+        }
+        serde_json::Value::Array(items) => {
+            let header: Vec<String> = match items.first() {
+                Some(serde_json::Value::Object(o)) => o.keys().cloned().collect(),
+                _ => vec!["value".to_owned()],
+            };
+            std::iter::once(header.clone())
+                .chain(items.iter().map(|item| match item {
+                    serde_json::Value::Object(o) => header.iter().map(|h| cell(&o[h])).collect(),
+                    other => vec![cell(other)],
+                }))
+                .collect()
+        }
+        other => vec![vec!["value".to_owned()], vec![cell(other)]],
+    };
+    let widths: Vec<usize> = (0..rows.first().map_or(0, Vec::len))
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(s, w)| format!("{s:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+        if i == 0 {
+            out.push_str(
+                &widths
+                    .iter()
+                    .map(|w| "-".repeat(*w))
+                    .collect::<Vec<_>>()
+                    .join("  "),
+            );
+            out.push('\n');
+        }
+    }
+    let meta = output.meta();
+    out.push_str(&format!("\nlanes: {}\n", meta["lanes"]));
+    out.push_str(&format!("lane implementations: {}\n", meta["lane_impl"]));
+    out.push_str(&format!(
+        "rows: {}, quarantined: {}\n",
+        output.rows, output.quarantined
+    ));
+    out
+}
+
+pub(crate) fn explain(file: &Path, format: ExplainFormat, agent: Option<&str>) -> Result<u8> {
+    let query = match load(file, agent)? {
+        Ok(q) => q,
+        Err(code) => return Ok(code),
+    };
+    let plan = Plan::of(&query, "csv");
+    let text = match format {
+        ExplainFormat::Text => plan.to_text(),
+        ExplainFormat::Json => serde_json::to_string_pretty(&plan)? + "\n",
+        ExplainFormat::Dot => plan.to_dot(),
+        ExplainFormat::Svg => {
+            let mut child = std::process::Command::new("dot")
+                .arg("-Tsvg")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .context("`--format svg` needs graphviz's `dot` (apt-get install graphviz); `--format dot` prints its input")?;
+            child
+                .stdin
+                .take()
+                .expect("stdin is piped")
+                .write_all(plan.to_dot().as_bytes())?;
+            let out = child.wait_with_output()?;
+            anyhow::ensure!(out.status.success(), "graphviz `dot` failed");
+            String::from_utf8(out.stdout).context("graphviz `dot` printed non-UTF-8")?
+        }
+    };
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(exit::OK)
+}
+
+pub(crate) fn generate(rows: u64, seed: u64, out: Option<&Path>) -> Result<u8> {
+    match out {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            let mut w = std::io::BufWriter::new(file);
+            symbiont_engine::generate_patients(rows, seed, &mut w)?;
+            w.flush()?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::new(stdout.lock());
+            symbiont_engine::generate_patients(rows, seed, &mut w)?;
+            w.flush()?;
+        }
+    }
+    Ok(exit::OK)
+}
