@@ -1,0 +1,201 @@
+//! Oracle tests: for random schemas, datasets, filters, classifiers and
+//! group keys, every aggregate `symbi run` computes equals a naive
+//! recomputation in plain Rust.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use symbiont_engine::{JobConfig, OnError, run_batch};
+
+#[derive(Clone, Debug)]
+struct Case {
+    /// Number of int fields `f0..`.
+    ints: usize,
+    /// Rows: the int fields, then the key.
+    rows: Vec<(Vec<i64>, String)>,
+    filter_field: usize,
+    filter_op: &'static str,
+    threshold: i64,
+    sum_field: usize,
+    group: bool,
+    classify_field: usize,
+    workers: usize,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (1usize..4).prop_flat_map(|ints| {
+        (
+            Just(ints),
+            prop::collection::vec(
+                (
+                    prop::collection::vec(-1000i64..1000, ints),
+                    prop::sample::select(vec!["a", "b", "c", "d"]),
+                )
+                    .prop_map(|(v, k)| (v, k.to_owned())),
+                0..200,
+            ),
+            0..ints,
+            prop::sample::select(vec![">=", "<", "==", "!="]),
+            -1000i64..1000,
+            0..ints,
+            any::<bool>(),
+            0..ints,
+            1usize..4,
+        )
+            .prop_map(
+                |(
+                    ints,
+                    rows,
+                    filter_field,
+                    filter_op,
+                    threshold,
+                    sum_field,
+                    group,
+                    classify_field,
+                    workers,
+                )| Case {
+                    ints,
+                    rows,
+                    filter_field,
+                    filter_op,
+                    threshold,
+                    sum_field,
+                    group,
+                    classify_field,
+                    workers,
+                },
+            )
+    })
+}
+
+fn holds(op: &str, a: i64, b: i64) -> bool {
+    match op {
+        ">=" => a >= b,
+        "<" => a < b,
+        "==" => a == b,
+        _ => a != b,
+    }
+}
+
+fn program(c: &Case) -> String {
+    let fields: Vec<String> = (0..c.ints).map(|i| format!("f{i}: int")).collect();
+    let filter = format!("r.f{} {} {}", c.filter_field, c.filter_op, c.threshold);
+    let body = |src: &str| {
+        format!(
+            "S {{ n: count({src}.filter(r => {filter})), total: sum({src}.filter(r => {filter}).map(r => r.f{s})), lo: min({src}.filter(r => {filter}).map(r => r.f{s})), hi: max({src}.filter(r => {filter}).map(r => r.f{s})), mean: avg({src}.filter(r => {filter}).map(r => r.f{s})), all: count({src}) }}",
+            s = c.sum_field
+        )
+    };
+    let (ret, value) = if c.group {
+        (
+            "Array<S>".to_owned(),
+            format!("rows.group_by(r => r.k).map(g => {})", body("g.values")),
+        )
+    } else {
+        ("S".to_owned(), body("rows"))
+    };
+    format!(
+        "struct R {{ {}, k: string }}\n\
+         struct S {{ n: int, total: int, lo: int, hi: int, mean: float, all: int }}\n\
+         @classifier\nagent lanes(r: R) -> string {{\n\
+             if (r.f{cf} > 300) {{ return \"restricted\"; }}\n\
+             if (r.f{cf} < -300) {{ return \"confidential\"; }}\n\
+             return \"public\";\n}}\n\
+         agent q(rows: Stream<R>) -> {ret} with classifier = \"lanes\" {{\n    return {value};\n}}\n",
+        fields.join(", "),
+        cf = c.classify_field,
+    )
+}
+
+/// The expected result, computed naively.
+fn naive(c: &Case) -> (serde_json::Value, [u64; 3]) {
+    let mut groups: BTreeMap<String, Vec<&(Vec<i64>, String)>> = BTreeMap::new();
+    for row in &c.rows {
+        let key = if c.group {
+            row.1.clone()
+        } else {
+            String::new()
+        };
+        groups.entry(key).or_default().push(row);
+    }
+    let summary = |rows: &[&(Vec<i64>, String)]| {
+        let kept: Vec<i64> = rows
+            .iter()
+            .filter(|r| holds(c.filter_op, r.0[c.filter_field], c.threshold))
+            .map(|r| r.0[c.sum_field])
+            .collect();
+        serde_json::json!({
+            "n": kept.len(),
+            "total": kept.iter().sum::<i64>(),
+            "lo": kept.iter().min(),
+            "hi": kept.iter().max(),
+            "mean": if kept.is_empty() { None } else { Some(kept.iter().sum::<i64>() as f64 / kept.len() as f64) },
+            "all": rows.len(),
+        })
+    };
+    let value = if c.group {
+        serde_json::Value::Array(groups.values().map(|rows| summary(rows)).collect())
+    } else {
+        summary(&c.rows.iter().collect::<Vec<_>>())
+    };
+    let mut lanes = [0u64; 3];
+    for row in &c.rows {
+        let v = row.0[c.classify_field];
+        lanes[if v > 300 {
+            2
+        } else if v < -300 {
+            1
+        } else {
+            0
+        }] += 1;
+    }
+    (value, lanes)
+}
+
+fn close(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    match (a, b) {
+        (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| close(v, w)))
+        }
+        (serde_json::Value::Array(x), serde_json::Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| close(v, w))
+        }
+        (serde_json::Value::Number(x), serde_json::Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            (x - y).abs() <= 1e-9 * x.abs().max(1.0)
+        }
+        _ => a == b,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn aggregates_equal_a_naive_recomputation(c in case()) {
+        let source = program(&c);
+        let (program, diagnostics) = symbiont_dsl::parse(&source);
+        prop_assert!(diagnostics.is_empty(), "{diagnostics:?}\n{source}");
+        let program = program.unwrap();
+        prop_assert_eq!(symbiont_dsl::check(&program), vec![], "{}", source);
+        let query = symbiont_dsl::lower_query(&program, &source, None).unwrap();
+
+        let dir = std::env::temp_dir().join(format!("symbi-oracle-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rows.csv");
+        let mut csv: String = (0..c.ints).map(|i| format!("f{i},")).collect::<String>() + "k\n";
+        for (values, key) in &c.rows {
+            for v in values {
+                csv.push_str(&format!("{v},"));
+            }
+            csv.push_str(key);
+            csv.push('\n');
+        }
+        std::fs::write(&path, csv).unwrap();
+        let out = run_batch(&query, &JobConfig { input: path, workers: c.workers, on_error: OnError::Fail }).unwrap();
+        let (expected, lanes) = naive(&c);
+        prop_assert!(close(&out.value, &expected), "got {}\nexpected {}\n{}", out.value, expected, source);
+        prop_assert_eq!(out.lanes, lanes);
+        prop_assert_eq!(out.rows, c.rows.len() as u64);
+    }
+}
