@@ -402,3 +402,50 @@ fn generated_datasets_are_deterministic_and_runnable() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(json(&o)["patients"], 5000);
 }
+
+#[test]
+fn quoted_fields_with_commas_and_line_breaks_are_read_whole() {
+    let s = Scratch::new("quoted");
+    // The second row spans lines 3 and 4; the bad row is on line 6.
+    let csv = b"id,age,cost,ward\na,70,5,\"x, y\"\n\"b\nb\",71,6,y\nc,80,7,z\nd,old,8,w\n";
+    for workers in ["1", "2", "3"] {
+        let o = run_program(&s, csv, &["--workers", workers]);
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("visits.csv:line 6: field `age`"),
+            "{workers}: {}",
+            stderr(&o)
+        );
+        let good = &csv[..csv.len() - "d,old,8,w\n".len()];
+        let o = run_program(&s, good, &["--workers", workers]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert_eq!(json(&o)["visits"], 3);
+        assert_eq!(json(&o)["cost"], 18);
+    }
+}
+
+#[test]
+fn line_numbers_are_right_in_every_part_of_a_split_file() {
+    let s = Scratch::new("split");
+    let mut csv = String::from("id,age,cost,ward\n");
+    for i in 0..1000 {
+        csv.push_str(&format!(
+            "r{i},{},{i},w\n",
+            if i == 900 {
+                "x".to_owned()
+            } else {
+                "50".to_owned()
+            }
+        ));
+    }
+    for workers in ["1", "2", "3"] {
+        let o = run_program(&s, csv.as_bytes(), &["--workers", workers]);
+        assert_eq!(code(&o), 1);
+        // Row 900 (0-based) is on line 902: the header is line 1.
+        assert!(
+            stderr(&o).contains("visits.csv:line 902: field `age`"),
+            "{workers}: {}",
+            stderr(&o)
+        );
+    }
+}

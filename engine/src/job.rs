@@ -11,9 +11,9 @@ use timely::dataflow::operators::{Concat, Input, Inspect, OkErr, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle, StreamVec};
 
 use symbiont_operators::{
-    AfterError, AggKey, AggregateError, AggregatePartials, Classify, GROUP_KEYS, LANE_COUNT, Lane,
-    LaneImpl, Merged, Partial, PartialUpdate, Query, Record, Routed, RowError, SourceError, Value,
-    assemble, read_csv,
+    AfterError, AggKey, AggregateError, AggregatePartials, Classify, CsvLayout, GROUP_KEYS,
+    LANE_COUNT, Lane, LaneImpl, Merged, Partial, PartialUpdate, Query, Record, Routed, RowError,
+    SourceError, Value, assemble,
 };
 
 /// What to do with a row that cannot be processed.
@@ -114,16 +114,16 @@ struct Collected {
 /// Runs `query` over `config.input` and returns its result.
 pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobError> {
     let workers = config.workers.max(1);
+    let layout = Arc::new(CsvLayout::new(&config.input, &query.schema, workers)?);
     let collected = Arc::new(Mutex::new(Collected::default()));
     let quarantine = matches!(config.on_error, OnError::Quarantine(_));
     let shared_query = Arc::new(query.clone());
-    let input_path = Arc::new(config.input.clone());
     let sink = Arc::clone(&collected);
 
     timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
-        let peers = worker.peers();
         let query = Rc::new((*shared_query).clone());
+        let used = query.used_fields();
         let sink_partials = Arc::clone(&sink);
         let sink_errors = Arc::clone(&sink);
 
@@ -169,15 +169,16 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
 
         let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
         let mut source_errors: Vec<RowError> = Vec::new();
-        let result = read_csv(
-            &input_path,
+        let result = layout.read(
+            index,
             &shared_query.schema,
-            (index, peers),
+            &used,
             |record| {
                 batch.push(record);
                 if batch.len() == BATCH {
                     input.send_batch(&mut batch);
                     batch.clear();
+                    batch.reserve(BATCH);
                     worker.step();
                 }
             },
@@ -200,7 +201,7 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
         let mut c = sink.lock().expect("no worker panicked holding the lock");
         c.errors.extend(source_errors);
         match result {
-            Ok(stats) => c.rows = stats.rows,
+            Ok(stats) => c.rows += stats.rows,
             Err(e) => {
                 c.source_error.get_or_insert(e);
             }

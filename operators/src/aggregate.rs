@@ -1,19 +1,22 @@
-//! The aggregate operator: per lane, the partial aggregates of each batch
-//! of records, as differential updates whose difference is the partial.
-//! Consolidating them (a sum in the [`Partial`] semigroup) merges batches,
-//! workers and, once the lane is dropped from the key, lanes.
+//! The aggregate operator: per lane and group, the partial aggregates of
+//! everything a worker sees at one time, emitted once that time is
+//! complete as differential updates whose difference is the partial.
+//! Consolidating them (a sum in the [`Partial`] semigroup) merges workers
+//! and, once the lane is dropped from the key, lanes.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use rustc_hash::FxHashMap;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::ParallelizationContract;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 use crate::classify::Routed;
-use crate::expr::Element;
+use crate::expr::{Element, Env, EvalError};
 use crate::partial::Partial;
 use crate::query::{AggKind, Lane, Query};
 use crate::record::RowError;
@@ -33,9 +36,10 @@ pub type PartialUpdate<T> = (AggKey, T, Partial);
 
 /// Extension trait: partial aggregates of a classified stream.
 pub trait AggregatePartials<'scope, T: Timestamp + TotalOrder> {
-    /// Computes, for each batch, the partials of every aggregate of
-    /// `query` by lane and group, plus the record count of each lane. An
-    /// expression that fails on a record becomes an error naming its line.
+    /// Computes the partials of every aggregate of `query` by lane and
+    /// group, plus the record count of each lane, and emits them when
+    /// their time is complete. An expression that fails on a record
+    /// becomes an error naming its line.
     fn aggregate_partials<P>(
         self,
         query: Rc<Query>,
@@ -56,94 +60,150 @@ impl<'scope, T: Timestamp + TotalOrder> AggregatePartials<'scope, T>
     where
         P: ParallelizationContract<T, Vec<Routed>>,
     {
-        self.unary(pact, "AggregatePartials", move |_, _| {
-            let mut partials: HashMap<AggKey, Partial> = HashMap::new();
-            let mut errors: Vec<RowError> = Vec::new();
-            move |input, output| {
+        self.unary_frontier(pact, "AggregatePartials", move |_, _| {
+            let mut pending: BTreeMap<T, (Capability<T>, Accumulator)> = BTreeMap::new();
+            move |(input, frontier), output| {
                 input.for_each(|time, data| {
+                    let t = time.least().expect("a message has a timestamp").clone();
+                    let (_, acc) = pending
+                        .entry(t.clone())
+                        .or_insert_with(|| (time.delayed(&t, 0), Accumulator::new(&query)));
                     for (lane, record) in data.iter() {
-                        if let Err(e) = accumulate(&query, *lane, &record.values, &mut partials) {
-                            errors.push(RowError {
+                        if let Err(e) = acc.add(&query, *lane, &record.values) {
+                            acc.errors.push(RowError {
                                 line: record.line,
                                 field: None,
                                 reason: e.to_string(),
                             });
                         }
                     }
-                    let t = time.least().expect("a message has a timestamp").clone();
-                    let mut session = output.session(&time);
-                    session.give_iterator(
-                        partials
-                            .drain()
-                            .map(|(key, partial)| Ok((key, t.clone(), partial))),
-                    );
-                    session.give_iterator(errors.drain(..).map(Err));
                 });
+                while let Some(entry) = pending.first_entry() {
+                    if frontier.less_equal(entry.key()) {
+                        break;
+                    }
+                    let (t, (cap, acc)) = entry.remove_entry();
+                    let mut session = output.session(&cap);
+                    session.give_iterator(acc.drain(&query, t));
+                }
             }
         })
     }
 }
 
-/// Adds one record's contributions to `partials`.
-fn accumulate(
-    query: &Query,
-    lane: Lane,
-    record: &[Value],
-    partials: &mut HashMap<AggKey, Partial>,
-) -> Result<(), crate::expr::EvalError> {
-    partials
-        .entry((LANE_COUNT, lane, Value::Null))
-        .or_default()
-        .add(None, false);
-    let (element, key) = match &query.grouping {
-        None => (Element::Record(record), Value::Null),
-        Some(grouping) => {
-            let Some(element) = grouping.pipeline.run(record)? else {
-                return Ok(());
-            };
-            let key = {
-                let env = env_of(&element);
-                grouping.key.eval(&env)?.into_owned()
-            };
-            partials
-                .entry((GROUP_KEYS, lane, key.clone()))
-                .or_default()
-                .add(None, false);
-            (element, key)
-        }
-    };
-    // Lowering only allows filters before `group_by`, so the element is
-    // still the record.
-    let Element::Record(record) = element else {
-        return Ok(());
-    };
-    for (i, spec) in query.aggregates.iter().enumerate() {
-        let Some(out) = spec.pipeline.run(record)? else {
-            continue;
-        };
-        let extremes = matches!(spec.kind, AggKind::Min | AggKind::Max);
-        let value = match &out {
-            Element::Record(_) => None,
-            Element::Value(v) => Some(v.as_ref()),
-        };
-        let k = (i as u32, lane, key.clone());
-        match partials.get_mut(&k) {
-            Some(p) => p.add(value, extremes),
-            None => {
-                partials.insert(k, Partial::of(value, extremes));
-            }
-        }
-    }
-    Ok(())
+/// The partials of one worker at one time.
+struct Accumulator {
+    /// Group key to slot.
+    slots: FxHashMap<Value, usize>,
+    /// Slot to group key.
+    keys: Vec<Value>,
+    /// Per lane: `aggregates + 1` partials per slot (the last counts the
+    /// group's records).
+    partials: [Vec<Partial>; 3],
+    /// Records per lane.
+    lanes: [i64; 3],
+    errors: Vec<RowError>,
+    width: usize,
+    extremes: Vec<bool>,
 }
 
-fn env_of<'a>(element: &'a Element<'a>) -> crate::expr::Env<'a> {
-    match element {
-        Element::Record(r) => crate::expr::Env::record(r),
-        Element::Value(v) => crate::expr::Env {
-            record: &[],
-            current: Some(v.as_ref()),
-            locals: &[],
-        },
+impl Accumulator {
+    fn new(query: &Query) -> Accumulator {
+        Accumulator {
+            slots: FxHashMap::default(),
+            keys: Vec::new(),
+            partials: Default::default(),
+            lanes: [0; 3],
+            errors: Vec::new(),
+            width: query.aggregates.len() + 1,
+            extremes: query
+                .aggregates
+                .iter()
+                .map(|a| matches!(a.kind, AggKind::Min | AggKind::Max))
+                .collect(),
+        }
+    }
+
+    /// Adds one record's contributions.
+    fn add(&mut self, query: &Query, lane: Lane, record: &[Value]) -> Result<(), EvalError> {
+        self.lanes[lane.index()] += 1;
+        let slot = match &query.grouping {
+            None => self.slot(&Value::Null),
+            Some(grouping) => {
+                // Lowering only allows filters before `group_by`, so the
+                // element is still the record.
+                let Some(Element::Record(record)) = grouping.pipeline.run(record)? else {
+                    return Ok(());
+                };
+                let key = grouping.key.eval(&Env::record(record))?;
+                self.slot(&key)
+            }
+        };
+        let base = slot * self.width;
+        let partials = &mut self.partials[lane.index()];
+        if partials.len() < base + self.width {
+            partials.resize(base + self.width, Partial::default());
+        }
+        partials[base + self.width - 1].add(None, false);
+        for (i, spec) in query.aggregates.iter().enumerate() {
+            let Some(out) = spec.pipeline.run(record)? else {
+                continue;
+            };
+            let value = match &out {
+                Element::Record(_) => None,
+                Element::Value(v) => Some(v.as_ref()),
+            };
+            partials[base + i].add(value, self.extremes[i]);
+        }
+        Ok(())
+    }
+
+    fn slot(&mut self, key: &Value) -> usize {
+        if let Some(slot) = self.slots.get(key) {
+            return *slot;
+        }
+        let slot = self.keys.len();
+        self.slots.insert(key.clone(), slot);
+        self.keys.push(key.clone());
+        slot
+    }
+
+    /// The accumulated partials and errors, as updates at time `t`.
+    fn drain<T: Clone>(
+        self,
+        query: &Query,
+        t: T,
+    ) -> impl Iterator<Item = Result<PartialUpdate<T>, RowError>> {
+        let grouped = query.grouping.is_some();
+        let mut out = Vec::new();
+        for lane in Lane::ALL {
+            let count = self.lanes[lane.index()];
+            if count > 0 {
+                let p = Partial {
+                    count,
+                    ..Partial::default()
+                };
+                out.push(Ok(((LANE_COUNT, lane, Value::Null), t.clone(), p)));
+            }
+            let partials = &self.partials[lane.index()];
+            for (slot, chunk) in partials.chunks(self.width).enumerate() {
+                let key = &self.keys[slot];
+                let (aggregates, records) = chunk.split_at(self.width - 1);
+                if grouped && records[0].count > 0 {
+                    out.push(Ok((
+                        (GROUP_KEYS, lane, key.clone()),
+                        t.clone(),
+                        records[0].clone(),
+                    )));
+                }
+                for (i, p) in aggregates.iter().enumerate() {
+                    if p.count > 0 {
+                        out.push(Ok(((i as u32, lane, key.clone()), t.clone(), p.clone())));
+                    }
+                }
+            }
+        }
+        out.extend(self.errors.into_iter().map(Err));
+        out.into_iter()
     }
 }

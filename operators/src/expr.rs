@@ -318,6 +318,13 @@ pub enum Element<'a> {
 }
 
 impl Pipeline {
+    /// The expressions of its steps.
+    pub fn scalars(&self) -> impl Iterator<Item = &Scalar> {
+        self.steps.iter().map(|s| match s {
+            Step::Filter(e) | Step::Map(e) => e,
+        })
+    }
+
     /// Runs the pipeline over one record: `None` if a filter dropped it.
     pub fn run<'a>(&'a self, record: &'a [Value]) -> Result<Option<Element<'a>>, EvalError> {
         let mut element = Element::Record(record);

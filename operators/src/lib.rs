@@ -7,7 +7,7 @@
 //! (STYLE.md #4): [`Classify`] tags records with their [`Lane`], and
 //! [`AggregatePartials`] turns them into [`Partial`] aggregates whose
 //! consolidation in differential dataflow merges batches, workers and
-//! lanes. [`read_csv`] is the source.
+//! lanes. [`CsvLayout`] is the source.
 #![forbid(unsafe_code)]
 
 mod aggregate;
@@ -32,5 +32,5 @@ pub use query::{
     Query, Schema,
 };
 pub use record::{Record, RowError};
-pub use source::{AfterError, SourceError, SourceStats, parse_value, read_csv};
+pub use source::{AfterError, CsvLayout, SourceError, SourceStats, parse_value};
 pub use value::Value;

@@ -223,6 +223,59 @@ pub enum Output {
     Groups(Box<Output>),
 }
 
+impl Query {
+    /// Which schema fields the query reads (the classifier, the grouping
+    /// and the aggregates). A source need only validate the others.
+    pub fn used_fields(&self) -> Vec<bool> {
+        let mut used = vec![false; self.schema.fields.len()];
+        let mut scalars: Vec<&Scalar> = Vec::new();
+        if let Some(c) = &self.classifier {
+            collect_class(&c.body, &mut scalars);
+        }
+        if let Some(g) = &self.grouping {
+            scalars.push(&g.key);
+            scalars.extend(g.pipeline.scalars());
+        }
+        for a in &self.aggregates {
+            scalars.extend(a.pipeline.scalars());
+        }
+        while let Some(s) = scalars.pop() {
+            match s {
+                Scalar::Field(i) => {
+                    if let Some(u) = used.get_mut(*i) {
+                        *u = true;
+                    }
+                }
+                Scalar::Const(_) | Scalar::Current | Scalar::Local(_) => {}
+                Scalar::Unary(_, x) | Scalar::Pii(_, x) => scalars.push(x),
+                Scalar::Binary(_, l, r) => {
+                    scalars.push(l);
+                    scalars.push(r);
+                }
+                Scalar::Str(_, x, arg) => {
+                    scalars.push(x);
+                    scalars.extend(arg.as_deref());
+                }
+            }
+        }
+        used
+    }
+}
+
+fn collect_class<'a>(body: &'a [ClassStmt], out: &mut Vec<&'a Scalar>) {
+    for stmt in body {
+        match stmt {
+            ClassStmt::Let(_, e) => out.push(e),
+            ClassStmt::If(c, then, otherwise) => {
+                out.push(c);
+                collect_class(then, out);
+                collect_class(otherwise, out);
+            }
+            ClassStmt::Return(_) => {}
+        }
+    }
+}
+
 /// An entry agent compiled for the engine.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Query {

@@ -52,80 +52,240 @@ pub enum AfterError {
     Stop,
 }
 
-/// What one pass over a source saw.
+/// What one pass over a part of a source saw.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SourceStats {
-    /// Data rows in the file (all shards).
+    /// Data rows in the part.
     pub rows: u64,
-    /// Rows of this shard delivered as records.
+    /// Rows delivered as records.
     pub delivered: u64,
-    /// Rows of this shard rejected.
+    /// Rows rejected.
     pub rejected: u64,
 }
 
-/// Reads the CSV file at `path` as records of `schema`.
-///
-/// Only the rows of shard `shard = (index, count)` (row number modulo
-/// `count` equals `index`) are typed and delivered, so `count` workers can
-/// share one file. Columns are matched to fields by name (extra columns are
-/// ignored). A row that cannot be typed goes to `on_error`, which says
-/// whether to go on.
-pub fn read_csv(
-    path: &Path,
-    schema: &Schema,
-    shard: (usize, usize),
-    mut on_record: impl FnMut(Record),
-    mut on_error: impl FnMut(RowError) -> AfterError,
-) -> Result<SourceStats, SourceError> {
-    let io = |source| SourceError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .buffer_capacity(1 << 20)
-        .from_reader(file);
-    let columns = header_columns(path, schema, &mut reader)?;
-    let width = reader.byte_headers().map(|h| h.len()).unwrap_or(0);
-    let mut row = csv::ByteRecord::new();
-    let mut stats = SourceStats::default();
-    let (index, count) = shard;
-    loop {
-        match reader.read_byte_record(&mut row) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => {
-                return Err(match e.into_kind() {
-                    csv::ErrorKind::Io(e) => io(e),
-                    other => SourceError::Malformed {
-                        path: path.to_owned(),
-                        reason: format!("{other:?}"),
-                    },
-                });
-            }
+/// How a CSV file is shared among readers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Parts {
+    /// Byte ranges `(start, end, lines before start)`, split at line ends.
+    Ranges(Vec<(u64, u64, u64)>),
+    /// Every reader scans the whole file and keeps rows `n % count ==
+    /// part`: for files with quotes, where a line end may lie inside a
+    /// quoted field and byte ranges cannot be cut safely.
+    Interleaved(usize),
+}
+
+/// A CSV file checked against a schema and divided among readers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CsvLayout {
+    path: PathBuf,
+    /// For each schema field, its column.
+    columns: Vec<usize>,
+    /// Columns in the header.
+    width: usize,
+    /// Where the data starts (after the header line).
+    data_start: u64,
+    /// Lines before the data.
+    header_lines: u64,
+    parts: Parts,
+}
+
+impl CsvLayout {
+    /// Checks the header of the CSV file at `path` against `schema` and
+    /// divides its rows into `parts` parts for parallel readers. Columns are
+    /// matched to fields by name; extra columns are ignored.
+    pub fn new(path: &Path, schema: &Schema, parts: usize) -> Result<CsvLayout, SourceError> {
+        let io = |source| SourceError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let parts = parts.max(1);
+        let file = std::fs::File::open(path).map_err(io)?;
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(file);
+        let columns = header_columns(path, schema, &mut reader)?;
+        let width = reader.byte_headers().map(|h| h.len()).unwrap_or(0);
+        let data_start = reader.position().byte();
+        let scan = scan_lines(path, data_start, parts).map_err(io)?;
+        let header_lines = scan.ranges[0].2;
+        let parts = if parts == 1 || scan.quoted {
+            Parts::Interleaved(parts)
+        } else {
+            Parts::Ranges(scan.ranges)
+        };
+        Ok(CsvLayout {
+            path: path.to_owned(),
+            columns,
+            width,
+            data_start,
+            header_lines,
+            parts,
+        })
+    }
+
+    /// How many parts there are.
+    pub fn parts(&self) -> usize {
+        match &self.parts {
+            Parts::Ranges(r) => r.len(),
+            Parts::Interleaved(n) => *n,
         }
-        let n = stats.rows;
-        stats.rows += 1;
-        if n % count as u64 != index as u64 {
-            continue;
-        }
-        let line = row.position().map_or(n + 2, |p| p.line());
-        match type_row(&row, width, &columns, schema, line) {
-            Ok(values) => {
-                stats.delivered += 1;
-                on_record(Record { line, values });
+    }
+
+    /// Reads part `part` as records of `schema` (the schema the layout was
+    /// made for). Every field of every row is validated, but only the
+    /// fields marked in `used` are kept; the others are [`Value::Null`]. A
+    /// row that cannot be typed goes to `on_error`, which says whether to
+    /// go on.
+    pub fn read(
+        &self,
+        part: usize,
+        schema: &Schema,
+        used: &[bool],
+        mut on_record: impl FnMut(Record),
+        mut on_error: impl FnMut(RowError) -> AfterError,
+    ) -> Result<SourceStats, SourceError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let path = self.path.as_path();
+        let io = |source| SourceError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let (start, end, lines_before, keep) = match &self.parts {
+            Parts::Ranges(ranges) => {
+                let (start, end, lines) = ranges[part];
+                (start, end, lines, None)
             }
-            Err(e) => {
-                stats.rejected += 1;
-                if on_error(e) == AfterError::Stop {
-                    break;
+            Parts::Interleaved(count) => (
+                self.data_start,
+                u64::MAX,
+                self.header_lines,
+                Some((part as u64, *count as u64)),
+            ),
+        };
+        file.seek(SeekFrom::Start(start)).map_err(io)?;
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(1 << 20)
+            .from_reader(file.take(end.saturating_sub(start)));
+        let mut row = csv::ByteRecord::new();
+        let mut stats = SourceStats::default();
+        let mut n = 0u64;
+        loop {
+            match reader.read_byte_record(&mut row) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    return Err(match e.into_kind() {
+                        csv::ErrorKind::Io(e) => io(e),
+                        other => SourceError::Malformed {
+                            path: path.to_owned(),
+                            reason: format!("{other:?}"),
+                        },
+                    });
+                }
+            }
+            let index = n;
+            n += 1;
+            if let Some((part, count)) = keep
+                && index % count != part
+            {
+                continue;
+            }
+            stats.rows += 1;
+            let line = lines_before + row.position().map_or(index + 1, |p| p.line());
+            match type_row(&row, self.width, &self.columns, schema, used, line) {
+                Ok(values) => {
+                    stats.delivered += 1;
+                    on_record(Record { line, values });
+                }
+                Err(e) => {
+                    stats.rejected += 1;
+                    if on_error(e) == AfterError::Stop {
+                        break;
+                    }
                 }
             }
         }
+        Ok(stats)
     }
-    Ok(stats)
+}
+
+/// What one streaming pass over a file's data found.
+struct LineScan {
+    /// Whether the data holds a quote (then a line end may be inside a
+    /// quoted field).
+    quoted: bool,
+    /// `parts` byte ranges `(start, end, lines before start)` that end at
+    /// line ends.
+    ranges: Vec<(u64, u64, u64)>,
+}
+
+/// Streams the file once: finds quotes, and cuts the data after
+/// `data_start` into `parts` ranges near equal sizes, each ending after a
+/// line end, counting lines as it goes.
+fn scan_lines(path: &Path, data_start: u64, parts: usize) -> std::io::Result<LineScan> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let targets: Vec<u64> = (1..parts)
+        .map(|i| data_start + (len.saturating_sub(data_start)) * i as u64 / parts as u64)
+        .collect();
+    // cuts[i]: (offset, lines before it) of the start of part i + 1.
+    let mut cuts: Vec<(u64, u64)> = Vec::with_capacity(parts);
+    let mut quoted = false;
+    let mut lines = 0u64;
+    let mut offset = 0u64;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        let block = &buffer[..n];
+        let data_from = data_start.saturating_sub(offset).min(n as u64) as usize;
+        quoted |= memchr::memchr(b'"', &block[data_from..]).is_some();
+        // Cut after the first line end at or after each target in reach.
+        while let Some(&target) = targets.get(cuts.len()) {
+            let from = target.max(data_start).saturating_sub(offset);
+            if from >= n as u64 {
+                break;
+            }
+            match memchr::memchr(b'\n', &block[from as usize..]) {
+                Some(at) => {
+                    let end = from as usize + at + 1;
+                    let before = lines + bytecount::count(&block[..end], b'\n') as u64;
+                    cuts.push((offset + end as u64, before));
+                }
+                None => break,
+            }
+        }
+        lines += bytecount::count(block, b'\n') as u64;
+        offset += n as u64;
+    }
+    while cuts.len() < targets.len() {
+        cuts.push((len, lines));
+    }
+    let mut starts = vec![(data_start, count_lines_before(path, data_start)?)];
+    starts.extend(cuts);
+    let ranges = starts
+        .iter()
+        .enumerate()
+        .map(|(i, &(start, lines))| {
+            let end = starts.get(i + 1).map_or(len, |next| next.0);
+            (start, end.max(start), lines)
+        })
+        .collect();
+    Ok(LineScan { quoted, ranges })
+}
+
+fn count_lines_before(path: &Path, end: u64) -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut head = vec![0u8; end as usize];
+    std::fs::File::open(path)?.read_exact(&mut head)?;
+    Ok(memchr::memchr_iter(b'\n', &head).count() as u64)
 }
 
 /// For each schema field, the index of its column.
@@ -175,6 +335,7 @@ fn type_row(
     width: usize,
     columns: &[usize],
     schema: &Schema,
+    used: &[bool],
     line: u64,
 ) -> Result<Vec<Value>, RowError> {
     if row.len() != width {
@@ -187,20 +348,34 @@ fn type_row(
             ),
         });
     }
-    columns
+    // One validation of the whole row (fast, vectorized), then each field
+    // is a slice of it; only a row that fails is checked field by field,
+    // to name the field.
+    let whole = simdutf8::basic::from_utf8(row.as_slice()).ok();
+    let mut values = Vec::with_capacity(columns.len());
+    for ((&column, (name, ty)), &used) in columns
         .iter()
         .zip(&schema.fields)
-        .map(|(&column, (name, ty))| {
-            let error = |reason: String| RowError {
-                line,
-                field: Some(name.clone()),
-                reason,
-            };
-            let raw = std::str::from_utf8(&row[column])
-                .map_err(|e| error(format!("not valid UTF-8 (at byte {})", e.valid_up_to())))?;
-            parse_value(raw, *ty).map_err(error)
-        })
-        .collect()
+        .zip(used.iter().chain(std::iter::repeat(&true)))
+    {
+        let error = |reason: String| RowError {
+            line,
+            field: Some(name.clone()),
+            reason,
+        };
+        let raw = match (whole, row.range(column)) {
+            (Some(all), Some(range)) => &all[range],
+            _ => std::str::from_utf8(&row[column])
+                .map_err(|e| error(format!("not valid UTF-8 (at byte {})", e.valid_up_to())))?,
+        };
+        values.push(if !used && *ty == FieldType::Str {
+            Value::Null
+        } else {
+            let value = parse_value(raw, *ty).map_err(error)?;
+            if used { value } else { Value::Null }
+        });
+    }
+    Ok(values)
 }
 
 /// Parses one field's text as `ty`. Errors describe the text's shape, never
