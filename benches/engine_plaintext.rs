@@ -25,6 +25,7 @@ fn bench(c: &mut Criterion) {
             input: path.clone(),
             workers,
             on_error: OnError::Fail,
+            progress: None,
         };
         group.bench_function(format!("{workers}_workers"), |b| {
             b.iter(|| run_batch(&query, &config).unwrap())

@@ -1,7 +1,9 @@
 //! The `run`, `explain` and `datasets` verbs.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 use symbiont_dsl::ast::Program;
@@ -83,16 +85,6 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
             query.input
         ));
     };
-    match input.extension().and_then(|e| e.to_str()) {
-        Some("csv") => {}
-        other => {
-            anyhow::bail!(
-                "{}: only CSV inputs are supported in this build (got {})",
-                input.display(),
-                other.map_or("no extension".to_owned(), |e| format!("`.{e}`"))
-            );
-        }
-    }
     let on_error = match args.on_error.as_str() {
         "fail" => OnError::Fail,
         other => match other.strip_prefix("quarantine=") {
@@ -110,12 +102,22 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
     if workers == 0 {
         return usage("--workers must be at least 1");
     }
+    let progress = std::io::stderr()
+        .is_terminal()
+        .then(|| Arc::new(AtomicU64::new(0)));
     let config = JobConfig {
         input,
         workers,
         on_error,
+        progress: progress.clone(),
     };
-    let output = match run_batch(&query, &config) {
+    let bar = progress.map(show_progress);
+    let result = run_batch(&query, &config);
+    if let Some((done, thread)) = bar {
+        done.store(true, Ordering::Relaxed);
+        let _ = thread.join();
+    }
+    let output = match result {
         Ok(output) => output,
         Err(e) => {
             eprintln!("symbi: error: {e}");
@@ -132,6 +134,27 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         None => std::io::stdout().write_all(text.as_bytes())?,
     }
     Ok(exit::OK)
+}
+
+/// A spinner with the rows read so far, on stderr, while a job runs on a
+/// terminal (in a pipe, nothing is shown).
+fn show_progress(rows: Arc<AtomicU64>) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let done = Arc::new(AtomicBool::new(false));
+    let stop = Arc::clone(&done);
+    let thread = std::thread::spawn(move || {
+        let bar = indicatif::ProgressBar::new_spinner().with_message("rows read");
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {pos} {msg} ({per_sec}, {elapsed})")
+                .expect("the template is valid"),
+        );
+        while !stop.load(Ordering::Relaxed) {
+            bar.set_position(rows.load(Ordering::Relaxed));
+            bar.tick();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        bar.finish_and_clear();
+    });
+    (done, thread)
 }
 
 /// The result with `_meta`: merged into a struct's object, or beside the
@@ -222,7 +245,7 @@ pub(crate) fn explain(file: &Path, format: ExplainFormat, agent: Option<&str>) -
         Ok(q) => q,
         Err(code) => return Ok(code),
     };
-    let plan = Plan::of(&query, "csv");
+    let plan = Plan::of(&query, None);
     let text = match format {
         ExplainFormat::Text => plan.to_text(),
         ExplainFormat::Json => serde_json::to_string_pretty(&plan)? + "\n",

@@ -192,7 +192,7 @@ proptest! {
             csv.push('\n');
         }
         std::fs::write(&path, csv).unwrap();
-        let out = run_batch(&query, &JobConfig { input: path, workers: c.workers, on_error: OnError::Fail }).unwrap();
+        let out = run_batch(&query, &JobConfig { input: path, workers: c.workers, on_error: OnError::Fail, progress: None }).unwrap();
         let (expected, lanes) = naive(&c);
         prop_assert!(close(&out.value, &expected), "got {}\nexpected {}\n{}", out.value, expected, source);
         prop_assert_eq!(out.lanes, lanes);

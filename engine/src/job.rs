@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use differential_dataflow::AsCollection;
@@ -11,9 +12,9 @@ use timely::dataflow::operators::{Concat, Input, Inspect, OkErr, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle, StreamVec};
 
 use symbiont_operators::{
-    AfterError, AggKey, AggregateError, AggregatePartials, Classify, CsvLayout, GROUP_KEYS,
+    AfterError, AggKey, AggregateError, AggregatePartials, Classify, Format, GROUP_KEYS,
     LANE_COUNT, Lane, LaneImpl, Merged, Partial, PartialUpdate, Query, Record, Routed, RowError,
-    SourceError, Value, assemble,
+    Source, SourceError, Value, assemble,
 };
 
 /// What to do with a row that cannot be processed.
@@ -34,6 +35,8 @@ pub struct JobConfig {
     pub workers: usize,
     /// Bad-row handling.
     pub on_error: OnError,
+    /// Counts rows read as the job goes, for a progress display.
+    pub progress: Option<Arc<AtomicU64>>,
 }
 
 /// Why a job failed.
@@ -61,6 +64,9 @@ pub enum JobError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The input's format is not known from its extension.
+    #[error("{}: unknown format; the extension must be .csv, .ndjson, .jsonl, .parquet, .arrow, .ipc or .feather", .0.display())]
+    UnknownFormat(PathBuf),
     /// The dataflow runtime failed.
     #[error("the dataflow failed: {0}")]
     Dataflow(String),
@@ -114,11 +120,14 @@ struct Collected {
 /// Runs `query` over `config.input` and returns its result.
 pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobError> {
     let workers = config.workers.max(1);
-    let layout = Arc::new(CsvLayout::new(&config.input, &query.schema, workers)?);
+    let format = Format::of_path(&config.input)
+        .ok_or_else(|| JobError::UnknownFormat(config.input.clone()))?;
+    let source = Arc::new(Source::open(&config.input, format, &query.schema, workers)?);
     let collected = Arc::new(Mutex::new(Collected::default()));
     let quarantine = matches!(config.on_error, OnError::Quarantine(_));
     let shared_query = Arc::new(query.clone());
     let sink = Arc::clone(&collected);
+    let progress = config.progress.clone();
 
     timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
@@ -169,13 +178,16 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
 
         let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
         let mut source_errors: Vec<RowError> = Vec::new();
-        let result = layout.read(
+        let result = source.read(
             index,
             &shared_query.schema,
             &used,
             |record| {
                 batch.push(record);
                 if batch.len() == BATCH {
+                    if let Some(p) = &progress {
+                        p.fetch_add(BATCH as u64, Ordering::Relaxed);
+                    }
                     input.send_batch(&mut batch);
                     batch.clear();
                     batch.reserve(BATCH);

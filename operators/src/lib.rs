@@ -7,12 +7,14 @@
 //! (STYLE.md #4): [`Classify`] tags records with their [`Lane`], and
 //! [`AggregatePartials`] turns them into [`Partial`] aggregates whose
 //! consolidation in differential dataflow merges batches, workers and
-//! lanes. [`CsvLayout`] is the source.
+//! lanes. A [`Source`] reads CSV, NDJSON, Parquet or Arrow IPC files.
 #![forbid(unsafe_code)]
 
 mod aggregate;
 mod classify;
+mod columnar;
 mod expr;
+mod ndjson;
 mod partial;
 mod pii;
 mod plan;
@@ -32,5 +34,5 @@ pub use query::{
     Query, Schema,
 };
 pub use record::{Record, RowError};
-pub use source::{AfterError, CsvLayout, SourceError, SourceStats, parse_value};
+pub use source::{AfterError, CsvLayout, Format, Source, SourceError, SourceStats, parse_value};
 pub use value::Value;

@@ -71,8 +71,9 @@ pub struct Plan {
 const RUNS: &str = "runs";
 
 impl Plan {
-    /// The plan of `query`, reading its input in `format` (`csv`, ...).
-    pub fn of(query: &Query, format: &str) -> Plan {
+    /// The plan of `query`, reading its input in `format` (`csv`, ...),
+    /// or in the format its file's extension gives when `None`.
+    pub fn of(query: &Query, format: Option<&str>) -> Plan {
         let mut nodes: Vec<PlanNode> = Vec::new();
         let mut add = |op, label: String, lane: Option<Lane>, status, inputs: Vec<usize>| {
             let id = nodes.len();
@@ -96,7 +97,12 @@ impl Plan {
             .collect();
         let source = add(
             "source",
-            format!("`{}` ({format}, --input {}=PATH)", query.input, query.input),
+            format!(
+                "`{}` ({}, --input {}=PATH)",
+                query.input,
+                format.unwrap_or("csv, ndjson, parquet or arrow-ipc by extension"),
+                query.input
+            ),
             None,
             RUNS,
             vec![],

@@ -43,6 +43,102 @@ pub enum SourceError {
     },
 }
 
+/// The file formats a source can have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Comma-separated values with a header row (`.csv`).
+    Csv,
+    /// One JSON object per line (`.ndjson`, `.jsonl`).
+    Ndjson,
+    /// Apache Parquet (`.parquet`).
+    Parquet,
+    /// Arrow IPC file format (`.arrow`, `.ipc`, `.feather`).
+    ArrowIpc,
+}
+
+impl Format {
+    /// The format of a file, by its extension.
+    pub fn of_path(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" => Some(Format::Csv),
+            "ndjson" | "jsonl" => Some(Format::Ndjson),
+            "parquet" => Some(Format::Parquet),
+            "arrow" | "ipc" | "feather" => Some(Format::ArrowIpc),
+            _ => None,
+        }
+    }
+
+    /// The format's name, as `explain` shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Ndjson => "ndjson",
+            Format::Parquet => "parquet",
+            Format::ArrowIpc => "arrow-ipc",
+        }
+    }
+}
+
+/// A dataset file checked against the record struct and divided among
+/// readers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source(SourceKind);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum SourceKind {
+    Csv(CsvLayout),
+    Ndjson(crate::ndjson::NdjsonLayout),
+    Columnar(crate::columnar::ColumnarSource),
+}
+
+impl Source {
+    /// Opens the file at `path` in `format`, checks its columns against
+    /// `schema`, and divides it into at most `parts` parts.
+    pub fn open(
+        path: &Path,
+        format: Format,
+        schema: &Schema,
+        parts: usize,
+    ) -> Result<Source, SourceError> {
+        use crate::columnar::{Columnar, ColumnarSource};
+        Ok(Source(match format {
+            Format::Csv => SourceKind::Csv(CsvLayout::new(path, schema, parts)?),
+            Format::Ndjson => SourceKind::Ndjson(crate::ndjson::NdjsonLayout::new(path, parts)?),
+            Format::Parquet => {
+                SourceKind::Columnar(ColumnarSource::new(path, Columnar::Parquet, schema)?)
+            }
+            Format::ArrowIpc => {
+                SourceKind::Columnar(ColumnarSource::new(path, Columnar::ArrowIpc, schema)?)
+            }
+        }))
+    }
+
+    /// Reads part `part` (of `parts`, as opened; a part beyond the file's
+    /// division reads nothing) as records of `schema`. Every field of every
+    /// row is validated, but only the fields marked in `used` are kept;
+    /// the others are [`Value::Null`]. A row that cannot be typed goes to
+    /// `on_error`, which says whether to go on.
+    pub fn read(
+        &self,
+        part: usize,
+        schema: &Schema,
+        used: &[bool],
+        on_record: impl FnMut(Record),
+        on_error: impl FnMut(RowError) -> AfterError,
+    ) -> Result<SourceStats, SourceError> {
+        match &self.0 {
+            SourceKind::Csv(c) if part < c.parts() => {
+                c.read(part, schema, used, on_record, on_error)
+            }
+            SourceKind::Ndjson(n) if part < n.parts() => {
+                n.read(part, schema, used, on_record, on_error)
+            }
+            SourceKind::Columnar(c) => c.read(part, schema, used, on_record, on_error),
+            _ => Ok(SourceStats::default()),
+        }
+    }
+}
+
 /// What the reader does after a bad row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AfterError {
@@ -214,19 +310,19 @@ impl CsvLayout {
 }
 
 /// What one streaming pass over a file's data found.
-struct LineScan {
+pub(crate) struct LineScan {
     /// Whether the data holds a quote (then a line end may be inside a
     /// quoted field).
-    quoted: bool,
+    pub(crate) quoted: bool,
     /// `parts` byte ranges `(start, end, lines before start)` that end at
     /// line ends.
-    ranges: Vec<(u64, u64, u64)>,
+    pub(crate) ranges: Vec<(u64, u64, u64)>,
 }
 
 /// Streams the file once: finds quotes, and cuts the data after
 /// `data_start` into `parts` ranges near equal sizes, each ending after a
 /// line end, counting lines as it goes.
-fn scan_lines(path: &Path, data_start: u64, parts: usize) -> std::io::Result<LineScan> {
+pub(crate) fn scan_lines(path: &Path, data_start: u64, parts: usize) -> std::io::Result<LineScan> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
