@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use symbiont_dsl::{Diagnostic, SourceFile, check, format_program, parse_bytes};
 
+mod audit;
 mod run;
 
 /// Exit codes shared by every verb.
@@ -17,6 +18,7 @@ mod exit {
     pub(crate) const OK: u8 = 0;
     pub(crate) const RUNTIME: u8 = 1;
     pub(crate) const INVALID_PROGRAM: u8 = 3;
+    pub(crate) const VERIFICATION_FAILED: u8 = 4;
     pub(crate) const USAGE: u8 = 64;
 }
 
@@ -72,6 +74,19 @@ enum Command {
         /// The entry agent, when several take a `Stream<T>`.
         #[arg(long)]
         agent: Option<String>,
+        /// The audit log the job's events go to (default:
+        /// `$XDG_STATE_HOME/symbiont/audit.log`).
+        #[arg(long, value_name = "PATH")]
+        audit_log: Option<PathBuf>,
+        /// The audit signing key (default:
+        /// `$XDG_DATA_HOME/symbiont/audit_ed25519.key`, created on first use).
+        #[arg(long, value_name = "PATH")]
+        audit_key: Option<PathBuf>,
+    },
+    /// Inspect and verify audit logs, offline.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Show the operator graph a program compiles to.
     Explain {
@@ -103,6 +118,58 @@ enum Command {
         /// Program files (`.symbi`), or `-` for standard input.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Print the log's entries.
+    Show {
+        /// The log (default: `$XDG_STATE_HOME/symbiont/audit.log`).
+        #[arg(long, value_name = "PATH")]
+        log: Option<PathBuf>,
+        /// Only entries from this sequence number on.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        /// `human`, or `json` (a list of entries).
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Verify checksums, the hash chain, and every checkpoint's root and
+    /// signature; exit 4 naming the first bad entry.
+    Verify {
+        /// The log (default: `$XDG_STATE_HOME/symbiont/audit.log`).
+        #[arg(long, value_name = "PATH")]
+        log: Option<PathBuf>,
+        /// The signer's public key (default: the local key's `.pub`).
+        #[arg(long, value_name = "PATH")]
+        pubkey: Option<PathBuf>,
+        /// `human` or `json`.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Print an inclusion proof of an entry against the latest checkpoint.
+    Prove {
+        /// The entry's sequence number.
+        entry: u64,
+        /// The log (default: `$XDG_STATE_HOME/symbiont/audit.log`).
+        #[arg(long, value_name = "PATH")]
+        log: Option<PathBuf>,
+        /// The signer's public key (default: the local key's `.pub`).
+        #[arg(long, value_name = "PATH")]
+        pubkey: Option<PathBuf>,
+    },
+    /// Print a consistency proof from the checkpoint of size OLD_SIZE to
+    /// the latest checkpoint.
+    Consistency {
+        /// The size of an earlier checkpoint.
+        old_size: u64,
+        /// The log (default: `$XDG_STATE_HOME/symbiont/audit.log`).
+        #[arg(long, value_name = "PATH")]
+        log: Option<PathBuf>,
+        /// The signer's public key (default: the local key's `.pub`).
+        #[arg(long, value_name = "PATH")]
+        pubkey: Option<PathBuf>,
     },
 }
 
@@ -177,6 +244,8 @@ fn main() -> ExitCode {
             workers,
             on_error,
             agent,
+            audit_log,
+            audit_key,
         } => run::run(&run::RunArgs {
             file,
             inputs,
@@ -188,7 +257,12 @@ fn main() -> ExitCode {
             workers,
             on_error,
             agent,
+            audit: audit::AuditArgs {
+                log: audit_log,
+                key: audit_key,
+            },
         }),
+        Command::Audit { command } => run_audit(command),
         Command::Explain {
             file,
             format,
@@ -210,6 +284,34 @@ fn main() -> ExitCode {
             eprintln!("symbi: error: {e:#}");
             ExitCode::from(exit::RUNTIME)
         }
+    }
+}
+
+fn log_path(log: Option<PathBuf>) -> Result<PathBuf> {
+    match log {
+        Some(p) => Ok(p),
+        None => audit::default_log(),
+    }
+}
+
+fn run_audit(command: AuditCommand) -> Result<u8> {
+    match command {
+        AuditCommand::Show { log, since, format } => {
+            audit::show(&log_path(log)?, since, format == Format::Json)
+        }
+        AuditCommand::Verify {
+            log,
+            pubkey,
+            format,
+        } => audit::run_verify(&log_path(log)?, pubkey.as_deref(), format == Format::Json),
+        AuditCommand::Prove { entry, log, pubkey } => {
+            audit::prove(&log_path(log)?, entry, pubkey.as_deref())
+        }
+        AuditCommand::Consistency {
+            old_size,
+            log,
+            pubkey,
+        } => audit::consistency(&log_path(log)?, old_size, pubkey.as_deref()),
     }
 }
 

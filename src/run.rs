@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
+use symbiont_crypto::EntryKind;
 use symbiont_dsl::ast::Program;
 use symbiont_dsl::{Diagnostic, SourceFile, check, lower_query, parse_bytes};
 use symbiont_engine::{JobConfig, JobOutput, OnError, run_batch};
-use symbiont_operators::{Plan, Query};
+use symbiont_operators::{Lane, Plan, Query};
 
-use crate::{ExplainFormat, Format, Reporter, display_name, exit, read_source};
+use crate::{ExplainFormat, Format, Reporter, audit, display_name, exit, read_source};
 
 pub(crate) enum Output {
     Json,
@@ -26,6 +27,7 @@ pub(crate) struct RunArgs {
     pub(crate) workers: Option<usize>,
     pub(crate) on_error: String,
     pub(crate) agent: Option<String>,
+    pub(crate) audit: crate::audit::AuditArgs,
 }
 
 fn usage(message: impl std::fmt::Display) -> Result<u8> {
@@ -111,8 +113,59 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         on_error,
         progress: progress.clone(),
     };
+    let mut log = args.audit.open()?;
+    let job = log.append(
+        EntryKind::JobStart,
+        serde_json::json!({
+            "program": args.file.display().to_string(),
+            "program_sha256": audit::file_digest(&args.file)?,
+            "agent": query.agent,
+            "input": config.input.display().to_string(),
+            "policies": query.policies,
+            "workers": workers,
+        }),
+    )?;
+    // Whatever happens, the job's end is recorded and checkpointed.
+    let outcome = execute(&query, &config, args, &mut log, job, progress);
+    let end = match &outcome {
+        Ok(Some(result_digest)) => {
+            serde_json::json!({"job": job, "status": "ok", "result_sha256": result_digest})
+        }
+        Ok(None) => {
+            serde_json::json!({"job": job, "status": "error", "error": "the job failed; see its exit status"})
+        }
+        Err(e) => serde_json::json!({"job": job, "status": "error", "error": format!("{e:#}")}),
+    };
+    log.append(EntryKind::JobEnd, end)?;
+    log.checkpoint()?;
+    match outcome {
+        Ok(Some(_)) => Ok(exit::OK),
+        Ok(None) => Ok(exit::RUNTIME),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs the job, records its stages, and writes the result; returns the
+/// result's digest, or `None` after a job error (already reported).
+fn execute(
+    query: &Query,
+    config: &JobConfig,
+    args: &RunArgs,
+    log: &mut symbiont_crypto::AuditLog,
+    job: u64,
+    progress: Option<Arc<AtomicU64>>,
+) -> Result<Option<String>> {
+    let plan = Plan::of(query, None);
+    let running: Vec<_> = plan.nodes.iter().filter(|n| n.status == "runs").collect();
+    for node in &running {
+        log.append(
+            EntryKind::StageStart,
+            serde_json::json!({"job": job, "stage": node.id, "op": node.op, "lane": node.lane, "tier": node.tier}),
+        )?;
+    }
+    let input_digest = audit::file_digest(&config.input)?;
     let bar = progress.map(show_progress);
-    let result = run_batch(&query, &config);
+    let result = run_batch(query, config);
     if let Some((done, thread)) = bar {
         done.store(true, Ordering::Relaxed);
         let _ = thread.join();
@@ -121,19 +174,38 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         Ok(output) => output,
         Err(e) => {
             eprintln!("symbi: error: {e}");
-            return Ok(exit::RUNTIME);
+            return Ok(None);
         }
     };
     let text = match args.format {
         Output::Json => serde_json::to_string_pretty(&with_meta(&output))? + "\n",
         Output::Table => table(&output),
     };
+    let result_digest = audit::digest(text.as_bytes());
+    for node in &running {
+        let mut detail =
+            serde_json::json!({"job": job, "stage": node.id, "op": node.op, "lane": node.lane});
+        match node.op {
+            "source" => {
+                detail["read_sha256"] = input_digest.clone().into();
+                detail["rows"] = output.rows.into();
+                detail["quarantined"] = output.quarantined.into();
+            }
+            "route" => {
+                let lane = Lane::ALL.iter().find(|l| Some(l.name()) == node.lane);
+                detail["records"] = lane.map_or(0, |l| output.lanes[l.index()]).into();
+            }
+            "sink" => detail["wrote_sha256"] = result_digest.clone().into(),
+            _ => {}
+        }
+        log.append(EntryKind::StageEnd, detail)?;
+    }
     match &args.out {
         Some(path) => std::fs::write(path, text)
             .with_context(|| format!("cannot write {}", path.display()))?,
         None => std::io::stdout().write_all(text.as_bytes())?,
     }
-    Ok(exit::OK)
+    Ok(Some(result_digest))
 }
 
 /// A spinner with the rows read so far, on stderr, while a job runs on a

@@ -35,6 +35,8 @@ impl Scratch {
         Command::new(env!("CARGO_BIN_EXE_symbi"))
             .args(["run", program.to_str().unwrap(), "--input", &input])
             .args(extra)
+            .env("XDG_STATE_HOME", self.path("state"))
+            .env("XDG_DATA_HOME", self.path("data"))
             .output()
             .unwrap()
     }

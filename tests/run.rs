@@ -8,6 +8,15 @@ fn symbi(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_symbi"))
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
+        // The audit log and its key go to the test's own directories.
+        .env(
+            "XDG_STATE_HOME",
+            concat!(env!("CARGO_TARGET_TMPDIR"), "/xdg-state"),
+        )
+        .env(
+            "XDG_DATA_HOME",
+            concat!(env!("CARGO_TARGET_TMPDIR"), "/xdg-data"),
+        )
         .output()
         .unwrap()
 }

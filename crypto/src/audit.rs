@@ -333,7 +333,8 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Opens (or creates) the log at `path`, signing with `key`. A torn
+    /// Opens (or creates) the log at `path`, signing with `key`, and locks
+    /// it (`flock`) against other writers until dropped. A torn
     /// last record (a crash mid-write) is cut off; whole entries written
     /// after the last checkpoint are kept; either way a recovery entry and
     /// a checkpoint are appended and the report says so. A log damaged
@@ -359,7 +360,15 @@ impl AuditLog {
                 File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
             }
         }
-        let bytes = std::fs::read(path).map_err(io)?;
+        // One writer at a time: the lock is held while the log is open.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(io)?;
+        file.lock().map_err(io)?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io)?;
         let corrupt = |problem| AuditError::Corrupt {
             path: path.to_owned(),
             problem,
@@ -371,10 +380,6 @@ impl AuditLog {
             Tail::Clean => 0,
             Tail::Torn { at } => bytes.len() as u64 - at,
         };
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(io)?;
         if truncated_bytes > 0 {
             file.set_len(valid_end).map_err(io)?;
             file.sync_all().map_err(io)?;
@@ -490,6 +495,21 @@ impl AuditLog {
         self.since_checkpoint = 0;
         Ok(Checkpoint { size, root, note })
     }
+}
+
+/// Reads the entries of the log at `path` without verifying signatures
+/// (for display; [`verify`] is the check). A torn tail is ignored.
+pub fn read_entries(path: &Path) -> Result<Vec<Entry>, AuditError> {
+    let bytes = std::fs::read(path).map_err(|source| AuditError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let corrupt = |problem| AuditError::Corrupt {
+        path: path.to_owned(),
+        problem,
+    };
+    let (raw, _) = records(&bytes).map_err(corrupt)?;
+    Ok(replay(&raw, None).map_err(corrupt)?.entries)
 }
 
 /// A log that verified.

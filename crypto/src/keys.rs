@@ -202,7 +202,8 @@ impl AuditVerifyingKey {
     /// Parses a verifier key string.
     pub fn parse(text: &str) -> Result<AuditVerifyingKey, KeyError> {
         let malformed = || KeyError::Malformed("the verifier key".into());
-        let mut parts = text.trim().split('+');
+        // The name and key id hold no `+`; the base64 key may.
+        let mut parts = text.trim().splitn(3, '+');
         let (Some(name), Some(id), Some(key), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {

@@ -36,6 +36,6 @@ pub mod merkle;
 
 pub use audit::{
     AuditError, AuditLog, Checkpoint, Entry, EntryKind, MAGIC, ORIGIN, OpenReport, Problem,
-    Recovery, Verified, verify,
+    Recovery, Verified, read_entries, verify,
 };
 pub use keys::{AuditSigningKey, AuditVerifyingKey, KeyError, NoteError};
