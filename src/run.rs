@@ -163,9 +163,14 @@ fn execute(
             serde_json::json!({"job": job, "stage": node.id, "op": node.op, "lane": node.lane, "tier": node.tier}),
         )?;
     }
-    let input_digest = audit::file_digest(&config.input)?;
+    // The source stage's read digest is computed beside the job, not before.
+    let digest_path = config.input.clone();
+    let digesting = std::thread::spawn(move || audit::file_digest(&digest_path));
     let bar = progress.map(show_progress);
     let result = run_batch(query, config);
+    let input_digest = digesting
+        .join()
+        .map_err(|_| anyhow::anyhow!("the input digest thread panicked"))??;
     if let Some((done, thread)) = bar {
         done.store(true, Ordering::Relaxed);
         let _ = thread.join();
