@@ -75,8 +75,9 @@ fn make_private_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot create {}", dir.display()))
 }
 
-/// Loads the signing key, creating it (and its `.pub`) on first use.
-pub(crate) fn signing_key(path: &Path) -> Result<AuditSigningKey> {
+/// Loads the signing key, creating it (and its `.pub`) on first use; says
+/// whether it was created.
+pub(crate) fn signing_key(path: &Path) -> Result<(AuditSigningKey, bool)> {
     if !path.exists() {
         if let Some(dir) = path.parent() {
             make_private_dir(dir)?;
@@ -90,9 +91,9 @@ pub(crate) fn signing_key(path: &Path) -> Result<AuditSigningKey> {
             path.display(),
             public_of(path).display()
         );
-        return Ok(key);
+        return Ok((key, true));
     }
-    Ok(AuditSigningKey::load(path)?)
+    Ok((AuditSigningKey::load(path)?, false))
 }
 
 /// Opens the audit log for a job, reporting a recovery on stderr.
@@ -100,8 +101,15 @@ pub(crate) fn open_log(log: &Path, key: &Path) -> Result<AuditLog> {
     if let Some(dir) = log.parent().filter(|d| !d.as_os_str().is_empty()) {
         make_private_dir(dir)?;
     }
-    let key = signing_key(key)?;
-    let (log, report) = AuditLog::open(log, key, CHECKPOINT_EVERY)?;
+    let (key, created) = signing_key(key)?;
+    let public = key.verifying_key().to_note_key();
+    let (mut log, report) = AuditLog::open(log, key, CHECKPOINT_EVERY)?;
+    if created {
+        log.append(
+            symbiont_crypto::EntryKind::KeyEvent,
+            serde_json::json!({"event": "created", "key": "audit signing key", "public": public}),
+        )?;
+    }
     if let Some(r) = report.recovery {
         eprintln!(
             "symbi: the audit log {} was recovered after a crash: {} torn byte(s) cut, {} unsigned entr(y/ies) now checkpointed",

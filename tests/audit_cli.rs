@@ -105,6 +105,8 @@ fn every_job_writes_its_events_and_the_log_verifies() {
     let all = entries(&env);
     let kinds: Vec<&str> = all.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds.iter().filter(|k| **k == "job_start").count(), 3);
+    // The signing key's creation is the first event.
+    assert_eq!(kinds[0], "key_event");
     assert_eq!(kinds.iter().filter(|k| **k == "job_end").count(), 3);
     assert!(kinds.contains(&"stage_start") && kinds.contains(&"stage_end"));
     let ends: Vec<&serde_json::Value> = all.iter().filter(|e| e["kind"] == "job_end").collect();
