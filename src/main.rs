@@ -17,6 +17,7 @@ mod run;
 mod exit {
     pub(crate) const OK: u8 = 0;
     pub(crate) const RUNTIME: u8 = 1;
+    pub(crate) const POLICY_DENIED: u8 = 2;
     pub(crate) const INVALID_PROGRAM: u8 = 3;
     pub(crate) const VERIFICATION_FAILED: u8 = 4;
     pub(crate) const USAGE: u8 = 64;
@@ -82,6 +83,17 @@ enum Command {
         /// `$XDG_DATA_HOME/symbiont/audit_ed25519.key`, created on first use).
         #[arg(long, value_name = "PATH")]
         audit_key: Option<PathBuf>,
+        /// An attribute of the principal, for policy conditions.
+        #[arg(long, value_name = "KEY=VALUE")]
+        principal: Vec<String>,
+        /// An attribute of the dataset, for policy conditions.
+        #[arg(long, value_name = "KEY=VALUE")]
+        resource: Vec<String>,
+    },
+    /// Evaluate policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
     },
     /// Inspect and verify audit logs, offline.
     Audit {
@@ -118,6 +130,33 @@ enum Command {
         /// Program files (`.symbi`), or `-` for standard input.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Decide one action under the policies of a program file: prints the
+    /// decision and the rules that determined it; exit 0 allow, 2 deny.
+    Eval {
+        /// A `.symbi` file defining policies.
+        #[arg(long)]
+        policy: PathBuf,
+        /// Only these policies (in this precedence order); default: all of
+        /// the file's, in file order.
+        #[arg(long, value_name = "NAME")]
+        name: Vec<String>,
+        /// The action, e.g. `export`.
+        #[arg(long)]
+        action: String,
+        /// An attribute of the principal.
+        #[arg(long, value_name = "KEY=VALUE")]
+        principal: Vec<String>,
+        /// An attribute of the resource.
+        #[arg(long, value_name = "KEY=VALUE")]
+        resource: Vec<String>,
+        /// `human` or `json`.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
     },
 }
 
@@ -246,6 +285,8 @@ fn main() -> ExitCode {
             agent,
             audit_log,
             audit_key,
+            principal,
+            resource,
         } => run::run(&run::RunArgs {
             file,
             inputs,
@@ -261,7 +302,20 @@ fn main() -> ExitCode {
                 log: audit_log,
                 key: audit_key,
             },
+            principal,
+            resource,
         }),
+        Command::Policy {
+            command:
+                PolicyCommand::Eval {
+                    policy,
+                    name,
+                    action,
+                    principal,
+                    resource,
+                    format,
+                },
+        } => run::policy_eval(&policy, &name, &action, &principal, &resource, format),
         Command::Audit { command } => run_audit(command),
         Command::Explain {
             file,
@@ -371,22 +425,29 @@ pub(crate) fn display_name(path: &Path) -> String {
 
 fn run_check(files: &[PathBuf], syntax_only: bool, format: Format) -> Result<u8> {
     let mut reporter = Reporter::new(format);
-    let mut failed = false;
+    let (mut invalid, mut denied) = (false, false);
     for path in files {
         let parsed = parse_bytes(&read_source(path)?);
         let mut diagnostics = parsed.diagnostics;
         if let (Some(program), false) = (&parsed.program, syntax_only) {
             diagnostics = check(program);
+            // Policies are decided on programs that are otherwise valid.
+            if diagnostics.is_empty() {
+                diagnostics = symbiont_dsl::check_policies(program);
+            }
         }
-        failed |= !diagnostics.is_empty();
+        invalid |= diagnostics.iter().any(|d| !d.code.is_policy());
+        denied |= diagnostics.iter().any(|d| d.code.is_policy());
         reporter.report(
             &SourceFile::new(display_name(path), parsed.text),
             &diagnostics,
         );
     }
     reporter.finish()?;
-    Ok(if failed {
+    Ok(if invalid {
         exit::INVALID_PROGRAM
+    } else if denied {
+        exit::POLICY_DENIED
     } else {
         exit::OK
     })

@@ -6,11 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
+use std::collections::BTreeMap;
 use symbiont_crypto::EntryKind;
 use symbiont_dsl::ast::Program;
 use symbiont_dsl::{Diagnostic, SourceFile, check, lower_query, parse_bytes};
 use symbiont_engine::{JobConfig, JobOutput, OnError, run_batch};
-use symbiont_operators::{Lane, Plan, Query};
+
+use symbiont_operators::{
+    Attributes, CompiledPolicies, Effect, Lane, Plan, Policy, PolicyValue, Query,
+};
 
 use crate::{ExplainFormat, Format, Reporter, audit, display_name, exit, read_source};
 
@@ -28,6 +32,76 @@ pub(crate) struct RunArgs {
     pub(crate) on_error: String,
     pub(crate) agent: Option<String>,
     pub(crate) audit: crate::audit::AuditArgs,
+    pub(crate) principal: Vec<String>,
+    pub(crate) resource: Vec<String>,
+}
+
+/// Parses `KEY=VALUE` attributes; the bad one on error.
+pub(crate) fn attributes(
+    pairs: &[String],
+) -> std::result::Result<BTreeMap<String, PolicyValue>, String> {
+    pairs
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), PolicyValue::parse(v))),
+            _ => Err(p.clone()),
+        })
+        .collect()
+}
+
+/// Runtime enforcement before the job: every action of the entry agent
+/// (and the agents it calls) decided with its policies' conditions against
+/// the principal and the dataset, each decision audited. Returns the
+/// denial, if any, as the text to report.
+fn decide_at_run_time(
+    program: &Program,
+    query: &Query,
+    principal: &BTreeMap<String, PolicyValue>,
+    resource: &BTreeMap<String, PolicyValue>,
+    log: &mut symbiont_crypto::AuditLog,
+    job: u64,
+) -> Result<Option<String>> {
+    let defined =
+        symbiont_dsl::policies(program).map_err(|_| anyhow::anyhow!("invalid policies"))?;
+    let mut resource = resource.clone();
+    resource.extend(symbiont_dsl::context_attributes());
+    let attributes = Attributes {
+        principal,
+        resource: &resource,
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for action in symbiont_dsl::actions_of(program, &query.agent) {
+        if !seen.insert((action.name, action.policies.clone())) {
+            continue;
+        }
+        let applicable: Vec<Policy> = action
+            .policies
+            .iter()
+            .filter_map(|n| defined.get(n).cloned())
+            .collect();
+        let compiled = CompiledPolicies::compile(&applicable)?;
+        let decision = compiled.decide(action.name, &attributes);
+        log.append(
+            EntryKind::PolicyDecision,
+            serde_json::json!({
+                "job": job,
+                "action": action.name,
+                "agent": action.agent,
+                "policies": action.policies,
+                "decision": decision.effect,
+                "reasons": decision.reasons,
+                "conflicts": decision.conflicts,
+            }),
+        )?;
+        if decision.effect == Effect::Deny {
+            let r = &decision.reasons[0];
+            return Ok(Some(format!(
+                "policy denied: `{}` in agent `{}`: policy `{}`, `{}`: {}",
+                action.name, action.agent, r.policy, r.rule, r.detail
+            )));
+        }
+    }
+    Ok(None)
 }
 
 fn usage(message: impl std::fmt::Display) -> Result<u8> {
@@ -37,7 +111,13 @@ fn usage(message: impl std::fmt::Display) -> Result<u8> {
 
 /// Parses, checks and lowers `file`; on failure prints its diagnostics and
 /// returns the exit code.
-fn load(file: &Path, agent: Option<&str>) -> Result<std::result::Result<Query, u8>> {
+/// A checked program and its entry agent's query.
+struct Loaded {
+    program: Program,
+    query: Query,
+}
+
+fn load(file: &Path, agent: Option<&str>) -> Result<std::result::Result<Loaded, u8>> {
     let parsed = parse_bytes(&read_source(file)?);
     let source = SourceFile::new(display_name(file), parsed.text.as_str());
     let report = |diagnostics: &[Diagnostic]| {
@@ -54,8 +134,19 @@ fn load(file: &Path, agent: Option<&str>) -> Result<std::result::Result<Query, u
         report(&diagnostics)?;
         return Ok(Err(exit::INVALID_PROGRAM));
     }
+    // Static policy enforcement: nothing runs that a policy denies.
+    let denials = symbiont_dsl::check_policies(&program);
+    if !denials.is_empty() {
+        report(&denials)?;
+        let policy = denials.iter().all(|d| d.code.is_policy());
+        return Ok(Err(if policy {
+            exit::POLICY_DENIED
+        } else {
+            exit::INVALID_PROGRAM
+        }));
+    }
     match lower_query(&program, &parsed.text, agent) {
-        Ok(query) => Ok(Ok(query)),
+        Ok(query) => Ok(Ok(Loaded { program, query })),
         Err(d) => {
             report(&[d])?;
             Ok(Err(exit::INVALID_PROGRAM))
@@ -64,9 +155,15 @@ fn load(file: &Path, agent: Option<&str>) -> Result<std::result::Result<Query, u
 }
 
 pub(crate) fn run(args: &RunArgs) -> Result<u8> {
-    let query = match load(&args.file, args.agent.as_deref())? {
-        Ok(q) => q,
+    let Loaded { program, query } = match load(&args.file, args.agent.as_deref())? {
+        Ok(l) => l,
         Err(code) => return Ok(code),
+    };
+    let (principal, resource) = match (attributes(&args.principal), attributes(&args.resource)) {
+        (Ok(p), Ok(r)) => (p, r),
+        (Err(bad), _) | (_, Err(bad)) => {
+            return usage(format_args!("attributes are KEY=VALUE, got `{bad}`"));
+        }
     };
     let mut input = None;
     for binding in &args.inputs {
@@ -125,6 +222,17 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
             "workers": workers,
         }),
     )?;
+    if let Some(denied) =
+        decide_at_run_time(&program, &query, &principal, &resource, &mut log, job)?
+    {
+        log.append(
+            EntryKind::JobEnd,
+            serde_json::json!({"job": job, "status": "denied", "error": denied}),
+        )?;
+        log.checkpoint()?;
+        eprintln!("symbi: {denied}");
+        return Ok(exit::POLICY_DENIED);
+    }
     // Whatever happens, the job's end is recorded and checkpointed.
     let outcome = execute(&query, &config, args, &mut log, job, progress);
     let end = match &outcome {
@@ -319,7 +427,7 @@ fn table(output: &JobOutput) -> String {
 
 pub(crate) fn explain(file: &Path, format: ExplainFormat, agent: Option<&str>) -> Result<u8> {
     let query = match load(file, agent)? {
-        Ok(q) => q,
+        Ok(l) => l.query,
         Err(code) => return Ok(code),
     };
     let plan = Plan::of(&query, None);
@@ -365,4 +473,88 @@ pub(crate) fn generate(rows: u64, seed: u64, out: Option<&Path>) -> Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+pub(crate) fn policy_eval(
+    file: &Path,
+    names: &[String],
+    action: &str,
+    principal: &[String],
+    resource: &[String],
+    format: Format,
+) -> Result<u8> {
+    let (principal, resource) = match (attributes(principal), attributes(resource)) {
+        (Ok(p), Ok(r)) => (p, r),
+        (Err(bad), _) | (_, Err(bad)) => {
+            return usage(format_args!("attributes are KEY=VALUE, got `{bad}`"));
+        }
+    };
+    let parsed = parse_bytes(&read_source(file)?);
+    let source = SourceFile::new(display_name(file), parsed.text.as_str());
+    let report = |diagnostics: &[Diagnostic]| {
+        let mut reporter = Reporter::new(Format::Human);
+        reporter.report(&source, diagnostics);
+        reporter.finish()
+    };
+    let Some(program) = parsed.program else {
+        report(&parsed.diagnostics)?;
+        return Ok(exit::INVALID_PROGRAM);
+    };
+    let defined = match symbiont_dsl::policies(&program) {
+        Ok(d) => d,
+        Err(errors) => {
+            report(&errors)?;
+            return Ok(exit::INVALID_PROGRAM);
+        }
+    };
+    let order: Vec<String> = if names.is_empty() {
+        program
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                symbiont_dsl::ast::Item::Policy(p) => Some(p.name.name.clone()),
+                _ => None,
+            })
+            .collect()
+    } else {
+        names.to_vec()
+    };
+    let mut applicable = Vec::new();
+    for n in &order {
+        match defined.get(n) {
+            Some(p) => applicable.push(p.clone()),
+            None => return usage(format_args!("{} defines no policy `{n}`", file.display())),
+        }
+    }
+    let compiled = CompiledPolicies::compile(&applicable)?;
+    let decision = compiled.decide(
+        action,
+        &Attributes {
+            principal: &principal,
+            resource: &resource,
+        },
+    );
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&decision)?);
+    } else {
+        let effect = match decision.effect {
+            Effect::Allow => "allow",
+            Effect::Deny => "deny",
+        };
+        println!("{effect} `{action}`");
+        for r in &decision.reasons {
+            if r.policy.is_empty() {
+                println!("  {}: {}", r.rule, r.detail);
+            } else {
+                println!("  policy `{}`, `{}`: {}", r.policy, r.rule, r.detail);
+            }
+        }
+        for c in &decision.conflicts {
+            println!("  conflict: {c}");
+        }
+    }
+    Ok(match decision.effect {
+        Effect::Allow => exit::OK,
+        Effect::Deny => exit::POLICY_DENIED,
+    })
 }

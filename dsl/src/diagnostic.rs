@@ -70,9 +70,21 @@ pub enum Code {
     E0213,
     /// A valid program that cannot (yet) run as a pipeline.
     E0301,
+    /// An action the program performs is denied by a policy.
+    E0401,
+    /// A policy requirement that cannot be met.
+    E0402,
+    /// A policy condition or requirement that is not `attribute op value`.
+    E0403,
 }
 
 impl Code {
+    /// Whether the code is a policy decision (exit 2) rather than an
+    /// invalid program (exit 3).
+    pub fn is_policy(self) -> bool {
+        matches!(self, Code::E0401 | Code::E0402)
+    }
+
     /// The code as printed, e.g. `"E0101"`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -104,6 +116,9 @@ impl Code {
             Code::E0212 => "E0212",
             Code::E0213 => "E0213",
             Code::E0301 => "E0301",
+            Code::E0401 => "E0401",
+            Code::E0402 => "E0402",
+            Code::E0403 => "E0403",
         }
     }
 }

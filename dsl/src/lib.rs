@@ -37,6 +37,7 @@ mod check;
 mod diagnostic;
 mod fmt;
 mod lower;
+mod policy;
 mod query;
 mod syntax;
 
@@ -44,6 +45,7 @@ pub use check::{CLASS_NAMES, PII_DETECTORS, Ty, check};
 pub use diagnostic::{Code, Diagnostic, SourceFile};
 pub use fmt::format_program;
 pub use lower::{MAX_NESTING, MAX_SOURCE_BYTES, Parsed, parse, parse_bytes};
+pub use policy::{Action, actions, actions_of, check_policies, context_attributes, policies};
 pub use query::{entry_agents, lower_query};
 pub use syntax::{language, parse_cst};
 

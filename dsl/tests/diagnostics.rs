@@ -336,6 +336,13 @@ fn every_code_is_tested_and_documented() {
         .flat_map(|(_, _, e)| e.iter().map(|c| &c[..5]))
         .chain(["E0003", "E0004", "E0005"]) // in tests/robustness.rs
         .collect();
+    // E0301 is tested in tests/run.rs, E0401-E0403 in tests/policy.rs.
+    for code in ["E0301", "E0401", "E0402", "E0403"] {
+        assert!(
+            docs.contains(&format!("## {code}")),
+            "{code} is not in docs/DIAGNOSTICS.md"
+        );
+    }
     for n in (1..=6).chain(101..=108).chain(201..=213) {
         let code = format!("E{n:04}");
         assert!(

@@ -18,6 +18,7 @@ mod ndjson;
 mod partial;
 mod pii;
 mod plan;
+mod policy;
 mod query;
 mod record;
 mod source;
@@ -29,6 +30,10 @@ pub use expr::{BinOp, Element, Env, EvalError, Pipeline, Scalar, Step, StrMethod
 pub use partial::{AggregateError, Merged, Partial, TotalF64, assemble};
 pub use pii::Detector;
 pub use plan::{LaneImpl, Plan, PlanNode};
+pub use policy::{
+    Attributes, CmpOp, CompiledPolicies, Condition, Decision, Effect, Policy, PolicyValue, Reason,
+    TooManyActions,
+};
 pub use query::{
     AggKind, AggregateSpec, ClassStmt, Classifier, FieldType, Grouping, Lane, OutExpr, Output,
     Query, Schema,

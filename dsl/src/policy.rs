@@ -1,0 +1,480 @@
+//! Policies of a program, and their static enforcement: the actions each
+//! agent performs are derived from its code (through the agents it calls,
+//! which inherit the caller's policies) and decided before anything runs.
+//! `docs/POLICY.md` gives the semantics.
+
+use std::collections::{BTreeMap, HashMap};
+
+use symbiont_operators::{
+    Attributes, CmpOp, CompiledPolicies, Condition, Effect, Policy, PolicyValue,
+};
+
+use crate::ast::*;
+use crate::diagnostic::{Code, Diagnostic};
+
+/// Seconds in each duration unit.
+fn unit_seconds(unit: &str) -> Option<f64> {
+    Some(match unit {
+        "weeks" => 604_800.0,
+        "days" => 86_400.0,
+        "hours" => 3_600.0,
+        "minutes" => 60.0,
+        "seconds" => 1.0,
+        _ => return None,
+    })
+}
+
+/// A literal as a policy value: strings, numbers, booleans, negative
+/// numbers, durations (`30.days`, as seconds).
+fn literal(e: &Expr) -> Option<PolicyValue> {
+    Some(match &e.kind {
+        ExprKind::Str(s) => PolicyValue::Str(s.clone()),
+        ExprKind::Int(i) => PolicyValue::Num(*i as f64),
+        ExprKind::Float(f) => PolicyValue::Num(*f),
+        ExprKind::Bool(b) => PolicyValue::Bool(*b),
+        ExprKind::Unary {
+            op: UnaryOp::Neg,
+            operand,
+        } => match literal(operand)? {
+            PolicyValue::Num(n) => PolicyValue::Num(-n),
+            _ => return None,
+        },
+        ExprKind::Member { object, property } => {
+            let ExprKind::Int(n) = object.kind else {
+                return None;
+            };
+            PolicyValue::Num(n as f64 * unit_seconds(&property.name)?)
+        }
+        ExprKind::Call { callee, args } if args.is_empty() => return literal(callee),
+        _ => return None,
+    })
+}
+
+fn cmp_op(op: BinaryOp) -> Option<CmpOp> {
+    Some(match op {
+        BinaryOp::Eq => CmpOp::Eq,
+        BinaryOp::Ne => CmpOp::Ne,
+        BinaryOp::Lt => CmpOp::Lt,
+        BinaryOp::Gt => CmpOp::Gt,
+        BinaryOp::Le => CmpOp::Le,
+        BinaryOp::Ge => CmpOp::Ge,
+        _ => return None,
+    })
+}
+
+fn bad_condition(span: Span) -> Diagnostic {
+    Diagnostic::error(
+        Code::E0403,
+        span,
+        "a policy condition is `attribute op value` with a literal value",
+    )
+    .with_note(
+        "e.g. `user_clearance >= \"level_2\"`, `audit_trail = true`, `retention_period: 30.days`",
+    )
+}
+
+/// The program's policies by name, or the conditions that are not in a
+/// form the policy engine evaluates.
+pub fn policies(program: &Program) -> Result<HashMap<String, Policy>, Vec<Diagnostic>> {
+    let mut out = HashMap::new();
+    let mut errors = Vec::new();
+    for item in &program.items {
+        let Item::Policy(p) = item else { continue };
+        let mut policy = Policy {
+            name: p.name.name.clone(),
+            ..Policy::default()
+        };
+        for rule in &p.rules {
+            match &rule.kind {
+                PolicyRuleKind::Allow(actions) | PolicyRuleKind::Deny(actions) => {
+                    let names = actions.iter().filter_map(|a| match &a.kind {
+                        ExprKind::Str(s) => Some(s.clone()),
+                        _ => None,
+                    });
+                    if matches!(rule.kind, PolicyRuleKind::Allow(_)) {
+                        policy.allow.extend(names);
+                    } else {
+                        policy.deny.extend(names);
+                    }
+                }
+                PolicyRuleKind::Require(conditions) => {
+                    for c in conditions {
+                        let parsed = match c {
+                            Condition_::Assign { name, value, .. } => {
+                                literal(value).map(|v| Condition {
+                                    attribute: name.name.clone(),
+                                    op: CmpOp::Eq,
+                                    value: v,
+                                })
+                            }
+                            Condition_::Expr(Expr {
+                                kind: ExprKind::Binary { op, lhs, rhs },
+                                ..
+                            }) => match (&lhs.kind, cmp_op(*op), literal(rhs)) {
+                                (ExprKind::Ident(attr), Some(op), Some(value)) => Some(Condition {
+                                    attribute: attr.clone(),
+                                    op,
+                                    value,
+                                }),
+                                _ => None,
+                            },
+                            Condition_::Expr(_) => None,
+                        };
+                        match parsed {
+                            Some(c) => policy.require.push(c),
+                            None => errors.push(bad_condition(c.span())),
+                        }
+                    }
+                }
+                PolicyRuleKind::Conditions(entries) => {
+                    for e in entries {
+                        let op = e.op.map_or(Some(CmpOp::Eq), cmp_op);
+                        match (op, literal(&e.value)) {
+                            (Some(op), Some(value)) => policy.conditions.push(Condition {
+                                attribute: e.key.name.clone(),
+                                op,
+                                value,
+                            }),
+                            _ => errors.push(bad_condition(e.span)),
+                        }
+                    }
+                }
+            }
+        }
+        out.insert(policy.name.clone(), policy);
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+use crate::ast::Condition as Condition_;
+
+/// The attributes of the job context that this build guarantees: every
+/// job writes a signed audit trail.
+pub fn context_attributes() -> BTreeMap<String, PolicyValue> {
+    BTreeMap::from([("audit_trail".to_owned(), PolicyValue::Bool(true))])
+}
+
+/// One action an agent performs, where, under which policies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Action {
+    /// `read`, `analyze`, `aggregate`, `export`, `persist`, `share`.
+    pub name: &'static str,
+    /// The code that performs it.
+    pub span: Span,
+    /// The agent it is performed in.
+    pub agent: String,
+    /// The policies in effect there, in precedence order (callers' first).
+    pub policies: Vec<String>,
+}
+
+/// Every action of every agent, with the policies in effect, following
+/// calls: an agent called by another inherits the caller's policies.
+pub fn actions(program: &Program) -> Vec<Action> {
+    actions_from(program, None)
+}
+
+/// The actions a job of agent `entry` performs: its own and those of the
+/// agents it calls (its classifier included).
+pub fn actions_of(program: &Program, entry: &str) -> Vec<Action> {
+    actions_from(program, Some(entry))
+}
+
+fn actions_from(program: &Program, entry: Option<&str>) -> Vec<Action> {
+    let agents: HashMap<&str, &Agent> = program
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Agent(a) => Some((a.name.name.as_str(), a)),
+            _ => None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    for agent in agents.values() {
+        if entry.is_some_and(|e| e != agent.name.name) {
+            continue;
+        }
+        let mut stack = vec![agent.name.name.clone()];
+        walk_agent(agent, &[], &agents, &mut stack, &mut out);
+    }
+    out.sort_by_key(|a| (a.span.start, a.policies.len()));
+    out.dedup();
+    out
+}
+
+fn policy_names(entries: &[MetaEntry]) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            MetaEntry::Policy { policies, .. } => Some(policies),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|p| match &p.kind {
+            ExprKind::Ident(n) => Some(n.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn walk_agent<'p>(
+    agent: &'p Agent,
+    inherited: &[String],
+    agents: &HashMap<&str, &'p Agent>,
+    stack: &mut Vec<String>,
+    out: &mut Vec<Action>,
+) {
+    let mut policies = inherited.to_vec();
+    policies.extend(policy_names(&agent.metadata));
+    let mut w = Walker {
+        agent: &agent.name.name,
+        agents,
+        stack,
+        out,
+    };
+    for p in agent.params.iter().flatten() {
+        if matches!(&p.ty.kind, TypeKind::Generic { name, .. } if name.name == "Stream") {
+            w.act("read", p.span, &policies);
+        }
+    }
+    // The classifier runs on the agent's records, under its policies.
+    for entry in &agent.metadata {
+        if let MetaEntry::Pair { key, value, .. } = entry
+            && key.name == "classifier"
+            && let ExprKind::Str(name) = &value.kind
+        {
+            w.call(name, &policies);
+        }
+    }
+    w.block(&agent.body, &policies);
+}
+
+struct Walker<'a, 'p> {
+    agent: &'a str,
+    agents: &'a HashMap<&'a str, &'p Agent>,
+    stack: &'a mut Vec<String>,
+    out: &'a mut Vec<Action>,
+}
+
+impl Walker<'_, '_> {
+    fn act(&mut self, name: &'static str, span: Span, policies: &[String]) {
+        self.out.push(Action {
+            name,
+            span,
+            agent: self.agent.to_owned(),
+            policies: policies.to_vec(),
+        });
+    }
+
+    fn call(&mut self, callee: &str, policies: &[String]) {
+        let Some(agent) = self.agents.get(callee).copied() else {
+            return;
+        };
+        if self.stack.iter().any(|s| s == callee) {
+            return;
+        }
+        self.stack.push(callee.to_owned());
+        walk_agent(agent, policies, self.agents, self.stack, self.out);
+        self.stack.pop();
+    }
+
+    fn block(&mut self, block: &Block, policies: &[String]) {
+        for stmt in &block.stmts {
+            self.stmt(stmt, policies);
+        }
+    }
+
+    fn stmt(&mut self, stmt: &Stmt, policies: &[String]) {
+        match &stmt.kind {
+            StmtKind::Let { value, .. } | StmtKind::Destructure { value, .. } => {
+                self.expr(value, policies)
+            }
+            StmtKind::Assign { target, value } => {
+                self.expr(target, policies);
+                self.expr(value, policies);
+            }
+            StmtKind::Return(v) => {
+                if let Some(v) = v {
+                    self.expr(v, policies);
+                }
+            }
+            StmtKind::If {
+                cond,
+                then,
+                otherwise,
+            } => {
+                self.expr(cond, policies);
+                self.block(then, policies);
+                match otherwise.as_deref() {
+                    Some(Else::Block(b)) => self.block(b, policies),
+                    Some(Else::If(s)) => self.stmt(s, policies),
+                    None => {}
+                }
+            }
+            StmtKind::While { cond, body } => {
+                self.expr(cond, policies);
+                self.block(body, policies);
+            }
+            StmtKind::For { iterable, body, .. } => {
+                self.expr(iterable, policies);
+                self.block(body, policies);
+            }
+            StmtKind::Try { body, handler, .. } => {
+                self.block(body, policies);
+                self.block(handler, policies);
+            }
+            StmtKind::With { metadata, body } => {
+                let mut inner = policies.to_vec();
+                inner.extend(policy_names(metadata));
+                self.block(body, &inner);
+            }
+            StmtKind::Block(b) => self.block(b, policies),
+            StmtKind::Expr(e) => self.expr(e, policies),
+        }
+    }
+
+    fn expr(&mut self, e: &Expr, policies: &[String]) {
+        match &e.kind {
+            ExprKind::Call { callee, args } => {
+                match &callee.kind {
+                    ExprKind::Ident(f) => match f.as_str() {
+                        "export" | "persist" | "share" => {
+                            let name = match f.as_str() {
+                                "export" => "export",
+                                "persist" => "persist",
+                                _ => "share",
+                            };
+                            self.act(name, e.span, policies);
+                        }
+                        "count" | "sum" | "avg" | "min" | "max" => {
+                            self.act("aggregate", e.span, policies)
+                        }
+                        other => self.call(other, policies),
+                    },
+                    ExprKind::Member { object, property } => {
+                        if matches!(
+                            property.name.as_str(),
+                            "filter" | "map" | "group_by" | "reduce"
+                        ) {
+                            self.act("analyze", e.span, policies);
+                        }
+                        self.expr(object, policies);
+                    }
+                    _ => self.expr(callee, policies),
+                }
+                for a in args {
+                    self.expr(a.value(), policies);
+                }
+            }
+            ExprKind::AgentCall { agent, args, .. } => {
+                self.call(&agent.name, policies);
+                for a in args {
+                    self.expr(a.value(), policies);
+                }
+            }
+            ExprKind::Binary { lhs, rhs, .. } => {
+                self.expr(lhs, policies);
+                self.expr(rhs, policies);
+            }
+            ExprKind::Unary { operand, .. } => self.expr(operand, policies),
+            ExprKind::Member { object, .. } => self.expr(object, policies),
+            ExprKind::Array(items) => items.iter().for_each(|i| self.expr(i, policies)),
+            ExprKind::Object(fields) | ExprKind::Struct { fields, .. } => {
+                fields.iter().for_each(|f| self.expr(&f.value, policies))
+            }
+            ExprKind::Lambda { body, .. } => match body.as_ref() {
+                LambdaBody::Expr(b) => self.expr(b, policies),
+                LambdaBody::Block(b) => self.block(b, policies),
+            },
+            _ => {}
+        }
+    }
+}
+
+/// Static enforcement: every action the program performs, decided under
+/// the policies in effect where it is performed, with the job context this
+/// build guarantees. Conditions on principals and datasets are left to run
+/// time; allow and deny rules and requirements are decided here.
+pub fn check_policies(program: &Program) -> Vec<Diagnostic> {
+    let defined = match policies(program) {
+        Ok(p) => p,
+        Err(errors) => return errors,
+    };
+    let spans: HashMap<&str, Span> = program
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Policy(p) => Some((p.name.name.as_str(), p.name.span)),
+            _ => None,
+        })
+        .collect();
+    let context = context_attributes();
+    let none = BTreeMap::new();
+    let mut diagnostics = Vec::new();
+    for action in actions(program) {
+        // Runtime conditions are not decided statically.
+        let applicable: Vec<Policy> = action
+            .policies
+            .iter()
+            .filter_map(|n| defined.get(n))
+            .map(|p| Policy {
+                conditions: Vec::new(),
+                ..p.clone()
+            })
+            .collect();
+        let Ok(compiled) = CompiledPolicies::compile(&applicable) else {
+            continue;
+        };
+        let decision = compiled.decide(
+            action.name,
+            &Attributes {
+                principal: &none,
+                resource: &context,
+            },
+        );
+        if decision.effect == Effect::Allow {
+            continue;
+        }
+        let first = &decision.reasons[0];
+        let (code, message) = if first.rule == "require" {
+            (
+                Code::E0402,
+                format!(
+                    "policy `{}` {}; this build cannot meet it, so `{}` in `{}` cannot run",
+                    first.policy, first.detail, action.name, action.agent
+                ),
+            )
+        } else {
+            (
+                Code::E0401,
+                format!(
+                    "`{}` is denied by the `{}` rule of policy `{}`",
+                    action.name, first.rule, first.policy
+                ),
+            )
+        };
+        let mut d = Diagnostic::error(code, action.span, message).with_label(format!(
+            "this performs `{}` in agent `{}`",
+            action.name, action.agent
+        ));
+        if let Some(span) = spans.get(first.policy.as_str()) {
+            d = d.with_secondary(*span, "the policy");
+        }
+        for r in &decision.reasons[1..] {
+            d = d.with_note(format!(
+                "also: policy `{}`, `{}`: {}",
+                r.policy, r.rule, r.detail
+            ));
+        }
+        for c in &decision.conflicts {
+            d = d.with_note(format!("conflict: {c}"));
+        }
+        diagnostics.push(d);
+    }
+    diagnostics.sort_by_key(|d| (d.span.start, d.span.end));
+    diagnostics.dedup_by_key(|d| (d.span.start, d.code));
+    diagnostics
+}

@@ -1,0 +1,699 @@
+//! The policy engine: a table of decisions with their reasons, properties
+//! of deny-overrides and default-deny, and enforcement by `symbi check`,
+//! `symbi run` and `symbi policy eval`.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output};
+
+use proptest::prelude::*;
+use symbiont_operators::{Attributes, CompiledPolicies, Effect, Policy, PolicyValue};
+
+const POLICIES: &str = r#"
+policy medical {
+    allow: ["read", "analyze", "aggregate"];
+    deny: ["export", "persist", "share"];
+    require: [audit_trail == true];
+}
+policy clearance {
+    allow: ["read", "analyze", "aggregate", "export"]
+    conditions: {
+        data_classification: "medical",
+        user_clearance: >= "level_2",
+        retention_days: <= 30
+    }
+}
+policy open_data {
+    allow: ["read", "analyze", "aggregate", "export", "share"];
+}
+policy contradictory {
+    allow: ["read", "export"];
+    deny: ["export"];
+}
+policy encrypted_only {
+    allow: ["read", "aggregate"];
+    require: [encryption = "homomorphic", region != "US"];
+}
+policy empty {
+}
+policy retention {
+    allow: ["persist"];
+    conditions: { retention_period: <= 30.days, geographic_restriction: "EU" }
+}
+"#;
+
+fn defined() -> BTreeMap<String, Policy> {
+    let program = symbiont_dsl::parse(POLICIES).0.expect("the policies parse");
+    symbiont_dsl::policies(&program)
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+fn attrs(pairs: &str) -> BTreeMap<String, PolicyValue> {
+    pairs
+        .split_whitespace()
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap();
+            (k.to_owned(), PolicyValue::parse(v))
+        })
+        .collect()
+}
+
+/// (policies in precedence order, action, principal, resource, expected
+/// effect, expected first reason "policy/rule" or "" for none).
+const CASES: &[(&str, &str, &str, &str, &str, &str)] = &[
+    // no policy: nothing is restricted
+    ("", "export", "", "", "allow", "/no policy"),
+    ("", "anything", "", "", "allow", "/no policy"),
+    // allow lists
+    (
+        "medical",
+        "read",
+        "",
+        "audit_trail=true",
+        "allow",
+        "medical/allow",
+    ),
+    (
+        "medical",
+        "analyze",
+        "",
+        "audit_trail=true",
+        "allow",
+        "medical/allow",
+    ),
+    (
+        "medical",
+        "aggregate",
+        "",
+        "audit_trail=true",
+        "allow",
+        "medical/allow",
+    ),
+    // deny lists
+    (
+        "medical",
+        "export",
+        "",
+        "audit_trail=true",
+        "deny",
+        "medical/deny",
+    ),
+    (
+        "medical",
+        "persist",
+        "",
+        "audit_trail=true",
+        "deny",
+        "medical/deny",
+    ),
+    (
+        "medical",
+        "share",
+        "",
+        "audit_trail=true",
+        "deny",
+        "medical/deny",
+    ),
+    // default deny: what a policy does not allow it denies
+    (
+        "medical",
+        "decrypt",
+        "",
+        "audit_trail=true",
+        "deny",
+        "medical/default deny",
+    ),
+    (
+        "open_data",
+        "persist",
+        "",
+        "",
+        "deny",
+        "open_data/default deny",
+    ),
+    ("empty", "read", "", "", "deny", "empty/default deny"),
+    // requirements
+    ("medical", "read", "", "", "deny", "medical/require"),
+    (
+        "medical",
+        "read",
+        "",
+        "audit_trail=false",
+        "deny",
+        "medical/require",
+    ),
+    (
+        "encrypted_only",
+        "read",
+        "",
+        "encryption=homomorphic region=EU",
+        "allow",
+        "encrypted_only/allow",
+    ),
+    (
+        "encrypted_only",
+        "read",
+        "",
+        "encryption=aes region=EU",
+        "deny",
+        "encrypted_only/require",
+    ),
+    (
+        "encrypted_only",
+        "read",
+        "",
+        "encryption=homomorphic region=US",
+        "deny",
+        "encrypted_only/require",
+    ),
+    (
+        "encrypted_only",
+        "read",
+        "",
+        "region=EU",
+        "deny",
+        "encrypted_only/require",
+    ),
+    (
+        "encrypted_only",
+        "aggregate",
+        "",
+        "encryption=homomorphic",
+        "deny",
+        "encrypted_only/require",
+    ),
+    // conditions on the principal and the resource
+    (
+        "clearance",
+        "read",
+        "user_clearance=level_2",
+        "data_classification=medical retention_days=30",
+        "allow",
+        "clearance/allow",
+    ),
+    (
+        "clearance",
+        "read",
+        "user_clearance=level_3",
+        "data_classification=medical retention_days=7",
+        "allow",
+        "clearance/allow",
+    ),
+    (
+        "clearance",
+        "read",
+        "user_clearance=level_1",
+        "data_classification=medical retention_days=7",
+        "deny",
+        "clearance/condition",
+    ),
+    (
+        "clearance",
+        "read",
+        "",
+        "data_classification=medical retention_days=7",
+        "deny",
+        "clearance/condition",
+    ),
+    (
+        "clearance",
+        "read",
+        "user_clearance=level_2",
+        "data_classification=financial retention_days=7",
+        "deny",
+        "clearance/condition",
+    ),
+    (
+        "clearance",
+        "read",
+        "user_clearance=level_2",
+        "data_classification=medical retention_days=31",
+        "deny",
+        "clearance/condition",
+    ),
+    (
+        "clearance",
+        "read",
+        "user_clearance=level_2",
+        "data_classification=medical",
+        "deny",
+        "clearance/condition",
+    ),
+    (
+        "clearance",
+        "export",
+        "user_clearance=level_2",
+        "data_classification=medical retention_days=1",
+        "allow",
+        "clearance/allow",
+    ),
+    (
+        "clearance",
+        "share",
+        "user_clearance=level_9",
+        "data_classification=medical retention_days=1",
+        "deny",
+        "clearance/default deny",
+    ),
+    // a principal attribute wins over a resource attribute of the same name
+    (
+        "clearance",
+        "read",
+        "user_clearance=level_2 data_classification=medical",
+        "data_classification=financial retention_days=1",
+        "allow",
+        "clearance/allow",
+    ),
+    // durations are seconds
+    (
+        "retention",
+        "persist",
+        "",
+        "retention_period=2592000 geographic_restriction=EU",
+        "allow",
+        "retention/allow",
+    ),
+    (
+        "retention",
+        "persist",
+        "",
+        "retention_period=2592001 geographic_restriction=EU",
+        "deny",
+        "retention/condition",
+    ),
+    (
+        "retention",
+        "persist",
+        "",
+        "retention_period=86400 geographic_restriction=US",
+        "deny",
+        "retention/condition",
+    ),
+    // composition: every applicable policy must allow (inheritance adds policies)
+    (
+        "open_data,medical",
+        "read",
+        "",
+        "audit_trail=true",
+        "allow",
+        "open_data/allow",
+    ),
+    (
+        "open_data,medical",
+        "export",
+        "",
+        "audit_trail=true",
+        "deny",
+        "medical/deny",
+    ),
+    (
+        "medical,open_data",
+        "export",
+        "",
+        "audit_trail=true",
+        "deny",
+        "medical/deny",
+    ),
+    (
+        "open_data,medical",
+        "share",
+        "",
+        "audit_trail=true",
+        "deny",
+        "medical/deny",
+    ),
+    (
+        "open_data,encrypted_only",
+        "export",
+        "",
+        "encryption=homomorphic region=EU",
+        "deny",
+        "encrypted_only/default deny",
+    ),
+    (
+        "open_data,clearance",
+        "export",
+        "user_clearance=level_5",
+        "data_classification=medical retention_days=3",
+        "allow",
+        "open_data/allow",
+    ),
+    (
+        "open_data,clearance",
+        "export",
+        "user_clearance=level_0",
+        "data_classification=medical retention_days=3",
+        "deny",
+        "clearance/condition",
+    ),
+    // precedence: the first denying policy in order is the reason shown
+    (
+        "empty,medical",
+        "export",
+        "",
+        "audit_trail=true",
+        "deny",
+        "empty/default deny",
+    ),
+    (
+        "medical,empty",
+        "export",
+        "",
+        "audit_trail=true",
+        "deny",
+        "medical/deny",
+    ),
+    // conflicts within one policy: deny overrides, and it is reported
+    (
+        "contradictory",
+        "export",
+        "",
+        "",
+        "deny",
+        "contradictory/deny",
+    ),
+    (
+        "contradictory",
+        "read",
+        "",
+        "",
+        "allow",
+        "contradictory/allow",
+    ),
+    // conflicts between policies: deny overrides
+    (
+        "open_data,contradictory",
+        "export",
+        "",
+        "",
+        "deny",
+        "contradictory/deny",
+    ),
+];
+
+fn decide(
+    names: &str,
+    action: &str,
+    principal: &str,
+    resource: &str,
+) -> symbiont_operators::Decision {
+    let defined = defined();
+    let policies: Vec<Policy> = names
+        .split(',')
+        .filter(|n| !n.is_empty())
+        .map(|n| defined[n].clone())
+        .collect();
+    let compiled = CompiledPolicies::compile(&policies).unwrap();
+    let (p, r) = (attrs(principal), attrs(resource));
+    let attributes = Attributes {
+        principal: &p,
+        resource: &r,
+    };
+    let decision = compiled.decide(action, &attributes);
+    // The fast path agrees with the explained one.
+    assert_eq!(
+        compiled.allows(action, &attributes),
+        decision.effect == Effect::Allow
+    );
+    decision
+}
+
+#[test]
+fn the_decision_table() {
+    assert!(CASES.len() >= 40, "{} cases", CASES.len());
+    let mut failures = Vec::new();
+    for (names, action, principal, resource, effect, reason) in CASES {
+        let d = decide(names, action, principal, resource);
+        let got_effect = match d.effect {
+            Effect::Allow => "allow",
+            Effect::Deny => "deny",
+        };
+        let got_reason = format!("{}/{}", d.reasons[0].policy, d.reasons[0].rule);
+        if got_effect != *effect || got_reason != *reason {
+            failures.push(format!(
+                "[{names}] {action} p={principal} r={resource}: expected {effect} by {reason}, got {got_effect} by {got_reason}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn conflicts_are_reported_not_silently_resolved() {
+    let d = decide("open_data,medical", "export", "", "audit_trail=true");
+    assert_eq!(d.conflicts.len(), 1, "{d:?}");
+    assert!(d.conflicts[0].contains("allowed by open_data and denied by medical"));
+    let d = decide("contradictory", "export", "", "");
+    assert!(d.reasons.iter().any(|r| r.rule == "conflict"), "{d:?}");
+}
+
+fn policy_strategy() -> impl Strategy<Value = Policy> {
+    let actions = prop::sample::subsequence(
+        vec!["read", "analyze", "aggregate", "export", "persist", "share"],
+        0..=6,
+    )
+    .prop_map(|v| v.into_iter().map(String::from).collect::<Vec<_>>());
+    (actions.clone(), actions).prop_map(|(allow, deny)| Policy {
+        name: "p".into(),
+        allow,
+        deny,
+        ..Policy::default()
+    })
+}
+
+proptest! {
+    #[test]
+    fn adding_a_deny_rule_never_turns_a_denial_into_an_allow(
+        policies in prop::collection::vec(policy_strategy(), 1..4),
+        which in 0usize..4,
+        added in prop::sample::select(vec!["read", "analyze", "aggregate", "export", "persist", "share"]),
+        action in prop::sample::select(vec!["read", "analyze", "aggregate", "export", "persist", "share"]),
+    ) {
+        let none = BTreeMap::new();
+        let a = Attributes { principal: &none, resource: &none };
+        let before = CompiledPolicies::compile(&policies).unwrap().allows(action, &a);
+        let mut more = policies.clone();
+        let i = which % more.len();
+        more[i].deny.push(added.to_owned());
+        let after = CompiledPolicies::compile(&more).unwrap().allows(action, &a);
+        prop_assert!(before || !after, "a denial became an allow");
+    }
+
+    #[test]
+    fn removing_an_allow_rule_never_turns_a_denial_into_an_allow(
+        policies in prop::collection::vec(policy_strategy(), 1..4),
+        which in 0usize..4,
+        action in prop::sample::select(vec!["read", "analyze", "aggregate", "export", "persist", "share"]),
+    ) {
+        let none = BTreeMap::new();
+        let a = Attributes { principal: &none, resource: &none };
+        let before = CompiledPolicies::compile(&policies).unwrap().allows(action, &a);
+        let mut fewer = policies.clone();
+        let i = which % fewer.len();
+        if !fewer[i].allow.is_empty() {
+            fewer[i].allow.remove(0);
+        }
+        let after = CompiledPolicies::compile(&fewer).unwrap().allows(action, &a);
+        prop_assert!(before || !after, "a denial became an allow");
+    }
+}
+
+fn symbi(args: &[&str], dir: &std::path::Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_symbi"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .output()
+        .unwrap()
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("symbi-policy-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn export_denied_is_refused_before_anything_runs() {
+    let dir = scratch("export");
+    let o = symbi(&["check", "examples/export_denied.symbi"], &dir);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("examples/export_denied.symbi:18:5: error[E0401]: `export` is denied by the `deny` rule of policy `medical_data_policy`"),
+        "{err}"
+    );
+    let o = symbi(
+        &[
+            "run",
+            "examples/export_denied.symbi",
+            "--input",
+            "patients=examples/data/patients.csv",
+        ],
+        &dir,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty());
+    // Nothing ran: no audit log was even opened.
+    assert!(!dir.join("state/symbiont/audit.log").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_examples_still_pass_their_policies() {
+    let dir = scratch("examples");
+    let o = symbi(
+        &[
+            "check",
+            "examples/clinic_costs.symbi",
+            "examples/diagnosis_breakdown.symbi",
+        ],
+        &dir,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_unmeetable_requirement_is_an_error_before_the_job() {
+    let dir = scratch("require");
+    let program = dir.join("p.symbi");
+    let text = std::fs::read_to_string("examples/clinic_costs.symbi")
+        .unwrap()
+        .replace(
+            "require: [audit_trail == true];",
+            "require: [encryption == \"homomorphic\"];",
+        );
+    std::fs::write(&program, text).unwrap();
+    let o = symbi(&["check", program.to_str().unwrap()], &dir);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("error[E0402]"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn principal_conditions_are_enforced_at_run_time_and_audited() {
+    let dir = scratch("runtime");
+    let program = dir.join("p.symbi");
+    let text = std::fs::read_to_string("examples/clinic_costs.symbi")
+        .unwrap()
+        .replace(
+            "require: [audit_trail == true];",
+            "require: [audit_trail == true];\n    conditions: { user_clearance: >= \"level_2\" }",
+        );
+    std::fs::write(&program, text).unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            program.to_str().unwrap(),
+            "--input",
+            "patients=examples/data/patients.csv",
+        ];
+        args.extend_from_slice(extra);
+        symbi(&args, &dir)
+    };
+    let denied = run(&["--principal", "user_clearance=level_1"]);
+    assert_eq!(denied.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("policy denied"),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+    assert!(denied.stdout.is_empty());
+    let allowed = run(&["--principal", "user_clearance=level_2"]);
+    assert_eq!(
+        allowed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+    let o = symbi(&["audit", "show", "--format", "json"], &dir);
+    let entries: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let decisions: Vec<&serde_json::Value> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "policy_decision")
+        .collect();
+    assert!(decisions.iter().any(|e| e["detail"]["decision"] == "deny"));
+    assert!(decisions.iter().any(|e| e["detail"]["decision"] == "allow"));
+    assert_eq!(symbi(&["audit", "verify"], &dir).status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn policy_eval_prints_the_decision_and_its_rules() {
+    let dir = scratch("eval");
+    let file = dir.join("p.symbi");
+    std::fs::write(&file, POLICIES).unwrap();
+    let f = file.to_str().unwrap();
+    let o = symbi(
+        &[
+            "policy", "eval", "--policy", f, "--name", "medical", "--action", "export", "--format",
+            "json",
+        ],
+        &dir,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(d["effect"], "deny");
+    assert_eq!(d["reasons"][0]["rule"], "deny");
+    let o = symbi(
+        &[
+            "policy",
+            "eval",
+            "--policy",
+            f,
+            "--name",
+            "clearance",
+            "--action",
+            "read",
+            "--principal",
+            "user_clearance=level_2",
+            "--resource",
+            "data_classification=medical",
+            "--resource",
+            "retention_days=10",
+        ],
+        &dir,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("allow `read`"));
+    assert_eq!(
+        symbi(
+            &[
+                "policy", "eval", "--policy", f, "--name", "nope", "--action", "read"
+            ],
+            &dir
+        )
+        .status
+        .code(),
+        Some(64)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_condition_the_engine_cannot_evaluate_is_e0403() {
+    let program = symbiont_dsl::parse("policy p {\n    require: [a && b];\n}\n")
+        .0
+        .unwrap();
+    let d = symbiont_dsl::check_policies(&program);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].code.as_str(), "E0403");
+    let file = symbiont_dsl::SourceFile::new("p.symbi", "policy p {\n    require: [a && b];\n}\n");
+    assert_eq!(file.line_col(d[0].span.start), (2, 15));
+}
