@@ -36,6 +36,22 @@ pub(crate) struct RunArgs {
     pub(crate) resource: Vec<String>,
 }
 
+type Attrs = BTreeMap<String, PolicyValue>;
+
+/// The principal's and the resource's attributes, or (after reporting the
+/// usage error) the exit code.
+fn both_attributes(
+    principal: &[String],
+    resource: &[String],
+) -> Result<std::result::Result<(Attrs, Attrs), u8>> {
+    match (attributes(principal), attributes(resource)) {
+        (Ok(p), Ok(r)) => Ok(Ok((p, r))),
+        (Err(bad), _) | (_, Err(bad)) => {
+            usage(format_args!("attributes are KEY=VALUE, got `{bad}`")).map(Err)
+        }
+    }
+}
+
 /// Parses `KEY=VALUE` attributes; the bad one on error.
 pub(crate) fn attributes(
     pairs: &[String],
@@ -159,11 +175,9 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
-    let (principal, resource) = match (attributes(&args.principal), attributes(&args.resource)) {
-        (Ok(p), Ok(r)) => (p, r),
-        (Err(bad), _) | (_, Err(bad)) => {
-            return usage(format_args!("attributes are KEY=VALUE, got `{bad}`"));
-        }
+    let (principal, resource) = match both_attributes(&args.principal, &args.resource)? {
+        Ok(both) => both,
+        Err(code) => return Ok(code),
     };
     let mut input = None;
     for binding in &args.inputs {
@@ -483,11 +497,9 @@ pub(crate) fn policy_eval(
     resource: &[String],
     format: Format,
 ) -> Result<u8> {
-    let (principal, resource) = match (attributes(principal), attributes(resource)) {
-        (Ok(p), Ok(r)) => (p, r),
-        (Err(bad), _) | (_, Err(bad)) => {
-            return usage(format_args!("attributes are KEY=VALUE, got `{bad}`"));
-        }
+    let (principal, resource) = match both_attributes(principal, resource)? {
+        Ok(both) => both,
+        Err(code) => return Ok(code),
     };
     let parsed = parse_bytes(&read_source(file)?);
     let source = SourceFile::new(display_name(file), parsed.text.as_str());

@@ -497,19 +497,25 @@ impl AuditLog {
     }
 }
 
-/// Reads the entries of the log at `path` without verifying signatures
-/// (for display; [`verify`] is the check). A torn tail is ignored.
-pub fn read_entries(path: &Path) -> Result<Vec<Entry>, AuditError> {
+/// The bytes of the log at `path`, and how to report a problem in it.
+fn read_log(path: &Path) -> Result<(Vec<u8>, impl Fn(Problem) -> AuditError), AuditError> {
     let bytes = std::fs::read(path).map_err(|source| AuditError::Io {
         path: path.to_owned(),
         source,
     })?;
-    let corrupt = |problem| AuditError::Corrupt {
-        path: path.to_owned(),
+    let path = path.to_owned();
+    Ok((bytes, move |problem| AuditError::Corrupt {
+        path: path.clone(),
         problem,
-    };
-    let (raw, _) = records(&bytes).map_err(corrupt)?;
-    Ok(replay(&raw, None).map_err(corrupt)?.entries)
+    }))
+}
+
+/// Reads the entries of the log at `path` without verifying signatures
+/// (for display; [`verify`] is the check). A torn tail is ignored.
+pub fn read_entries(path: &Path) -> Result<Vec<Entry>, AuditError> {
+    let (bytes, corrupt) = read_log(path)?;
+    let (raw, _) = records(&bytes).map_err(&corrupt)?;
+    Ok(replay(&raw, None).map_err(&corrupt)?.entries)
 }
 
 /// A log that verified.
@@ -531,16 +537,9 @@ pub struct Verified {
 /// tail is reported, not repaired (opening the log for appending repairs
 /// it).
 pub fn verify(path: &Path, key: &AuditVerifyingKey) -> Result<Verified, AuditError> {
-    let bytes = std::fs::read(path).map_err(|source| AuditError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let corrupt = |problem| AuditError::Corrupt {
-        path: path.to_owned(),
-        problem,
-    };
-    let (raw, tail) = records(&bytes).map_err(corrupt)?;
-    let replayed = replay(&raw, Some(key)).map_err(corrupt)?;
+    let (bytes, corrupt) = read_log(path)?;
+    let (raw, tail) = records(&bytes).map_err(&corrupt)?;
+    let replayed = replay(&raw, Some(key)).map_err(&corrupt)?;
     let entries = replayed.leaves.len() as u64;
     if let Tail::Torn { .. } = tail {
         return Err(corrupt(Problem {
@@ -568,4 +567,14 @@ pub fn verify(path: &Path, key: &AuditVerifyingKey) -> Result<Verified, AuditErr
         checkpoints: replayed.checkpoints,
         leaves: replayed.leaves,
     })
+}
+
+/// The body of the `audit_log` fuzz target (`fuzz/`): reads `bytes` as an
+/// audit log file, replays it with and without a key, and must never
+/// panic, whatever the bytes.
+pub fn fuzz_audit_bytes(bytes: &[u8], key: &AuditVerifyingKey) {
+    if let Ok((raw, _)) = records(bytes) {
+        let _ = replay(&raw, None);
+        let _ = replay(&raw, Some(key));
+    }
 }

@@ -36,6 +36,6 @@ pub mod merkle;
 
 pub use audit::{
     AuditError, AuditLog, Checkpoint, Entry, EntryKind, MAGIC, ORIGIN, OpenReport, Problem,
-    Recovery, Verified, read_entries, verify,
+    Recovery, Verified, fuzz_audit_bytes, read_entries, verify,
 };
 pub use keys::{AuditSigningKey, AuditVerifyingKey, KeyError, NoteError};

@@ -114,20 +114,11 @@ impl ColumnarSource {
             for r in 0..batch.num_rows() {
                 row_number += 1;
                 stats.rows += 1;
-                match type_row(&cols, schema, used, r, row_number) {
-                    Ok(values) => {
-                        stats.delivered += 1;
-                        on_record(Record {
-                            line: row_number,
-                            values,
-                        });
-                    }
-                    Err(e) => {
-                        stats.rejected += 1;
-                        if on_error(e) == AfterError::Stop {
-                            return Ok(stats);
-                        }
-                    }
+                let typed = type_row(&cols, schema, used, r, row_number);
+                if stats.deliver(row_number, typed, &mut on_record, &mut on_error)
+                    == AfterError::Stop
+                {
+                    return Ok(stats);
                 }
             }
         }

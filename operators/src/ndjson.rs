@@ -69,17 +69,9 @@ impl NdjsonLayout {
                 continue;
             }
             stats.rows += 1;
-            match type_line(text, schema, used, line) {
-                Ok(values) => {
-                    stats.delivered += 1;
-                    on_record(Record { line, values });
-                }
-                Err(e) => {
-                    stats.rejected += 1;
-                    if on_error(e) == AfterError::Stop {
-                        break;
-                    }
-                }
+            let typed = type_line(text, schema, used, line);
+            if stats.deliver(line, typed, &mut on_record, &mut on_error) == AfterError::Stop {
+                break;
             }
         }
         Ok(stats)

@@ -159,6 +159,30 @@ pub struct SourceStats {
     pub rejected: u64,
 }
 
+impl SourceStats {
+    /// Hands a typed row to `on_record`, or its error to `on_error`,
+    /// counting it; says whether to go on.
+    pub(crate) fn deliver(
+        &mut self,
+        line: u64,
+        typed: Result<Vec<Value>, RowError>,
+        on_record: &mut impl FnMut(Record),
+        on_error: &mut impl FnMut(RowError) -> AfterError,
+    ) -> AfterError {
+        match typed {
+            Ok(values) => {
+                self.delivered += 1;
+                on_record(Record { line, values });
+                AfterError::Continue
+            }
+            Err(e) => {
+                self.rejected += 1;
+                on_error(e)
+            }
+        }
+    }
+}
+
 /// How a CSV file is shared among readers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Parts {
@@ -292,17 +316,9 @@ impl CsvLayout {
             }
             stats.rows += 1;
             let line = lines_before + row.position().map_or(index + 1, |p| p.line());
-            match type_row(&row, self.width, &self.columns, schema, used, line) {
-                Ok(values) => {
-                    stats.delivered += 1;
-                    on_record(Record { line, values });
-                }
-                Err(e) => {
-                    stats.rejected += 1;
-                    if on_error(e) == AfterError::Stop {
-                        break;
-                    }
-                }
+            let typed = type_row(&row, self.width, &self.columns, schema, used, line);
+            if stats.deliver(line, typed, &mut on_record, &mut on_error) == AfterError::Stop {
+                break;
             }
         }
         Ok(stats)
