@@ -36,7 +36,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Parse and type-check programs; exit 3 if any has an error.
+    /// Parse and type-check programs and decide their policies; exit 3 if
+    /// any is invalid, 2 if a policy denies what one does.
     Check {
         /// Only parse: do not resolve names or check types.
         #[arg(long)]
@@ -56,7 +57,8 @@ enum Command {
     Run {
         /// The program.
         file: PathBuf,
-        /// Binds the entry agent's stream parameter: `NAME=PATH` (CSV).
+        /// Binds the entry agent's stream parameter: `NAME=PATH` (.csv,
+        /// .ndjson/.jsonl, .parquet or .arrow/.ipc/.feather).
         #[arg(long = "input", value_name = "NAME=PATH", required = true)]
         inputs: Vec<String>,
         /// Output format.
