@@ -236,39 +236,49 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
             "workers": workers,
         }),
     )?;
-    if let Some(denied) =
-        decide_at_run_time(&program, &query, &principal, &resource, &mut log, job)?
-    {
-        log.append(
-            EntryKind::JobEnd,
-            serde_json::json!({"job": job, "status": "denied", "error": denied}),
-        )?;
-        log.checkpoint()?;
-        eprintln!("symbi: {denied}");
-        return Ok(exit::POLICY_DENIED);
+    match decide_at_run_time(&program, &query, &principal, &resource, &mut log, job) {
+        Ok(None) => {}
+        Ok(Some(denied)) => {
+            log.append(
+                EntryKind::JobEnd,
+                serde_json::json!({"job": job, "status": "denied", "error": denied}),
+            )?;
+            log.checkpoint()?;
+            eprintln!("symbi: {denied}");
+            return Ok(exit::POLICY_DENIED);
+        }
+        Err(e) => {
+            log.append(
+                EntryKind::JobEnd,
+                serde_json::json!({"job": job, "status": "error", "error": format!("{e:#}")}),
+            )?;
+            log.checkpoint()?;
+            return Err(e);
+        }
     }
     // Whatever happens, the job's end is recorded and checkpointed.
     let outcome = execute(&query, &config, args, &mut log, job, progress);
     let end = match &outcome {
-        Ok(Some(result_digest)) => {
+        Ok(Ok(result_digest)) => {
             serde_json::json!({"job": job, "status": "ok", "result_sha256": result_digest})
         }
-        Ok(None) => {
-            serde_json::json!({"job": job, "status": "error", "error": "the job failed; see its exit status"})
+        Ok(Err(job_error)) => {
+            serde_json::json!({"job": job, "status": "error", "error": job_error})
         }
         Err(e) => serde_json::json!({"job": job, "status": "error", "error": format!("{e:#}")}),
     };
     log.append(EntryKind::JobEnd, end)?;
     log.checkpoint()?;
     match outcome {
-        Ok(Some(_)) => Ok(exit::OK),
-        Ok(None) => Ok(exit::RUNTIME),
+        Ok(Ok(_)) => Ok(exit::OK),
+        Ok(Err(_)) => Ok(exit::RUNTIME),
         Err(e) => Err(e),
     }
 }
 
 /// Runs the job, records its stages, and writes the result; returns the
-/// result's digest, or `None` after a job error (already reported).
+/// result's digest, or the job's error (already reported). Job errors name
+/// files, lines and fields, never values, so they can be audited.
 fn execute(
     query: &Query,
     config: &JobConfig,
@@ -276,7 +286,7 @@ fn execute(
     log: &mut symbiont_crypto::AuditLog,
     job: u64,
     progress: Option<Arc<AtomicU64>>,
-) -> Result<Option<String>> {
+) -> Result<std::result::Result<String, String>> {
     let plan = Plan::of(query, None);
     let running: Vec<_> = plan.nodes.iter().filter(|n| n.status == "runs").collect();
     for node in &running {
@@ -301,7 +311,7 @@ fn execute(
         Ok(output) => output,
         Err(e) => {
             eprintln!("symbi: error: {e}");
-            return Ok(None);
+            return Ok(Err(e.to_string()));
         }
     };
     let text = match args.format {
@@ -332,7 +342,7 @@ fn execute(
             .with_context(|| format!("cannot write {}", path.display()))?,
         None => std::io::stdout().write_all(text.as_bytes())?,
     }
-    Ok(Some(result_digest))
+    Ok(Ok(result_digest))
 }
 
 /// A spinner with the rows read so far, on stderr, while a job runs on a

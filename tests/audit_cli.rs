@@ -112,6 +112,8 @@ fn every_job_writes_its_events_and_the_log_verifies() {
     let ends: Vec<&serde_json::Value> = all.iter().filter(|e| e["kind"] == "job_end").collect();
     assert_eq!(ends[0]["detail"]["status"], "ok");
     assert_eq!(ends[2]["detail"]["status"], "error");
+    let error = ends[2]["detail"]["error"].as_str().unwrap();
+    assert!(error.contains("cannot read"), "{error}");
     // The source stage records the digest of what it read.
     let input = std::fs::read("examples/data/patients.csv").unwrap();
     let digest: String = Sha256::digest(&input)
