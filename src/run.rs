@@ -542,7 +542,7 @@ pub(crate) fn policy_eval(
         names.to_vec()
     };
     let mut applicable = Vec::new();
-    for n in &order {
+    for n in &symbiont_dsl::with_ancestors(&program, &order) {
         match defined.get(n) {
             Some(p) => applicable.push(p.clone()),
             None => return usage(format_args!("{} defines no policy `{n}`", file.display())),

@@ -35,6 +35,10 @@ policy encrypted_only {
 }
 policy empty {
 }
+policy strict extends medical {
+    allow: ["read", "analyze", "aggregate", "export"];
+    deny: ["analyze"];
+}
 policy retention {
     allow: ["persist"];
     conditions: { retention_period: <= 30.days, geographic_restriction: "EU" }
@@ -696,4 +700,21 @@ fn a_condition_the_engine_cannot_evaluate_is_e0403() {
     assert_eq!(d[0].code.as_str(), "E0403");
     let file = symbiont_dsl::SourceFile::new("p.symbi", "policy p {\n    require: [a && b];\n}\n");
     assert_eq!(file.line_col(d[0].span.start), (2, 15));
+}
+
+#[test]
+fn extends_must_name_a_policy_and_not_loop() {
+    let program = symbiont_dsl::parse(
+        "policy a extends b {}\npolicy b extends a {}\npolicy c extends nope {}\n",
+    )
+    .0
+    .unwrap();
+    let codes: Vec<String> = symbiont_dsl::check(&program)
+        .iter()
+        .map(|d| format!("{}:{}", d.code.as_str(), d.message))
+        .collect();
+    assert_eq!(codes.len(), 3, "{codes:?}");
+    assert!(codes.iter().all(|c| c.starts_with("E0105")));
+    assert!(codes.iter().any(|c| c.contains("not defined")));
+    assert!(codes.iter().any(|c| c.contains("extends itself")));
 }

@@ -225,6 +225,8 @@ impl CryptoKind {
 pub struct Policy {
     /// The policy's name.
     pub name: Ident,
+    /// The policies it extends (`policy p extends a, b { ... }`).
+    pub extends: Vec<Ident>,
     /// Its rules, in order.
     pub rules: Vec<PolicyRule>,
     /// The whole definition.

@@ -175,6 +175,8 @@ struct Checker<'p> {
     aliases: HashMap<&'p str, &'p TypeAlias>,
     agents: HashMap<&'p str, AgentSig>,
     policies: HashMap<&'p str, Span>,
+    /// Each policy's `extends` list.
+    policy_parents: HashMap<&'p str, Vec<String>>,
     /// Lexical scopes of local names, innermost last.
     scopes: Vec<HashMap<String, Ty>>,
     /// Type parameters in scope while resolving a generic definition.
@@ -195,6 +197,7 @@ impl<'p> Checker<'p> {
             aliases: HashMap::new(),
             agents: HashMap::new(),
             policies: HashMap::new(),
+            policy_parents: HashMap::new(),
             scopes: Vec::new(),
             type_params: Vec::new(),
             ret: None,
@@ -277,6 +280,10 @@ impl<'p> Checker<'p> {
                 }
                 Item::Policy(p) => {
                     self.policies.insert(&p.name.name, p.name.span);
+                    self.policy_parents.insert(
+                        &p.name.name,
+                        p.extends.iter().map(|e| e.name.clone()).collect(),
+                    );
                 }
                 Item::Agent(_) | Item::Import(_) => {}
             }
@@ -494,6 +501,27 @@ impl<'p> Checker<'p> {
     // ---------------------------------------------------------- policies
 
     fn check_policy(&mut self, policy: &Policy) {
+        for parent in &policy.extends {
+            if !self.policies.contains_key(parent.name.as_str()) {
+                self.error(
+                    Code::E0105,
+                    parent.span,
+                    format!(
+                        "`{}` extends `{}`, which is not defined",
+                        policy.name.name, parent.name
+                    ),
+                );
+            } else if self.extends_itself(&policy.name.name, &parent.name) {
+                self.error(
+                    Code::E0105,
+                    parent.span,
+                    format!(
+                        "`{}` extends itself through `{}`",
+                        policy.name.name, parent.name
+                    ),
+                );
+            }
+        }
         let mut keys: Vec<&Ident> = Vec::new();
         for rule in &policy.rules {
             match &rule.kind {
@@ -516,6 +544,23 @@ impl<'p> Checker<'p> {
             }
         }
         self.check_duplicates(keys.into_iter(), "condition");
+    }
+
+    /// Whether following `extends` from `from` reaches `target`.
+    fn extends_itself(&self, target: &str, from: &str) -> bool {
+        let mut stack = vec![from.to_owned()];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(name) = stack.pop() {
+            if name == target {
+                return true;
+            }
+            if seen.insert(name.clone())
+                && let Some(parents) = self.policy_parents.get(name.as_str())
+            {
+                stack.extend(parents.iter().cloned());
+            }
+        }
+        false
     }
 
     // ------------------------------------------------------------ agents

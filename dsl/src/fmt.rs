@@ -378,6 +378,10 @@ impl Printer<'_> {
     fn policy(&mut self, policy: &Policy) {
         self.write("policy ");
         self.write(&policy.name.name);
+        if !policy.extends.is_empty() {
+            self.write(" extends ");
+            self.comma_list(&policy.extends, |p, i| p.write(&i.name));
+        }
         self.write(" ");
         if policy.rules.is_empty() && self.next_comment_before(policy.span.end).is_none() {
             self.write("{}");

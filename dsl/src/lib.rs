@@ -45,7 +45,9 @@ pub use check::{CLASS_NAMES, PII_DETECTORS, Ty, check};
 pub use diagnostic::{Code, Diagnostic, SourceFile};
 pub use fmt::format_program;
 pub use lower::{MAX_NESTING, MAX_SOURCE_BYTES, Parsed, parse, parse_bytes};
-pub use policy::{Action, actions, actions_of, check_policies, context_attributes, policies};
+pub use policy::{
+    Action, actions, actions_of, check_policies, context_attributes, policies, with_ancestors,
+};
 pub use query::{entry_agents, lower_query};
 pub use syntax::{language, parse_cst};
 

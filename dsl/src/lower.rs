@@ -428,6 +428,11 @@ impl<'s> Lowerer<'s> {
             .collect();
         Policy {
             name: self.ident(self.field(node, "name")),
+            extends: self
+                .fields(node, "parent")
+                .into_iter()
+                .map(|p| self.ident(p))
+                .collect(),
             rules,
             span: span(node),
         }

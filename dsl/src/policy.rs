@@ -200,8 +200,48 @@ fn actions_from(program: &Program, entry: Option<&str>) -> Vec<Action> {
         let mut stack = vec![agent.name.name.clone()];
         walk_agent(agent, &[], &agents, &mut stack, &mut out);
     }
+    for action in &mut out {
+        action.policies = with_ancestors(program, &action.policies);
+    }
     out.sort_by_key(|a| (a.span.start, a.policies.len()));
     out.dedup();
+    out
+}
+
+/// `names` with the policies each extends before it (ancestors first, in
+/// the order written), each once: the precedence order of `docs/POLICY.md`.
+pub fn with_ancestors(program: &Program, names: &[String]) -> Vec<String> {
+    let parents: HashMap<&str, Vec<&str>> = program
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Policy(p) => Some((
+                p.name.name.as_str(),
+                p.extends.iter().map(|e| e.name.as_str()).collect(),
+            )),
+            _ => None,
+        })
+        .collect();
+    fn visit<'a>(
+        name: &'a str,
+        parents: &HashMap<&str, Vec<&'a str>>,
+        path: &mut Vec<&'a str>,
+        out: &mut Vec<String>,
+    ) {
+        if path.contains(&name) || out.iter().any(|o| o == name) {
+            return;
+        }
+        path.push(name);
+        for parent in parents.get(name).into_iter().flatten() {
+            visit(parent, parents, path, out);
+        }
+        path.pop();
+        out.push(name.to_owned());
+    }
+    let mut out = Vec::new();
+    for name in names {
+        visit(name, &parents, &mut Vec::new(), &mut out);
+    }
     out
 }
 

@@ -358,13 +358,16 @@ fn item() -> impl Strategy<Value = Item> {
         kind,
         span: Span::default(),
     });
-    let policy = (ident(), prop::collection::vec(rule, 0..4)).prop_map(|(name, rules)| {
-        Item::Policy(Policy {
-            name,
-            rules,
-            span: Span::default(),
-        })
-    });
+    let policy = (ident(), idents(2), prop::collection::vec(rule, 0..4)).prop_map(
+        |(name, extends, rules)| {
+            Item::Policy(Policy {
+                name,
+                extends,
+                rules,
+                span: Span::default(),
+            })
+        },
+    );
     let type_annotation = (ident(), args(expr())).prop_map(|(name, args)| TypeAnnotation {
         name,
         args,

@@ -151,6 +151,7 @@ module.exports = grammar({
     policy_definition: $ => seq(
       'policy',
       field('name', $.identifier),
+      optional(seq('extends', sep1(field('parent', $.identifier), ','))),
       '{',
       repeat(field('rule', $._policy_rule)),
       '}',
