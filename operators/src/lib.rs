@@ -39,5 +39,5 @@ pub use query::{
     Query, Schema,
 };
 pub use record::{Record, RowError};
-pub use source::{AfterError, CsvLayout, Format, Source, SourceError, SourceStats, parse_value};
+pub use source::{AfterError, Format, Source, SourceError, SourceStats, parse_value};
 pub use value::Value;

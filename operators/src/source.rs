@@ -196,7 +196,7 @@ enum Parts {
 
 /// A CSV file checked against a schema and divided among readers.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CsvLayout {
+pub(crate) struct CsvLayout {
     path: PathBuf,
     /// For each schema field, its column.
     columns: Vec<usize>,
@@ -213,7 +213,11 @@ impl CsvLayout {
     /// Checks the header of the CSV file at `path` against `schema` and
     /// divides its rows into `parts` parts for parallel readers. Columns are
     /// matched to fields by name; extra columns are ignored.
-    pub fn new(path: &Path, schema: &Schema, parts: usize) -> Result<CsvLayout, SourceError> {
+    pub(crate) fn new(
+        path: &Path,
+        schema: &Schema,
+        parts: usize,
+    ) -> Result<CsvLayout, SourceError> {
         let io = |source| SourceError::Io {
             path: path.to_owned(),
             source,
@@ -245,7 +249,7 @@ impl CsvLayout {
     }
 
     /// How many parts there are.
-    pub fn parts(&self) -> usize {
+    pub(crate) fn parts(&self) -> usize {
         match &self.parts {
             Parts::Ranges(r) => r.len(),
             Parts::Interleaved(n) => *n,
@@ -257,7 +261,7 @@ impl CsvLayout {
     /// fields marked in `used` are kept; the others are [`Value::Null`]. A
     /// row that cannot be typed goes to `on_error`, which says whether to
     /// go on.
-    pub fn read(
+    pub(crate) fn read(
         &self,
         part: usize,
         schema: &Schema,
