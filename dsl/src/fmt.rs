@@ -144,22 +144,21 @@ impl Printer<'_> {
         }
     }
 
-    /// Prints `items` one per line, each followed by `,` except the last
-    /// (or every one, with `trailing`), keeping their comments.
+    /// Prints `items` one per line, each but the last followed by
+    /// `separator`, keeping their comments.
     fn lines<T>(
         &mut self,
         items: &[T],
         span_of: impl Fn(&T) -> Span,
         mut print: impl FnMut(&mut Self, &T),
         separator: &str,
-        trailing: bool,
     ) {
         for (i, item) in items.iter().enumerate() {
             let span = span_of(item);
             self.leading_comments(span.start);
             self.separate(span.start);
             print(self, item);
-            if trailing || i + 1 < items.len() {
+            if i + 1 < items.len() {
                 self.write(separator);
             }
             self.trailing_comment(span.end);
@@ -261,7 +260,6 @@ impl Printer<'_> {
                 p.ty(&f.ty);
             },
             ",",
-            false,
         );
         self.close(end);
     }
@@ -272,7 +270,7 @@ impl Printer<'_> {
             return;
         }
         self.open();
-        self.lines(variants, |v| v.span, |p, v| p.write(&v.name), ",", false);
+        self.lines(variants, |v| v.span, |p, v| p.write(&v.name), ",");
         self.close(end);
     }
 
@@ -441,13 +439,11 @@ impl Printer<'_> {
                             p.expr(&entry.value, 0);
                         },
                         ",",
-                        false,
                     );
                     p.close(rule.span.end);
                 }
             },
             "",
-            false,
         );
         self.close(policy.span.end);
     }
@@ -497,13 +493,7 @@ impl Printer<'_> {
             return;
         }
         self.open();
-        for stmt in &block.stmts {
-            self.leading_comments(stmt.span.start);
-            self.separate(stmt.span.start);
-            self.stmt(stmt);
-            self.trailing_comment(stmt.span.end);
-            self.end_line();
-        }
+        self.lines(&block.stmts, |s| s.span, Self::stmt, "");
         self.close(block.span.end);
     }
 
@@ -732,7 +722,7 @@ impl Printer<'_> {
         self.write(open);
         self.end_line();
         self.indent += 1;
-        self.lines(items, span_of, print, ",", false);
+        self.lines(items, span_of, print, ",");
         self.indent -= 1;
         self.write(close);
     }
@@ -756,7 +746,7 @@ impl Printer<'_> {
             return;
         }
         self.open();
-        self.lines(fields, |f| f.span, print, ",", false);
+        self.lines(fields, |f| f.span, print, ",");
         self.close(end);
     }
 }
