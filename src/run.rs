@@ -125,26 +125,54 @@ fn usage(message: impl std::fmt::Display) -> Result<u8> {
     Ok(exit::USAGE)
 }
 
-/// Parses, checks and lowers `file`; on failure prints its diagnostics and
-/// returns the exit code.
+/// A program file that parsed, with a way to report diagnostics about it.
+struct ProgramFile {
+    program: Program,
+    source: SourceFile,
+}
+
+impl ProgramFile {
+    /// Reads and parses `file`; on syntax errors prints them and returns
+    /// the exit code.
+    fn open(file: &Path) -> Result<std::result::Result<ProgramFile, u8>> {
+        let parsed = parse_bytes(&read_source(file)?);
+        let source = SourceFile::new(display_name(file), parsed.text);
+        match parsed.program {
+            Some(program) => Ok(Ok(ProgramFile { program, source })),
+            None => {
+                report(&source, &parsed.diagnostics)?;
+                Ok(Err(exit::INVALID_PROGRAM))
+            }
+        }
+    }
+
+    fn report(&self, diagnostics: &[Diagnostic]) -> Result<()> {
+        report(&self.source, diagnostics)
+    }
+}
+
+fn report(source: &SourceFile, diagnostics: &[Diagnostic]) -> Result<()> {
+    let mut reporter = Reporter::new(Format::Human);
+    reporter.report(source, diagnostics);
+    reporter.finish()
+}
+
 /// A checked program and its entry agent's query.
 struct Loaded {
     program: Program,
     query: Query,
+    /// Hex SHA-256 of the program's text.
+    program_sha256: String,
 }
 
+/// Parses, checks (types and policies) and lowers `file`; on failure prints
+/// its diagnostics and returns the exit code.
 fn load(file: &Path, agent: Option<&str>) -> Result<std::result::Result<Loaded, u8>> {
-    let parsed = parse_bytes(&read_source(file)?);
-    let source = SourceFile::new(display_name(file), parsed.text.as_str());
-    let report = |diagnostics: &[Diagnostic]| {
-        let mut reporter = Reporter::new(Format::Human);
-        reporter.report(&source, diagnostics);
-        reporter.finish()
+    let ProgramFile { program, source } = match ProgramFile::open(file)? {
+        Ok(f) => f,
+        Err(code) => return Ok(Err(code)),
     };
-    let Some(program): Option<Program> = parsed.program else {
-        report(&parsed.diagnostics)?;
-        return Ok(Err(exit::INVALID_PROGRAM));
-    };
+    let report = |diagnostics: &[Diagnostic]| report(&source, diagnostics);
     let diagnostics = check(&program);
     if !diagnostics.is_empty() {
         report(&diagnostics)?;
@@ -161,8 +189,12 @@ fn load(file: &Path, agent: Option<&str>) -> Result<std::result::Result<Loaded, 
             exit::INVALID_PROGRAM
         }));
     }
-    match lower_query(&program, &parsed.text, agent) {
-        Ok(query) => Ok(Ok(Loaded { program, query })),
+    match lower_query(&program, source.text(), agent) {
+        Ok(query) => Ok(Ok(Loaded {
+            program_sha256: audit::digest(source.text().as_bytes()),
+            program,
+            query,
+        })),
         Err(d) => {
             report(&[d])?;
             Ok(Err(exit::INVALID_PROGRAM))
@@ -171,7 +203,11 @@ fn load(file: &Path, agent: Option<&str>) -> Result<std::result::Result<Loaded, 
 }
 
 pub(crate) fn run(args: &RunArgs) -> Result<u8> {
-    let Loaded { program, query } = match load(&args.file, args.agent.as_deref())? {
+    let Loaded {
+        program,
+        query,
+        program_sha256,
+    } = match load(&args.file, args.agent.as_deref())? {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
@@ -229,7 +265,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         EntryKind::JobStart,
         serde_json::json!({
             "program": args.file.display().to_string(),
-            "program_sha256": audit::file_digest(&args.file)?,
+            "program_sha256": program_sha256,
             "agent": query.agent,
             "input": config.input.display().to_string(),
             "policies": query.policies,
@@ -511,21 +547,15 @@ pub(crate) fn policy_eval(
         Ok(both) => both,
         Err(code) => return Ok(code),
     };
-    let parsed = parse_bytes(&read_source(file)?);
-    let source = SourceFile::new(display_name(file), parsed.text.as_str());
-    let report = |diagnostics: &[Diagnostic]| {
-        let mut reporter = Reporter::new(Format::Human);
-        reporter.report(&source, diagnostics);
-        reporter.finish()
+    let policy_file = match ProgramFile::open(file)? {
+        Ok(f) => f,
+        Err(code) => return Ok(code),
     };
-    let Some(program) = parsed.program else {
-        report(&parsed.diagnostics)?;
-        return Ok(exit::INVALID_PROGRAM);
-    };
-    let defined = match symbiont_dsl::policies(&program) {
+    let program = &policy_file.program;
+    let defined = match symbiont_dsl::policies(program) {
         Ok(d) => d,
         Err(errors) => {
-            report(&errors)?;
+            policy_file.report(&errors)?;
             return Ok(exit::INVALID_PROGRAM);
         }
     };
@@ -542,7 +572,7 @@ pub(crate) fn policy_eval(
         names.to_vec()
     };
     let mut applicable = Vec::new();
-    for n in &symbiont_dsl::with_ancestors(&program, &order) {
+    for n in &symbiont_dsl::with_ancestors(program, &order) {
         match defined.get(n) {
             Some(p) => applicable.push(p.clone()),
             None => return usage(format_args!("{} defines no policy `{n}`", file.display())),
