@@ -1,5 +1,16 @@
-//! Cryptography for Symbiont. Today: the signed, hash-chained audit log.
+//! Cryptography for Symbiont: the keystore, envelope encryption for the
+//! confidential lane, and the signed, hash-chained audit log.
 //!
+//! - [`Keystore`] is a private directory holding the master key (raw or
+//!   sealed under an Argon2id passphrase), the data keys it wraps, the
+//!   audit signing key and room for the TFHE keys. It hands out data keys
+//!   with durable nonce reservations ([`NonceSource`]) and rotates the
+//!   master key without re-encrypting data, crash-safely.
+//! - [`Sealer`] and [`Opener`] seal and open batches of records with
+//!   AES-256-GCM ([`Backend`]: `ring` or RustCrypto `aes-gcm`); the
+//!   associated data binds dataset, fields and record ids
+//!   ([`SealContext`]). Plaintext is opened into a [`LockedBuf`], which is
+//!   zeroized and `mlock`ed.
 //! - [`AuditLog`] appends [`Entry`]s to one file, chains them by hash,
 //!   keeps an RFC 6962 Merkle tree over them ([`merkle`]) and writes
 //!   Ed25519-signed [`Checkpoint`]s in the C2SP checkpoint format; after a
@@ -8,9 +19,9 @@
 //!   naming the first bad entry.
 //! - [`AuditSigningKey`] is the signing key (a 0600 file, never printed).
 //!
-//! Envelope encryption, the homomorphic lane and the keystore arrive with
-//! their issues; key material for different roles will be different types
-//! (`STYLE.md` #5).
+//! Key material for different roles has different types (`STYLE.md` #5):
+//! an [`Opener`] holds data keys only, never the master key; no key type
+//! prints its bytes.
 //!
 //! # Examples
 //!
@@ -30,9 +41,24 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod aead;
 mod audit;
+mod envelope;
 mod keys;
+mod keystore;
+mod locked;
 pub mod merkle;
+
+pub use aead::{AeadError, Aes256GcmKey, Backend, KEY_LEN, NONCE_LEN, TAG_LEN};
+pub use envelope::{
+    DataKey, KEY_ID_LEN, KeyId, NonceSource, OpenError, Opener, SEALED_VERSION, SealContext,
+    SealError, SealedHeader, Sealer, read_header,
+};
+pub use keystore::{
+    AUDIT_KEY_FILE, DATA_KEY_LIMIT, DataKeyInfo, InitReport, Keystore, KeystoreError, Listing,
+    RESERVE_CHUNK, RotateStep,
+};
+pub use locked::{LockStatus, LockedBuf};
 
 pub use audit::{
     AuditError, AuditLog, Checkpoint, Entry, EntryKind, MAGIC, ORIGIN, OpenReport, Problem,

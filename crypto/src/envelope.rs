@@ -1,0 +1,458 @@
+//! Sealed batches: the confidential lane's records as they travel between
+//! stages and rest on disk.
+//!
+//! One sealed batch is one AES-256-GCM message holding the encoded records
+//! of one batch, under the data key of their dataset. Its header names the
+//! key and lists the records' ids; the associated data binds the dataset
+//! id, the field names and that header, so a batch moved to another
+//! dataset, another set of fields or other record ids does not open. The
+//! byte layout is in `docs/FORMATS.md` ("Sealed batches").
+//!
+//! Nonces are 96-bit counters handed out by the keystore in reserved
+//! ranges, persisted before use (see [`NonceSource`]), so no nonce repeats
+//! under one key, across workers, processes or crashes.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use crate::aead::{AeadError, Aes256GcmKey, Backend, KEY_LEN, NONCE_LEN, TAG_LEN};
+use crate::locked::LockedBuf;
+
+/// The format version in every sealed batch.
+pub const SEALED_VERSION: u8 = 1;
+/// Bytes in a data key id.
+pub const KEY_ID_LEN: usize = 16;
+/// The fixed part of a header: version, lane, key id, nonce, record count.
+const FIXED_HEADER: usize = 1 + 1 + KEY_ID_LEN + NONCE_LEN + 4;
+/// The domain separator that starts the associated data.
+const AAD_DOMAIN: &[u8] = b"symbiont-sealed-batch v1";
+
+/// A data key id (random, 16 bytes; shown in hex).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(pub [u8; KEY_ID_LEN]);
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({self})")
+    }
+}
+
+impl KeyId {
+    /// Parses 32 hex digits.
+    pub fn parse(s: &str) -> Option<KeyId> {
+        if s.len() != 2 * KEY_ID_LEN || !s.is_ascii() {
+            return None;
+        }
+        let mut id = [0; KEY_ID_LEN];
+        for (i, b) in id.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(KeyId(id))
+    }
+}
+
+/// A dataset's data key, ready to seal and open. Its bytes are gone once
+/// it is built: only the cipher's key schedule remains, and nothing prints
+/// it.
+pub struct DataKey {
+    id: KeyId,
+    cipher: Box<dyn Aes256GcmKey>,
+}
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DataKey {
+    /// A key from its id and bytes, on `backend`.
+    pub fn new(id: KeyId, bytes: &[u8; KEY_LEN], backend: Backend) -> DataKey {
+        DataKey {
+            id,
+            cipher: backend.key(bytes),
+        }
+    }
+
+    /// Its id.
+    pub fn id(&self) -> KeyId {
+        self.id
+    }
+}
+
+/// Where sealing gets keys and nonces: the keystore, which persists each
+/// reserved range before handing it out, and replaces a data key before
+/// its nonce limit is reached.
+pub trait NonceSource: Send + Sync {
+    /// At least one fresh nonce counter under the dataset's current key.
+    fn reserve(&self, dataset: &str) -> Result<(Arc<DataKey>, Range<u64>), String>;
+}
+
+/// What a sealed batch is bound to: its dataset and field names.
+#[derive(Clone, Debug)]
+pub struct SealContext {
+    dataset: String,
+    aad_prefix: Vec<u8>,
+}
+
+impl SealContext {
+    /// The context of the records of `dataset` with these fields.
+    pub fn new(dataset: &str, fields: &[&str]) -> SealContext {
+        let mut aad = AAD_DOMAIN.to_vec();
+        put_bytes(&mut aad, dataset.as_bytes());
+        aad.extend_from_slice(&(fields.len() as u32).to_le_bytes());
+        for f in fields {
+            put_bytes(&mut aad, f.as_bytes());
+        }
+        SealContext {
+            dataset: dataset.to_owned(),
+            aad_prefix: aad,
+        }
+    }
+
+    /// The dataset id.
+    pub fn dataset(&self) -> &str {
+        &self.dataset
+    }
+
+    fn aad(&self, header: &[u8]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(self.aad_prefix.len() + header.len());
+        aad.extend_from_slice(&self.aad_prefix);
+        aad.extend_from_slice(header);
+        aad
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+/// Why a batch could not be sealed.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    /// The keystore could not reserve nonces.
+    #[error("cannot reserve nonces for dataset `{dataset}`: {reason}")]
+    Reserve {
+        /// The dataset.
+        dataset: String,
+        /// What the keystore said.
+        reason: String,
+    },
+}
+
+struct Current {
+    key: Arc<DataKey>,
+    next: u64,
+    end: u64,
+}
+
+/// Seals batches of one dataset; shared by every worker of a job.
+pub struct Sealer {
+    context: SealContext,
+    source: Arc<dyn NonceSource>,
+    current: Mutex<Option<Current>>,
+}
+
+impl fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sealer")
+            .field("dataset", &self.context.dataset)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sealer {
+    /// A sealer taking keys and nonces from `source`.
+    pub fn new(context: SealContext, source: Arc<dyn NonceSource>) -> Sealer {
+        Sealer {
+            context,
+            source,
+            current: Mutex::new(None),
+        }
+    }
+
+    /// Its context.
+    pub fn context(&self) -> &SealContext {
+        &self.context
+    }
+
+    fn next_nonce(&self) -> Result<(Arc<DataKey>, [u8; NONCE_LEN]), SealError> {
+        let mut current = self.current.lock().expect("no thread panicked sealing");
+        if current.as_ref().is_none_or(|c| c.next >= c.end) {
+            let (key, range) = self
+                .source
+                .reserve(&self.context.dataset)
+                .map_err(|reason| SealError::Reserve {
+                    dataset: self.context.dataset.clone(),
+                    reason,
+                })?;
+            *current = Some(Current {
+                key,
+                next: range.start,
+                end: range.end,
+            });
+        }
+        let c = current.as_mut().expect("just filled");
+        let mut nonce = [0; NONCE_LEN];
+        nonce[4..].copy_from_slice(&c.next.to_be_bytes());
+        c.next += 1;
+        Ok((Arc::clone(&c.key), nonce))
+    }
+
+    /// Seals `payload_len` bytes that `encode` appends to the buffer it is
+    /// given, for the records `ids` of `lane`. The plaintext is written
+    /// straight into the output (reserved up front, so it is never moved)
+    /// and encrypted in place: no other copy exists.
+    pub fn seal(
+        &self,
+        lane: u8,
+        ids: &[u64],
+        payload_len: usize,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<Vec<u8>, SealError> {
+        let (key, nonce) = self.next_nonce()?;
+        let header_len = FIXED_HEADER + 8 * ids.len();
+        let mut out = Vec::with_capacity(header_len + 4 + payload_len + TAG_LEN);
+        out.push(SEALED_VERSION);
+        out.push(lane);
+        out.extend_from_slice(&key.id.0);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&(ids.len() as u32).to_le_bytes());
+        for id in ids {
+            out.extend_from_slice(&id.to_le_bytes());
+        }
+        out.extend_from_slice(&(payload_len as u32).to_le_bytes());
+        let start = out.len();
+        encode(&mut out);
+        assert_eq!(
+            out.len() - start,
+            payload_len,
+            "the encoder wrote the length it announced"
+        );
+        let aad = self.context.aad(&out[..header_len]);
+        let tag = key.cipher.seal(&nonce, &aad, &mut out[start..]);
+        out.extend_from_slice(&tag);
+        Ok(out)
+    }
+}
+
+/// Why a sealed batch did not open. No variant carries plaintext or key
+/// bytes.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// The bytes end before the batch does.
+    #[error("truncated sealed batch ({0})")]
+    Truncated(&'static str),
+    /// A version this build does not read.
+    #[error("sealed batch version {0} is not supported (this build reads version 1)")]
+    Version(u8),
+    /// The batch names a data key the keystore does not have.
+    #[error("data key {0} is not in the keystore")]
+    UnknownKey(KeyId),
+    /// The tag does not authenticate the batch: it was altered, moved to
+    /// other records, fields or datasets, or the key is wrong.
+    #[error(
+        "the ciphertext failed authentication (altered, moved to other records, or the wrong key)"
+    )]
+    Authentication,
+}
+
+impl From<AeadError> for OpenError {
+    fn from(_: AeadError) -> OpenError {
+        OpenError::Authentication
+    }
+}
+
+/// A sealed batch's header, readable without a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedHeader {
+    /// The lane byte the sealer wrote.
+    pub lane: u8,
+    /// The data key.
+    pub key: KeyId,
+    /// The records' ids, in order.
+    pub ids: Vec<u64>,
+}
+
+/// Reads a sealed batch's header. Returns it, the header's length and the
+/// payload's range within `bytes`.
+pub fn read_header(bytes: &[u8]) -> Result<(SealedHeader, usize, Range<usize>), OpenError> {
+    if bytes.len() < FIXED_HEADER {
+        return Err(OpenError::Truncated("header"));
+    }
+    if bytes[0] != SEALED_VERSION {
+        return Err(OpenError::Version(bytes[0]));
+    }
+    let lane = bytes[1];
+    let key = KeyId(bytes[2..2 + KEY_ID_LEN].try_into().expect("16 bytes"));
+    let n = u32::from_le_bytes(bytes[FIXED_HEADER - 4..FIXED_HEADER].try_into().expect("4"));
+    let header_len = (n as usize)
+        .checked_mul(8)
+        .and_then(|b| b.checked_add(FIXED_HEADER))
+        .filter(|&l| l + 4 <= bytes.len())
+        .ok_or(OpenError::Truncated("record ids"))?;
+    let ids = bytes[FIXED_HEADER..header_len]
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect();
+    let len = u32::from_le_bytes(bytes[header_len..header_len + 4].try_into().expect("4"));
+    let start = header_len + 4;
+    let end = start
+        .checked_add(len as usize)
+        .filter(|&e| e + TAG_LEN == bytes.len())
+        .ok_or(OpenError::Truncated("payload"))?;
+    Ok((SealedHeader { lane, key, ids }, header_len, start..end))
+}
+
+/// Opens sealed batches of one dataset: holds its data keys, nothing else
+/// (never the master key).
+pub struct Opener {
+    context: SealContext,
+    keys: Vec<Arc<DataKey>>,
+}
+
+impl fmt::Debug for Opener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opener")
+            .field("dataset", &self.context.dataset)
+            .field("keys", &self.keys.iter().map(|k| k.id).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Opener {
+    /// An opener with these data keys.
+    pub fn new(context: SealContext, keys: Vec<Arc<DataKey>>) -> Opener {
+        Opener { context, keys }
+    }
+
+    /// Opens `bytes` into `buf` (replacing what it held) and returns the
+    /// header; the plaintext is `buf.as_slice()`. On failure `buf` holds
+    /// nothing.
+    pub fn open(&self, bytes: &[u8], buf: &mut LockedBuf) -> Result<SealedHeader, OpenError> {
+        buf.clear();
+        let (header, header_len, payload) = read_header(bytes)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.id == header.key)
+            .ok_or(OpenError::UnknownKey(header.key))?;
+        let nonce: [u8; NONCE_LEN] = bytes[2 + KEY_ID_LEN..2 + KEY_ID_LEN + NONCE_LEN]
+            .try_into()
+            .expect("12 bytes");
+        let tag: [u8; TAG_LEN] = bytes[payload.end..].try_into().expect("16 bytes");
+        let aad = self.context.aad(&bytes[..header_len]);
+        let plain = buf.fill(&bytes[payload]);
+        if let Err(e) = key.cipher.open(&nonce, &aad, plain, &tag) {
+            buf.clear();
+            return Err(e.into());
+        }
+        Ok(header)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed(Arc<DataKey>, Mutex<u64>);
+
+    impl NonceSource for Fixed {
+        fn reserve(&self, _: &str) -> Result<(Arc<DataKey>, Range<u64>), String> {
+            let mut next = self.1.lock().unwrap();
+            let start = *next;
+            *next += 2;
+            Ok((Arc::clone(&self.0), start..start + 2))
+        }
+    }
+
+    fn key(b: u8) -> Arc<DataKey> {
+        Arc::new(DataKey::new(KeyId([b; 16]), &[b; 32], Backend::DEFAULT))
+    }
+
+    fn seal(ctx: &SealContext, k: &Arc<DataKey>, ids: &[u64], msg: &[u8]) -> Vec<u8> {
+        let s = Sealer::new(ctx.clone(), Arc::new(Fixed(Arc::clone(k), Mutex::new(0))));
+        s.seal(1, ids, msg.len(), |b| b.extend_from_slice(msg))
+            .unwrap()
+    }
+
+    #[test]
+    fn round_trip_and_every_tamper() {
+        let ctx = SealContext::new("ds", &["a", "b"]);
+        let k = key(1);
+        let sealed = seal(&ctx, &k, &[10, 11], b"two records");
+        assert!(!sealed.windows(3).any(|w| w == b"two"));
+        let opener = Opener::new(ctx.clone(), vec![Arc::clone(&k)]);
+        let mut buf = LockedBuf::new();
+        let h = opener.open(&sealed, &mut buf).unwrap();
+        assert_eq!(
+            (h.lane, h.key, h.ids.as_slice()),
+            (1, k.id(), &[10, 11][..])
+        );
+        assert_eq!(buf.as_slice(), b"two records");
+
+        // Every single-bit flip fails, in the header, payload or tag.
+        for i in 0..sealed.len() * 8 {
+            let mut bad = sealed.clone();
+            bad[i / 8] ^= 1 << (i % 8);
+            assert!(opener.open(&bad, &mut buf).is_err(), "bit {i}");
+            assert!(buf.as_slice().is_empty());
+        }
+        // Every truncation fails.
+        for n in 0..sealed.len() {
+            assert!(opener.open(&sealed[..n], &mut buf).is_err(), "len {n}");
+        }
+        // Other dataset, other fields, other key.
+        for other in [
+            Opener::new(SealContext::new("ds2", &["a", "b"]), vec![Arc::clone(&k)]),
+            Opener::new(SealContext::new("ds", &["a", "c"]), vec![Arc::clone(&k)]),
+        ] {
+            assert_eq!(
+                other.open(&sealed, &mut buf),
+                Err(OpenError::Authentication)
+            );
+        }
+        let wrong = Arc::new(DataKey::new(k.id(), &[2; 32], Backend::DEFAULT));
+        let o = Opener::new(ctx.clone(), vec![wrong]);
+        assert_eq!(o.open(&sealed, &mut buf), Err(OpenError::Authentication));
+        let o = Opener::new(ctx, vec![key(3)]);
+        assert_eq!(
+            o.open(&sealed, &mut buf),
+            Err(OpenError::UnknownKey(k.id()))
+        );
+    }
+
+    #[test]
+    fn moved_to_other_records_fails() {
+        let ctx = SealContext::new("ds", &["a"]);
+        let k = key(1);
+        let s = Sealer::new(ctx.clone(), Arc::new(Fixed(Arc::clone(&k), Mutex::new(0))));
+        let one = s.seal(1, &[1], 3, |b| b.extend_from_slice(b"one")).unwrap();
+        let two = s.seal(1, &[2], 3, |b| b.extend_from_slice(b"two")).unwrap();
+        // Nonces differ even within one sealer.
+        assert_ne!(one[18..30], two[18..30]);
+        // Batch one's ciphertext under batch two's header.
+        let (_, header_len, _) = read_header(&two).unwrap();
+        let mut moved = two[..header_len].to_vec();
+        moved.extend_from_slice(&one[header_len..]);
+        let opener = Opener::new(ctx, vec![k]);
+        let mut buf = LockedBuf::new();
+        assert_eq!(
+            opener.open(&moved, &mut buf),
+            Err(OpenError::Authentication)
+        );
+    }
+}
