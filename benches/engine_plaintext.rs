@@ -26,6 +26,8 @@ fn bench(c: &mut Criterion) {
             workers,
             on_error: OnError::Fail,
             progress: None,
+            keys: Default::default(),
+            persist: None,
         };
         group.bench_function(format!("{workers}_workers"), |b| {
             b.iter(|| run_batch(&query, &config).unwrap())

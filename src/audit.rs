@@ -42,7 +42,7 @@ pub(crate) const CHECKPOINT_EVERY: u64 = 1024;
 /// The audit signing key's name in checkpoints.
 const KEY_NAME: &str = "symbiont-audit";
 
-fn home_dir(var: &str, fallback: &str) -> Result<PathBuf> {
+pub(crate) fn home_dir(var: &str, fallback: &str) -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os(var).filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir).join("symbiont"));
     }

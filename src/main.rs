@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use symbiont_dsl::{Diagnostic, SourceFile, check, format_program, parse_bytes};
 
 mod audit;
+mod keys;
 mod run;
 
 /// Exit codes shared by every verb.
@@ -34,6 +35,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process; boxing `Run`'s flags would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Parse and type-check programs and decide their policies; exit 3 if
@@ -58,7 +61,8 @@ enum Command {
         /// The program.
         file: PathBuf,
         /// Binds the entry agent's stream parameter: `NAME=PATH` (.csv,
-        /// .ndjson/.jsonl, .parquet or .arrow/.ipc/.feather).
+        /// .ndjson/.jsonl, .parquet or .arrow/.ipc/.feather, or a directory
+        /// written by --persist-encrypted).
         #[arg(long = "input", value_name = "NAME=PATH", required = true)]
         inputs: Vec<String>,
         /// Output format.
@@ -81,10 +85,29 @@ enum Command {
         /// `$XDG_STATE_HOME/symbiont/audit.log`).
         #[arg(long, value_name = "PATH")]
         audit_log: Option<PathBuf>,
-        /// The audit signing key (default:
-        /// `$XDG_DATA_HOME/symbiont/audit_ed25519.key`, created on first use).
+        /// The audit signing key (default: `audit_ed25519.key` in the
+        /// keystore, created on first use).
         #[arg(long, value_name = "PATH")]
         audit_key: Option<PathBuf>,
+        /// The keystore whose data keys seal the confidential lane
+        /// (default: `$XDG_DATA_HOME/symbiont`, created on first use).
+        #[arg(long, value_name = "DIR")]
+        keystore: Option<PathBuf>,
+        /// The environment variable holding the keystore's passphrase, if
+        /// its master key is sealed.
+        #[arg(long, value_name = "VAR")]
+        passphrase_env: Option<String>,
+        /// The dataset id the input's records are sealed under (default:
+        /// the input file's canonical path). It selects the data key and is
+        /// bound into every ciphertext.
+        #[arg(long, value_name = "ID")]
+        dataset_id: Option<String>,
+        /// Keep the classified dataset in DIR (which must not exist):
+        /// encrypted lanes sealed, public records in the clear. A later run
+        /// reads it back with `--input NAME=DIR`. Written only if the job
+        /// succeeds.
+        #[arg(long, value_name = "DIR")]
+        persist_encrypted: Option<PathBuf>,
         /// An attribute of the principal, for policy conditions.
         #[arg(long, value_name = "KEY=VALUE")]
         principal: Vec<String>,
@@ -101,6 +124,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Manage the keystore: master key, data keys, audit signing key.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
     },
     /// Show the operator graph a program compiles to.
     Explain {
@@ -215,6 +243,68 @@ enum AuditCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a keystore: a master key (sealed under a passphrase with
+    /// Argon2id if one is given), the audit signing key, and `tfhe/`. The
+    /// directory is made mode 0700; one others can enter is refused.
+    Init {
+        /// The keystore directory (default: `$XDG_DATA_HOME/symbiont`).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Seal the master key under the passphrase in this variable.
+        #[arg(long, value_name = "VAR")]
+        passphrase_env: Option<String>,
+        /// The audit log the key event goes to (default: the default log,
+        /// when the keystore is the default one).
+        #[arg(long, value_name = "PATH")]
+        audit_log: Option<PathBuf>,
+    },
+    /// Re-wrap every data key under a new master key, then delete the old
+    /// one. Data is not re-encrypted; a crash leaves the old or the new
+    /// state, never a mix.
+    Rotate {
+        /// The keystore directory (default: `$XDG_DATA_HOME/symbiont`).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The variable holding the current passphrase, if sealed.
+        #[arg(long, value_name = "VAR")]
+        passphrase_env: Option<String>,
+        /// Seal the new master key under the passphrase in this variable
+        /// (without it, the new master key is not sealed).
+        #[arg(long, value_name = "VAR")]
+        new_passphrase_env: Option<String>,
+        /// The audit log the key event goes to (default: the default log,
+        /// when the keystore is the default one).
+        #[arg(long, value_name = "PATH")]
+        audit_log: Option<PathBuf>,
+    },
+    /// List the keys: ids, creation times, datasets; never key bytes.
+    List {
+        /// The keystore directory (default: `$XDG_DATA_HOME/symbiont`).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// `human` or `json`.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Write one data key (hex) to a new file of mode 0600, for escrow or
+    /// for another tool to decrypt with.
+    ExportDataKey {
+        /// The data key id (see `symbi keys list`).
+        id: String,
+        /// The file to create.
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+        /// The keystore directory (default: `$XDG_DATA_HOME/symbiont`).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The variable holding the passphrase, if sealed.
+        #[arg(long, value_name = "VAR")]
+        passphrase_env: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum DatasetsCommand {
     /// Generate a deterministic dataset as CSV (streaming, constant memory).
     Generate {
@@ -287,6 +377,10 @@ fn main() -> ExitCode {
             agent,
             audit_log,
             audit_key,
+            keystore,
+            passphrase_env,
+            dataset_id,
+            persist_encrypted,
             principal,
             resource,
         } => run::run(&run::RunArgs {
@@ -304,6 +398,10 @@ fn main() -> ExitCode {
                 log: audit_log,
                 key: audit_key,
             },
+            keystore,
+            passphrase_env,
+            dataset_id,
+            persist_encrypted,
             principal,
             resource,
         }),
@@ -319,6 +417,7 @@ fn main() -> ExitCode {
                 },
         } => run::policy_eval(&policy, &name, &action, &principal, &resource, format),
         Command::Audit { command } => run_audit(command),
+        Command::Keys { command } => run_keys(command),
         Command::Explain {
             file,
             format,
@@ -347,6 +446,39 @@ fn log_path(log: Option<PathBuf>) -> Result<PathBuf> {
     match log {
         Some(p) => Ok(p),
         None => audit::default_log(),
+    }
+}
+
+fn run_keys(command: KeysCommand) -> Result<u8> {
+    let audit_to = |log| audit::AuditArgs { log, key: None };
+    match command {
+        KeysCommand::Init {
+            dir,
+            passphrase_env,
+            audit_log,
+        } => keys::init(
+            dir.as_deref(),
+            passphrase_env.as_deref(),
+            &audit_to(audit_log),
+        ),
+        KeysCommand::Rotate {
+            dir,
+            passphrase_env,
+            new_passphrase_env,
+            audit_log,
+        } => keys::rotate(
+            dir.as_deref(),
+            passphrase_env.as_deref(),
+            new_passphrase_env.as_deref(),
+            &audit_to(audit_log),
+        ),
+        KeysCommand::List { dir, format } => keys::list(dir.as_deref(), format == Format::Json),
+        KeysCommand::ExportDataKey {
+            id,
+            out,
+            dir,
+            passphrase_env,
+        } => keys::export_data_key(dir.as_deref(), passphrase_env.as_deref(), &id, &out),
     }
 }
 

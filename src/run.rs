@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use symbiont_crypto::EntryKind;
 use symbiont_dsl::ast::Program;
 use symbiont_dsl::{Diagnostic, SourceFile, check, lower_query, parse_bytes};
-use symbiont_engine::{JobConfig, JobOutput, OnError, run_batch};
+use symbiont_engine::{JobConfig, JobOutput, LaneKeys, OnError, run_batch};
 
 use symbiont_operators::{
     Attributes, CompiledPolicies, Effect, Lane, Plan, Policy, PolicyValue, Query,
@@ -32,6 +32,10 @@ pub(crate) struct RunArgs {
     pub(crate) on_error: String,
     pub(crate) agent: Option<String>,
     pub(crate) audit: crate::audit::AuditArgs,
+    pub(crate) keystore: Option<PathBuf>,
+    pub(crate) passphrase_env: Option<String>,
+    pub(crate) dataset_id: Option<String>,
+    pub(crate) persist_encrypted: Option<PathBuf>,
     pub(crate) principal: Vec<String>,
     pub(crate) resource: Vec<String>,
 }
@@ -254,13 +258,61 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
     let progress = std::io::stderr()
         .is_terminal()
         .then(|| Arc::new(AtomicU64::new(0)));
+    let keystore_dir = crate::keys::dir_or_default(args.keystore.as_deref())?;
+    let audit_args = crate::audit::AuditArgs {
+        log: args.audit.log.clone(),
+        key: match (&args.audit.key, &args.keystore) {
+            (Some(k), _) => Some(k.clone()),
+            (None, Some(dir)) => Some(dir.join(symbiont_crypto::AUDIT_KEY_FILE)),
+            (None, None) => None,
+        },
+    };
+    let mut log = audit_args.open()?;
+    if let Some(dest) = args.persist_encrypted.as_ref().filter(|d| d.exists()) {
+        return usage(format_args!(
+            "--persist-encrypted {}: it exists; give a new directory",
+            dest.display()
+        ));
+    }
+    let stored = symbiont_operators::is_store(&input);
+    let dataset = if stored {
+        // A persisted dataset keeps the id it was sealed under.
+        match symbiont_operators::StoreReader::open(&input, &query.schema) {
+            Ok(store) => store.manifest().dataset.clone(),
+            Err(e) => {
+                eprintln!("symbi: error: {e}");
+                return Ok(exit::RUNTIME);
+            }
+        }
+    } else {
+        match &args.dataset_id {
+            Some(id) => id.clone(),
+            None => std::fs::canonicalize(&input)
+                .unwrap_or_else(|_| input.clone())
+                .display()
+                .to_string(),
+        }
+    };
+    let needs_keys = query.classifier.is_some() || stored || args.persist_encrypted.is_some();
+    let keys = if needs_keys {
+        lane_keys(
+            &query,
+            &keystore_dir,
+            args.passphrase_env.as_deref(),
+            &dataset,
+            &mut log,
+        )?
+    } else {
+        LaneKeys::default()
+    };
     let config = JobConfig {
         input,
         workers,
         on_error,
         progress: progress.clone(),
+        keys,
+        persist: args.persist_encrypted.clone(),
     };
-    let mut log = args.audit.open()?;
     let job = log.append(
         EntryKind::JobStart,
         serde_json::json!({
@@ -268,6 +320,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
             "program_sha256": program_sha256,
             "agent": query.agent,
             "input": config.input.display().to_string(),
+            "dataset": dataset,
             "policies": query.policies,
             "workers": workers,
         }),
@@ -312,6 +365,18 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
     }
 }
 
+/// The encrypted lanes' keys for `dataset`, from the keystore in `dir`.
+fn lane_keys(
+    query: &Query,
+    dir: &std::path::Path,
+    passphrase_env: Option<&str>,
+    dataset: &str,
+    log: &mut symbiont_crypto::AuditLog,
+) -> Result<LaneKeys> {
+    let ks = Arc::new(crate::keys::open_for_job(dir, passphrase_env, log)?);
+    Ok(LaneKeys::for_dataset(ks, dataset, &query.schema)?)
+}
+
 /// Runs the job, records its stages, and writes the result; returns the
 /// result's digest, or the job's error (already reported). Job errors name
 /// files, lines and fields, never values, so they can be audited.
@@ -332,7 +397,11 @@ fn execute(
         )?;
     }
     // The source stage's read digest is computed beside the job, not before.
-    let digest_path = config.input.clone();
+    let digest_path = if symbiont_operators::is_store(&config.input) {
+        config.input.join("batches.bin")
+    } else {
+        config.input.clone()
+    };
     let digesting = std::thread::spawn(move || audit::file_digest(&digest_path));
     let bar = progress.map(show_progress);
     let result = run_batch(query, config);

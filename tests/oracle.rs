@@ -5,7 +5,20 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use symbiont_engine::{JobConfig, OnError, run_batch};
+use symbiont_crypto::Keystore;
+use symbiont_engine::{JobConfig, LaneKeys, OnError, run_batch};
+
+/// One keystore for every case: the confidential and restricted lanes'
+/// records are sealed and opened for real.
+fn keystore() -> std::sync::Arc<Keystore> {
+    static KS: std::sync::OnceLock<std::sync::Arc<Keystore>> = std::sync::OnceLock::new();
+    std::sync::Arc::clone(KS.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("symbiont-oracle-ks-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Keystore::init(&dir, None).unwrap();
+        std::sync::Arc::new(Keystore::open(&dir, None).unwrap())
+    }))
+}
 
 #[derive(Clone, Debug)]
 struct Case {
@@ -192,7 +205,8 @@ proptest! {
             csv.push('\n');
         }
         std::fs::write(&path, csv).unwrap();
-        let out = run_batch(&query, &JobConfig { input: path, workers: c.workers, on_error: OnError::Fail, progress: None }).unwrap();
+        let keys = LaneKeys::for_dataset(keystore(), "oracle", &query.schema).unwrap();
+        let out = run_batch(&query, &JobConfig { input: path, workers: c.workers, on_error: OnError::Fail, progress: None, keys, persist: None }).unwrap();
         let (expected, lanes) = naive(&c);
         prop_assert!(close(&out.value, &expected), "got {}\nexpected {}\n{}", out.value, expected, source);
         prop_assert_eq!(out.lanes, lanes);

@@ -89,10 +89,15 @@ fn clinic_costs_reproduces_its_expected_result_and_lanes() {
         assert_eq!(meta["lanes"], read_json("examples/lanes.expected.json"));
         assert_eq!(meta["rows"], 2000);
         assert_eq!(meta["quarantined"], 0);
-        // The encrypted lanes do not exist yet, and the output says so.
+        // The confidential lane is sealed for real; the restricted lane is
+        // sealed the same way until the TFHE lane exists, and says so.
         assert_eq!(meta["lane_impl"]["plaintext"], "plaintext");
-        assert_eq!(meta["lane_impl"]["aes_gcm"], "plaintext-fallback");
-        assert_eq!(meta["lane_impl"]["homomorphic"], "plaintext-fallback");
+        assert_eq!(meta["lane_impl"]["aes_gcm"], "aes-256-gcm envelope (ring)");
+        assert_eq!(
+            meta["lane_impl"]["homomorphic"],
+            "aes-256-gcm envelope (ring), fallback: TFHE lane not built yet"
+        );
+        assert_eq!(meta["memory_lock"], "mlock");
     }
 }
 
@@ -362,7 +367,8 @@ fn explain_shows_every_stage_in_text_json_and_dot() {
     ] {
         assert!(text.contains(op), "{op} missing from\n{text}");
     }
-    assert!(text.contains("[homomorphic: plaintext-fallback]"));
+    assert!(text.contains("[aes_gcm: aes-256-gcm envelope (ring)]"));
+    assert!(text.contains("fallback: TFHE lane not built yet"));
     let plan = json(&symbi(&["explain", CLINIC, "--format", "json"]));
     let lanes: Vec<&str> = plan["nodes"]
         .as_array()

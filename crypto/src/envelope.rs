@@ -14,7 +14,7 @@
 
 use std::fmt;
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::aead::{AeadError, Aes256GcmKey, Backend, KEY_LEN, NONCE_LEN, TAG_LEN};
 use crate::locked::LockedBuf;
@@ -92,6 +92,33 @@ impl DataKey {
     }
 }
 
+/// The data keys an [`Opener`] may use: the keys of one dataset, shared
+/// with the [`Sealer`] of the same job, which adds each key it seals with.
+/// It holds data keys only, never the master key.
+#[derive(Debug, Default)]
+pub struct DataKeys(RwLock<Vec<Arc<DataKey>>>);
+
+impl DataKeys {
+    /// A set holding `keys`.
+    pub fn new(keys: Vec<Arc<DataKey>>) -> DataKeys {
+        DataKeys(RwLock::new(keys))
+    }
+
+    /// Adds a key unless one with its id is there.
+    pub fn insert(&self, key: &Arc<DataKey>) {
+        let mut keys = self.0.write().expect("no panic holding it");
+        if !keys.iter().any(|k| k.id == key.id) {
+            keys.push(Arc::clone(key));
+        }
+    }
+
+    /// The key with this id.
+    pub fn get(&self, id: KeyId) -> Option<Arc<DataKey>> {
+        let keys = self.0.read().expect("no panic holding it");
+        keys.iter().find(|k| k.id == id).cloned()
+    }
+}
+
 /// Where sealing gets keys and nonces: the keystore, which persists each
 /// reserved range before handing it out, and replaces a data key before
 /// its nonce limit is reached.
@@ -164,6 +191,7 @@ pub struct Sealer {
     context: SealContext,
     source: Arc<dyn NonceSource>,
     current: Mutex<Option<Current>>,
+    publish: Option<Arc<DataKeys>>,
 }
 
 impl fmt::Debug for Sealer {
@@ -181,7 +209,14 @@ impl Sealer {
             context,
             source,
             current: Mutex::new(None),
+            publish: None,
         }
+    }
+
+    /// Also adds every data key it seals with to `keys` (the opener's).
+    pub fn publishing_to(mut self, keys: Arc<DataKeys>) -> Sealer {
+        self.publish = Some(keys);
+        self
     }
 
     /// Its context.
@@ -199,6 +234,9 @@ impl Sealer {
                     dataset: self.context.dataset.clone(),
                     reason,
                 })?;
+            if let Some(keys) = &self.publish {
+                keys.insert(&key);
+            }
             *current = Some(Current {
                 key,
                 next: range.start,
@@ -321,14 +359,21 @@ pub fn read_header(bytes: &[u8]) -> Result<(SealedHeader, usize, Range<usize>), 
 /// (never the master key).
 pub struct Opener {
     context: SealContext,
-    keys: Vec<Arc<DataKey>>,
+    keys: Arc<DataKeys>,
 }
 
 impl fmt::Debug for Opener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Opener")
             .field("dataset", &self.context.dataset)
-            .field("keys", &self.keys.iter().map(|k| k.id).collect::<Vec<_>>())
+            .field(
+                "keys",
+                &self
+                    .keys
+                    .0
+                    .read()
+                    .map(|k| k.iter().map(|k| k.id).collect::<Vec<_>>()),
+            )
             .finish()
     }
 }
@@ -336,6 +381,12 @@ impl fmt::Debug for Opener {
 impl Opener {
     /// An opener with these data keys.
     pub fn new(context: SealContext, keys: Vec<Arc<DataKey>>) -> Opener {
+        Opener::sharing(context, Arc::new(DataKeys::new(keys)))
+    }
+
+    /// An opener using a set of data keys that may grow (see
+    /// [`Sealer::publishing_to`]).
+    pub fn sharing(context: SealContext, keys: Arc<DataKeys>) -> Opener {
         Opener { context, keys }
     }
 
@@ -347,8 +398,7 @@ impl Opener {
         let (header, header_len, payload) = read_header(bytes)?;
         let key = self
             .keys
-            .iter()
-            .find(|k| k.id == header.key)
+            .get(header.key)
             .ok_or(OpenError::UnknownKey(header.key))?;
         let nonce: [u8; NONCE_LEN] = bytes[2 + KEY_ID_LEN..2 + KEY_ID_LEN + NONCE_LEN]
             .try_into()

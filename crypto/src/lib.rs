@@ -51,8 +51,8 @@ pub mod merkle;
 
 pub use aead::{AeadError, Aes256GcmKey, Backend, KEY_LEN, NONCE_LEN, TAG_LEN};
 pub use envelope::{
-    DataKey, KEY_ID_LEN, KeyId, NonceSource, OpenError, Opener, SEALED_VERSION, SealContext,
-    SealError, SealedHeader, Sealer, read_header,
+    DataKey, DataKeys, KEY_ID_LEN, KeyId, NonceSource, OpenError, Opener, SEALED_VERSION,
+    SealContext, SealError, SealedHeader, Sealer, read_header,
 };
 pub use keystore::{
     AUDIT_KEY_FILE, DATA_KEY_LIMIT, DataKeyInfo, InitReport, Keystore, KeystoreError, Listing,

@@ -11,10 +11,11 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Concat, Input, Inspect, OkErr, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle, StreamVec};
 
+use symbiont_crypto::{DataKeys, Keystore, KeystoreError, LockStatus, Opener, SealContext, Sealer};
 use symbiont_operators::{
     AfterError, AggKey, AggregateError, AggregatePartials, Classify, Format, GROUP_KEYS,
-    LANE_COUNT, Lane, LaneImpl, Merged, Partial, PartialUpdate, Query, Record, Routed, RowError,
-    Source, SourceError, Value, assemble,
+    LANE_COUNT, Lane, LaneImpl, LaneOpener, Merged, Partial, PartialUpdate, Query, Record, Routed,
+    RowError, Schema, Source, SourceError, StoreReader, StoreWriter, Value, assemble, is_store,
 };
 
 /// What to do with a row that cannot be processed.
@@ -37,6 +38,45 @@ pub struct JobConfig {
     pub on_error: OnError,
     /// Counts rows read as the job goes, for a progress display.
     pub progress: Option<Arc<AtomicU64>>,
+    /// The keys of the encrypted lanes, split by stage.
+    pub keys: LaneKeys,
+    /// Keep the classified dataset here, encrypted lanes sealed (a
+    /// directory that must not exist; written only if the job succeeds).
+    pub persist: Option<PathBuf>,
+}
+
+impl LaneKeys {
+    /// The keys of `dataset`'s records of `schema`, from `keystore`: the
+    /// sealer reserves nonces there (making the dataset's data key on first
+    /// use); the opener gets the data keys the dataset has, and each new
+    /// one the sealer takes.
+    pub fn for_dataset(
+        keystore: Arc<Keystore>,
+        dataset: &str,
+        schema: &Schema,
+    ) -> Result<LaneKeys, KeystoreError> {
+        let fields: Vec<&str> = schema.fields.iter().map(|(n, _)| n.as_str()).collect();
+        let context = SealContext::new(dataset, &fields);
+        let keys = Arc::new(DataKeys::new(keystore.data_keys(dataset)?));
+        let sealer = Sealer::new(context.clone(), keystore).publishing_to(Arc::clone(&keys));
+        Ok(LaneKeys {
+            sealer: Some(Arc::new(sealer)),
+            opener: Some(Arc::new(LaneOpener::new(Opener::sharing(context, keys)))),
+        })
+    }
+}
+
+/// What each stage of a job holds: the classify stage a [`Sealer`] (data
+/// keys and nonce reservations of the input's dataset), the aggregation
+/// stage a [`LaneOpener`] (the dataset's data keys). Neither holds the
+/// master key. Without them, a confidential record fails the job: nothing
+/// falls back to plaintext.
+#[derive(Clone, Debug, Default)]
+pub struct LaneKeys {
+    /// Seals the confidential lane at classify.
+    pub sealer: Option<Arc<Sealer>>,
+    /// Opens it in the aggregation stage.
+    pub opener: Option<Arc<LaneOpener>>,
 }
 
 /// Why a job failed.
@@ -70,6 +110,12 @@ pub enum JobError {
     /// The dataflow runtime failed.
     #[error("the dataflow failed: {0}")]
     Dataflow(String),
+    /// `persist` needs the sealer's dataset id, and there is no sealer.
+    #[error("--persist-encrypted needs the keystore: the job has no sealer")]
+    PersistWithoutKeys,
+    /// The persisted dataset cannot be written.
+    #[error("cannot persist the encrypted dataset: {0}")]
+    Persist(SourceError),
 }
 
 /// A finished job's result and what it saw.
@@ -85,6 +131,11 @@ pub struct JobOutput {
     pub quarantined: u64,
     /// Worker threads used.
     pub workers: usize,
+    /// Whether the buffers confidential batches were opened into were
+    /// locked into RAM (`None`: none was opened).
+    pub memory_lock: Option<LockStatus>,
+    /// Where the classified dataset was persisted.
+    pub persisted: Option<PathBuf>,
 }
 
 impl JobOutput {
@@ -104,6 +155,13 @@ impl JobOutput {
             "rows": self.rows,
             "quarantined": self.quarantined,
             "workers": self.workers,
+            "persisted": self.persisted.as_ref().map(|p| p.display().to_string()),
+            "memory_lock": match &self.memory_lock {
+                None => serde_json::Value::Null,
+                Some(LockStatus::Locked) => "mlock".into(),
+                Some(LockStatus::Unlocked(why)) => format!("not locked: {why}").into(),
+                Some(LockStatus::Empty) => "none".into(),
+            },
         })
     }
 }
@@ -115,42 +173,136 @@ struct Collected {
     errors: Vec<RowError>,
     rows: u64,
     source_error: Option<SourceError>,
+    persist_error: Option<SourceError>,
+}
+
+/// Where the job's records come from.
+enum JobInput {
+    /// A file of records, classified by the job.
+    Records(Source),
+    /// A persisted dataset, already classified.
+    Store(StoreReader),
+}
+
+/// A persisted dataset being written into a temporary directory beside its
+/// destination; renamed into place only when the job succeeds.
+struct Persist {
+    writer: Option<StoreWriter>,
+    partial: PathBuf,
+    dest: PathBuf,
+}
+
+impl Drop for Persist {
+    fn drop(&mut self) {
+        // Still here: the job failed, or `finish` did. Leave nothing.
+        let _ = std::fs::remove_dir_all(&self.partial);
+    }
+}
+
+fn partial_dir(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".partial-{}", std::process::id()));
+    dest.with_file_name(name)
 }
 
 /// Runs `query` over `config.input` and returns its result.
 pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobError> {
     let workers = config.workers.max(1);
-    let format = Format::of_path(&config.input)
-        .ok_or_else(|| JobError::UnknownFormat(config.input.clone()))?;
-    let source = Arc::new(Source::open(&config.input, format, &query.schema, workers)?);
+    let input = if is_store(&config.input) {
+        JobInput::Store(StoreReader::open(&config.input, &query.schema)?)
+    } else {
+        let format = Format::of_path(&config.input)
+            .ok_or_else(|| JobError::UnknownFormat(config.input.clone()))?;
+        JobInput::Records(Source::open(&config.input, format, &query.schema, workers)?)
+    };
+    let source = Arc::new(input);
+    let persist = match &config.persist {
+        None => None,
+        Some(dest) => {
+            if config.keys.sealer.is_none() {
+                return Err(JobError::PersistWithoutKeys);
+            }
+            let partial = partial_dir(dest);
+            let _ = std::fs::remove_dir_all(&partial);
+            let writer = StoreWriter::create(&partial).map_err(JobError::Persist)?;
+            Some(Arc::new(Mutex::new(Persist {
+                writer: Some(writer),
+                partial,
+                dest: dest.clone(),
+            })))
+        }
+    };
     let collected = Arc::new(Mutex::new(Collected::default()));
     let quarantine = matches!(config.on_error, OnError::Quarantine(_));
     let shared_query = Arc::new(query.clone());
     let sink = Arc::clone(&collected);
     let progress = config.progress.clone();
+    let keys = config.keys.clone();
+    let persisting = persist.clone();
 
     timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
         let query = Rc::new((*shared_query).clone());
-        let used = query.used_fields();
+        // A persisted dataset keeps every field, not just those this
+        // program reads.
+        let used = if persisting.is_some() {
+            vec![true; query.schema.fields.len()]
+        } else {
+            query.used_fields()
+        };
         let sink_partials = Arc::clone(&sink);
         let sink_errors = Arc::clone(&sink);
 
         let mut input: InputHandle<u64, _> = InputHandle::new();
+        let mut stored: InputHandle<u64, _> = InputHandle::new();
         let probe = ProbeHandle::new();
+        let persisting = persisting.clone();
+        let sink_persist = Arc::clone(&sink);
         worker.dataflow::<u64, _, _>(|scope| {
             let records = scope.input_from(&mut input);
-            let (routed, classify_errors): (
+            let (classified, classify_errors): (
                 StreamVec<'_, u64, Routed>,
                 StreamVec<'_, u64, RowError>,
             ) = records
-                .classify(query.classifier.clone(), Pipeline)
+                .classify(query.classifier.clone(), keys.sealer.clone(), Pipeline)
                 .ok_err(|r| r);
+            let mut routed = classified.concat(scope.input_from(&mut stored));
+            if let Some(persist) = persisting {
+                routed = routed.inspect_core(move |event| {
+                    let Ok((_, batch)) = event else { return };
+                    let batch: &Vec<Routed> = batch;
+                    let mut p = persist.lock().expect("no worker panicked holding the lock");
+                    let Some(writer) = p.writer.as_mut() else {
+                        return;
+                    };
+                    let clear: Vec<&Record> = batch
+                        .iter()
+                        .filter_map(|r| match r {
+                            Routed::Clear(_, record) => Some(record),
+                            Routed::Sealed(_) => None,
+                        })
+                        .collect();
+                    let mut result = writer.clear(&clear);
+                    for r in batch.iter() {
+                        if let (Ok(()), Routed::Sealed(b)) = (&result, r) {
+                            result = writer.sealed(b);
+                        }
+                    }
+                    if let Err(e) = result {
+                        p.writer = None;
+                        sink_persist
+                            .lock()
+                            .expect("no worker panicked holding the lock")
+                            .persist_error
+                            .get_or_insert(e);
+                    }
+                });
+            }
             let (updates, aggregate_errors): (
                 StreamVec<'_, u64, PartialUpdate<u64>>,
                 StreamVec<'_, u64, RowError>,
             ) = routed
-                .aggregate_partials(Rc::clone(&query), Pipeline)
+                .aggregate_partials(Rc::clone(&query), keys.opener.clone(), Pipeline)
                 .ok_err(|r| r);
             updates
                 .as_collection()
@@ -178,6 +330,36 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
 
         let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
         let mut source_errors: Vec<RowError> = Vec::new();
+        let source = match source.as_ref() {
+            JobInput::Records(source) => source,
+            JobInput::Store(store) => {
+                let mut items: Vec<Routed> = Vec::with_capacity(BATCH);
+                let result = store.read(index, worker.peers(), |item| {
+                    items.push(item);
+                    if items.len() == BATCH {
+                        stored.send_batch(&mut items);
+                        items.clear();
+                        worker.step();
+                    }
+                });
+                if !items.is_empty() {
+                    stored.send_batch(&mut items);
+                }
+                input.close();
+                stored.close();
+                while !probe.done() {
+                    worker.step();
+                }
+                let mut c = sink.lock().expect("no worker panicked holding the lock");
+                match result {
+                    Ok(rows) => c.rows += rows,
+                    Err(e) => {
+                        c.source_error.get_or_insert(e);
+                    }
+                }
+                return;
+            }
+        };
         let result = source.read(
             index,
             &shared_query.schema,
@@ -207,6 +389,7 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
             input.send_batch(&mut batch);
         }
         input.close();
+        stored.close();
         while !probe.done() {
             worker.step();
         }
@@ -225,8 +408,35 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
     .collect::<Result<Vec<()>, String>>()
     .map_err(JobError::Dataflow)?;
 
-    let collected = std::mem::take(&mut *collected.lock().expect("the workers have finished"));
-    finish(query, config, workers, collected)
+    let mut collected = std::mem::take(&mut *collected.lock().expect("the workers have finished"));
+    let persist_error = collected.persist_error.take();
+    let mut output = finish(query, config, workers, collected)?;
+    if let Some(e) = persist_error {
+        return Err(JobError::Persist(e));
+    }
+    if let Some(persist) = persist {
+        let mut p = persist.lock().expect("the workers have finished");
+        let writer = p.writer.take().expect("no error, so the writer is there");
+        let dataset = config
+            .keys
+            .sealer
+            .as_ref()
+            .expect("checked before the job")
+            .context()
+            .dataset()
+            .to_owned();
+        writer
+            .finish(&dataset, &query.schema)
+            .map_err(JobError::Persist)?;
+        std::fs::rename(&p.partial, &p.dest).map_err(|source| {
+            JobError::Persist(SourceError::Io {
+                path: p.dest.clone(),
+                source,
+            })
+        })?;
+        output.persisted = Some(p.dest.clone());
+    }
+    Ok(output)
 }
 
 /// Records are handed to the dataflow in batches of this many.
@@ -285,6 +495,8 @@ fn finish(
         rows: collected.rows,
         quarantined,
         workers,
+        memory_lock: config.keys.opener.as_ref().and_then(|o| o.lock_status()),
+        persisted: None,
     })
 }
 

@@ -12,4 +12,4 @@ mod datasets;
 mod job;
 
 pub use datasets::{PATIENTS_HEADER, generate_patients};
-pub use job::{JobConfig, JobError, JobOutput, OnError, run_batch};
+pub use job::{JobConfig, JobError, JobOutput, LaneKeys, OnError, run_batch};

@@ -6,8 +6,10 @@
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
+use symbiont_crypto::LockedBuf;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::ParallelizationContract;
 use timely::dataflow::operators::Capability;
@@ -20,6 +22,7 @@ use crate::expr::{Element, Env, EvalError};
 use crate::partial::Partial;
 use crate::query::{AggKind, Lane, Query};
 use crate::record::RowError;
+use crate::sealed::LaneOpener;
 use crate::value::Value;
 
 /// The aggregate index of the per-lane record counts (`_meta.lanes`).
@@ -39,10 +42,14 @@ pub trait AggregatePartials<'scope, T: Timestamp + TotalOrder> {
     /// Computes the partials of every aggregate of `query` by lane and
     /// group, plus the record count of each lane, and emits them when
     /// their time is complete. An expression that fails on a record
-    /// becomes an error naming its line.
+    /// becomes an error naming its line. Sealed batches are opened with
+    /// `opener` into one locked, zeroizing buffer per worker; their records
+    /// are wiped as soon as they are added. A batch that does not open is
+    /// an error naming its first record.
     fn aggregate_partials<P>(
         self,
         query: Rc<Query>,
+        opener: Option<Arc<LaneOpener>>,
         pact: P,
     ) -> StreamVec<'scope, T, Result<PartialUpdate<T>, RowError>>
     where
@@ -55,6 +62,7 @@ impl<'scope, T: Timestamp + TotalOrder> AggregatePartials<'scope, T>
     fn aggregate_partials<P>(
         self,
         query: Rc<Query>,
+        opener: Option<Arc<LaneOpener>>,
         pact: P,
     ) -> StreamVec<'scope, T, Result<PartialUpdate<T>, RowError>>
     where
@@ -62,19 +70,35 @@ impl<'scope, T: Timestamp + TotalOrder> AggregatePartials<'scope, T>
     {
         self.unary_frontier(pact, "AggregatePartials", move |_, _| {
             let mut pending: BTreeMap<T, (Capability<T>, Accumulator)> = BTreeMap::new();
+            let mut buf = LockedBuf::new();
+            let width = query.schema.fields.len();
             move |(input, frontier), output| {
                 input.for_each(|time, data| {
                     let t = time.least().expect("a message has a timestamp").clone();
                     let (_, acc) = pending
                         .entry(t.clone())
                         .or_insert_with(|| (time.delayed(&t, 0), Accumulator::new(&query)));
-                    for (lane, record) in data.iter() {
-                        if let Err(e) = acc.add(&query, *lane, &record.values) {
-                            acc.errors.push(RowError {
-                                line: record.line,
-                                field: None,
-                                reason: e.to_string(),
-                            });
+                    for routed in data.iter() {
+                        match routed {
+                            Routed::Clear(lane, record) => acc.add_record(&query, *lane, record),
+                            Routed::Sealed(batch) => {
+                                let opened = match opener.as_deref() {
+                                    Some(o) => o.open(batch, width, &mut buf),
+                                    None => Err(RowError {
+                                        line: 0,
+                                        field: None,
+                                        reason: "a sealed batch arrived and the job has no keys to open it".into(),
+                                    }),
+                                };
+                                match opened {
+                                    Ok(plain) => {
+                                        for record in &plain.0 {
+                                            acc.add_record(&query, batch.lane, record);
+                                        }
+                                    }
+                                    Err(e) => acc.errors.push(e),
+                                }
+                            }
                         }
                     }
                 });
@@ -121,6 +145,17 @@ impl Accumulator {
                 .iter()
                 .map(|a| matches!(a.kind, AggKind::Min | AggKind::Max))
                 .collect(),
+        }
+    }
+
+    /// Adds one record's contributions, or the error it causes.
+    fn add_record(&mut self, query: &Query, lane: Lane, record: &crate::record::Record) {
+        if let Err(e) = self.add(query, lane, &record.values) {
+            self.errors.push(RowError {
+                line: record.line,
+                field: None,
+                reason: e.to_string(),
+            });
         }
     }
 

@@ -1,7 +1,12 @@
 //! The classify operator: evaluates the program's `@classifier` agent on
-//! every record and tags it with its lane.
+//! every record and tags it with its lane. The records of the confidential
+//! lane leave it sealed: one AES-256-GCM batch per input batch, their
+//! plaintext wiped.
 
 use std::rc::Rc;
+use std::sync::Arc;
+
+use symbiont_crypto::Sealer;
 
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::ParallelizationContract;
@@ -10,18 +15,28 @@ use timely::progress::Timestamp;
 
 use crate::query::{Classifier, Lane};
 use crate::record::{Record, RowError};
+use crate::sealed::{Plain, SealedBatch, seal_records};
 
-/// A record with its lane.
-pub type Routed = (Lane, Record);
+/// A record with its lane, or a sealed batch of confidential records.
+#[derive(Clone, Debug)]
+pub enum Routed {
+    /// A record in the clear, with its lane.
+    Clear(Lane, Record),
+    /// Records of an encrypted lane, sealed.
+    Sealed(SealedBatch),
+}
 
 /// Extension trait: classify a stream of records.
 pub trait Classify<'scope, T: Timestamp> {
     /// Tags each record with the lane `classifier` gives it (every record
-    /// is public without a classifier). A record on which the classifier
-    /// fails becomes an error naming its line.
+    /// is public without a classifier) and seals the confidential ones
+    /// with `sealer`. A record on which the classifier fails becomes an
+    /// error naming its line, and so does a confidential record when there
+    /// is no sealer or sealing fails: nothing falls back to plaintext.
     fn classify<P>(
         self,
         classifier: Option<Classifier>,
+        sealer: Option<Arc<Sealer>>,
         pact: P,
     ) -> StreamVec<'scope, T, Result<Routed, RowError>>
     where
@@ -32,6 +47,7 @@ impl<'scope, T: Timestamp> Classify<'scope, T> for StreamVec<'scope, T, Record> 
     fn classify<P>(
         self,
         classifier: Option<Classifier>,
+        sealer: Option<Arc<Sealer>>,
         pact: P,
     ) -> StreamVec<'scope, T, Result<Routed, RowError>>
     where
@@ -42,6 +58,7 @@ impl<'scope, T: Timestamp> Classify<'scope, T> for StreamVec<'scope, T, Record> 
             move |input, output| {
                 input.for_each(|time, data| {
                     let mut session = output.session(&time);
+                    let mut sealed_lanes = [Plain::default(), Plain::default()];
                     for record in data.drain(..) {
                         let lane = match classifier.as_ref() {
                             None => Ok(Lane::Plaintext),
@@ -51,7 +68,33 @@ impl<'scope, T: Timestamp> Classify<'scope, T> for StreamVec<'scope, T, Record> 
                                 reason: format!("classifier `{}` failed: {e}", c.name),
                             }),
                         };
-                        session.give(lane.map(|lane| (lane, record)));
+                        match lane {
+                            Ok(Lane::Plaintext) => {
+                                session.give(Ok(Routed::Clear(Lane::Plaintext, record)))
+                            }
+                            Ok(lane) => sealed_lanes[lane.index() - 1].0.push(record),
+                            Err(e) => session.give(Err(e)),
+                        }
+                    }
+                    for (lane, records) in [Lane::AesGcm, Lane::Homomorphic]
+                        .into_iter()
+                        .zip(sealed_lanes)
+                    {
+                        if records.0.is_empty() {
+                            continue;
+                        }
+                        let line = records.0[0].line;
+                        let sealed = match sealer.as_deref() {
+                            Some(sealer) => {
+                                seal_records(sealer, lane, records).map_err(|e| e.to_string())
+                            }
+                            None => Err("the job has no keystore to seal it with".to_owned()),
+                        };
+                        session.give(sealed.map(Routed::Sealed).map_err(|reason| RowError {
+                            line,
+                            field: None,
+                            reason: format!("a {} record cannot be sealed: {reason}", lane.name()),
+                        }));
                     }
                 });
             }

@@ -8,6 +8,12 @@
 //! [`AggregatePartials`] turns them into [`Partial`] aggregates whose
 //! consolidation in differential dataflow merges batches, workers and
 //! lanes. A [`Source`] reads CSV, NDJSON, Parquet or Arrow IPC files.
+//!
+//! The encrypted lanes travel as [`SealedBatch`]es: [`Classify`] seals
+//! them with a `Sealer` and [`AggregatePartials`] opens them with a
+//! [`LaneOpener`] into a locked, zeroizing buffer. [`StoreWriter`] and
+//! [`StoreReader`] keep a classified dataset at rest, encrypted lanes
+//! sealed.
 #![forbid(unsafe_code)]
 
 mod aggregate;
@@ -21,7 +27,9 @@ mod plan;
 mod policy;
 mod query;
 mod record;
+mod sealed;
 mod source;
+mod store;
 mod value;
 
 pub use aggregate::{AggKey, AggregatePartials, GROUP_KEYS, LANE_COUNT, PartialUpdate};
@@ -39,5 +47,10 @@ pub use query::{
     Query, Schema,
 };
 pub use record::{Record, RowError};
+pub use sealed::{
+    LaneOpener, Plain, SealedBatch, decode, encode, encoded_len, lane_byte, lane_of_byte,
+    seal_records,
+};
 pub use source::{AfterError, Format, Source, SourceError, SourceStats, parse_value};
+pub use store::{Manifest, ManifestField, STORE_MAGIC, StoreReader, StoreWriter, is_store};
 pub use value::Value;

@@ -10,13 +10,17 @@ use serde::Serialize;
 use crate::query::{Lane, Output, Query};
 
 /// How a lane is implemented in this build.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LaneImpl {
     /// Plaintext computation, as the lane requires.
     Plaintext,
-    /// The lane's records are computed in plaintext because its encrypted
-    /// implementation does not exist yet.
-    PlaintextFallback,
+    /// Sealed with AES-256-GCM under the dataset's data key at classify,
+    /// opened only in the aggregation stage, by this implementation.
+    AesGcm(symbiont_crypto::Backend),
+    /// The restricted lane until the homomorphic one exists: its records
+    /// travel sealed with AES-256-GCM like the confidential lane's, and
+    /// are opened for aggregation (not computed on under encryption).
+    AesGcmFallback(symbiont_crypto::Backend),
 }
 
 impl LaneImpl {
@@ -24,7 +28,8 @@ impl LaneImpl {
     pub fn of(lane: Lane) -> LaneImpl {
         match lane {
             Lane::Plaintext => LaneImpl::Plaintext,
-            Lane::AesGcm | Lane::Homomorphic => LaneImpl::PlaintextFallback,
+            Lane::AesGcm => LaneImpl::AesGcm(symbiont_crypto::Backend::DEFAULT),
+            Lane::Homomorphic => LaneImpl::AesGcmFallback(symbiont_crypto::Backend::DEFAULT),
         }
     }
 
@@ -32,7 +37,16 @@ impl LaneImpl {
     pub fn name(self) -> &'static str {
         match self {
             LaneImpl::Plaintext => "plaintext",
-            LaneImpl::PlaintextFallback => "plaintext-fallback",
+            LaneImpl::AesGcm(symbiont_crypto::Backend::Ring) => "aes-256-gcm envelope (ring)",
+            LaneImpl::AesGcm(symbiont_crypto::Backend::RustCrypto) => {
+                "aes-256-gcm envelope (aes-gcm)"
+            }
+            LaneImpl::AesGcmFallback(symbiont_crypto::Backend::Ring) => {
+                "aes-256-gcm envelope (ring), fallback: TFHE lane not built yet"
+            }
+            LaneImpl::AesGcmFallback(symbiont_crypto::Backend::RustCrypto) => {
+                "aes-256-gcm envelope (aes-gcm), fallback: TFHE lane not built yet"
+            }
         }
     }
 }
@@ -138,14 +152,31 @@ impl Plan {
         };
         let mut lane_outputs = Vec::new();
         for lane in Lane::ALL {
+            let sealed = lane != Lane::Plaintext;
             let route = add(
                 "route",
-                format!("records classified {}", class_of(lane)),
+                format!(
+                    "records classified {}{}",
+                    class_of(lane),
+                    if sealed {
+                        ", sealed per batch under the dataset's data key"
+                    } else {
+                        ""
+                    }
+                ),
                 Some(lane),
                 RUNS,
                 vec![classify],
             );
-            let label = format!("partial {grouping}{}", aggregates.join("; "));
+            let label = format!(
+                "{}partial {grouping}{}",
+                if sealed {
+                    "open into a locked, zeroized buffer; "
+                } else {
+                    ""
+                },
+                aggregates.join("; ")
+            );
             lane_outputs.push(add("aggregate", label, Some(lane), RUNS, vec![route]));
         }
         let merge = add(

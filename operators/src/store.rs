@@ -1,0 +1,337 @@
+//! Encrypted datasets at rest: what `symbi run --persist-encrypted DIR`
+//! writes and `--input NAME=DIR` reads back.
+//!
+//! A store is a directory with `manifest.json` (dataset id, schema, counts;
+//! no values) and `batches.bin`: a magic line, then length-prefixed frames,
+//! each either a sealed batch of an encrypted lane, exactly as it traveled
+//! from the classify stage, or a clear batch of public records. Lanes are
+//! kept: reading a store does not classify again, so encrypted records are
+//! never opened outside the aggregation stage. Layout: `docs/FORMATS.md`
+//! ("Encrypted datasets").
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::classify::Routed;
+use crate::query::{Lane, Schema};
+use crate::record::Record;
+use crate::sealed::{SealedBatch, decode, encode, encoded_len, lane_of_byte};
+use crate::source::SourceError;
+
+/// The first bytes of `batches.bin`.
+pub const STORE_MAGIC: &[u8] = b"SYMBIONT-SEALED v1\n";
+const MANIFEST_FORMAT: &str = "symbiont-encrypted-dataset v1";
+const FRAME_CLEAR: u8 = 0;
+const FRAME_SEALED: u8 = 1;
+/// Frames larger than this are refused as corrupt (a batch is ~100 KiB).
+const MAX_FRAME: u32 = 256 << 20;
+
+/// A field of the manifest's schema.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestField {
+    /// Its name.
+    pub name: String,
+    /// Its type (`int`, `float`, `string`, `bool`).
+    #[serde(rename = "type")]
+    pub ty: String,
+}
+
+/// `manifest.json`: what a store holds, without any value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// `symbiont-encrypted-dataset v1`.
+    pub format: String,
+    /// The dataset id the batches are sealed under.
+    pub dataset: String,
+    /// The record struct's name.
+    #[serde(rename = "struct")]
+    pub struct_name: String,
+    /// Its fields.
+    pub fields: Vec<ManifestField>,
+    /// Frames in `batches.bin`.
+    pub frames: u64,
+    /// Records per lane (`plaintext`, `aes_gcm`, `homomorphic`).
+    pub records: std::collections::BTreeMap<String, u64>,
+}
+
+impl Manifest {
+    fn fields_of(schema: &Schema) -> Vec<ManifestField> {
+        schema
+            .fields
+            .iter()
+            .map(|(n, t)| ManifestField {
+                name: n.clone(),
+                ty: t.name().to_owned(),
+            })
+            .collect()
+    }
+}
+
+/// Whether `path` is a store (a directory with a manifest).
+pub fn is_store(path: &Path) -> bool {
+    path.join("manifest.json").is_file()
+}
+
+/// Writes a store into a directory that does not exist yet.
+#[derive(Debug)]
+pub struct StoreWriter {
+    dir: PathBuf,
+    out: BufWriter<File>,
+    frames: u64,
+    records: [u64; 3],
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> SourceError + '_ {
+    move |source| SourceError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl StoreWriter {
+    /// Creates `dir` (which must not exist) and its `batches.bin`.
+    pub fn create(dir: &Path) -> Result<StoreWriter, SourceError> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))?;
+        let path = dir.join("batches.bin");
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io(&path))?;
+        let mut out = BufWriter::new(file);
+        out.write_all(STORE_MAGIC).map_err(io(&path))?;
+        Ok(StoreWriter {
+            dir: dir.to_owned(),
+            out,
+            frames: 0,
+            records: [0; 3],
+        })
+    }
+
+    fn frame(&mut self, kind: u8, parts: &[&[u8]]) -> Result<(), SourceError> {
+        let path = self.dir.join("batches.bin");
+        let len: usize = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
+        self.out
+            .write_all(&(len as u32).to_le_bytes())
+            .and_then(|_| self.out.write_all(&[kind]))
+            .map_err(io(&path))?;
+        for p in parts {
+            self.out.write_all(p).map_err(io(&path))?;
+        }
+        self.frames += 1;
+        Ok(())
+    }
+
+    /// Appends a sealed batch.
+    pub fn sealed(&mut self, batch: &SealedBatch) -> Result<(), SourceError> {
+        let n = symbiont_crypto::read_header(&batch.bytes)
+            .map(|(h, _, _)| h.ids.len() as u64)
+            .unwrap_or(0);
+        self.records[batch.lane.index()] += n;
+        self.frame(FRAME_SEALED, &[&batch.bytes])
+    }
+
+    /// Appends public records (any other lane is refused: it must be
+    /// sealed).
+    pub fn clear(&mut self, records: &[&Record]) -> Result<(), SourceError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut head = vec![crate::sealed::lane_byte(Lane::Plaintext)];
+        head.extend_from_slice(&(records.len() as u32).to_le_bytes());
+        for r in records {
+            head.extend_from_slice(&r.line.to_le_bytes());
+        }
+        let owned: Vec<Record> = records.iter().map(|r| (*r).clone()).collect();
+        let mut body = Vec::with_capacity(encoded_len(&owned));
+        encode(&owned, &mut body);
+        self.records[Lane::Plaintext.index()] += records.len() as u64;
+        self.frame(FRAME_CLEAR, &[&head, &body])
+    }
+
+    /// Flushes, writes the manifest, and syncs everything.
+    pub fn finish(mut self, dataset: &str, schema: &Schema) -> Result<PathBuf, SourceError> {
+        let path = self.dir.join("batches.bin");
+        self.out.flush().map_err(io(&path))?;
+        self.out.get_ref().sync_all().map_err(io(&path))?;
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT.into(),
+            dataset: dataset.to_owned(),
+            struct_name: schema.name.clone(),
+            fields: Manifest::fields_of(schema),
+            frames: self.frames,
+            records: Lane::ALL
+                .iter()
+                .map(|l| (l.name().to_owned(), self.records[l.index()]))
+                .collect(),
+        };
+        let mpath = self.dir.join("manifest.json");
+        let mut f = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&mpath)
+                .map_err(io(&mpath))?
+        };
+        f.write_all(&serde_json::to_vec_pretty(&manifest).expect("serialisable"))
+            .and_then(|_| f.sync_all())
+            .map_err(io(&mpath))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))?;
+        Ok(self.dir)
+    }
+}
+
+/// Reads a store.
+#[derive(Debug)]
+pub struct StoreReader {
+    dir: PathBuf,
+    manifest: Manifest,
+}
+
+impl StoreReader {
+    /// Opens the store in `dir`, checking that it holds records of
+    /// `schema`.
+    pub fn open(dir: &Path, schema: &Schema) -> Result<StoreReader, SourceError> {
+        let mpath = dir.join("manifest.json");
+        let bytes = std::fs::read(&mpath).map_err(io(&mpath))?;
+        let malformed = |reason: String| SourceError::Malformed {
+            path: mpath.clone(),
+            reason,
+        };
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| malformed(format!("not an encrypted dataset manifest ({e})")))?;
+        if manifest.format != MANIFEST_FORMAT {
+            return Err(malformed(format!(
+                "format `{}` is not `{MANIFEST_FORMAT}`",
+                manifest.format
+            )));
+        }
+        if manifest.fields != Manifest::fields_of(schema) {
+            return Err(SourceError::Header {
+                path: mpath,
+                schema: schema.name.clone(),
+                reason: "the stored records have other fields or types".into(),
+            });
+        }
+        Ok(StoreReader {
+            dir: dir.to_owned(),
+            manifest,
+        })
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Reads the frames numbered `part` modulo `parts`, handing each record
+    /// of a clear frame and each sealed batch to `on_item`. Returns the
+    /// records handed over.
+    pub fn read(
+        &self,
+        part: usize,
+        parts: usize,
+        mut on_item: impl FnMut(Routed),
+    ) -> Result<u64, SourceError> {
+        let path = self.dir.join("batches.bin");
+        let malformed = |reason: String| SourceError::Malformed {
+            path: path.clone(),
+            reason,
+        };
+        let mut input = BufReader::new(File::open(&path).map_err(io(&path))?);
+        let mut magic = vec![0; STORE_MAGIC.len()];
+        input
+            .read_exact(&mut magic)
+            .map_err(|_| malformed("not an encrypted dataset (no magic line)".into()))?;
+        if magic != STORE_MAGIC {
+            return Err(malformed(
+                "not an encrypted dataset (bad magic line)".into(),
+            ));
+        }
+        let width = self.manifest.fields.len();
+        let mut records = 0;
+        let mut frame = Vec::new();
+        let mut offset = STORE_MAGIC.len() as u64;
+        for index in 0..self.manifest.frames {
+            let mut len = [0u8; 4];
+            input.read_exact(&mut len).map_err(|_| {
+                malformed(format!(
+                    "truncated: frame {index} of {} is missing (byte {offset})",
+                    self.manifest.frames
+                ))
+            })?;
+            let len = u32::from_le_bytes(len);
+            if len == 0 || len > MAX_FRAME {
+                return Err(malformed(format!(
+                    "frame {index} at byte {offset} has an impossible length {len}"
+                )));
+            }
+            frame.resize(len as usize, 0);
+            input.read_exact(&mut frame).map_err(|_| {
+                malformed(format!(
+                    "truncated: frame {index} at byte {offset} is cut short"
+                ))
+            })?;
+            offset += 4 + u64::from(len);
+            if index % parts as u64 != part as u64 {
+                continue;
+            }
+            match frame[0] {
+                FRAME_SEALED => {
+                    let (header, _, _) = symbiont_crypto::read_header(&frame[1..])
+                        .map_err(|e| malformed(format!("frame {index}: {e}")))?;
+                    let lane = lane_of_byte(header.lane)
+                        .filter(|&l| l != Lane::Plaintext)
+                        .ok_or_else(|| malformed(format!("frame {index}: bad lane")))?;
+                    records += header.ids.len() as u64;
+                    on_item(Routed::Sealed(SealedBatch {
+                        lane,
+                        bytes: Arc::from(&frame[1..]),
+                    }));
+                }
+                FRAME_CLEAR => {
+                    let bad = || malformed(format!("frame {index}: bad clear batch"));
+                    if frame.len() < 6 || lane_of_byte(frame[1]) != Some(Lane::Plaintext) {
+                        return Err(bad());
+                    }
+                    let n = u32::from_le_bytes(frame[2..6].try_into().expect("4")) as usize;
+                    let ids_end = n
+                        .checked_mul(8)
+                        .and_then(|b| b.checked_add(6))
+                        .filter(|&e| e <= frame.len())
+                        .ok_or_else(bad)?;
+                    let ids: Vec<u64> = frame[6..ids_end]
+                        .chunks_exact(8)
+                        .map(|c| u64::from_le_bytes(c.try_into().expect("8")))
+                        .collect();
+                    let mut plain = decode(&frame[ids_end..], &ids, width).map_err(|_| bad())?;
+                    records += plain.0.len() as u64;
+                    for r in plain.0.drain(..) {
+                        on_item(Routed::Clear(Lane::Plaintext, r));
+                    }
+                }
+                k => return Err(malformed(format!("frame {index}: unknown kind {k}"))),
+            }
+        }
+        if input.read(&mut [0u8; 1]).map_err(io(&path))? != 0 {
+            return Err(malformed(format!(
+                "bytes after the {} frames the manifest lists",
+                self.manifest.frames
+            )));
+        }
+        Ok(records)
+    }
+}

@@ -1,0 +1,232 @@
+//! The `keys` verbs, and the keystore a job's encrypted lanes use.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use symbiont_crypto::{EntryKind, KeyId, Keystore};
+use zeroize::Zeroizing;
+
+use crate::{audit, exit};
+
+/// The default keystore: `$XDG_DATA_HOME/symbiont` (or
+/// `~/.local/share/symbiont`), which also holds the audit signing key.
+pub(crate) fn default_dir() -> Result<PathBuf> {
+    audit::home_dir("XDG_DATA_HOME", ".local/share")
+}
+
+/// The keystore directory given, or the default.
+pub(crate) fn dir_or_default(dir: Option<&Path>) -> Result<PathBuf> {
+    match dir {
+        Some(d) => Ok(d.to_owned()),
+        None => default_dir(),
+    }
+}
+
+/// The passphrase in environment variable `var`, if one is named.
+pub(crate) fn passphrase(var: Option<&str>) -> Result<Option<Zeroizing<Vec<u8>>>> {
+    let Some(var) = var else { return Ok(None) };
+    let value = std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .with_context(|| format!("--passphrase-env {var}: the variable is not set or empty"))?;
+    Ok(Some(Zeroizing::new(
+        std::os::unix::ffi::OsStrExt::as_bytes(value.as_os_str()).to_vec(),
+    )))
+}
+
+/// Opens the keystore for a job, creating it (master key unsealed) when
+/// the directory has none; the creation is said on stderr and audited.
+pub(crate) fn open_for_job(
+    dir: &Path,
+    passphrase_env: Option<&str>,
+    log: &mut symbiont_crypto::AuditLog,
+) -> Result<Keystore> {
+    let pass = passphrase(passphrase_env)?;
+    if !Keystore::exists(dir) {
+        let report = Keystore::init(dir, pass.as_deref().map(|p| p.as_slice()))?;
+        eprintln!(
+            "symbi: created the keystore {} (master key {}{})",
+            dir.display(),
+            report.master_id,
+            if report.sealed {
+                ", sealed under the passphrase"
+            } else {
+                ""
+            }
+        );
+        log.append(
+            EntryKind::KeyEvent,
+            serde_json::json!({"event": "created", "key": "master key", "id": report.master_id, "keystore": dir.display().to_string()}),
+        )?;
+    }
+    let ks = Keystore::open(dir, pass.as_deref().map(|p| p.as_slice()))?;
+    report_recovery(&ks);
+    Ok(ks)
+}
+
+fn report_recovery(ks: &Keystore) {
+    for path in ks.recovered() {
+        eprintln!(
+            "symbi: removed {} left by an interrupted key rotation",
+            path.display()
+        );
+    }
+}
+
+/// `symbi keys init`.
+pub(crate) fn init(
+    dir: Option<&Path>,
+    passphrase_env: Option<&str>,
+    audit: &audit::AuditArgs,
+) -> Result<u8> {
+    let dir = dir_or_default(dir)?;
+    let pass = passphrase(passphrase_env)?;
+    let report = Keystore::init(&dir, pass.as_deref().map(|p| p.as_slice()))?;
+    println!(
+        "created the keystore {}\n  master key {} ({})\n  audit signing key {}\n  tfhe/ (for the homomorphic lane's keys)",
+        dir.display(),
+        report.master_id,
+        if report.sealed {
+            "sealed under the passphrase with Argon2id"
+        } else {
+            "not sealed: protected by file permissions only"
+        },
+        if report.audit_key_created {
+            "created"
+        } else {
+            "kept (it existed)"
+        },
+    );
+    key_event(
+        audit,
+        &dir,
+        serde_json::json!({"event": "created", "key": "master key", "id": report.master_id, "keystore": dir.display().to_string()}),
+    )?;
+    Ok(exit::OK)
+}
+
+/// `symbi keys rotate`.
+pub(crate) fn rotate(
+    dir: Option<&Path>,
+    passphrase_env: Option<&str>,
+    new_passphrase_env: Option<&str>,
+    audit: &audit::AuditArgs,
+) -> Result<u8> {
+    let dir = dir_or_default(dir)?;
+    let pass = passphrase(passphrase_env)?;
+    let new_pass = passphrase(new_passphrase_env)?;
+    let old = Keystore::list(&dir)?;
+    let new = Keystore::rotate(
+        &dir,
+        pass.as_deref().map(|p| p.as_slice()),
+        new_pass.as_deref().map(|p| p.as_slice()),
+    )?;
+    println!(
+        "rotated the master key of {}: {} -> {}; {} data key(s) re-wrapped, the old master key deleted",
+        dir.display(),
+        old.master_id,
+        new,
+        old.data_keys.len()
+    );
+    key_event(
+        audit,
+        &dir,
+        serde_json::json!({"event": "rotated", "key": "master key", "old": old.master_id, "new": new, "data_keys": old.data_keys.len(), "keystore": dir.display().to_string()}),
+    )?;
+    Ok(exit::OK)
+}
+
+/// `symbi keys list`.
+pub(crate) fn list(dir: Option<&Path>, json: bool) -> Result<u8> {
+    let dir = dir_or_default(dir)?;
+    let l = Keystore::list(&dir)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&l)?);
+        return Ok(exit::OK);
+    }
+    println!("keystore {}", l.dir.display());
+    println!(
+        "  master key  {}  created {}  protection {}",
+        l.master_id, l.master_created, l.master_protection
+    );
+    match &l.audit_key {
+        Some(k) => println!("  audit key   {k}"),
+        None => println!("  audit key   (none yet)"),
+    }
+    println!(
+        "  tfhe keys   {}",
+        if l.tfhe_dir {
+            "tfhe/ (empty until the homomorphic lane)"
+        } else {
+            "no tfhe/ directory"
+        }
+    );
+    if l.data_keys.is_empty() {
+        println!("  data keys   none yet (one is made per dataset when a job first seals it)");
+    }
+    for k in &l.data_keys {
+        println!(
+            "  data key    {}  created {}  dataset {}  nonces reserved {}{}",
+            k.id,
+            k.created,
+            k.dataset,
+            k.nonces_reserved,
+            if k.retired { "  retired" } else { "" }
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// `symbi keys export-data-key`: writes one data key, hex, to a new file
+/// of mode 0600, for escrow or another tool (docs/decrypt_sealed.py).
+pub(crate) fn export_data_key(
+    dir: Option<&Path>,
+    passphrase_env: Option<&str>,
+    id: &str,
+    out: &Path,
+) -> Result<u8> {
+    let Some(id) = KeyId::parse(id) else {
+        eprintln!("symbi: error: `{id}` is not a key id (32 hex digits; see `symbi keys list`)");
+        return Ok(exit::USAGE);
+    };
+    let dir = dir_or_default(dir)?;
+    let pass = passphrase(passphrase_env)?;
+    let ks = Keystore::open(&dir, pass.as_deref().map(|p| p.as_slice()))?;
+    report_recovery(&ks);
+    let key = ks.export_data_key(id)?;
+    let hex = Zeroizing::new(key.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("cannot create {} (it must not exist)", out.display()))?;
+    f.write_all(hex.as_bytes())
+        .and_then(|_| f.write_all(b"\n"))
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!("symbi: wrote data key {id} to {}", out.display());
+    Ok(exit::OK)
+}
+
+/// Audits a key event when the keystore is the default one or a log is
+/// named (another keystore's audit key must not sign the default log).
+fn key_event(audit: &audit::AuditArgs, dir: &Path, detail: serde_json::Value) -> Result<()> {
+    let default = default_dir().ok().as_deref() == Some(dir);
+    if !default && audit.log.is_none() {
+        return Ok(());
+    }
+    let log_path = match &audit.log {
+        Some(p) => p.clone(),
+        None => audit::default_log()?,
+    };
+    let key = match &audit.key {
+        Some(k) => k.clone(),
+        None => dir.join(symbiont_crypto::AUDIT_KEY_FILE),
+    };
+    let mut log = audit::open_log(&log_path, &key)?;
+    log.append(EntryKind::KeyEvent, detail)?;
+    log.checkpoint()?;
+    Ok(())
+}
