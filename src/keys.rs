@@ -44,21 +44,27 @@ pub(crate) fn open_for_job(
 ) -> Result<Keystore> {
     let pass = passphrase(passphrase_env)?;
     if !Keystore::exists(dir) {
-        let report = Keystore::init(dir, pass.as_deref().map(|p| p.as_slice()))?;
-        eprintln!(
-            "symbi: created the keystore {} (master key {}{})",
-            dir.display(),
-            report.master_id,
-            if report.sealed {
-                ", sealed under the passphrase"
-            } else {
-                ""
+        // Another process may create it at the same moment: then use theirs.
+        match Keystore::init(dir, pass.as_deref().map(|p| p.as_slice())) {
+            Ok(report) => {
+                eprintln!(
+                    "symbi: created the keystore {} (master key {}{})",
+                    dir.display(),
+                    report.master_id,
+                    if report.sealed {
+                        ", sealed under the passphrase"
+                    } else {
+                        ""
+                    }
+                );
+                log.append(
+                    EntryKind::KeyEvent,
+                    serde_json::json!({"event": "created", "key": "master key", "id": report.master_id, "keystore": dir.display().to_string()}),
+                )?;
             }
-        );
-        log.append(
-            EntryKind::KeyEvent,
-            serde_json::json!({"event": "created", "key": "master key", "id": report.master_id, "keystore": dir.display().to_string()}),
-        )?;
+            Err(symbiont_crypto::KeystoreError::AlreadyInitialised(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     let ks = Keystore::open(dir, pass.as_deref().map(|p| p.as_slice()))?;
     report_recovery(&ks);

@@ -86,7 +86,8 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         audit_log: Option<PathBuf>,
         /// The audit signing key (default: `audit_ed25519.key` in the
-        /// keystore, created on first use).
+        /// default keystore, created on first use; --keystore does not
+        /// change it, so one log keeps one key).
         #[arg(long, value_name = "PATH")]
         audit_key: Option<PathBuf>,
         /// The keystore whose data keys seal the confidential lane

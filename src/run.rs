@@ -259,15 +259,9 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         .is_terminal()
         .then(|| Arc::new(AtomicU64::new(0)));
     let keystore_dir = crate::keys::dir_or_default(args.keystore.as_deref())?;
-    let audit_args = crate::audit::AuditArgs {
-        log: args.audit.log.clone(),
-        key: match (&args.audit.key, &args.keystore) {
-            (Some(k), _) => Some(k.clone()),
-            (None, Some(dir)) => Some(dir.join(symbiont_crypto::AUDIT_KEY_FILE)),
-            (None, None) => None,
-        },
-    };
-    let mut log = audit_args.open()?;
+    // The audit log keeps its own key (--audit-key, or the default
+    // keystore's) whichever keystore seals the data.
+    let mut log = args.audit.open()?;
     if let Some(dest) = args.persist_encrypted.as_ref().filter(|d| d.exists()) {
         return usage(format_args!(
             "--persist-encrypted {}: it exists; give a new directory",
@@ -443,11 +437,23 @@ fn execute(
         log.append(EntryKind::StageEnd, detail)?;
     }
     match &args.out {
-        Some(path) => std::fs::write(path, text)
-            .with_context(|| format!("cannot write {}", path.display()))?,
+        Some(path) => write_whole(path, text.as_bytes())?,
         None => std::io::stdout().write_all(text.as_bytes())?,
     }
     Ok(Ok(result_digest))
+}
+
+/// Writes `bytes` to `path` whole or not at all: a temporary file beside
+/// it, then a rename.
+fn write_whole(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".partial-{}", std::process::id()));
+    let tmp = path.with_file_name(name);
+    let written = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// A spinner with the rows read so far, on stderr, while a job runs on a

@@ -110,6 +110,15 @@ pub enum JobError {
     /// The dataflow runtime failed.
     #[error("the dataflow failed: {0}")]
     Dataflow(String),
+    /// A sealed batch did not open: altered, moved, truncated, or the
+    /// wrong key. Fatal even when bad rows are quarantined.
+    #[error("{path}:{row}")]
+    Integrity {
+        /// The input.
+        path: PathBuf,
+        /// The first record of the first batch that failed.
+        row: RowError,
+    },
     /// `persist` needs the sealer's dataset id, and there is no sealer.
     #[error("--persist-encrypted needs the keystore: the job has no sealer")]
     PersistWithoutKeys,
@@ -450,6 +459,16 @@ fn finish(
 ) -> Result<JobOutput, JobError> {
     if let Some(e) = collected.source_error {
         return Err(e.into());
+    }
+    if let Some(opener) = &config.keys.opener {
+        let mut failures = opener.failures();
+        failures.sort();
+        if let Some(row) = failures.into_iter().next() {
+            return Err(JobError::Integrity {
+                path: config.input.clone(),
+                row,
+            });
+        }
     }
     let mut errors = collected.errors;
     errors.sort();

@@ -169,6 +169,7 @@ pub fn seal_records(sealer: &Sealer, lane: Lane, records: Plain) -> Result<Seale
 pub struct LaneOpener {
     opener: Opener,
     lock_status: Mutex<Option<LockStatus>>,
+    failures: Mutex<Vec<RowError>>,
 }
 
 impl LaneOpener {
@@ -177,7 +178,15 @@ impl LaneOpener {
         LaneOpener {
             opener,
             lock_status: Mutex::new(None),
+            failures: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The batches that did not open or decode. They fail a job even when
+    /// bad rows are quarantined: they are tampering or a wrong key, not
+    /// bad input.
+    pub fn failures(&self) -> Vec<RowError> {
+        self.failures.lock().expect("no panic holding it").clone()
     }
 
     /// Whether the buffers batches were opened into were locked (`None`:
@@ -197,10 +206,20 @@ impl LaneOpener {
         width: usize,
         buf: &mut LockedBuf,
     ) -> Result<Plain, RowError> {
-        let fail = |ids: &[u64], e: &dyn std::fmt::Display| RowError {
-            line: ids.first().copied().unwrap_or(0),
-            field: None,
-            reason: format!("sealed batch of {} records: {e}", ids.len()),
+        let fail = |ids: &[u64], e: &dyn std::fmt::Display| {
+            let error = RowError {
+                line: ids.first().copied().unwrap_or(0),
+                field: None,
+                reason: format!(
+                    "the sealed batch of {} record(s) starting here: {e}",
+                    ids.len()
+                ),
+            };
+            self.failures
+                .lock()
+                .expect("no panic holding it")
+                .push(error.clone());
+            error
         };
         let header = match self.opener.open(&batch.bytes, buf) {
             Ok(h) => h,
