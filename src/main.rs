@@ -103,6 +103,11 @@ enum Command {
         /// bound into every ciphertext.
         #[arg(long, value_name = "ID")]
         dataset_id: Option<String>,
+        /// The AES-256-GCM implementation sealing the encrypted lanes:
+        /// `ring` (the default, chosen by benches/aes_lane.sh) or `aes-gcm`
+        /// (RustCrypto).
+        #[arg(long, value_enum, default_value_t = AesBackend::Ring)]
+        aes_backend: AesBackend,
         /// Keep the classified dataset in DIR (which must not exist):
         /// encrypted lanes sealed, public records in the clear. A later run
         /// reads it back with `--input NAME=DIR`. Written only if the job
@@ -325,6 +330,12 @@ enum DatasetsCommand {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum AesBackend {
+    Ring,
+    AesGcm,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum RunFormat {
     Json,
     Table,
@@ -381,6 +392,7 @@ fn main() -> ExitCode {
             keystore,
             passphrase_env,
             dataset_id,
+            aes_backend,
             persist_encrypted,
             principal,
             resource,
@@ -402,6 +414,10 @@ fn main() -> ExitCode {
             keystore,
             passphrase_env,
             dataset_id,
+            aes_backend: match aes_backend {
+                AesBackend::Ring => symbiont_crypto::Backend::Ring,
+                AesBackend::AesGcm => symbiont_crypto::Backend::RustCrypto,
+            },
             persist_encrypted,
             principal,
             resource,

@@ -36,6 +36,7 @@ pub(crate) struct RunArgs {
     pub(crate) passphrase_env: Option<String>,
     pub(crate) dataset_id: Option<String>,
     pub(crate) persist_encrypted: Option<PathBuf>,
+    pub(crate) aes_backend: symbiont_crypto::Backend,
     pub(crate) principal: Vec<String>,
     pub(crate) resource: Vec<String>,
 }
@@ -289,13 +290,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
     };
     let needs_keys = query.classifier.is_some() || stored || args.persist_encrypted.is_some();
     let keys = if needs_keys {
-        lane_keys(
-            &query,
-            &keystore_dir,
-            args.passphrase_env.as_deref(),
-            &dataset,
-            &mut log,
-        )?
+        lane_keys(&query, &keystore_dir, args, &dataset, &mut log)?
     } else {
         LaneKeys::default()
     };
@@ -363,11 +358,12 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
 fn lane_keys(
     query: &Query,
     dir: &std::path::Path,
-    passphrase_env: Option<&str>,
+    args: &RunArgs,
     dataset: &str,
     log: &mut symbiont_crypto::AuditLog,
 ) -> Result<LaneKeys> {
-    let ks = Arc::new(crate::keys::open_for_job(dir, passphrase_env, log)?);
+    let ks = crate::keys::open_for_job(dir, args.passphrase_env.as_deref(), log)?;
+    let ks = Arc::new(ks.with_backend(args.aes_backend));
     Ok(LaneKeys::for_dataset(ks, dataset, &query.schema)?)
 }
 
