@@ -289,10 +289,11 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         }
     };
     let needs_keys = query.classifier.is_some() || stored || args.persist_encrypted.is_some();
-    let keys = if needs_keys {
-        lane_keys(&query, &keystore_dir, args, &dataset, &mut log)?
+    let (keys, keystore) = if needs_keys {
+        let (keys, ks) = lane_keys(&query, &keystore_dir, args, &dataset, &mut log)?;
+        (keys, Some(ks))
     } else {
-        LaneKeys::default()
+        (LaneKeys::default(), None)
     };
     let config = JobConfig {
         input,
@@ -336,6 +337,12 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
     }
     // Whatever happens, the job's end is recorded and checkpointed.
     let outcome = execute(&query, &config, args, &mut log, job, progress);
+    for event in keystore.iter().flat_map(|ks| ks.created_data_keys()) {
+        log.append(
+            EntryKind::KeyEvent,
+            serde_json::json!({"job": job, "event": "created", "key": "data key", "id": event.id, "dataset": event.dataset, "retired": event.retired}),
+        )?;
+    }
     let end = match &outcome {
         Ok(Ok(result_digest)) => {
             serde_json::json!({"job": job, "status": "ok", "result_sha256": result_digest})
@@ -361,10 +368,13 @@ fn lane_keys(
     args: &RunArgs,
     dataset: &str,
     log: &mut symbiont_crypto::AuditLog,
-) -> Result<LaneKeys> {
+) -> Result<(LaneKeys, Arc<symbiont_crypto::Keystore>)> {
     let ks = crate::keys::open_for_job(dir, args.passphrase_env.as_deref(), log)?;
     let ks = Arc::new(ks.with_backend(args.aes_backend));
-    Ok(LaneKeys::for_dataset(ks, dataset, &query.schema)?)
+    Ok((
+        LaneKeys::for_dataset(Arc::clone(&ks), dataset, &query.schema)?,
+        ks,
+    ))
 }
 
 /// Runs the job, records its stages, and writes the result; returns the
@@ -409,6 +419,11 @@ fn execute(
             return Ok(Err(e.to_string()));
         }
     };
+    if let Some(symbiont_crypto::LockStatus::Unlocked(why)) = &output.memory_lock {
+        eprintln!(
+            "symbi: warning: decrypted batches could not be locked into RAM ({why}); they were still zeroized after use"
+        );
+    }
     let text = match args.format {
         Output::Json => serde_json::to_string_pretty(&with_meta(&output))? + "\n",
         Output::Table => table(&output),

@@ -470,6 +470,17 @@ fn keys_verbs_init_list_rotate_and_refuse_open_directories() {
     assert!(o.status.success(), "{}", stderr(&o));
     let list = json(&t.symbi(&["keys", "list", "--dir", &dir, "--format", "json"]));
     assert_eq!(list["data_keys"][0]["dataset"], "clinic-2026");
+    // The data key's creation is audited.
+    let log = json(&t.symbi(&["audit", "show", "--format", "json"]));
+    let made: Vec<_> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "key_event" && e["detail"]["key"] == "data key")
+        .collect();
+    assert_eq!(made.len(), 1, "{log}");
+    assert_eq!(made[0]["detail"]["dataset"], "clinic-2026");
+    assert_eq!(made[0]["detail"]["id"], list["data_keys"][0]["id"]);
     let old_master = list["master_id"].as_str().unwrap().to_owned();
     let o = t.symbi(&["keys", "rotate", "--dir", &dir]);
     assert!(o.status.success(), "{}", stderr(&o));

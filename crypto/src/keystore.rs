@@ -328,6 +328,19 @@ pub struct Keystore {
     cache: Mutex<BTreeMap<KeyId, Arc<DataKey>>>,
     /// Stray master key files deleted by `open`.
     recovered: Vec<PathBuf>,
+    /// Data keys this process made, and the keys they replaced.
+    created: Mutex<Vec<DataKeyEvent>>,
+}
+
+/// A data key made by [`Keystore::reserve_nonces`], for the audit log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DataKeyEvent {
+    /// The new key's id.
+    pub id: String,
+    /// Its dataset.
+    pub dataset: String,
+    /// The key it replaced, retired at its nonce limit.
+    pub retired: Option<String>,
 }
 
 impl fmt::Debug for Keystore {
@@ -709,6 +722,7 @@ impl Keystore {
             reserve_chunk: RESERVE_CHUNK,
             cache: Mutex::new(BTreeMap::new()),
             recovered,
+            created: Mutex::new(Vec::new()),
         })
     }
 
@@ -734,6 +748,11 @@ impl Keystore {
     /// The AES-GCM implementation of its data keys.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The data keys this process made (each a key event to audit).
+    pub fn created_data_keys(&self) -> Vec<DataKeyEvent> {
+        self.created.lock().expect("no panic holding it").clone()
     }
 
     /// Stray master key files that `open` deleted.
@@ -853,10 +872,20 @@ impl Keystore {
         let index = match current {
             Some(i) if ring.data_keys[i].nonces_reserved + chunk <= self.data_key_limit => i,
             _ => {
+                let mut retired = None;
                 if let Some(i) = current {
                     ring.data_keys[i].retired = true;
+                    retired = Some(ring.data_keys[i].id.clone());
                 }
                 let id = KeyId(random()?);
+                self.created
+                    .lock()
+                    .expect("no panic holding it")
+                    .push(DataKeyEvent {
+                        id: id.to_string(),
+                        dataset: dataset.to_owned(),
+                        retired,
+                    });
                 let bytes = Zeroizing::new(random::<KEY_LEN>()?);
                 ring.data_keys.push(DataKeyEntry {
                     id: id.to_string(),

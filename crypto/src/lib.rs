@@ -55,8 +55,8 @@ pub use envelope::{
     SealContext, SealError, SealedHeader, Sealer, read_header,
 };
 pub use keystore::{
-    AUDIT_KEY_FILE, DATA_KEY_LIMIT, DataKeyInfo, InitReport, Keystore, KeystoreError, Listing,
-    RESERVE_CHUNK, RotateStep,
+    AUDIT_KEY_FILE, DATA_KEY_LIMIT, DataKeyEvent, DataKeyInfo, InitReport, Keystore, KeystoreError,
+    Listing, RESERVE_CHUNK, RotateStep,
 };
 pub use locked::{LockStatus, LockedBuf};
 

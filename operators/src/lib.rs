@@ -52,5 +52,7 @@ pub use sealed::{
     seal_records,
 };
 pub use source::{AfterError, Format, Source, SourceError, SourceStats, parse_value};
-pub use store::{Manifest, ManifestField, STORE_MAGIC, StoreReader, StoreWriter, is_store};
+pub use store::{
+    Manifest, ManifestField, STORE_MAGIC, StoreReader, StoreWriter, fuzz_store_bytes, is_store,
+};
 pub use value::Value;

@@ -244,94 +244,143 @@ impl StoreReader {
         &self,
         part: usize,
         parts: usize,
-        mut on_item: impl FnMut(Routed),
+        on_item: impl FnMut(Routed),
     ) -> Result<u64, SourceError> {
         let path = self.dir.join("batches.bin");
-        let malformed = |reason: String| SourceError::Malformed {
-            path: path.clone(),
-            reason,
-        };
-        let mut input = BufReader::new(File::open(&path).map_err(io(&path))?);
-        let mut magic = vec![0; STORE_MAGIC.len()];
-        input
-            .read_exact(&mut magic)
-            .map_err(|_| malformed("not an encrypted dataset (no magic line)".into()))?;
-        if magic != STORE_MAGIC {
-            return Err(malformed(
-                "not an encrypted dataset (bad magic line)".into(),
-            ));
-        }
-        let width = self.manifest.fields.len();
-        let mut records = 0;
-        let mut frame = Vec::new();
-        let mut offset = STORE_MAGIC.len() as u64;
-        for index in 0..self.manifest.frames {
-            let mut len = [0u8; 4];
-            input.read_exact(&mut len).map_err(|_| {
-                malformed(format!(
-                    "truncated: frame {index} of {} is missing (byte {offset})",
-                    self.manifest.frames
-                ))
-            })?;
-            let len = u32::from_le_bytes(len);
-            if len == 0 || len > MAX_FRAME {
-                return Err(malformed(format!(
-                    "frame {index} at byte {offset} has an impossible length {len}"
-                )));
-            }
-            frame.resize(len as usize, 0);
-            input.read_exact(&mut frame).map_err(|_| {
-                malformed(format!(
-                    "truncated: frame {index} at byte {offset} is cut short"
-                ))
-            })?;
-            offset += 4 + u64::from(len);
-            if index % parts as u64 != part as u64 {
-                continue;
-            }
-            match frame[0] {
-                FRAME_SEALED => {
-                    let (header, _, _) = symbiont_crypto::read_header(&frame[1..])
-                        .map_err(|e| malformed(format!("frame {index}: {e}")))?;
-                    let lane = lane_of_byte(header.lane)
-                        .filter(|&l| l != Lane::Plaintext)
-                        .ok_or_else(|| malformed(format!("frame {index}: bad lane")))?;
-                    records += header.ids.len() as u64;
-                    on_item(Routed::Sealed(SealedBatch {
-                        lane,
-                        bytes: Arc::from(&frame[1..]),
-                    }));
-                }
-                FRAME_CLEAR => {
-                    let bad = || malformed(format!("frame {index}: bad clear batch"));
-                    if frame.len() < 6 || lane_of_byte(frame[1]) != Some(Lane::Plaintext) {
-                        return Err(bad());
-                    }
-                    let n = u32::from_le_bytes(frame[2..6].try_into().expect("4")) as usize;
-                    let ids_end = n
-                        .checked_mul(8)
-                        .and_then(|b| b.checked_add(6))
-                        .filter(|&e| e <= frame.len())
-                        .ok_or_else(bad)?;
-                    let ids: Vec<u64> = frame[6..ids_end]
-                        .chunks_exact(8)
-                        .map(|c| u64::from_le_bytes(c.try_into().expect("8")))
-                        .collect();
-                    let mut plain = decode(&frame[ids_end..], &ids, width).map_err(|_| bad())?;
-                    records += plain.0.len() as u64;
-                    for r in plain.0.drain(..) {
-                        on_item(Routed::Clear(Lane::Plaintext, r));
-                    }
-                }
-                k => return Err(malformed(format!("frame {index}: unknown kind {k}"))),
-            }
-        }
-        if input.read(&mut [0u8; 1]).map_err(io(&path))? != 0 {
+        let input = BufReader::new(File::open(&path).map_err(io(&path))?);
+        read_frames(&self.manifest, &path, input, part, parts, on_item)
+    }
+}
+
+/// Reads the frames of `batches.bin` from `input` (see [`StoreReader::read`]).
+fn read_frames(
+    manifest: &Manifest,
+    path: &Path,
+    mut input: impl Read,
+    part: usize,
+    parts: usize,
+    mut on_item: impl FnMut(Routed),
+) -> Result<u64, SourceError> {
+    let malformed = |reason: String| SourceError::Malformed {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut magic = vec![0; STORE_MAGIC.len()];
+    input
+        .read_exact(&mut magic)
+        .map_err(|_| malformed("not an encrypted dataset (no magic line)".into()))?;
+    if magic != STORE_MAGIC {
+        return Err(malformed(
+            "not an encrypted dataset (bad magic line)".into(),
+        ));
+    }
+    let width = manifest.fields.len();
+    let mut records = 0;
+    let mut frame = Vec::new();
+    let mut offset = STORE_MAGIC.len() as u64;
+    for index in 0..manifest.frames {
+        let mut len = [0u8; 4];
+        input.read_exact(&mut len).map_err(|_| {
+            malformed(format!(
+                "truncated: frame {index} of {} is missing (byte {offset})",
+                manifest.frames
+            ))
+        })?;
+        let len = u32::from_le_bytes(len);
+        if len == 0 || len > MAX_FRAME {
             return Err(malformed(format!(
-                "bytes after the {} frames the manifest lists",
-                self.manifest.frames
+                "frame {index} at byte {offset} has an impossible length {len}"
             )));
         }
-        Ok(records)
+        frame.resize(len as usize, 0);
+        input.read_exact(&mut frame).map_err(|_| {
+            malformed(format!(
+                "truncated: frame {index} at byte {offset} is cut short"
+            ))
+        })?;
+        offset += 4 + u64::from(len);
+        if index % parts as u64 != part as u64 {
+            continue;
+        }
+        match frame[0] {
+            FRAME_SEALED => {
+                let (header, _, _) = symbiont_crypto::read_header(&frame[1..])
+                    .map_err(|e| malformed(format!("frame {index}: {e}")))?;
+                let lane = lane_of_byte(header.lane)
+                    .filter(|&l| l != Lane::Plaintext)
+                    .ok_or_else(|| malformed(format!("frame {index}: bad lane")))?;
+                records += header.ids.len() as u64;
+                on_item(Routed::Sealed(SealedBatch {
+                    lane,
+                    bytes: Arc::from(&frame[1..]),
+                }));
+            }
+            FRAME_CLEAR => {
+                let bad = || malformed(format!("frame {index}: bad clear batch"));
+                if frame.len() < 6 || lane_of_byte(frame[1]) != Some(Lane::Plaintext) {
+                    return Err(bad());
+                }
+                let n = u32::from_le_bytes(frame[2..6].try_into().expect("4")) as usize;
+                let ids_end = n
+                    .checked_mul(8)
+                    .and_then(|b| b.checked_add(6))
+                    .filter(|&e| e <= frame.len())
+                    .ok_or_else(bad)?;
+                let ids: Vec<u64> = frame[6..ids_end]
+                    .chunks_exact(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().expect("8")))
+                    .collect();
+                let mut plain = decode(&frame[ids_end..], &ids, width).map_err(|_| bad())?;
+                records += plain.0.len() as u64;
+                for r in plain.0.drain(..) {
+                    on_item(Routed::Clear(Lane::Plaintext, r));
+                }
+            }
+            k => return Err(malformed(format!("frame {index}: unknown kind {k}"))),
+        }
     }
+    if input.read(&mut [0u8; 1]).map_err(io(path))? != 0 {
+        return Err(malformed(format!(
+            "bytes after the {} frames the manifest lists",
+            manifest.frames
+        )));
+    }
+    Ok(records)
+}
+
+/// Fuzzing entry point: any bytes as `batches.bin` of a three-field store
+/// (the first byte is the manifest's frame count), every sealed batch
+/// opened with a fixed key, and any bytes as a sealed batch's plaintext.
+/// Never panics.
+pub fn fuzz_store_bytes(data: &[u8]) {
+    use symbiont_crypto::{Backend, DataKey, KeyId, LockedBuf, Opener, SealContext};
+    let Some((&frames, rest)) = data.split_first() else {
+        return;
+    };
+    let fields = ["a", "b", "c"];
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT.into(),
+        dataset: "fuzz".into(),
+        struct_name: "R".into(),
+        fields: fields
+            .iter()
+            .map(|n| ManifestField {
+                name: (*n).into(),
+                ty: "int".into(),
+            })
+            .collect(),
+        frames: u64::from(frames),
+        records: Default::default(),
+    };
+    let key = Arc::new(DataKey::new(KeyId([0; 16]), &[0; 32], Backend::DEFAULT));
+    let opener =
+        crate::sealed::LaneOpener::new(Opener::new(SealContext::new("fuzz", &fields), vec![key]));
+    let mut buf = LockedBuf::new();
+    let _ = read_frames(&manifest, Path::new("fuzz"), rest, 0, 1, |item| {
+        if let Routed::Sealed(batch) = item {
+            let _ = opener.open(&batch, fields.len(), &mut buf);
+        }
+    });
+    let ids: Vec<u64> = (0..u64::from(frames % 8)).collect();
+    let _ = decode(rest, &ids, fields.len());
 }
