@@ -28,6 +28,7 @@ fn bench(c: &mut Criterion) {
             progress: None,
             keys: Default::default(),
             persist: None,
+            forbidden_lanes: [false; 3],
         };
         group.bench_function(format!("{workers}_workers"), |b| {
             b.iter(|| run_batch(&query, &config).unwrap())

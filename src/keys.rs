@@ -184,6 +184,28 @@ pub(crate) fn list(dir: Option<&Path>, json: bool) -> Result<u8> {
     Ok(exit::OK)
 }
 
+/// `symbi keys add-approver NAME`.
+pub(crate) fn add_approver(dir: Option<&Path>, name: &str) -> Result<u8> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        eprintln!("symbi: usage error: an approver name is letters, digits, `-`, `_` and `.`");
+        return Ok(exit::USAGE);
+    }
+    let dir = dir_or_default(dir)?;
+    Keystore::list(&dir)?;
+    let public = symbiont_crypto::add_approver(&dir, name)?;
+    println!(
+        "approver {name}: {public}
+  signing key {} (give it to {name}; the keystore trusts {})",
+        dir.join("approvers").join(format!("{name}.key")).display(),
+        dir.join("approvers").join(format!("{name}.pub")).display()
+    );
+    Ok(exit::OK)
+}
+
 /// `symbi keys export-data-key`: writes one data key, hex, to a new file
 /// of mode 0600, for escrow or another tool (docs/decrypt_sealed.py).
 pub(crate) fn export_data_key(

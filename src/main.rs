@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use symbiont_dsl::{Diagnostic, SourceFile, check, format_program, parse_bytes};
 
 mod audit;
+mod enforce;
 mod keys;
 mod run;
 
@@ -120,6 +121,35 @@ enum Command {
         /// An attribute of the dataset, for policy conditions.
         #[arg(long, value_name = "KEY=VALUE")]
         resource: Vec<String>,
+        /// Resume a job suspended by policy conditions with this approval
+        /// (`symbi approve`), signed by an approver the keystore trusts.
+        #[arg(long, value_name = "FILE")]
+        override_approval: Option<PathBuf>,
+    },
+    /// Sign the approval request of a suspended job, as an approver: the
+    /// result resumes it with `symbi run --override-approval FILE`.
+    Approve {
+        /// The request the suspended job wrote.
+        request: PathBuf,
+        /// The approver (their key: `approvers/NAME.key` in the keystore,
+        /// or --key).
+        #[arg(long)]
+        approver: String,
+        /// Why the violations are acceptable (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// How long the approval is valid, e.g. `1h`, `7days`.
+        #[arg(long, default_value = "24h")]
+        expires: humantime::Duration,
+        /// The approver's signing key, if not in the keystore.
+        #[arg(long, value_name = "PATH")]
+        key: Option<PathBuf>,
+        /// The keystore (default: `$XDG_DATA_HOME/symbiont`).
+        #[arg(long, value_name = "DIR")]
+        keystore: Option<PathBuf>,
+        /// The approval file to create.
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
     },
     /// Evaluate policies.
     Policy {
@@ -293,6 +323,16 @@ enum KeysCommand {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Make an approver key NAME: `approvers/NAME.key` (give it to the
+    /// approver) and `approvers/NAME.pub` (what makes the keystore trust
+    /// their approvals).
+    AddApprover {
+        /// The approver's name.
+        name: String,
+        /// The keystore directory (default: `$XDG_DATA_HOME/symbiont`).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Write one data key (hex) to a new file of mode 0600, for escrow or
     /// for another tool to decrypt with.
     ExportDataKey {
@@ -396,6 +436,7 @@ fn main() -> ExitCode {
             persist_encrypted,
             principal,
             resource,
+            override_approval,
         } => run::run(&run::RunArgs {
             file,
             inputs,
@@ -421,7 +462,25 @@ fn main() -> ExitCode {
             persist_encrypted,
             principal,
             resource,
+            override_approval,
         }),
+        Command::Approve {
+            request,
+            approver,
+            reason,
+            expires,
+            key,
+            keystore,
+            out,
+        } => enforce::approve(
+            &request,
+            &approver,
+            key.as_deref(),
+            &reason,
+            expires.into(),
+            keystore.as_deref(),
+            &out,
+        ),
         Command::Policy {
             command:
                 PolicyCommand::Eval {
@@ -490,6 +549,7 @@ fn run_keys(command: KeysCommand) -> Result<u8> {
             &audit_to(audit_log),
         ),
         KeysCommand::List { dir, format } => keys::list(dir.as_deref(), format == Format::Json),
+        KeysCommand::AddApprover { name, dir } => keys::add_approver(dir.as_deref(), &name),
         KeysCommand::ExportDataKey {
             id,
             out,

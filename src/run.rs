@@ -7,16 +7,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
-use symbiont_crypto::EntryKind;
+use symbiont_crypto::{ApprovalRequest, EntryKind};
 use symbiont_dsl::ast::Program;
 use symbiont_dsl::{Diagnostic, SourceFile, check, lower_query, parse_bytes};
 use symbiont_engine::{JobConfig, JobOutput, LaneKeys, OnError, run_batch};
 
-use symbiont_operators::{
-    Attributes, CompiledPolicies, Effect, Lane, Plan, Policy, PolicyValue, Query,
-};
+use symbiont_operators::{Attributes, CompiledPolicies, Effect, Lane, Plan, PolicyValue, Query};
 
-use crate::{ExplainFormat, Format, Reporter, audit, display_name, exit, read_source};
+use crate::{ExplainFormat, Format, Reporter, audit, display_name, enforce, exit, read_source};
 
 pub(crate) enum Output {
     Json,
@@ -39,6 +37,7 @@ pub(crate) struct RunArgs {
     pub(crate) aes_backend: symbiont_crypto::Backend,
     pub(crate) principal: Vec<String>,
     pub(crate) resource: Vec<String>,
+    pub(crate) override_approval: Option<PathBuf>,
 }
 
 type Attrs = BTreeMap<String, PolicyValue>;
@@ -68,61 +67,6 @@ pub(crate) fn attributes(
             _ => Err(p.clone()),
         })
         .collect()
-}
-
-/// Runtime enforcement before the job: every action of the entry agent
-/// (and the agents it calls) decided with its policies' conditions against
-/// the principal and the dataset, each decision audited. Returns the
-/// denial, if any, as the text to report.
-fn decide_at_run_time(
-    program: &Program,
-    query: &Query,
-    principal: &BTreeMap<String, PolicyValue>,
-    resource: &BTreeMap<String, PolicyValue>,
-    log: &mut symbiont_crypto::AuditLog,
-    job: u64,
-) -> Result<Option<String>> {
-    let defined =
-        symbiont_dsl::policies(program).map_err(|_| anyhow::anyhow!("invalid policies"))?;
-    let mut resource = resource.clone();
-    resource.extend(symbiont_dsl::context_attributes());
-    let attributes = Attributes {
-        principal,
-        resource: &resource,
-    };
-    let mut seen = std::collections::BTreeSet::new();
-    for action in symbiont_dsl::actions_of(program, &query.agent) {
-        if !seen.insert((action.name, action.policies.clone())) {
-            continue;
-        }
-        let applicable: Vec<Policy> = action
-            .policies
-            .iter()
-            .filter_map(|n| defined.get(n).cloned())
-            .collect();
-        let compiled = CompiledPolicies::compile(&applicable)?;
-        let decision = compiled.decide(action.name, &attributes);
-        log.append(
-            EntryKind::PolicyDecision,
-            serde_json::json!({
-                "job": job,
-                "action": action.name,
-                "agent": action.agent,
-                "policies": action.policies,
-                "decision": decision.effect,
-                "reasons": decision.reasons,
-                "conflicts": decision.conflicts,
-            }),
-        )?;
-        if decision.effect == Effect::Deny {
-            let r = &decision.reasons[0];
-            return Ok(Some(format!(
-                "policy denied: `{}` in agent `{}`: policy `{}`, `{}`: {}",
-                action.name, action.agent, r.policy, r.rule, r.detail
-            )));
-        }
-    }
-    Ok(None)
 }
 
 fn usage(message: impl std::fmt::Display) -> Result<u8> {
@@ -295,37 +239,20 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
     } else {
         (LaneKeys::default(), None)
     };
-    let config = JobConfig {
-        input,
-        workers,
-        on_error,
-        progress: progress.clone(),
-        keys,
-        persist: args.persist_encrypted.clone(),
-    };
     let job = log.append(
         EntryKind::JobStart,
         serde_json::json!({
             "program": args.file.display().to_string(),
             "program_sha256": program_sha256,
             "agent": query.agent,
-            "input": config.input.display().to_string(),
+            "input": input.display().to_string(),
             "dataset": dataset,
             "policies": query.policies,
             "workers": workers,
         }),
     )?;
-    match decide_at_run_time(&program, &query, &principal, &resource, &mut log, job) {
-        Ok(None) => {}
-        Ok(Some(denied)) => {
-            log.append(
-                EntryKind::JobEnd,
-                serde_json::json!({"job": job, "status": "denied", "error": denied}),
-            )?;
-            log.checkpoint()?;
-            eprintln!("symbi: {denied}");
-            return Ok(exit::POLICY_DENIED);
-        }
+    let decision = match enforce::decide(&program, &query, &principal, &resource, &mut log, job) {
+        Ok(d) => d,
         Err(e) => {
             log.append(
                 EntryKind::JobEnd,
@@ -334,7 +261,55 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
             log.checkpoint()?;
             return Err(e);
         }
+    };
+    let this_job = ApprovalRequest {
+        program_sha256: program_sha256.clone(),
+        agent: query.agent.clone(),
+        dataset: dataset.clone(),
+        overrides: Vec::new(),
+    };
+    let approved = match &args.override_approval {
+        None => None,
+        Some(path) => match enforce::load_approval(path, &keystore_dir, &this_job, &mut log, job) {
+            Ok(a) => Some(a),
+            Err(why) => {
+                log.append(
+                    EntryKind::JobEnd,
+                    serde_json::json!({"job": job, "status": "denied", "error": why}),
+                )?;
+                log.checkpoint()?;
+                eprintln!("symbi: the approval is refused: {why}");
+                return Ok(exit::POLICY_DENIED);
+            }
+        },
+    };
+    let before = enforce::uncovered(&decision.before, approved.as_ref());
+    if !before.is_empty() {
+        enforce::suspend(
+            &mut log,
+            job,
+            serde_json::json!("start"),
+            ApprovalRequest {
+                overrides: before,
+                ..this_job
+            },
+        )?;
+        return Ok(exit::POLICY_DENIED);
     }
+    let mut forbidden_lanes = [false; 3];
+    for lane in Lane::ALL {
+        forbidden_lanes[lane.index()] =
+            !enforce::uncovered(&decision.by_lane[lane.index()], approved.as_ref()).is_empty();
+    }
+    let config = JobConfig {
+        input,
+        workers,
+        on_error,
+        progress: progress.clone(),
+        keys,
+        persist: args.persist_encrypted.clone(),
+        forbidden_lanes,
+    };
     // Whatever happens, the job's end is recorded and checkpointed.
     let outcome = execute(&query, &config, args, &mut log, job, progress);
     for event in keystore.iter().flat_map(|ks| ks.created_data_keys()) {
@@ -343,12 +318,30 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
             serde_json::json!({"job": job, "event": "created", "key": "data key", "id": event.id, "dataset": event.dataset, "retired": event.retired}),
         )?;
     }
+    if let Ok(Err(Failure::Suspended { lane, line })) = &outcome {
+        let violations = enforce::uncovered(&decision.by_lane[lane.index()], approved.as_ref());
+        enforce::suspend(
+            &mut log,
+            job,
+            serde_json::json!({"op": "classify", "line": line, "class": lane.class()}),
+            ApprovalRequest {
+                overrides: violations,
+                ..this_job
+            },
+        )?;
+        eprintln!(
+            "symbi: the first record classified {} is at {}:line {line}",
+            lane.class(),
+            config.input.display()
+        );
+        return Ok(exit::POLICY_DENIED);
+    }
     let end = match &outcome {
         Ok(Ok(result_digest)) => {
             serde_json::json!({"job": job, "status": "ok", "result_sha256": result_digest})
         }
-        Ok(Err(job_error)) => {
-            serde_json::json!({"job": job, "status": "error", "error": job_error})
+        Ok(Err(failure)) => {
+            serde_json::json!({"job": job, "status": "error", "error": failure.to_string()})
         }
         Err(e) => serde_json::json!({"job": job, "status": "error", "error": format!("{e:#}")}),
     };
@@ -377,6 +370,25 @@ fn lane_keys(
     ))
 }
 
+/// How a job that ran did not produce a result.
+enum Failure {
+    /// A job error (already reported).
+    Error(String),
+    /// A record of a forbidden class was seen.
+    Suspended { lane: Lane, line: u64 },
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Error(e) => f.write_str(e),
+            Failure::Suspended { lane, line } => {
+                write!(f, "suspended at line {line} ({})", lane.class())
+            }
+        }
+    }
+}
+
 /// Runs the job, records its stages, and writes the result; returns the
 /// result's digest, or the job's error (already reported). Job errors name
 /// files, lines and fields, never values, so they can be audited.
@@ -387,7 +399,7 @@ fn execute(
     log: &mut symbiont_crypto::AuditLog,
     job: u64,
     progress: Option<Arc<AtomicU64>>,
-) -> Result<std::result::Result<String, String>> {
+) -> Result<std::result::Result<String, Failure>> {
     let plan = Plan::of(query, None);
     let running: Vec<_> = plan.nodes.iter().filter(|n| n.status == "runs").collect();
     for node in &running {
@@ -414,9 +426,12 @@ fn execute(
     }
     let output = match result {
         Ok(output) => output,
+        Err(symbiont_engine::JobError::Suspended { lane, line, .. }) => {
+            return Ok(Err(Failure::Suspended { lane, line }));
+        }
         Err(e) => {
             eprintln!("symbi: error: {e}");
-            return Ok(Err(e.to_string()));
+            return Ok(Err(Failure::Error(e.to_string())));
         }
     };
     if let Some(symbiont_crypto::LockStatus::Unlocked(why)) = &output.memory_lock {

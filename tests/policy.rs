@@ -606,10 +606,13 @@ fn principal_conditions_are_enforced_at_run_time_and_audited() {
     };
     let denied = run(&["--principal", "user_clearance=level_1"]);
     assert_eq!(denied.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&denied.stderr);
+    assert!(err.contains("suspended"), "{err}");
     assert!(
-        String::from_utf8_lossy(&denied.stderr).contains("policy denied"),
-        "{}",
-        String::from_utf8_lossy(&denied.stderr)
+        err.contains(
+            "policy `medical_data_policy`, `condition`: requires user_clearance >= \"level_2\""
+        ),
+        "{err}"
     );
     assert!(denied.stdout.is_empty());
     let allowed = run(&["--principal", "user_clearance=level_2"]);
@@ -717,4 +720,259 @@ fn extends_must_name_a_policy_and_not_loop() {
     assert!(codes.iter().all(|c| c.starts_with("E0105")));
     assert!(codes.iter().any(|c| c.contains("not defined")));
     assert!(codes.iter().any(|c| c.contains("extends itself")));
+}
+
+const TRIAGED: &str = r#"
+struct Patient {
+    patient_id: string, name: string, ssn: string, email: string, age: int,
+    sex: string, zip: string, diagnosis: string, cost_cents: int, visits: int
+}
+
+policy clinic {
+    allow: ["read", "analyze", "aggregate"];
+    conditions: { user_clearance: >= "level_2", data_classification: != "restricted" }
+}
+
+@classifier
+agent triage(p: Patient) -> string {
+    if (p.diagnosis == "HIV" || p.diagnosis == "oncology") {
+        return "restricted";
+    }
+    return "public";
+}
+
+agent total(patients: Stream<Patient>) -> int
+    with policy(clinic), classifier = "triage" {
+    return sum(patients.map(p => p.cost_cents));
+}
+"#;
+
+fn audit_kinds(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let o = symbi(&["audit", "show", "--format", "json"], dir);
+    let entries: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    entries.as_array().unwrap().clone()
+}
+
+#[test]
+fn a_record_of_a_forbidden_class_suspends_the_job_and_an_approval_resumes_it() {
+    let dir = scratch("suspend");
+    let program = dir.join("p.symbi");
+    std::fs::write(&program, TRIAGED).unwrap();
+    let p = program.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            p,
+            "--input",
+            "patients=examples/data/patients.csv",
+            "--principal",
+            "user_clearance=level_3",
+        ];
+        args.extend_from_slice(extra);
+        symbi(&args, &dir)
+    };
+    // Records classified restricted reach a stage whose policy forbids them:
+    // suspended at the first one (line 6 of patients.csv is HIV), no result.
+    let o = run(&[]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(o.stdout.is_empty());
+    assert!(err.contains("patients.csv:line 6"), "{err}");
+    assert!(err.contains("(records classified restricted)"), "{err}");
+    let request = dir.join("state/symbiont/requests");
+    let request = std::fs::read_dir(&request)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let entries = audit_kinds(&dir);
+    let suspended: Vec<_> = entries
+        .iter()
+        .filter(|e| e["kind"] == "stage_suspended")
+        .collect();
+    assert_eq!(suspended.len(), 1);
+    assert_eq!(suspended[0]["detail"]["stage"]["line"], 6);
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["kind"] == "job_end" && e["detail"]["status"] == "suspended")
+    );
+
+    // An approver the keystore trusts signs the request; the job resumes.
+    assert!(
+        symbi(&["keys", "add-approver", "alice"], &dir)
+            .status
+            .success()
+    );
+    let approval = dir.join("ok.approval");
+    let a = approval.to_str().unwrap();
+    let o = symbi(
+        &[
+            "approve",
+            request.to_str().unwrap(),
+            "--approver",
+            "alice",
+            "--reason",
+            "IRB 2026-17",
+            "--out",
+            a,
+        ],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["--override-approval", a]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["_meta"]["lanes"]["homomorphic"], 179);
+    let approvals: Vec<_> = audit_kinds(&dir)
+        .into_iter()
+        .filter(|e| e["kind"] == "approval")
+        .collect();
+    assert_eq!(approvals.len(), 1);
+    assert_eq!(approvals[0]["detail"]["approver"], "alice");
+    assert_eq!(approvals[0]["detail"]["reason"], "IRB 2026-17");
+
+    // The approval covers only what it lists: a missing clearance is a new
+    // violation, and the job is suspended before it starts.
+    let o = symbi(
+        &[
+            "run",
+            p,
+            "--input",
+            "patients=examples/data/patients.csv",
+            "--override-approval",
+            a,
+        ],
+        &dir,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("user_clearance"));
+
+    // An altered approval, one for another dataset, and one signed by a key
+    // the keystore does not trust are refused (exit 2), and audited.
+    let text = std::fs::read_to_string(&approval).unwrap();
+    let altered = dir.join("altered.approval");
+    std::fs::write(&altered, text.replace("IRB 2026-17", "IRB 2026-18")).unwrap();
+    let o = run(&["--override-approval", altered.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("not signed by an approver this keystore trusts")
+    );
+    let copy = dir.join("copy.csv");
+    std::fs::copy("examples/data/patients.csv", &copy).unwrap();
+    let o = symbi(
+        &[
+            "run",
+            p,
+            "--input",
+            &format!("patients={}", copy.display()),
+            "--principal",
+            "user_clearance=level_3",
+            "--override-approval",
+            a,
+        ],
+        &dir,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("approves another job (the dataset differs)")
+    );
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let o = symbi(
+        &[
+            "keys",
+            "add-approver",
+            "mallory",
+            "--dir",
+            other.join("ks").to_str().unwrap(),
+        ],
+        &dir,
+    );
+    assert_eq!(o.status.code(), Some(1), "the keystore must exist first");
+    assert!(
+        symbi(
+            &["keys", "init", "--dir", other.join("ks").to_str().unwrap()],
+            &dir
+        )
+        .status
+        .success()
+    );
+    assert!(
+        symbi(
+            &[
+                "keys",
+                "add-approver",
+                "mallory",
+                "--dir",
+                other.join("ks").to_str().unwrap()
+            ],
+            &dir
+        )
+        .status
+        .success()
+    );
+    let forged = dir.join("forged.approval");
+    let o = symbi(
+        &[
+            "approve",
+            request.to_str().unwrap(),
+            "--approver",
+            "mallory",
+            "--reason",
+            "trust me",
+            "--key",
+            other.join("ks/approvers/mallory.key").to_str().unwrap(),
+            "--out",
+            forged.to_str().unwrap(),
+        ],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["--override-approval", forged.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        audit_kinds(&dir)
+            .iter()
+            .any(|e| e["kind"] == "approval" && e["detail"]["refused"].is_string())
+    );
+    assert_eq!(symbi(&["audit", "verify"], &dir).status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn records_of_allowed_classes_run_without_suspension() {
+    let dir = scratch("allowed-classes");
+    let program = dir.join("p.symbi");
+    // No record is restricted when nothing is classified so.
+    std::fs::write(
+        &program,
+        TRIAGED.replace("\"restricted\";\n    }", "\"public\";\n    }"),
+    )
+    .unwrap();
+    let o = symbi(
+        &[
+            "run",
+            program.to_str().unwrap(),
+            "--input",
+            "patients=examples/data/patients.csv",
+            "--principal",
+            "user_clearance=level_2",
+        ],
+        &dir,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

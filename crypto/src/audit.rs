@@ -49,6 +49,10 @@ pub enum EntryKind {
     DatasetCommitment,
     /// A key was created, rotated or destroyed.
     KeyEvent,
+    /// A stage was suspended by a policy condition.
+    StageSuspended,
+    /// A human approval overrode policy violations.
+    Approval,
     /// A proof was produced.
     Proof,
     /// The log was recovered after a crash.
@@ -68,6 +72,8 @@ impl EntryKind {
             EntryKind::KeyEvent => "key_event",
             EntryKind::Proof => "proof",
             EntryKind::Recovery => "recovery",
+            EntryKind::StageSuspended => "stage_suspended",
+            EntryKind::Approval => "approval",
         }
     }
 }

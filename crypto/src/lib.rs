@@ -15,6 +15,8 @@
 //!   keeps an RFC 6962 Merkle tree over them ([`merkle`]) and writes
 //!   Ed25519-signed [`Checkpoint`]s in the C2SP checkpoint format; after a
 //!   crash, [`AuditLog::open`] cuts a torn tail and records the recovery.
+//! - [`sign_approval`] and [`verify_approval`]: signed human approvals that
+//!   resume a job suspended by a policy condition.
 //! - [`verify`] checks a log offline against an [`AuditVerifyingKey`],
 //!   naming the first bad entry.
 //! - [`AuditSigningKey`] is the signing key (a 0600 file, never printed).
@@ -42,6 +44,7 @@
 #![forbid(unsafe_code)]
 
 mod aead;
+mod approval;
 mod audit;
 mod envelope;
 mod keys;
@@ -50,6 +53,10 @@ mod locked;
 pub mod merkle;
 
 pub use aead::{AeadError, Aes256GcmKey, Backend, KEY_LEN, NONCE_LEN, TAG_LEN};
+pub use approval::{
+    Approval, ApprovalError, ApprovalRequest, Violation, add_approver, sign_approval,
+    trusted_approvers, verify_approval,
+};
 pub use envelope::{
     DataKey, DataKeys, KEY_ID_LEN, KeyId, NonceSource, OpenError, Opener, SEALED_VERSION,
     SealContext, SealError, SealedHeader, Sealer, read_header,

@@ -43,6 +43,10 @@ pub struct JobConfig {
     /// Keep the classified dataset here, encrypted lanes sealed (a
     /// directory that must not exist; written only if the job succeeds).
     pub persist: Option<PathBuf>,
+    /// Lanes (in [`Lane::ALL`] order) whose records a policy condition
+    /// forbids (`data_classification`): the first such record suspends
+    /// the job, which then ends without a result.
+    pub forbidden_lanes: [bool; 3],
 }
 
 impl LaneKeys {
@@ -119,6 +123,21 @@ pub enum JobError {
         /// The first record of the first batch that failed.
         row: RowError,
     },
+    /// A record of a lane a policy forbids was seen: the stage is
+    /// suspended and the job ends without a result.
+    #[error(
+        "{path}:line {line}: a record classified {class} reached a stage whose policy forbids it"
+    )]
+    Suspended {
+        /// The input.
+        path: PathBuf,
+        /// The first such record.
+        line: u64,
+        /// Its lane.
+        lane: Lane,
+        /// Its class (`public`, `confidential`, `restricted`).
+        class: &'static str,
+    },
     /// `persist` needs the sealer's dataset id, and there is no sealer.
     #[error("--persist-encrypted needs the keystore: the job has no sealer")]
     PersistWithoutKeys,
@@ -183,6 +202,8 @@ struct Collected {
     rows: u64,
     source_error: Option<SourceError>,
     persist_error: Option<SourceError>,
+    /// The first record (line) of each forbidden lane seen.
+    forbidden_seen: [Option<u64>; 3],
 }
 
 /// Where the job's records come from.
@@ -248,6 +269,7 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
     let progress = config.progress.clone();
     let keys = config.keys.clone();
     let persisting = persist.clone();
+    let forbidden_lanes = config.forbidden_lanes;
 
     timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
@@ -267,6 +289,8 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
         let probe = ProbeHandle::new();
         let persisting = persisting.clone();
         let sink_persist = Arc::clone(&sink);
+        let sink_forbidden = Arc::clone(&sink);
+        let forbidden = forbidden_lanes;
         worker.dataflow::<u64, _, _>(|scope| {
             let records = scope.input_from(&mut input);
             let (classified, classify_errors): (
@@ -276,6 +300,32 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
                 .classify(query.classifier.clone(), keys.sealer.clone(), Pipeline)
                 .ok_err(|r| r);
             let mut routed = classified.concat(scope.input_from(&mut stored));
+            if forbidden.iter().any(|f| *f) {
+                let sink_forbidden = Arc::clone(&sink_forbidden);
+                routed = routed.inspect_core(move |event| {
+                    let Ok((_, batch)) = event else { return };
+                    let batch: &Vec<Routed> = batch;
+                    for r in batch.iter() {
+                        let (lane, line) = match r {
+                            Routed::Clear(lane, record) => (*lane, record.line),
+                            Routed::Sealed(b) => (
+                                b.lane,
+                                symbiont_crypto::read_header(&b.bytes)
+                                    .ok()
+                                    .and_then(|(h, _, _)| h.ids.first().copied())
+                                    .unwrap_or(0),
+                            ),
+                        };
+                        if forbidden[lane.index()] {
+                            let mut c = sink_forbidden
+                                .lock()
+                                .expect("no worker panicked holding the lock");
+                            let seen = &mut c.forbidden_seen[lane.index()];
+                            *seen = Some(seen.map_or(line, |s| s.min(line)));
+                        }
+                    }
+                });
+            }
             if let Some(persist) = persisting {
                 routed = routed.inspect_core(move |event| {
                     let Ok((_, batch)) = event else { return };
@@ -459,6 +509,18 @@ fn finish(
 ) -> Result<JobOutput, JobError> {
     if let Some(e) = collected.source_error {
         return Err(e.into());
+    }
+    if let Some((lane, line)) = Lane::ALL
+        .iter()
+        .filter_map(|l| collected.forbidden_seen[l.index()].map(|line| (*l, line)))
+        .min_by_key(|(_, line)| *line)
+    {
+        return Err(JobError::Suspended {
+            path: config.input.clone(),
+            line,
+            lane,
+            class: lane.class(),
+        });
     }
     if let Some(opener) = &config.keys.opener {
         let mut failures = opener.failures();

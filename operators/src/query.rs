@@ -40,6 +40,16 @@ impl Lane {
         }
     }
 
+    /// The class a classifier returns for the lane (`public`,
+    /// `confidential`, `restricted`): `data_classification` in policies.
+    pub fn class(self) -> &'static str {
+        match self {
+            Lane::Plaintext => "public",
+            Lane::AesGcm => "confidential",
+            Lane::Homomorphic => "restricted",
+        }
+    }
+
     /// The lane's index in [`Lane::ALL`].
     pub fn index(self) -> usize {
         self as usize

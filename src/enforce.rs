@@ -1,0 +1,285 @@
+//! Runtime policy enforcement of `symbi run`: conditions on the principal,
+//! the dataset and the records actually seen; suspension, and resumption
+//! with a signed human approval.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use symbiont_crypto::{Approval, ApprovalRequest, AuditLog, EntryKind, Violation};
+use symbiont_dsl::ast::Program;
+use symbiont_operators::{
+    Attributes, CompiledPolicies, Condition, Effect, Lane, Policy, PolicyValue, Query,
+};
+
+/// The attribute that holds each record's class.
+pub(crate) const RECORD_CLASS: &str = "data_classification";
+
+/// What the policies' conditions say about a job before it starts.
+#[derive(Debug, Default)]
+pub(crate) struct RuntimeDecision {
+    /// Violated conditions on the principal and the dataset: the job
+    /// cannot start.
+    pub(crate) before: Vec<Violation>,
+    /// Per lane ([`Lane::ALL`] order): the conditions on the records seen
+    /// that a record of the lane would violate.
+    pub(crate) by_lane: [Vec<Violation>; 3],
+}
+
+fn without_record_conditions(p: &Policy) -> Policy {
+    let keep = |c: &Condition| c.attribute != RECORD_CLASS;
+    Policy {
+        conditions: p.conditions.iter().filter(|c| keep(c)).cloned().collect(),
+        require: p.require.iter().filter(|c| keep(c)).cloned().collect(),
+        ..p.clone()
+    }
+}
+
+/// Decides every action of the entry agent (and the agents it reaches)
+/// with its policies' conditions: once for the job (principal, dataset
+/// metadata, job context), and once per record class for the conditions on
+/// `data_classification`. Each decision is an audit entry.
+pub(crate) fn decide(
+    program: &Program,
+    query: &Query,
+    principal: &BTreeMap<String, PolicyValue>,
+    resource: &BTreeMap<String, PolicyValue>,
+    log: &mut AuditLog,
+    job: u64,
+) -> Result<RuntimeDecision> {
+    let defined =
+        symbiont_dsl::policies(program).map_err(|_| anyhow::anyhow!("invalid policies"))?;
+    let mut resource = resource.clone();
+    resource.extend(symbiont_dsl::context_attributes());
+    let mut out = RuntimeDecision::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for action in symbiont_dsl::actions_of(program, &query.agent) {
+        if !seen.insert((action.name, action.policies.clone())) {
+            continue;
+        }
+        let applicable: Vec<Policy> = action
+            .policies
+            .iter()
+            .filter_map(|n| defined.get(n).cloned())
+            .collect();
+        let violation = |r: &symbiont_operators::Reason, class: Option<Lane>| Violation {
+            action: action.name.to_owned(),
+            agent: action.agent.clone(),
+            policy: r.policy.clone(),
+            rule: r.rule.to_owned(),
+            detail: r.detail.clone(),
+            class: class.map(|l| l.class().to_owned()),
+        };
+        // The job: every condition but those on the records.
+        let job_policies: Vec<Policy> = applicable.iter().map(without_record_conditions).collect();
+        let decision = CompiledPolicies::compile(&job_policies)?.decide(
+            action.name,
+            &Attributes {
+                principal,
+                resource: &resource,
+            },
+        );
+        let mut by_class = serde_json::Map::new();
+        if decision.effect == Effect::Deny {
+            out.before
+                .extend(decision.reasons.iter().map(|r| violation(r, None)));
+        } else {
+            // The records: each class they may have.
+            let compiled = CompiledPolicies::compile(&applicable)?;
+            for lane in Lane::ALL {
+                let mut with_class = resource.clone();
+                with_class.insert(
+                    RECORD_CLASS.to_owned(),
+                    PolicyValue::Str(lane.class().to_owned()),
+                );
+                let d = compiled.decide(
+                    action.name,
+                    &Attributes {
+                        principal,
+                        resource: &with_class,
+                    },
+                );
+                by_class.insert(lane.class().to_owned(), serde_json::to_value(d.effect)?);
+                if d.effect == Effect::Deny {
+                    out.by_lane[lane.index()]
+                        .extend(d.reasons.iter().map(|r| violation(r, Some(lane))));
+                }
+            }
+        }
+        log.append(
+            EntryKind::PolicyDecision,
+            serde_json::json!({
+                "job": job,
+                "action": action.name,
+                "agent": action.agent,
+                "policies": action.policies,
+                "decision": decision.effect,
+                "reasons": decision.reasons,
+                "conflicts": decision.conflicts,
+                "by_record_class": by_class,
+            }),
+        )?;
+    }
+    Ok(out)
+}
+
+/// A verified approval.
+pub(crate) struct Approved {
+    pub(crate) approval: Approval,
+}
+
+impl Approved {
+    /// Whether it overrides `v`.
+    pub(crate) fn covers(&self, v: &Violation) -> bool {
+        self.approval.overrides.contains(v)
+    }
+}
+
+/// The violations an approval does not override.
+pub(crate) fn uncovered(violations: &[Violation], approved: Option<&Approved>) -> Vec<Violation> {
+    violations
+        .iter()
+        .filter(|v| !approved.is_some_and(|a| a.covers(v)))
+        .cloned()
+        .collect()
+}
+
+fn describe(v: &Violation) -> String {
+    let class = v
+        .class
+        .as_ref()
+        .map_or(String::new(), |c| format!(" (records classified {c})"));
+    format!(
+        "`{}` in agent `{}`: policy `{}`, `{}`: {}{class}",
+        v.action, v.agent, v.policy, v.rule, v.detail
+    )
+}
+
+/// Suspends the job: writes the approval request a human can sign,
+/// audits the suspension, and says what was violated and how to resume.
+pub(crate) fn suspend(
+    log: &mut AuditLog,
+    job: u64,
+    stage: serde_json::Value,
+    request: ApprovalRequest,
+) -> Result<()> {
+    let dir = crate::audit::home_dir("XDG_STATE_HOME", ".local/state")?.join("requests");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!("job-{job}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(&request)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    log.append(
+        EntryKind::StageSuspended,
+        serde_json::json!({
+            "job": job,
+            "stage": stage,
+            "violations": request.overrides,
+            "request": path.display().to_string(),
+        }),
+    )?;
+    log.append(
+        EntryKind::JobEnd,
+        serde_json::json!({"job": job, "status": "suspended"}),
+    )?;
+    log.checkpoint()?;
+    eprintln!("symbi: job {job} suspended: policy conditions violated:");
+    for v in &request.overrides {
+        eprintln!("  {}", describe(v));
+    }
+    eprintln!(
+        "symbi: to resume, an approver signs the request: `symbi approve {} --approver NAME --reason TEXT --out APPROVAL`, then run again with `--override-approval APPROVAL`",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Verifies `--override-approval FILE` for this job and audits it.
+pub(crate) fn load_approval(
+    path: &Path,
+    keystore: &Path,
+    job_request: &ApprovalRequest,
+    log: &mut AuditLog,
+    job: u64,
+) -> std::result::Result<Approved, String> {
+    match symbiont_crypto::verify_approval(
+        path,
+        keystore,
+        job_request,
+        std::time::SystemTime::now(),
+    ) {
+        Ok((approval, key)) => {
+            let _ = log.append(
+                EntryKind::Approval,
+                serde_json::json!({
+                    "job": job,
+                    "file": path.display().to_string(),
+                    "approver": approval.approver,
+                    "key": key,
+                    "reason": approval.reason,
+                    "expires": approval.expires,
+                    "overrides": approval.overrides,
+                }),
+            );
+            eprintln!(
+                "symbi: approval by {} ({key}) overrides {} violation(s): {}",
+                approval.approver,
+                approval.overrides.len(),
+                approval.reason
+            );
+            Ok(Approved { approval })
+        }
+        Err(e) => {
+            let _ = log.append(
+                EntryKind::Approval,
+                serde_json::json!({"job": job, "file": path.display().to_string(), "refused": e.to_string()}),
+            );
+            Err(e.to_string())
+        }
+    }
+}
+
+/// Where `symbi approve` reads the request.
+pub(crate) fn read_request(path: &Path) -> Result<ApprovalRequest> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not an approval request", path.display()))
+}
+
+/// `symbi approve REQUEST --approver NAME --reason TEXT [--expires D] --out FILE`.
+pub(crate) fn approve(
+    request: &Path,
+    approver: &str,
+    key: Option<&Path>,
+    reason: &str,
+    expires: std::time::Duration,
+    keystore: Option<&Path>,
+    out: &Path,
+) -> Result<u8> {
+    let keystore = crate::keys::dir_or_default(keystore)?;
+    let keystore = keystore.as_path();
+    let req = read_request(request)?;
+    let text = symbiont_crypto::sign_approval(
+        keystore,
+        approver,
+        key,
+        req.clone(),
+        reason,
+        std::time::SystemTime::now() + expires,
+    )?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .with_context(|| format!("cannot create {} (it must not exist)", out.display()))?;
+    std::io::Write::write_all(&mut f, text.as_bytes())
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!(
+        "symbi: {approver} approved {} override(s) for agent `{}` on dataset `{}`; wrote {}",
+        req.overrides.len(),
+        req.agent,
+        req.dataset,
+        out.display()
+    );
+    Ok(crate::exit::OK)
+}
