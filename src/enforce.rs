@@ -50,7 +50,7 @@ pub(crate) fn decide(
     let defined =
         symbiont_dsl::policies(program).map_err(|_| anyhow::anyhow!("invalid policies"))?;
     let mut resource = resource.clone();
-    resource.extend(symbiont_dsl::context_attributes());
+    resource.extend(symbiont_dsl::context_with_lane(Some(query.min_lane)));
     let mut out = RuntimeDecision::default();
     let mut seen = std::collections::BTreeSet::new();
     for action in symbiont_dsl::actions_of(program, &query.agent) {

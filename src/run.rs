@@ -232,7 +232,10 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
                 .to_string(),
         }
     };
-    let needs_keys = query.classifier.is_some() || stored || args.persist_encrypted.is_some();
+    let needs_keys = query.classifier.is_some()
+        || query.min_lane != Lane::Plaintext
+        || stored
+        || args.persist_encrypted.is_some();
     let (keys, keystore) = if needs_keys {
         let (keys, ks) = lane_keys(&query, &keystore_dir, args, &dataset, &mut log)?;
         (keys, Some(ks))

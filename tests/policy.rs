@@ -976,3 +976,48 @@ fn records_of_allowed_classes_run_without_suspension() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_encryption_requirement_forces_the_lane() {
+    let dir = scratch("forced");
+    let program = dir.join("p.symbi");
+    let text = std::fs::read_to_string("examples/clinic_costs.symbi")
+        .unwrap()
+        .replace(
+            "require: [audit_trail == true];",
+            "require: [audit_trail == true, encryption == \"aes-256-gcm\"];",
+        );
+    std::fs::write(&program, text).unwrap();
+    let p = program.to_str().unwrap();
+    assert_eq!(symbi(&["check", p], &dir).status.code(), Some(0));
+    let o = symbi(
+        &["run", p, "--input", "patients=examples/data/patients.csv"],
+        &dir,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // Public records were raised into the AES lane; restricted ones stay
+    // above it; the result does not change.
+    assert_eq!(v["_meta"]["lanes"]["plaintext"], 0);
+    assert_eq!(v["_meta"]["lanes"]["aes_gcm"], 596 + 1225);
+    assert_eq!(v["_meta"]["lanes"]["homomorphic"], 179);
+    assert_eq!(v["_meta"]["min_lane"], "aes_gcm");
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string("examples/clinic_costs.expected.json").unwrap(),
+    )
+    .unwrap();
+    for (k, want) in expected.as_object().unwrap() {
+        assert_eq!(&v[k], want, "{k}");
+    }
+    let plan = String::from_utf8_lossy(&symbi(&["explain", p], &dir).stdout).into_owned();
+    assert!(
+        plan.contains("raised to at least \"confidential\" (a policy requires its encryption)"),
+        "{plan}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

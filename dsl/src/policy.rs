@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use symbiont_operators::{
-    Attributes, CmpOp, CompiledPolicies, Condition, Effect, Policy, PolicyValue,
+    Attributes, CmpOp, CompiledPolicies, Condition, Effect, Lane, Policy, PolicyValue,
 };
 
 use crate::ast::*;
@@ -156,6 +156,53 @@ use crate::ast::Condition as Condition_;
 /// job writes a signed audit trail.
 pub fn context_attributes() -> BTreeMap<String, PolicyValue> {
     BTreeMap::from([("audit_trail".to_owned(), PolicyValue::Bool(true))])
+}
+
+/// The `encryption` values a requirement may ask for that this build meets
+/// by forcing the lane: `require: [encryption == "aes-256-gcm"]` raises
+/// every record of the job below the confidential lane into it. (The
+/// homomorphic lane's `"homomorphic"` is not among them until it exists.)
+pub const FORCEABLE_ENCRYPTION: &[(&str, Lane)] = &[("aes-256-gcm", Lane::AesGcm)];
+
+/// The attribute such requirements name.
+pub const ENCRYPTION: &str = "encryption";
+
+/// The lane `policies` force by their `encryption` requirements, if any
+/// (the strongest, when several).
+pub fn forced_lane<'p>(policies: impl IntoIterator<Item = &'p Policy>) -> Option<Lane> {
+    policies
+        .into_iter()
+        .flat_map(|p| &p.require)
+        .filter(|c| c.attribute == ENCRYPTION && c.op == CmpOp::Eq)
+        .filter_map(|c| match &c.value {
+            PolicyValue::Str(v) => FORCEABLE_ENCRYPTION
+                .iter()
+                .find(|(name, _)| name == v)
+                .map(|(_, lane)| *lane),
+            _ => None,
+        })
+        .max()
+}
+
+/// The lane every record of a job of agent `entry` is raised to, from the
+/// requirements of the policies over its actions.
+pub fn job_forced_lane(program: &Program, entry: &str) -> Option<Lane> {
+    let defined = policies(program).ok()?;
+    let names: std::collections::BTreeSet<String> = actions_of(program, entry)
+        .into_iter()
+        .flat_map(|a| a.policies)
+        .collect();
+    forced_lane(names.iter().filter_map(|n| defined.get(n)))
+}
+
+/// [`context_attributes`] of a job whose records are raised to `lane`:
+/// `encryption` is then that lane's name in [`FORCEABLE_ENCRYPTION`].
+pub fn context_with_lane(lane: Option<Lane>) -> BTreeMap<String, PolicyValue> {
+    let mut c = context_attributes();
+    if let Some((name, _)) = lane.and_then(|l| FORCEABLE_ENCRYPTION.iter().find(|(_, f)| *f == l)) {
+        c.insert(ENCRYPTION.to_owned(), PolicyValue::Str((*name).to_owned()));
+    }
+    c
 }
 
 /// One action an agent performs, where, under which policies.
@@ -467,6 +514,11 @@ pub fn check_policies(program: &Program) -> Vec<Diagnostic> {
             .collect();
         let Ok(compiled) = CompiledPolicies::compile(&applicable) else {
             continue;
+        };
+        // A requirement the engine meets by forcing the lane is met.
+        let context = match forced_lane(&applicable) {
+            Some(lane) => context_with_lane(Some(lane)),
+            None => context.clone(),
         };
         let decision = compiled.decide(
             action.name,

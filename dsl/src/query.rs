@@ -178,6 +178,8 @@ pub fn lower_query(
         output,
         prove,
         policies,
+        min_lane: crate::policy::job_forced_lane(program, &agent.name.name)
+            .unwrap_or(Lane::Plaintext),
     })
 }
 

@@ -164,6 +164,9 @@ pub struct JobOutput {
     pub memory_lock: Option<LockStatus>,
     /// Where the classified dataset was persisted.
     pub persisted: Option<PathBuf>,
+    /// The lane every record was raised to at least, by a policy's
+    /// encryption requirement.
+    pub min_lane: Lane,
 }
 
 impl JobOutput {
@@ -184,6 +187,7 @@ impl JobOutput {
             "quarantined": self.quarantined,
             "workers": self.workers,
             "persisted": self.persisted.as_ref().map(|p| p.display().to_string()),
+            "min_lane": self.min_lane.name(),
             "memory_lock": match &self.memory_lock {
                 None => serde_json::Value::Null,
                 Some(LockStatus::Locked) => "mlock".into(),
@@ -297,7 +301,12 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
                 StreamVec<'_, u64, Routed>,
                 StreamVec<'_, u64, RowError>,
             ) = records
-                .classify(query.classifier.clone(), keys.sealer.clone(), Pipeline)
+                .classify(
+                    query.classifier.clone(),
+                    query.min_lane,
+                    keys.sealer.clone(),
+                    Pipeline,
+                )
                 .ok_err(|r| r);
             let mut routed = classified.concat(scope.input_from(&mut stored));
             if forbidden.iter().any(|f| *f) {
@@ -578,6 +587,7 @@ fn finish(
         workers,
         memory_lock: config.keys.opener.as_ref().and_then(|o| o.lock_status()),
         persisted: None,
+        min_lane: query.min_lane,
     })
 }
 

@@ -29,13 +29,15 @@ pub enum Routed {
 /// Extension trait: classify a stream of records.
 pub trait Classify<'scope, T: Timestamp> {
     /// Tags each record with the lane `classifier` gives it (every record
-    /// is public without a classifier) and seals the confidential ones
+    /// is public without a classifier), raised to `min_lane` when it is
+    /// below (a policy requires that encryption), and seals the confidential ones
     /// with `sealer`. A record on which the classifier fails becomes an
     /// error naming its line, and so does a confidential record when there
     /// is no sealer or sealing fails: nothing falls back to plaintext.
     fn classify<P>(
         self,
         classifier: Option<Classifier>,
+        min_lane: Lane,
         sealer: Option<Arc<Sealer>>,
         pact: P,
     ) -> StreamVec<'scope, T, Result<Routed, RowError>>
@@ -47,6 +49,7 @@ impl<'scope, T: Timestamp> Classify<'scope, T> for StreamVec<'scope, T, Record> 
     fn classify<P>(
         self,
         classifier: Option<Classifier>,
+        min_lane: Lane,
         sealer: Option<Arc<Sealer>>,
         pact: P,
     ) -> StreamVec<'scope, T, Result<Routed, RowError>>
@@ -67,7 +70,8 @@ impl<'scope, T: Timestamp> Classify<'scope, T> for StreamVec<'scope, T, Record> 
                                 field: None,
                                 reason: format!("classifier `{}` failed: {e}", c.name),
                             }),
-                        };
+                        }
+                        .map(|lane| lane.max(min_lane));
                         match lane {
                             Ok(Lane::Plaintext) => {
                                 session.give(Ok(Routed::Clear(Lane::Plaintext, record)))

@@ -137,9 +137,18 @@ impl Plan {
         );
         let classify = add(
             "classify",
-            match &query.classifier {
-                Some(c) => format!("@classifier `{}` per record", c.name),
-                None => "no classifier: every record is public".into(),
+            match (&query.classifier, query.min_lane) {
+                (Some(c), Lane::Plaintext) => format!("@classifier `{}` per record", c.name),
+                (None, Lane::Plaintext) => "no classifier: every record is public".into(),
+                (Some(c), lane) => format!(
+                    "@classifier `{}` per record, raised to at least {} (a policy requires its encryption)",
+                    c.name,
+                    class_of(lane)
+                ),
+                (None, lane) => format!(
+                    "no classifier: every record is {} (a policy requires its encryption)",
+                    class_of(lane)
+                ),
             },
             None,
             RUNS,

@@ -307,4 +307,7 @@ pub struct Query {
     pub prove: Vec<String>,
     /// Policies named in `policy(...)`.
     pub policies: Vec<String>,
+    /// Every record is raised to at least this lane (a policy's
+    /// `require: [encryption == "aes-256-gcm"]`); `Plaintext` otherwise.
+    pub min_lane: Lane,
 }
