@@ -36,12 +36,13 @@ fn without_record_conditions(p: &Policy) -> Policy {
 }
 
 /// Decides every action of the entry agent (and the agents it reaches)
-/// with its policies' conditions: once for the job (principal, dataset
+/// with its policies' conditions (the dataset's policies first): once for the job (principal, dataset
 /// metadata, job context), and once per record class for the conditions on
 /// `data_classification`. Each decision is an audit entry.
 pub(crate) fn decide(
     program: &Program,
     query: &Query,
+    dataset: &[Policy],
     principal: &BTreeMap<String, PolicyValue>,
     resource: &BTreeMap<String, PolicyValue>,
     log: &mut AuditLog,
@@ -57,10 +58,15 @@ pub(crate) fn decide(
         if !seen.insert((action.name, action.policies.clone())) {
             continue;
         }
-        let applicable: Vec<Policy> = action
-            .policies
+        let applicable: Vec<Policy> = dataset
             .iter()
-            .filter_map(|n| defined.get(n).cloned())
+            .cloned()
+            .chain(
+                action
+                    .policies
+                    .iter()
+                    .filter_map(|n| defined.get(n).cloned()),
+            )
             .collect();
         let violation = |r: &symbiont_operators::Reason, class: Option<Lane>| Violation {
             action: action.name.to_owned(),
@@ -112,7 +118,7 @@ pub(crate) fn decide(
                 "job": job,
                 "action": action.name,
                 "agent": action.agent,
-                "policies": action.policies,
+                "policies": applicable.iter().map(|p| &p.name).collect::<Vec<_>>(),
                 "decision": decision.effect,
                 "reasons": decision.reasons,
                 "conflicts": decision.conflicts,

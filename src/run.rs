@@ -109,9 +109,74 @@ fn report(source: &SourceFile, diagnostics: &[Diagnostic]) -> Result<()> {
 /// A checked program and its entry agent's query.
 struct Loaded {
     program: Program,
+    source: SourceFile,
     query: Query,
     /// Hex SHA-256 of the program's text.
     program_sha256: String,
+}
+
+/// Where a dataset's own policies are: `PATH.policy.symbi` beside a file,
+/// `policy.symbi` inside an encrypted dataset directory.
+pub(crate) fn dataset_policy_file(input: &Path) -> PathBuf {
+    if symbiont_operators::is_store(input) {
+        input.join("policy.symbi")
+    } else {
+        let mut name = input.as_os_str().to_owned();
+        name.push(".policy.symbi");
+        PathBuf::from(name)
+    }
+}
+
+/// A dataset's policy file and its policies.
+type DatasetPolicies = (PathBuf, Vec<symbiont_operators::Policy>);
+
+/// The policies `input` carries, if it carries any: every policy of its
+/// policy file, named `dataset:NAME`, in the order written (after those
+/// each extends). A file that is not a valid policy-only program is
+/// reported, and its exit code returned.
+fn dataset_policies(input: &Path) -> Result<std::result::Result<Option<DatasetPolicies>, u8>> {
+    let file = dataset_policy_file(input);
+    if !file.exists() {
+        return Ok(Ok(None));
+    }
+    let f = match ProgramFile::open(&file)? {
+        Ok(f) => f,
+        Err(code) => return Ok(Err(code)),
+    };
+    let mut diagnostics = check(&f.program);
+    diagnostics.extend(symbiont_dsl::check_policies(&f.program));
+    for item in &f.program.items {
+        if !matches!(item, symbiont_dsl::ast::Item::Policy(_)) {
+            diagnostics.push(Diagnostic::error(
+                symbiont_dsl::Code::E0301,
+                item.span(),
+                "a dataset's policy file holds only `policy` definitions",
+            ));
+        }
+    }
+    if !diagnostics.is_empty() {
+        f.report(&diagnostics)?;
+        return Ok(Err(exit::INVALID_PROGRAM));
+    }
+    let defined = symbiont_dsl::policies(&f.program).map_err(|_| anyhow::anyhow!("invalid"))?;
+    let names: Vec<String> = f
+        .program
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            symbiont_dsl::ast::Item::Policy(p) => Some(p.name.name.clone()),
+            _ => None,
+        })
+        .collect();
+    let policies = symbiont_dsl::with_ancestors(&f.program, &names)
+        .iter()
+        .filter_map(|n| defined.get(n))
+        .map(|p| symbiont_operators::Policy {
+            name: format!("dataset:{}", p.name),
+            ..p.clone()
+        })
+        .collect();
+    Ok(Ok(Some((file, policies))))
 }
 
 /// Parses, checks (types and policies) and lowers `file`; on failure prints
@@ -142,6 +207,7 @@ fn load(file: &Path, agent: Option<&str>) -> Result<std::result::Result<Loaded, 
         Ok(query) => Ok(Ok(Loaded {
             program_sha256: audit::digest(source.text().as_bytes()),
             program,
+            source,
             query,
         })),
         Err(d) => {
@@ -154,7 +220,8 @@ fn load(file: &Path, agent: Option<&str>) -> Result<std::result::Result<Loaded, 
 pub(crate) fn run(args: &RunArgs) -> Result<u8> {
     let Loaded {
         program,
-        query,
+        source,
+        mut query,
         program_sha256,
     } = match load(&args.file, args.agent.as_deref())? {
         Ok(l) => l,
@@ -183,6 +250,27 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
             query.input
         ));
     };
+    // The dataset's own policies apply to every action, first; their
+    // allow, deny and requirements are decided before anything runs.
+    let (dataset_policy_path, dataset_policies) = match dataset_policies(&input)? {
+        Ok(Some((file, policies))) => (Some(file), policies),
+        Ok(None) => (None, Vec::new()),
+        Err(code) => return Ok(code),
+    };
+    if let Some(file) = &dataset_policy_path {
+        let denials = symbiont_dsl::check_policies_with(
+            &program,
+            &dataset_policies,
+            &file.display().to_string(),
+        );
+        if !denials.is_empty() {
+            report(&source, &denials)?;
+            return Ok(exit::POLICY_DENIED);
+        }
+        if let Some(lane) = symbiont_dsl::forced_lane(&dataset_policies) {
+            query.min_lane = query.min_lane.max(lane);
+        }
+    }
     let on_error = match args.on_error.as_str() {
         "fail" => OnError::Fail,
         other => match other.strip_prefix("quarantine=") {
@@ -251,10 +339,23 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
             "input": input.display().to_string(),
             "dataset": dataset,
             "policies": query.policies,
+            "dataset_policies": dataset_policy_path.as_ref().map(|f| serde_json::json!({
+                "file": f.display().to_string(),
+                "sha256": audit::file_digest(f).unwrap_or_default(),
+                "names": dataset_policies.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
+            })),
             "workers": workers,
         }),
     )?;
-    let decision = match enforce::decide(&program, &query, &principal, &resource, &mut log, job) {
+    let decision = match enforce::decide(
+        &program,
+        &query,
+        &dataset_policies,
+        &principal,
+        &resource,
+        &mut log,
+        job,
+    ) {
         Ok(d) => d,
         Err(e) => {
             log.append(
@@ -314,7 +415,18 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         forbidden_lanes,
     };
     // Whatever happens, the job's end is recorded and checkpointed.
-    let outcome = execute(&query, &config, args, &mut log, job, progress);
+    let mut outcome = execute(&query, &config, args, &mut log, job, progress);
+    // The dataset's policies travel with its encrypted copy.
+    if let (Ok(Ok(_)), Some(dest), Some(file)) =
+        (&outcome, &args.persist_encrypted, &dataset_policy_path)
+    {
+        let to = dest.join("policy.symbi");
+        if let Err(e) = std::fs::copy(file, &to) {
+            let why = format!("cannot copy {} to {}: {e}", file.display(), to.display());
+            eprintln!("symbi: error: {why}");
+            outcome = Ok(Err(Failure::Error(why)));
+        }
+    }
     for event in keystore.iter().flat_map(|ks| ks.created_data_keys()) {
         log.append(
             EntryKind::KeyEvent,

@@ -1021,3 +1021,90 @@ fn an_encryption_requirement_forces_the_lane() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_dataset_carries_its_own_policies_and_they_travel_with_its_encrypted_copy() {
+    let dir = scratch("dataset-policies");
+    let data = dir.join("patients.csv");
+    std::fs::copy("examples/data/patients.csv", &data).unwrap();
+    let bind = format!("patients={}", data.display());
+    let policy = dir.join("patients.csv.policy.symbi");
+    let run = |bind: &str, extra: &[&str]| {
+        let mut args = vec!["run", "examples/diagnosis_breakdown.symbi", "--input", bind];
+        args.extend_from_slice(extra);
+        symbi(&args, &dir)
+    };
+
+    // Allow and deny rules: decided before anything runs, naming the
+    // dataset's policy and its file.
+    std::fs::write(
+        &policy,
+        "policy owner {\n    allow: [\"read\", \"analyze\"];\n}\n",
+    )
+    .unwrap();
+    let o = run(&bind, &[]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "error[E0401]: `aggregate` is denied by the `default deny` rule of policy `dataset:owner`"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("is carried by the dataset:"), "{err}");
+    assert!(err.contains("patients.csv.policy.symbi"), "{err}");
+    assert!(
+        !dir.join("state/symbiont/audit.log").exists(),
+        "nothing ran"
+    );
+
+    // Conditions suspend; requirements force the lane.
+    std::fs::write(
+        &policy,
+        "policy owner {\n    allow: [\"read\", \"analyze\", \"aggregate\"];\n    require: [encryption == \"aes-256-gcm\"];\n    conditions: { purpose: \"research\" }\n}\n",
+    )
+    .unwrap();
+    let o = run(&bind, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("policy `dataset:owner`, `condition`: requires purpose == \"research\"")
+    );
+    let store = dir.join("store");
+    let o = run(
+        &bind,
+        &[
+            "--principal",
+            "purpose=research",
+            "--persist-encrypted",
+            store.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["_meta"]["lanes"]["plaintext"], 0);
+    assert_eq!(v["_meta"]["min_lane"], "aes_gcm");
+
+    // The encrypted copy carries the policy: the same conditions hold there.
+    assert!(store.join("policy.symbi").exists());
+    let stored = format!("patients={}", store.display());
+    assert_eq!(run(&stored, &[]).status.code(), Some(2));
+    assert_eq!(
+        run(&stored, &["--principal", "purpose=research"])
+            .status
+            .code(),
+        Some(0)
+    );
+
+    // A policy file may hold only policies.
+    std::fs::write(&policy, "agent a(x: int) -> int {\n    return x;\n}\n").unwrap();
+    let o = run(&bind, &[]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("holds only `policy` definitions"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

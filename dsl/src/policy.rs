@@ -486,6 +486,13 @@ impl Walker<'_, '_> {
 /// build guarantees. Conditions on principals and datasets are left to run
 /// time; allow and deny rules and requirements are decided here.
 pub fn check_policies(program: &Program) -> Vec<Diagnostic> {
+    check_policies_with(program, &[], "")
+}
+
+/// [`check_policies`] with `dataset` policies applying to every action
+/// first (the dataset's own, read from `origin`): a denial by one of them
+/// names it and its file.
+pub fn check_policies_with(program: &Program, dataset: &[Policy], origin: &str) -> Vec<Diagnostic> {
     let defined = match policies(program) {
         Ok(p) => p,
         Err(errors) => return errors,
@@ -503,10 +510,9 @@ pub fn check_policies(program: &Program) -> Vec<Diagnostic> {
     let mut diagnostics = Vec::new();
     for action in actions(program) {
         // Runtime conditions are not decided statically.
-        let applicable: Vec<Policy> = action
-            .policies
+        let applicable: Vec<Policy> = dataset
             .iter()
-            .filter_map(|n| defined.get(n))
+            .chain(action.policies.iter().filter_map(|n| defined.get(n)))
             .map(|p| Policy {
                 conditions: Vec::new(),
                 ..p.clone()
@@ -554,6 +560,11 @@ pub fn check_policies(program: &Program) -> Vec<Diagnostic> {
         ));
         if let Some(span) = spans.get(first.policy.as_str()) {
             d = d.with_secondary(*span, "the policy");
+        } else if dataset.iter().any(|p| p.name == first.policy) {
+            d = d.with_note(format!(
+                "policy `{}` is carried by the dataset: {origin}",
+                first.policy
+            ));
         }
         for r in &decision.reasons[1..] {
             d = d.with_note(format!(
