@@ -127,6 +127,51 @@ pub(crate) fn dataset_policy_file(input: &Path) -> PathBuf {
     }
 }
 
+/// Where a dataset's metadata is: `PATH.meta.json` beside a file,
+/// `meta.json` inside an encrypted dataset directory.
+pub(crate) fn dataset_meta_file(input: &Path) -> PathBuf {
+    if symbiont_operators::is_store(input) {
+        input.join("meta.json")
+    } else {
+        let mut name = input.as_os_str().to_owned();
+        name.push(".meta.json");
+        PathBuf::from(name)
+    }
+}
+
+/// The attributes a dataset carries (`{"attributes": {"retention_period":
+/// "30.days", "geographic_restriction": "EU"}}`), for policy conditions.
+fn dataset_metadata(input: &Path) -> Result<Option<(PathBuf, Attrs)>> {
+    let file = dataset_meta_file(input);
+    if !file.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not valid JSON", file.display()))?;
+    let Some(attributes) = json.get("attributes").and_then(|a| a.as_object()) else {
+        anyhow::bail!(
+            "{}: dataset metadata is {{\"attributes\": {{NAME: VALUE, ...}}}}",
+            file.display()
+        );
+    };
+    let mut out = Attrs::new();
+    for (k, v) in attributes {
+        let value = match v {
+            serde_json::Value::String(s) => PolicyValue::parse(s),
+            serde_json::Value::Number(n) => PolicyValue::Num(n.as_f64().unwrap_or(f64::NAN)),
+            serde_json::Value::Bool(b) => PolicyValue::Bool(*b),
+            _ => anyhow::bail!(
+                "{}: attribute `{k}` must be a string, a number or a boolean",
+                file.display()
+            ),
+        };
+        out.insert(k.clone(), value);
+    }
+    Ok(Some((file, out)))
+}
+
 /// A dataset's policy file and its policies.
 type DatasetPolicies = (PathBuf, Vec<symbiont_operators::Policy>);
 
@@ -227,7 +272,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
-    let (principal, resource) = match both_attributes(&args.principal, &args.resource)? {
+    let (principal, mut resource) = match both_attributes(&args.principal, &args.resource)? {
         Ok(both) => both,
         Err(code) => return Ok(code),
     };
@@ -250,6 +295,24 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
             query.input
         ));
     };
+    // The dataset's metadata: its attributes hold; a `--resource` that
+    // says otherwise is refused, not silently overridden.
+    let dataset_meta = dataset_metadata(&input)?;
+    if let Some((file, attributes)) = &dataset_meta {
+        for (k, v) in attributes {
+            match resource.get(k) {
+                Some(given) if given != v => {
+                    return usage(format_args!(
+                        "--resource {k}={given} contradicts the dataset's metadata ({k} = {v} in {})",
+                        file.display()
+                    ));
+                }
+                _ => {
+                    resource.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
     // The dataset's own policies apply to every action, first; their
     // allow, deny and requirements are decided before anything runs.
     let (dataset_policy_path, dataset_policies) = match dataset_policies(&input)? {
@@ -339,6 +402,10 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
             "input": input.display().to_string(),
             "dataset": dataset,
             "policies": query.policies,
+            "dataset_metadata": dataset_meta.as_ref().map(|(f, _)| serde_json::json!({
+                "file": f.display().to_string(),
+                "sha256": audit::file_digest(f).unwrap_or_default(),
+            })),
             "dataset_policies": dataset_policy_path.as_ref().map(|f| serde_json::json!({
                 "file": f.display().to_string(),
                 "sha256": audit::file_digest(f).unwrap_or_default(),
@@ -416,15 +483,20 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
     };
     // Whatever happens, the job's end is recorded and checkpointed.
     let mut outcome = execute(&query, &config, args, &mut log, job, progress);
-    // The dataset's policies travel with its encrypted copy.
-    if let (Ok(Ok(_)), Some(dest), Some(file)) =
-        (&outcome, &args.persist_encrypted, &dataset_policy_path)
-    {
-        let to = dest.join("policy.symbi");
-        if let Err(e) = std::fs::copy(file, &to) {
-            let why = format!("cannot copy {} to {}: {e}", file.display(), to.display());
-            eprintln!("symbi: error: {why}");
-            outcome = Ok(Err(Failure::Error(why)));
+    // The dataset's policies and metadata travel with its encrypted copy.
+    if let (Ok(Ok(_)), Some(dest)) = (&outcome, &args.persist_encrypted) {
+        let carried = [
+            (dataset_policy_path.as_ref(), "policy.symbi"),
+            (dataset_meta.as_ref().map(|(f, _)| f), "meta.json"),
+        ];
+        for (file, name) in carried {
+            let Some(file) = file else { continue };
+            let to = dest.join(name);
+            if let Err(e) = std::fs::copy(file, &to) {
+                let why = format!("cannot copy {} to {}: {e}", file.display(), to.display());
+                eprintln!("symbi: error: {why}");
+                outcome = Ok(Err(Failure::Error(why)));
+            }
         }
     }
     for event in keystore.iter().flat_map(|ks| ks.created_data_keys()) {

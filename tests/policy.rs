@@ -1108,3 +1108,49 @@ fn a_dataset_carries_its_own_policies_and_they_travel_with_its_encrypted_copy() 
     assert!(String::from_utf8_lossy(&o.stderr).contains("holds only `policy` definitions"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn dataset_metadata_feeds_conditions_and_cannot_be_contradicted() {
+    let dir = scratch("dataset-meta");
+    let data = dir.join("patients.csv");
+    std::fs::copy("examples/data/patients.csv", &data).unwrap();
+    std::fs::write(
+        dir.join("patients.csv.policy.symbi"),
+        "policy owner {\n    allow: [\"read\", \"analyze\", \"aggregate\"];\n    conditions: { retention_period: <= 30.days, geographic_restriction: \"EU\" }\n}\n",
+    )
+    .unwrap();
+    let bind = format!("patients={}", data.display());
+    let run = |bind: &str, extra: &[&str]| {
+        let mut args = vec!["run", "examples/clinic_costs.symbi", "--input", bind];
+        args.extend_from_slice(extra);
+        symbi(&args, &dir)
+    };
+    // Without metadata the conditions cannot hold.
+    assert_eq!(run(&bind, &[]).status.code(), Some(2));
+    std::fs::write(
+        dir.join("patients.csv.meta.json"),
+        r#"{"attributes": {"retention_period": "14.days", "geographic_restriction": "EU"}}"#,
+    )
+    .unwrap();
+    let o = run(&bind, &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The runner cannot claim otherwise.
+    let o = run(&bind, &["--resource", "geographic_restriction=US"]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("contradicts the dataset's metadata"));
+    // Metadata that breaks a condition suspends the job.
+    std::fs::write(
+        dir.join("patients.csv.meta.json"),
+        r#"{"attributes": {"retention_period": "90.days", "geographic_restriction": "EU"}}"#,
+    )
+    .unwrap();
+    let o = run(&bind, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("retention_period <= 2592000"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -6,23 +6,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use symbiont_operators::{
-    Attributes, CmpOp, CompiledPolicies, Condition, Effect, Lane, Policy, PolicyValue,
+    Attributes, CmpOp, CompiledPolicies, Condition, Effect, Lane, Policy, PolicyValue, unit_seconds,
 };
 
 use crate::ast::*;
 use crate::diagnostic::{Code, Diagnostic};
-
-/// Seconds in each duration unit.
-fn unit_seconds(unit: &str) -> Option<f64> {
-    Some(match unit {
-        "weeks" => 604_800.0,
-        "days" => 86_400.0,
-        "hours" => 3_600.0,
-        "minutes" => 60.0,
-        "seconds" => 1.0,
-        _ => return None,
-    })
-}
 
 /// A literal as a policy value: strings, numbers, booleans, negative
 /// numbers, durations (`30.days`, as seconds).

@@ -40,7 +40,7 @@ pub use pii::Detector;
 pub use plan::{LaneImpl, Plan, PlanNode};
 pub use policy::{
     Attributes, CmpOp, CompiledPolicies, Condition, Decision, Effect, Policy, PolicyValue, Reason,
-    TooManyActions,
+    TooManyActions, unit_seconds,
 };
 pub use query::{
     AggKind, AggregateSpec, ClassStmt, Classifier, FieldType, Grouping, Lane, OutExpr, Output,

@@ -34,10 +34,19 @@ impl PolicyValue {
         match text {
             "true" => PolicyValue::Bool(true),
             "false" => PolicyValue::Bool(false),
-            _ => text
-                .parse::<f64>()
-                .map(PolicyValue::Num)
-                .unwrap_or_else(|_| PolicyValue::Str(text.to_owned())),
+            _ => {
+                // A duration as the DSL writes it: `30.days` is seconds.
+                let duration = text
+                    .rsplit_once('.')
+                    .and_then(|(n, unit)| Some(n.parse::<f64>().ok()? * unit_seconds(unit)?));
+                match duration {
+                    Some(seconds) => PolicyValue::Num(seconds),
+                    None => text
+                        .parse::<f64>()
+                        .map(PolicyValue::Num)
+                        .unwrap_or_else(|_| PolicyValue::Str(text.to_owned())),
+                }
+            }
         }
     }
 
@@ -59,6 +68,19 @@ impl std::fmt::Display for PolicyValue {
             PolicyValue::Bool(b) => write!(f, "{b}"),
         }
     }
+}
+
+/// Seconds in a duration unit (`weeks`, `days`, `hours`, `minutes`,
+/// `seconds`), as in `30.days`.
+pub fn unit_seconds(unit: &str) -> Option<f64> {
+    Some(match unit {
+        "weeks" => 604_800.0,
+        "days" => 86_400.0,
+        "hours" => 3_600.0,
+        "minutes" => 60.0,
+        "seconds" => 1.0,
+        _ => return None,
+    })
 }
 
 /// A comparison in a condition.
