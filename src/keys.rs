@@ -121,8 +121,14 @@ pub(crate) fn rotate(
 ) -> Result<u8> {
     let dir = dir_or_default(dir)?;
     let pass = passphrase(passphrase_env)?;
-    let new_pass = passphrase(new_passphrase_env)?;
     let old = Keystore::list(&dir)?;
+    // A sealed master key stays sealed: under the same passphrase unless a
+    // new one is given.
+    let new_pass = match passphrase(new_passphrase_env)? {
+        Some(p) => Some(p),
+        None if old.master_protection != "none" => pass.clone(),
+        None => None,
+    };
     let new = Keystore::rotate(
         &dir,
         pass.as_deref().map(|p| p.as_slice()),

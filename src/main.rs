@@ -306,7 +306,8 @@ enum KeysCommand {
         #[arg(long, value_name = "VAR")]
         passphrase_env: Option<String>,
         /// Seal the new master key under the passphrase in this variable
-        /// (without it, the new master key is not sealed).
+        /// (without it, a sealed master key is resealed under the current
+        /// passphrase, and an unsealed one stays unsealed).
         #[arg(long, value_name = "VAR")]
         new_passphrase_env: Option<String>,
         /// The audit log the key event goes to (default: the default log,

@@ -427,6 +427,21 @@ fn a_wrong_passphrase_fails_naming_the_master_key_file() {
         &pass,
     );
     assert!(o.status.success(), "{}", stderr(&o));
+    // Rotation keeps the master key sealed under the same passphrase.
+    let o = t.symbi_env(
+        &[
+            "keys",
+            "rotate",
+            "--dir",
+            &keys,
+            "--passphrase-env",
+            "SYMBI_TEST_PASS",
+        ],
+        &pass,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let list = json(&t.symbi(&["keys", "list", "--dir", &keys, "--format", "json"]));
+    assert_eq!(list["master_protection"], "argon2id");
     let wrong = [("SYMBI_TEST_PASS", "tr0ub4dor&3")];
     let extra = ["--keystore", &keys, "--passphrase-env", "SYMBI_TEST_PASS"];
     fails_cleanly(&t, &store, &["wrong passphrase", "master-"], &extra, &wrong);
