@@ -166,6 +166,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Run commands in a sandbox tier; say which tiers this host provides.
+    Sandbox {
+        #[command(subcommand)]
+        command: SandboxCommand,
+    },
     /// Show the operator graph a program compiles to.
     Explain {
         /// The program.
@@ -275,6 +280,37 @@ enum AuditCommand {
         /// The signer's public key (default: the local key's `.pub`).
         #[arg(long, value_name = "PATH")]
         pubkey: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SandboxCommand {
+    /// Run CMD in a sandbox of tier N, with a busybox userland: exit with
+    /// its code (125 if the sandbox could not be set up, 128+N if signal
+    /// N killed it, 137 for the memory limit, 124 for the timeout).
+    Run {
+        /// The tier: 1 native (namespaces, seccomp, Landlock, cgroups).
+        /// Tiers 2 and 3 are not built yet and are refused.
+        #[arg(long, default_value_t = 1)]
+        tier: u8,
+        /// Memory limit, MiB.
+        #[arg(long, default_value_t = 256)]
+        memory_mib: u64,
+        /// Process and thread limit.
+        #[arg(long, default_value_t = 64)]
+        pids: u64,
+        /// Wall-time limit, e.g. `30s`.
+        #[arg(long, default_value = "60s")]
+        timeout: humantime::Duration,
+        /// The command and its arguments.
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+    },
+    /// List each tier, whether this host supports it, and why not.
+    Doctor {
+        /// `human` or `json`.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
     },
 }
 
@@ -397,6 +433,13 @@ pub(crate) enum Format {
 }
 
 fn main() -> ExitCode {
+    // Re-executed as a sandbox's init: nothing else may run first (init
+    // must still be single-threaded when it unshares its namespaces).
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(symbiont_sandbox::INIT_ARG))
+    {
+        symbiont_sandbox::init_main();
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -495,6 +538,7 @@ fn main() -> ExitCode {
         } => run::policy_eval(&policy, &name, &action, &principal, &resource, format),
         Command::Audit { command } => run_audit(command),
         Command::Keys { command } => run_keys(command),
+        Command::Sandbox { command } => run_sandbox(command),
         Command::Explain {
             file,
             format,
@@ -523,6 +567,83 @@ fn log_path(log: Option<PathBuf>) -> Result<PathBuf> {
     match log {
         Some(p) => Ok(p),
         None => audit::default_log(),
+    }
+}
+
+fn run_sandbox(command: SandboxCommand) -> Result<u8> {
+    match command {
+        SandboxCommand::Run {
+            tier,
+            memory_mib,
+            pids,
+            timeout,
+            command,
+        } => {
+            let Some(tier) = symbiont_sandbox::Tier::from_number(tier) else {
+                eprintln!("symbi: usage error: --tier is 1, 2 or 3");
+                return Ok(exit::USAGE);
+            };
+            let limits = symbiont_sandbox::Limits {
+                memory_bytes: memory_mib << 20,
+                pids,
+                timeout: timeout.into(),
+                ..Default::default()
+            };
+            let exe = std::env::current_exe().context("cannot find the symbi binary")?;
+            let report = symbiont_sandbox::run(tier, &exe, &command, &limits)?;
+            use symbiont_sandbox::Outcome;
+            let code = match report.outcome {
+                Outcome::Exited(c) => c,
+                Outcome::Signaled(s) => {
+                    eprintln!(
+                        "symbi: sandbox: the command was killed by signal {s}{}",
+                        if s == 31 {
+                            " (SIGSYS: a system call outside the seccomp allowlist)"
+                        } else {
+                            ""
+                        }
+                    );
+                    128 + s
+                }
+                Outcome::MemoryLimit => {
+                    eprintln!(
+                        "symbi: sandbox: the command was killed at its memory limit ({memory_mib} MiB)"
+                    );
+                    137
+                }
+                Outcome::TimedOut => {
+                    eprintln!("symbi: sandbox: the command ran past {timeout} and was killed");
+                    124
+                }
+            };
+            if report.pids_limited {
+                eprintln!("symbi: sandbox: the process limit ({pids}) refused at least one fork");
+            }
+            Ok(u8::try_from(code).unwrap_or(exit::RUNTIME))
+        }
+        SandboxCommand::Doctor { format } => {
+            let tiers = symbiont_sandbox::doctor();
+            if format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&tiers)?);
+            } else {
+                for t in &tiers {
+                    println!(
+                        "tier {} ({}): {}",
+                        t.tier,
+                        t.mechanism,
+                        if t.available {
+                            "available"
+                        } else {
+                            "NOT available"
+                        }
+                    );
+                    for d in &t.detail {
+                        println!("  {d}");
+                    }
+                }
+            }
+            Ok(exit::OK)
+        }
     }
 }
 

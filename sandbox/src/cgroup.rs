@@ -1,0 +1,153 @@
+//! Memory and pids limits through cgroups: v1 (`memory` and `pids`
+//! hierarchies, this machine) or v2 (one unified hierarchy) where mounted.
+
+use std::path::{Path, PathBuf};
+
+use crate::SandboxError;
+
+const ROOT: &str = "/sys/fs/cgroup";
+
+/// The cgroup(s) of one sandbox.
+#[derive(Debug)]
+pub(crate) struct Cgroup {
+    /// v1: the memory and pids groups; v2: the one group, twice.
+    memory: PathBuf,
+    pids: PathBuf,
+    v2: bool,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> SandboxError + '_ {
+    move |source| SandboxError::Cgroup {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn write(path: &Path, value: &str) -> Result<(), SandboxError> {
+    std::fs::write(path, value).map_err(io(path))
+}
+
+/// Whether this host has cgroup v2 with the memory and pids controllers.
+fn v2_available() -> bool {
+    std::fs::read_to_string(Path::new(ROOT).join("cgroup.controllers"))
+        .is_ok_and(|c| c.contains("memory") && c.contains("pids"))
+}
+
+/// Whether this host has the v1 memory and pids hierarchies.
+fn v1_available() -> bool {
+    Path::new(ROOT)
+        .join("memory/memory.limit_in_bytes")
+        .exists()
+        && Path::new(ROOT).join("pids").is_dir()
+}
+
+/// What the host offers, for `doctor`.
+pub(crate) fn describe() -> Result<&'static str, String> {
+    if v2_available() {
+        Ok("cgroup v2 (memory, pids)")
+    } else if v1_available() {
+        Ok("cgroup v1 (memory, pids hierarchies)")
+    } else {
+        Err("no cgroup memory and pids controllers are mounted under /sys/fs/cgroup".into())
+    }
+}
+
+impl Cgroup {
+    /// Creates the sandbox's group(s) named `name` with these limits.
+    pub(crate) fn create(name: &str, memory_bytes: u64, pids: u64) -> Result<Cgroup, SandboxError> {
+        let group = if v2_available() {
+            let g = Path::new(ROOT).join(format!("symbiont-{name}"));
+            std::fs::create_dir_all(&g).map_err(io(&g))?;
+            Cgroup {
+                memory: g.clone(),
+                pids: g,
+                v2: true,
+            }
+        } else if v1_available() {
+            let memory = Path::new(ROOT).join(format!("memory/symbiont-{name}"));
+            let pids = Path::new(ROOT).join(format!("pids/symbiont-{name}"));
+            std::fs::create_dir_all(&memory).map_err(io(&memory))?;
+            std::fs::create_dir_all(&pids).map_err(io(&pids))?;
+            Cgroup {
+                memory,
+                pids,
+                v2: false,
+            }
+        } else {
+            return Err(SandboxError::Unsupported {
+                tier: 1,
+                missing: describe().unwrap_err(),
+            });
+        };
+        if group.v2 {
+            write(&group.memory.join("memory.max"), &memory_bytes.to_string())?;
+            write(&group.memory.join("memory.swap.max"), "0")?;
+        } else {
+            write(
+                &group.memory.join("memory.limit_in_bytes"),
+                &memory_bytes.to_string(),
+            )?;
+            // Without swap accounting this file is absent: then swap is
+            // not limited separately (the host's swap, if any, applies).
+            let memsw = group.memory.join("memory.memsw.limit_in_bytes");
+            if memsw.exists() {
+                write(&memsw, &memory_bytes.to_string())?;
+            }
+        }
+        write(&group.pids.join("pids.max"), &pids.to_string())?;
+        Ok(group)
+    }
+
+    /// Moves process `pid` into the group(s).
+    pub(crate) fn add(&self, pid: i32) -> Result<(), SandboxError> {
+        write(&self.memory.join("cgroup.procs"), &pid.to_string())?;
+        if !self.v2 {
+            write(&self.pids.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The processes in the group.
+    pub(crate) fn procs(&self) -> Vec<i32> {
+        std::fs::read_to_string(self.pids.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Whether the memory limit killed a process.
+    pub(crate) fn oom_killed(&self) -> bool {
+        let (file, key) = if self.v2 {
+            ("memory.events", "oom_kill")
+        } else {
+            ("memory.oom_control", "oom_kill")
+        };
+        counter(&self.memory.join(file), key) > 0
+    }
+
+    /// Whether a fork was refused by the pids limit.
+    pub(crate) fn pids_limited(&self) -> bool {
+        counter(&self.pids.join("pids.events"), "max") > 0
+    }
+}
+
+fn counter(file: &Path, key: &str) -> u64 {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == key).then(|| v.trim().parse().ok()).flatten()
+        })
+        .unwrap_or(0)
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.memory);
+        if !self.v2 {
+            let _ = std::fs::remove_dir(&self.pids);
+        }
+    }
+}

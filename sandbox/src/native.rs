@@ -1,0 +1,386 @@
+//! Tier 1: a native sandbox from Linux namespaces, a read-only minimal
+//! root, cgroup limits, rlimits, an unprivileged identity, Landlock and a
+//! seccomp allowlist.
+//!
+//! The parent ([`run`]) prepares the root directory and the cgroups, then
+//! starts the init process: the same `symbi` binary with
+//! [`INIT_ARG`](crate::INIT_ARG). Init ([`init_main`]) unshares the user,
+//! mount, network, IPC, UTS and pid namespaces and stops itself; the
+//! parent maps its user ids (sandbox uid 0 and 1 onto the host's unused
+//! 65534 and 65533), puts it in the cgroups and lets it go on. Init forks
+//! the sandbox's pid 1, which builds the root and confines itself in
+//! [`confine_and_exec`], one step after another, then runs the command.
+
+use std::ffi::CString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::{Signal, kill, raise};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Gid, Pid, Uid};
+use serde::{Deserialize, Serialize};
+
+use crate::cgroup::Cgroup;
+use crate::{Limits, Outcome, Report, SandboxError};
+
+/// The environment variable carrying init's configuration.
+const CONFIG_ENV: &str = "SYMBIONT_SANDBOX_INIT";
+/// The sandbox's unprivileged user and group inside its namespace.
+const SANDBOX_ID: u32 = 1;
+
+/// What init needs to know.
+#[derive(Debug, Serialize, Deserialize)]
+struct InitConfig {
+    root: PathBuf,
+    busybox: PathBuf,
+    command: Vec<String>,
+    scratch_bytes: u64,
+}
+
+/// The sandbox root on the host: `bin/` (busybox and its applets), empty
+/// mount points for `/proc`, `/tmp` and three devices. Removed on drop.
+struct RootDir(PathBuf);
+
+impl RootDir {
+    fn create(busybox: &Path) -> Result<RootDir, SandboxError> {
+        let base = std::env::temp_dir();
+        let dir = base.join(format!(
+            "symbiont-sandbox-{}-{}",
+            std::process::id(),
+            crate::unique()
+        ));
+        let io = |p: &Path| {
+            let p = p.to_owned();
+            move |source| SandboxError::Root { path: p, source }
+        };
+        for sub in ["bin", "proc", "tmp", "dev", ".old"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(io(&dir.join(sub)))?;
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).map_err(io(&dir))?;
+        for dev in ["null", "zero", "urandom"] {
+            let p = dir.join("dev").join(dev);
+            std::fs::write(&p, b"").map_err(io(&p))?;
+        }
+        let bin = dir.join("bin");
+        std::fs::write(bin.join("busybox"), b"").map_err(io(&bin))?;
+        let applets = Command::new(busybox)
+            .arg("--list")
+            .output()
+            .map_err(io(busybox))?;
+        for applet in String::from_utf8_lossy(&applets.stdout).lines() {
+            if !applet.is_empty() && applet != "busybox" {
+                std::os::unix::fs::symlink("busybox", bin.join(applet))
+                    .map_err(io(&bin.join(applet)))?;
+            }
+        }
+        Ok(RootDir(dir))
+    }
+}
+
+impl Drop for RootDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The static busybox that makes the sandbox's userland.
+pub(crate) fn find_busybox() -> Result<PathBuf, SandboxError> {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or(SandboxError::Unsupported {
+            tier: 1,
+            missing: "busybox (install the Debian package busybox-static)".into(),
+        })
+}
+
+/// Runs `command` in a tier-1 sandbox; `init_exe` is a binary whose
+/// `main` calls [`init_main`] when its first argument is
+/// [`INIT_ARG`](crate::INIT_ARG).
+pub(crate) fn run(
+    init_exe: &Path,
+    command: &[String],
+    limits: &Limits,
+) -> Result<Report, SandboxError> {
+    let started = Instant::now();
+    let busybox = find_busybox()?;
+    let root = RootDir::create(&busybox)?;
+    let cgroup = Cgroup::create(
+        &format!("{}-{}", std::process::id(), crate::unique()),
+        limits.memory_bytes,
+        limits.pids,
+    )?;
+    let config = InitConfig {
+        root: root.0.clone(),
+        busybox,
+        command: command.to_vec(),
+        scratch_bytes: limits.scratch_bytes,
+    };
+    let child = Command::new(init_exe)
+        .arg(crate::INIT_ARG)
+        .env_clear()
+        .env(
+            CONFIG_ENV,
+            serde_json::to_string(&config).expect("serialisable"),
+        )
+        .spawn()
+        .map_err(|source| SandboxError::Spawn {
+            path: init_exe.to_owned(),
+            source,
+        })?;
+    let pid = Pid::from_raw(child.id() as i32);
+    let step = |what: &'static str| move |e: nix::Error| SandboxError::Setup { what, errno: e };
+
+    // Init has unshared its namespaces and stopped itself.
+    match waitpid(pid, Some(WaitPidFlag::WUNTRACED)).map_err(step("waiting for init"))? {
+        WaitStatus::Stopped(_, Signal::SIGSTOP) => {}
+        other => {
+            return Err(SandboxError::InitFailed(format!(
+                "init did not stop after unsharing: {other:?}"
+            )));
+        }
+    }
+    let maps = format!("0 65534 1\n{SANDBOX_ID} 65533 1\n");
+    for file in ["uid_map", "gid_map"] {
+        let path = PathBuf::from(format!("/proc/{pid}/{file}"));
+        std::fs::write(&path, &maps).map_err(|source| SandboxError::Root { path, source })?;
+    }
+    cgroup.add(pid.as_raw())?;
+    kill(pid, Signal::SIGCONT).map_err(step("resuming init"))?;
+
+    let deadline = started + limits.timeout;
+    let status = loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)).map_err(step("waiting for init"))? {
+            WaitStatus::StillAlive | WaitStatus::Continued(_) => {}
+            status => break Some(status),
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let outcome = match status {
+        None => {
+            // Everything in the sandbox is in its cgroup.
+            for p in cgroup.procs() {
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            Outcome::TimedOut
+        }
+        Some(WaitStatus::Exited(_, code)) if code >= 128 => {
+            Outcome::Signaled(Signal::try_from(code - 128).map_or(code - 128, |s| s as i32))
+        }
+        Some(WaitStatus::Exited(_, code)) => Outcome::Exited(code),
+        Some(WaitStatus::Signaled(_, s, _)) => Outcome::Signaled(s as i32),
+        Some(other) => return Err(SandboxError::InitFailed(format!("{other:?}"))),
+    };
+    // Stragglers (a backgrounded fork bomb) go with the sandbox.
+    for p in cgroup.procs() {
+        let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+    }
+    let outcome = match outcome {
+        Outcome::Signaled(9) if cgroup.oom_killed() => Outcome::MemoryLimit,
+        o => o,
+    };
+    Ok(Report {
+        outcome,
+        pids_limited: cgroup.pids_limited(),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The init process: unshares, waits for the parent to map its ids, forks
+/// the sandbox's pid 1, and exits with its status (128 + signal if it was
+/// killed). Never returns.
+pub fn init_main() -> ! {
+    let config: InitConfig = match std::env::var(CONFIG_ENV)
+        .ok()
+        .and_then(|c| serde_json::from_str(&c).ok())
+    {
+        Some(c) => c,
+        None => die("no sandbox configuration"),
+    };
+    let namespaces = CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWPID;
+    if let Err(e) = unshare(namespaces) {
+        die(&format!("unshare: {e}"));
+    }
+    // The parent writes our uid and gid maps and continues us.
+    if let Err(e) = raise(Signal::SIGSTOP) {
+        die(&format!("stopping for the id maps: {e}"));
+    }
+    // SAFETY: init is single-threaded (it is a fresh process that has not
+    // started any thread), so the child may run arbitrary code after fork.
+    #[allow(unsafe_code)]
+    let fork = unsafe { nix::unistd::fork() };
+    match fork {
+        Ok(ForkResult::Child) => {
+            let e = confine_and_exec(&config);
+            die(&e);
+        }
+        Ok(ForkResult::Parent { child }) => loop {
+            match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, code)) => std::process::exit(code),
+                Ok(WaitStatus::Signaled(_, s, _)) => std::process::exit(128 + s as i32),
+                Ok(_) => {}
+                Err(e) => die(&format!("waiting for the sandbox: {e}")),
+            }
+        },
+        Err(e) => die(&format!("fork: {e}")),
+    }
+}
+
+fn die(message: &str) -> ! {
+    eprintln!("symbi sandbox: {message}");
+    std::process::exit(125);
+}
+
+/// In the sandbox's pid 1: builds the root, confines itself, one step after
+/// another, and runs the command. Returns only on failure, saying which
+/// step failed.
+fn confine_and_exec(c: &InitConfig) -> String {
+    let root = &c.root;
+    let at = |p: &str| root.join(p);
+    let fail = |step: &str, e: &dyn std::fmt::Display| format!("{step}: {e}");
+    let none: Option<&str> = None;
+
+    // 1. Our mounts stay ours.
+    if let Err(e) = mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none) {
+        return fail("making mounts private", &e);
+    }
+    // 2. The root: a bind mount of the prepared directory, with busybox,
+    //    a fresh /proc for our pid namespace, a size-limited scratch /tmp
+    //    and three devices.
+    if let Err(e) = mount(
+        Some(root),
+        root,
+        none,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        none,
+    ) {
+        return fail("binding the root", &e);
+    }
+    if let Err(e) = mount(
+        Some(&c.busybox),
+        &at("bin/busybox"),
+        none,
+        MsFlags::MS_BIND,
+        none,
+    ) {
+        return fail("binding busybox", &e);
+    }
+    let restricted = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    if let Err(e) = mount(Some("proc"), &at("proc"), Some("proc"), restricted, none) {
+        return fail("mounting /proc", &e);
+    }
+    let size = format!("size={},mode=1777", c.scratch_bytes);
+    if let Err(e) = mount(
+        Some("tmpfs"),
+        &at("tmp"),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(size.as_str()),
+    ) {
+        return fail("mounting the scratch /tmp", &e);
+    }
+    for dev in ["null", "zero", "urandom"] {
+        let host = format!("/dev/{dev}");
+        if let Err(e) = mount(
+            Some(host.as_str()),
+            &at(&format!("dev/{dev}")),
+            none,
+            MsFlags::MS_BIND,
+            none,
+        ) {
+            return fail("binding a device", &e);
+        }
+    }
+    // 3. Switch to it; the host's tree is detached.
+    if let Err(e) = nix::unistd::chdir(root) {
+        return fail("entering the root", &e);
+    }
+    if let Err(e) = nix::unistd::pivot_root(".", ".old") {
+        return fail("pivot_root", &e);
+    }
+    if let Err(e) = nix::unistd::chdir("/") {
+        return fail("entering /", &e);
+    }
+    if let Err(e) = umount2("/.old", MntFlags::MNT_DETACH) {
+        return fail("detaching the host's tree", &e);
+    }
+    if let Err(e) = std::fs::remove_dir("/.old") {
+        return fail("removing the old root's mount point", &e);
+    }
+    // 4. Read-only: the root and busybox.
+    let ro = MsFlags::MS_REMOUNT
+        | MsFlags::MS_BIND
+        | MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV;
+    for path in ["/", "/bin/busybox"] {
+        if let Err(e) = mount(none, path, none, ro, none) {
+            return fail("remounting read-only", &e);
+        }
+    }
+    let _ = nix::unistd::sethostname("symbiont-sandbox");
+    // 5. Limits the cgroup does not cover.
+    use nix::sys::resource::{Resource, setrlimit};
+    for (resource, limit) in [(Resource::RLIMIT_NOFILE, 256), (Resource::RLIMIT_CORE, 0)] {
+        if let Err(e) = setrlimit(resource, limit, limit) {
+            return fail("setting rlimits", &e);
+        }
+    }
+    // 6. An unprivileged identity: every capability is gone.
+    if let Err(e) = nix::unistd::setgroups(&[]) {
+        return fail("dropping supplementary groups", &e);
+    }
+    let gid = Gid::from_raw(SANDBOX_ID);
+    let uid = Uid::from_raw(SANDBOX_ID);
+    if let Err(e) = nix::unistd::setresgid(gid, gid, gid) {
+        return fail("setresgid", &e);
+    }
+    if let Err(e) = nix::unistd::setresuid(uid, uid, uid) {
+        return fail("setresuid", &e);
+    }
+    // 7. No new privileges, ever (also required by seccomp and Landlock).
+    if let Err(e) = nix::sys::prctl::set_no_new_privs() {
+        return fail("no_new_privs", &e);
+    }
+    // 8. Landlock: read and execute everywhere in the root, write only in
+    //    /tmp and the devices, no TCP, no signals or abstract sockets out.
+    if let Err(e) = crate::landlock::restrict() {
+        return fail("Landlock", &e);
+    }
+    // 9. Seccomp: the allowlist; anything else kills the process.
+    if let Err(e) = crate::seccomp::apply() {
+        return fail("seccomp", &e);
+    }
+    // 10. The command, with a clean environment.
+    let args: Vec<CString> = match c.command.iter().map(|a| CString::new(a.as_str())).collect() {
+        Ok(a) => a,
+        Err(e) => return fail("the command", &e),
+    };
+    let env = [
+        CString::new("PATH=/bin").expect("no NUL"),
+        CString::new("HOME=/tmp").expect("no NUL"),
+        CString::new("TMPDIR=/tmp").expect("no NUL"),
+    ];
+    let Some(program) = args.first() else {
+        return "no command".into();
+    };
+    match nix::unistd::execvpe(program, &args, &env) {
+        Ok(never) => match never {},
+        Err(e) => fail(&format!("running {}", c.command[0]), &e),
+    }
+}
