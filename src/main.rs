@@ -289,8 +289,8 @@ enum SandboxCommand {
     /// its code (125 if the sandbox could not be set up, 128+N if signal
     /// N killed it, 137 for the memory limit, 124 for the timeout).
     Run {
-        /// The tier: 1 native (namespaces, seccomp, Landlock, cgroups).
-        /// Tiers 2 and 3 are not built yet and are refused.
+        /// The tier: 1 native (namespaces, seccomp, Landlock, cgroups), 2
+        /// gVisor (runsc). Tier 3 is not built yet and is refused.
         #[arg(long, default_value_t = 1)]
         tier: u8,
         /// Memory limit, MiB.

@@ -1,15 +1,16 @@
 //! Sandbox tiers for Symbiont stages.
 //!
-//! Built so far: **tier 1, native** ([`run`] with [`Tier::Native`]): new
+//! Built so far: **tier 2, gVisor** ([`Tier::Gvisor`]: `runsc` with a
+//! generated OCI bundle, `--network=none`, read-only root, memory and pids
+//! limits) and **tier 1, native** ([`run`] with [`Tier::Native`]): new
 //! user, pid, network, mount, IPC and UTS namespaces; a read-only minimal
 //! root (busybox) with a size-limited scratch `/tmp`; memory and pids
 //! limits through cgroups (v1 or v2); rlimits; an unprivileged identity
 //! with no capabilities; `no_new_privs`; a Landlock ruleset; and a seccomp
 //! allowlist kept as a reviewed data file (`seccomp/tier1.json`) compiled
 //! at build time. [`doctor`] says which tiers this host can provide and
-//! why not. Tiers 2 (gVisor) and 3 (microVM), the worker protocol and the
-//! engine's use of tiers are not built yet: asking for them fails, never
-//! downgrades.
+//! why not. Tier 3 (microVM), the worker protocol and the engine's use of
+//! tiers are not built yet: asking for tier 3 fails, never downgrades.
 //!
 //! A binary that runs sandboxes must call [`init_main`] first thing in
 //! `main` when its first argument is [`INIT_ARG`]: the sandbox's init is
@@ -20,6 +21,7 @@
 #![deny(unsafe_code)]
 
 mod cgroup;
+mod gvisor;
 mod landlock;
 mod native;
 mod seccomp;
@@ -169,10 +171,7 @@ pub fn run(
 ) -> Result<Report, SandboxError> {
     match tier {
         Tier::Native => native::run(init_exe, command, limits),
-        Tier::Gvisor => Err(SandboxError::Unsupported {
-            tier: 2,
-            missing: "the gVisor backend is not built yet".into(),
-        }),
+        Tier::Gvisor => gvisor::run(command, limits),
         Tier::MicroVm => Err(SandboxError::Unsupported {
             tier: 3,
             missing: "the microVM backend is not built yet".into(),
@@ -236,11 +235,19 @@ pub fn doctor() -> Vec<TierStatus> {
                 .find(|p| p.exists())
         })
     };
-    let mut gvisor = vec!["backend not built yet".to_owned()];
-    gvisor.push(match which("runsc") {
-        Some(p) => format!("runsc: {}", p.display()),
-        None => "runsc: not installed (Debian package runsc)".into(),
-    });
+    let mut gvisor = Vec::new();
+    let mut gvisor_ok = native::find_busybox().is_ok();
+    match gvisor::find_runsc() {
+        Ok(p) => gvisor.push(format!(
+            "runsc: {} (platform {}; SYMBIONT_GVISOR_PLATFORM to change)",
+            p.display(),
+            gvisor::platform()
+        )),
+        Err(e) => {
+            gvisor_ok = false;
+            gvisor.push(e.to_string());
+        }
+    }
     let mut microvm = vec!["backend not built yet".to_owned()];
     microvm.push(match which("qemu-system-x86_64") {
         Some(p) => format!("qemu: {}", p.display()),
@@ -256,7 +263,7 @@ pub fn doctor() -> Vec<TierStatus> {
         TierStatus {
             tier: 2,
             mechanism: "gVisor (runsc)",
-            available: false,
+            available: gvisor_ok,
             detail: gvisor,
         },
         TierStatus {

@@ -43,10 +43,31 @@ struct InitConfig {
 
 /// The sandbox root on the host: `bin/` (busybox and its applets), empty
 /// mount points for `/proc`, `/tmp` and three devices. Removed on drop.
-struct RootDir(PathBuf);
+pub(crate) struct RootDir(PathBuf);
 
 impl RootDir {
-    fn create(busybox: &Path) -> Result<RootDir, SandboxError> {
+    /// An empty private directory under the temporary directory.
+    pub(crate) fn empty(name: &str) -> Result<RootDir, SandboxError> {
+        let dir = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&dir).map_err(|source| SandboxError::Root {
+            path: dir.clone(),
+            source,
+        })?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(
+            |source| SandboxError::Root {
+                path: dir.clone(),
+                source,
+            },
+        )?;
+        Ok(RootDir(dir))
+    }
+
+    /// Its path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub(crate) fn create(busybox: &Path) -> Result<RootDir, SandboxError> {
         let base = std::env::temp_dir();
         let dir = base.join(format!(
             "symbiont-sandbox-{}-{}",

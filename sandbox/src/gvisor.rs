@@ -1,0 +1,152 @@
+//! Tier 2: gVisor. The command runs under `runsc` (the Debian package;
+//! platform `ptrace` here, `SYMBIONT_GVISOR_PLATFORM` to change it) in a
+//! generated OCI bundle: the same read-only busybox root as tier 1,
+//! `--network=none`, a tmpfs `/tmp`, uid 1 with no capabilities and
+//! `noNewPrivileges`, and the memory and pids limits as OCI resources.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::native::{RootDir, find_busybox};
+use crate::{Limits, Outcome, Report, SandboxError};
+
+/// `runsc` on `PATH`, or what is missing.
+pub(crate) fn find_runsc() -> Result<PathBuf, SandboxError> {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("runsc"))
+                .find(|p| p.exists())
+        })
+        .ok_or(SandboxError::Unsupported {
+            tier: 2,
+            missing: "runsc (install the Debian package runsc)".into(),
+        })
+}
+
+/// The platform `runsc` uses.
+pub(crate) fn platform() -> String {
+    std::env::var("SYMBIONT_GVISOR_PLATFORM").unwrap_or_else(|_| "ptrace".into())
+}
+
+fn spec(
+    root: &Path,
+    busybox: &Path,
+    command: &[String],
+    limits: &Limits,
+    name: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 1, "gid": 1},
+            "args": command,
+            "env": ["PATH=/bin", "HOME=/tmp", "TMPDIR=/tmp"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": [], "effective": [], "inheritable": [], "permitted": [], "ambient": []
+            },
+            "rlimits": [
+                {"type": "RLIMIT_NOFILE", "hard": 256, "soft": 256},
+                {"type": "RLIMIT_CORE", "hard": 0, "soft": 0}
+            ],
+            "noNewPrivileges": true
+        },
+        "root": {"path": root, "readonly": true},
+        "hostname": "symbiont-sandbox",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "nodev", "mode=1777", format!("size={}", limits.scratch_bytes)]},
+            {"destination": "/bin/busybox", "type": "bind", "source": busybox,
+             "options": ["rbind", "ro"]}
+        ],
+        "linux": {
+            "namespaces": [
+                {"type": "pid"}, {"type": "network"}, {"type": "ipc"},
+                {"type": "uts"}, {"type": "mount"}
+            ],
+            "resources": {
+                "memory": {"limit": limits.memory_bytes},
+                "pids": {"limit": limits.pids}
+            },
+            "cgroupsPath": format!("/symbiont-{name}")
+        }
+    })
+}
+
+/// Runs `command` under gVisor.
+pub(crate) fn run(command: &[String], limits: &Limits) -> Result<Report, SandboxError> {
+    let started = Instant::now();
+    let runsc = find_runsc()?;
+    let busybox = find_busybox()?;
+    let root = RootDir::create(&busybox)?;
+    // Tier 1's pivot_root mount point has no use here.
+    let old = root.path().join(".old");
+    std::fs::remove_dir(&old).map_err(|source| SandboxError::Root { path: old, source })?;
+    let name = format!("{}-{}", std::process::id(), crate::unique());
+    let bundle = RootDir::empty(&format!("symbiont-oci-{name}"))?;
+    let state = bundle.path().join("state");
+    let io = |p: PathBuf| move |source| SandboxError::Root { path: p, source };
+    std::fs::create_dir_all(&state).map_err(io(state.clone()))?;
+    let config = bundle.path().join("config.json");
+    std::fs::write(
+        &config,
+        serde_json::to_vec_pretty(&spec(root.path(), &busybox, command, limits, &name))
+            .expect("serialisable"),
+    )
+    .map_err(io(config.clone()))?;
+    let runsc_cmd = |args: &[&str]| {
+        let mut c = Command::new(&runsc);
+        c.arg("--root")
+            .arg(&state)
+            .arg("--network=none")
+            .arg(format!("--platform={}", platform()))
+            .args(args);
+        c
+    };
+    let id = format!("symbiont-{name}");
+    let mut child = runsc_cmd(&["run", "--bundle"])
+        .arg(bundle.path())
+        .arg(&id)
+        .spawn()
+        .map_err(|source| SandboxError::Spawn {
+            path: runsc.clone(),
+            source,
+        })?;
+    let deadline = started + limits.timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) => {}
+            Err(e) => return Err(SandboxError::InitFailed(format!("waiting for runsc: {e}"))),
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let outcome = match status {
+        None => {
+            let _ = runsc_cmd(&["kill", "--all", &id, "KILL"]).status();
+            let _ = child.kill();
+            let _ = child.wait();
+            Outcome::TimedOut
+        }
+        Some(s) => match s.code() {
+            Some(code) if code > 128 => Outcome::Signaled(code - 128),
+            Some(code) => Outcome::Exited(code),
+            None => {
+                Outcome::Signaled(std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0))
+            }
+        },
+    };
+    let _ = runsc_cmd(&["delete", "--force", &id]).status();
+    Ok(Report {
+        outcome,
+        pids_limited: false,
+        elapsed: started.elapsed(),
+    })
+}
