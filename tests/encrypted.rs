@@ -299,6 +299,28 @@ fn a_persisted_dataset_reads_back_to_the_same_result() {
         got = rows.take();
     }
     assert_eq!(got, expected);
+    // Public records kept in the clear are raised by a policy that requires
+    // encryption when the stored dataset is read back.
+    let forced = t.0.join("forced.symbi");
+    std::fs::write(
+        &forced,
+        std::fs::read_to_string(CLINIC).unwrap().replace(
+            "require: [audit_trail == true];",
+            "require: [audit_trail == true, encryption == \"aes-256-gcm\"];",
+        ),
+    )
+    .unwrap();
+    let o = t.symbi(&[
+        "run",
+        forced.to_str().unwrap(),
+        "--input",
+        &format!("patients={store}"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let raised = json(&o);
+    assert_eq!(raised["_meta"]["lanes"]["plaintext"], 0);
+    assert_eq!(raised["_meta"]["lanes"]["aes_gcm"], 596 + 1225);
+    assert_eq!(raised["senior_cost_cents"], direct["senior_cost_cents"]);
     // Refuses to overwrite.
     let o = t.symbi(&[
         "run",

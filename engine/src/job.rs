@@ -401,17 +401,35 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
         let source = match source.as_ref() {
             JobInput::Records(source) => source,
             JobInput::Store(store) => {
+                // Sealed batches keep their lanes and skip classification
+                // (they are not opened before aggregation); public records
+                // go through the classify stage, which may only raise them
+                // (this program's classifier, a policy's encryption
+                // requirement).
                 let mut items: Vec<Routed> = Vec::with_capacity(BATCH);
-                let result = store.read(index, worker.peers(), |item| {
-                    items.push(item);
-                    if items.len() == BATCH {
-                        stored.send_batch(&mut items);
-                        items.clear();
-                        worker.step();
+                let result = store.read(index, worker.peers(), |item| match item {
+                    Routed::Clear(_, record) => {
+                        batch.push(record);
+                        if batch.len() == BATCH {
+                            input.send_batch(&mut batch);
+                            batch.clear();
+                            worker.step();
+                        }
+                    }
+                    sealed => {
+                        items.push(sealed);
+                        if items.len() == BATCH {
+                            stored.send_batch(&mut items);
+                            items.clear();
+                            worker.step();
+                        }
                     }
                 });
                 if !items.is_empty() {
                     stored.send_batch(&mut items);
+                }
+                if !batch.is_empty() {
+                    input.send_batch(&mut batch);
                 }
                 input.close();
                 stored.close();
