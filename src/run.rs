@@ -295,6 +295,12 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
             query.input
         ));
     };
+    if let Some(dest) = args.persist_encrypted.as_ref().filter(|d| d.exists()) {
+        return usage(format_args!(
+            "--persist-encrypted {}: it exists; give a new directory",
+            dest.display()
+        ));
+    }
     // The dataset's metadata: its attributes hold; a `--resource` that
     // says otherwise is refused, not silently overridden.
     let dataset_meta = dataset_metadata(&input)?;
@@ -358,12 +364,6 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
     // The audit log keeps its own key (--audit-key, or the default
     // keystore's) whichever keystore seals the data.
     let mut log = args.audit.open()?;
-    if let Some(dest) = args.persist_encrypted.as_ref().filter(|d| d.exists()) {
-        return usage(format_args!(
-            "--persist-encrypted {}: it exists; give a new directory",
-            dest.display()
-        ));
-    }
     let stored = symbiont_operators::is_store(&input);
     let dataset = if stored {
         // A persisted dataset keeps the id it was sealed under.

@@ -769,7 +769,14 @@ impl Keystore {
     pub fn list(dir: &Path) -> Result<Listing, KeystoreError> {
         private_dir(dir, false)?;
         let (ring, master_id) = read_keyring(dir)?;
-        let master: MasterFile = read_json(&master_path(dir, master_id))?;
+        // Only the metadata: the key field is skipped, never kept.
+        #[derive(Deserialize)]
+        struct MasterMeta {
+            id: String,
+            created: String,
+            protection: String,
+        }
+        let master: MasterMeta = read_json(&master_path(dir, master_id))?;
         let audit_pub = dir.join(AUDIT_KEY_FILE).with_extension("pub");
         Ok(Listing {
             dir: dir.to_owned(),
