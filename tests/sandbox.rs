@@ -89,7 +89,7 @@ macro_rules! containment {
                     format!("cat {}", secret.display()),
                     "cat /etc/shadow".to_owned(),
                     "cat /proc/1/root/etc/shadow".to_owned(),
-                    "ls /.old".to_owned(),
+                    "ls /.old/etc /.old/root /.old/work".to_owned(),
                 ] {
                     let o = sh_in(TIER, &script);
                     assert_ne!(o.status.code(), Some(0), "{script}");

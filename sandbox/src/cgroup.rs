@@ -109,11 +109,12 @@ impl Cgroup {
 
     /// The processes in the group.
     pub(crate) fn procs(&self) -> Vec<i32> {
-        std::fs::read_to_string(self.pids.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
+        read_procs(&self.procs_file())
+    }
+
+    /// The file listing them.
+    pub(crate) fn procs_file(&self) -> PathBuf {
+        self.pids.join("cgroup.procs")
     }
 
     /// Whether the memory limit killed a process.
@@ -130,6 +131,15 @@ impl Cgroup {
     pub(crate) fn pids_limited(&self) -> bool {
         counter(&self.pids.join("pids.events"), "max") > 0
     }
+}
+
+/// The process ids in a `cgroup.procs` file.
+pub(crate) fn read_procs(file: &Path) -> Vec<i32> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
 }
 
 fn counter(file: &Path, key: &str) -> u64 {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::native::{RootDir, find_busybox};
+use crate::native::{RootDir, find_busybox, shared_root};
 use crate::{Limits, Outcome, Report, SandboxError};
 
 /// `runsc` on `PATH`, or what is missing.
@@ -82,10 +82,7 @@ pub(crate) fn run(command: &[String], limits: &Limits) -> Result<Report, Sandbox
     let started = Instant::now();
     let runsc = find_runsc()?;
     let busybox = find_busybox()?;
-    let root = RootDir::create(&busybox)?;
-    // Tier 1's pivot_root mount point has no use here.
-    let old = root.path().join(".old");
-    std::fs::remove_dir(&old).map_err(|source| SandboxError::Root { path: old, source })?;
+    let root = shared_root(&busybox)?;
     let name = format!("{}-{}", std::process::id(), crate::unique());
     let bundle = RootDir::empty(&format!("symbiont-oci-{name}"))?;
     let state = bundle.path().join("state");
@@ -94,7 +91,7 @@ pub(crate) fn run(command: &[String], limits: &Limits) -> Result<Report, Sandbox
     let config = bundle.path().join("config.json");
     std::fs::write(
         &config,
-        serde_json::to_vec_pretty(&spec(root.path(), &busybox, command, limits, &name))
+        serde_json::to_vec_pretty(&spec(&root, &busybox, command, limits, &name))
             .expect("serialisable"),
     )
     .map_err(io(config.clone()))?;

@@ -15,7 +15,7 @@ use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, unshare};
@@ -41,8 +41,8 @@ struct InitConfig {
     scratch_bytes: u64,
 }
 
-/// The sandbox root on the host: `bin/` (busybox and its applets), empty
-/// mount points for `/proc`, `/tmp` and three devices. Removed on drop.
+/// A private scratch directory under the temporary directory, removed on
+/// drop (tier 2's OCI bundle and runsc state).
 pub(crate) struct RootDir(PathBuf);
 
 impl RootDir {
@@ -66,45 +66,86 @@ impl RootDir {
     pub(crate) fn path(&self) -> &Path {
         &self.0
     }
-
-    pub(crate) fn create(busybox: &Path) -> Result<RootDir, SandboxError> {
-        let base = std::env::temp_dir();
-        let dir = base.join(format!(
-            "symbiont-sandbox-{}-{}",
-            std::process::id(),
-            crate::unique()
-        ));
-        let io = |p: &Path| {
-            let p = p.to_owned();
-            move |source| SandboxError::Root { path: p, source }
-        };
-        for sub in ["bin", "proc", "tmp", "dev", ".old"] {
-            std::fs::create_dir_all(dir.join(sub)).map_err(io(&dir.join(sub)))?;
-        }
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).map_err(io(&dir))?;
-        for dev in ["null", "zero", "urandom"] {
-            let p = dir.join("dev").join(dev);
-            std::fs::write(&p, b"").map_err(io(&p))?;
-        }
-        let bin = dir.join("bin");
-        std::fs::write(bin.join("busybox"), b"").map_err(io(&bin))?;
-        let applets = Command::new(busybox)
-            .arg("--list")
-            .output()
-            .map_err(io(busybox))?;
-        for applet in String::from_utf8_lossy(&applets.stdout).lines() {
-            if !applet.is_empty() && applet != "busybox" {
-                std::os::unix::fs::symlink("busybox", bin.join(applet))
-                    .map_err(io(&bin.join(applet)))?;
-            }
-        }
-        Ok(RootDir(dir))
-    }
 }
 
 impl Drop for RootDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The sandbox root on the host: `bin/` (a placeholder that busybox is
+/// bind-mounted over, and a symlink per applet), empty mount points for
+/// `/proc`, `/tmp`, `/.old` and three devices. Nothing in it changes when a
+/// sandbox runs (every mount is in the sandbox's own mount namespace), so
+/// it is built once per busybox binary and shared: under the temporary
+/// directory, named by busybox's path, size and time, built under a unique
+/// name and renamed into place. One that is not ours or that others may
+/// write is never used.
+pub(crate) fn shared_root(busybox: &Path) -> Result<PathBuf, SandboxError> {
+    use std::os::unix::fs::MetadataExt;
+    let io = |p: &Path| {
+        let p = p.to_owned();
+        move |source| SandboxError::Root { path: p, source }
+    };
+    let meta = std::fs::metadata(busybox).map_err(io(busybox))?;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in busybox
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .chain(&meta.len().to_le_bytes())
+        .chain(&meta.mtime().to_le_bytes())
+        .chain(&meta.ino().to_le_bytes())
+    {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let base = std::env::temp_dir();
+    let dir = base.join(format!("symbiont-sandbox-root-v1-{h:016x}"));
+    let me = nix::unistd::geteuid().as_raw();
+    let trusted = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .is_ok_and(|m| m.is_dir() && m.uid() == me && m.mode() & 0o022 == 0)
+            && p.join("bin/sh").is_symlink()
+    };
+    if trusted(&dir) {
+        return Ok(dir);
+    }
+    let building = base.join(format!(
+        "symbiont-sandbox-root-build-{}-{}",
+        std::process::id(),
+        crate::unique()
+    ));
+    for sub in ["bin", "proc", "tmp", "dev", ".old"] {
+        std::fs::create_dir_all(building.join(sub)).map_err(io(&building.join(sub)))?;
+    }
+    std::fs::set_permissions(&building, std::fs::Permissions::from_mode(0o755))
+        .map_err(io(&building))?;
+    for dev in ["null", "zero", "urandom"] {
+        let p = building.join("dev").join(dev);
+        std::fs::write(&p, b"").map_err(io(&p))?;
+    }
+    let bin = building.join("bin");
+    std::fs::write(bin.join("busybox"), b"").map_err(io(&bin))?;
+    let applets = Command::new(busybox)
+        .arg("--list")
+        .output()
+        .map_err(io(busybox))?;
+    for applet in String::from_utf8_lossy(&applets.stdout).lines() {
+        if !applet.is_empty() && applet != "busybox" && !applet.contains('/') {
+            std::os::unix::fs::symlink("busybox", bin.join(applet))
+                .map_err(io(&bin.join(applet)))?;
+        }
+    }
+    match std::fs::rename(&building, &dir) {
+        Ok(()) => Ok(dir),
+        // Another process built it first: use theirs if it is trusted.
+        Err(_) if trusted(&dir) => {
+            let _ = std::fs::remove_dir_all(&building);
+            Ok(dir)
+        }
+        // Something untrusted holds the name: use ours where it is.
+        Err(_) => Ok(building),
     }
 }
 
@@ -130,14 +171,14 @@ pub(crate) fn run(
 ) -> Result<Report, SandboxError> {
     let started = Instant::now();
     let busybox = find_busybox()?;
-    let root = RootDir::create(&busybox)?;
+    let root = shared_root(&busybox)?;
     let cgroup = Cgroup::create(
         &format!("{}-{}", std::process::id(), crate::unique()),
         limits.memory_bytes,
         limits.pids,
     )?;
     let config = InitConfig {
-        root: root.0.clone(),
+        root,
         busybox,
         command: command.to_vec(),
         scratch_bytes: limits.scratch_bytes,
@@ -174,33 +215,40 @@ pub(crate) fn run(
     cgroup.add(pid.as_raw())?;
     kill(pid, Signal::SIGCONT).map_err(step("resuming init"))?;
 
-    let deadline = started + limits.timeout;
+    // A watchdog kills everything in the sandbox (all of it is in the
+    // cgroup) at the timeout; meanwhile this thread blocks in waitpid.
+    let (done, watching) = std::sync::mpsc::channel::<()>();
+    let procs = cgroup.procs_file();
+    let remaining = limits.timeout.saturating_sub(started.elapsed());
+    let watchdog = std::thread::spawn(move || {
+        if watching.recv_timeout(remaining) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            return false;
+        }
+        for p in crate::cgroup::read_procs(&procs) {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        let _ = kill(pid, Signal::SIGKILL);
+        true
+    });
     let status = loop {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)).map_err(step("waiting for init"))? {
-            WaitStatus::StillAlive | WaitStatus::Continued(_) => {}
-            status => break Some(status),
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Continued(_) | WaitStatus::Stopped(..)) => {}
+            Ok(status) => break Ok(status),
+            Err(nix::Error::EINTR) => {}
+            Err(e) => break Err(e),
         }
-        if Instant::now() >= deadline {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(2));
     };
+    let _ = done.send(());
+    let timed_out = watchdog.join().unwrap_or(false);
+    let status = status.map_err(step("waiting for init"))?;
     let outcome = match status {
-        None => {
-            // Everything in the sandbox is in its cgroup.
-            for p in cgroup.procs() {
-                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
-            }
-            let _ = kill(pid, Signal::SIGKILL);
-            let _ = waitpid(pid, None);
-            Outcome::TimedOut
-        }
-        Some(WaitStatus::Exited(_, code)) if code >= 128 => {
+        _ if timed_out => Outcome::TimedOut,
+        WaitStatus::Exited(_, code) if code >= 128 => {
             Outcome::Signaled(Signal::try_from(code - 128).map_or(code - 128, |s| s as i32))
         }
-        Some(WaitStatus::Exited(_, code)) => Outcome::Exited(code),
-        Some(WaitStatus::Signaled(_, s, _)) => Outcome::Signaled(s as i32),
-        Some(other) => return Err(SandboxError::InitFailed(format!("{other:?}"))),
+        WaitStatus::Exited(_, code) => Outcome::Exited(code),
+        WaitStatus::Signaled(_, s, _) => Outcome::Signaled(s as i32),
+        other => return Err(SandboxError::InitFailed(format!("{other:?}"))),
     };
     // Stragglers (a backgrounded fork bomb) go with the sandbox.
     for p in cgroup.procs() {
@@ -327,7 +375,7 @@ fn confine_and_exec(c: &InitConfig) -> String {
             return fail("binding a device", &e);
         }
     }
-    // 3. Switch to it; the host's tree is detached.
+    // 3. Switch to it; the host's tree is detached (`/.old` stays, empty).
     if let Err(e) = nix::unistd::chdir(root) {
         return fail("entering the root", &e);
     }
@@ -339,9 +387,6 @@ fn confine_and_exec(c: &InitConfig) -> String {
     }
     if let Err(e) = umount2("/.old", MntFlags::MNT_DETACH) {
         return fail("detaching the host's tree", &e);
-    }
-    if let Err(e) = std::fs::remove_dir("/.old") {
-        return fail("removing the old root's mount point", &e);
     }
     // 4. Read-only: the root and busybox.
     let ro = MsFlags::MS_REMOUNT
