@@ -21,6 +21,7 @@ cases = {
     "unshare -Urpnmiuf (namespaces only)": ["unshare", "-Urpnmiuf", "busybox", "true"],
     "symbi sandbox run --tier 1": [symbi, "sandbox", "run", "--tier", "1", "--", "true"],
     "symbi sandbox run --tier 2": [symbi, "sandbox", "run", "--tier", "2", "--", "true"],
+    "symbi sandbox run --tier 3 (TCG)": [symbi, "sandbox", "run", "--tier", "3", "--", "true"],
 }
 times = {k: [] for k in cases}
 for _ in range(2):
@@ -34,5 +35,5 @@ for _ in range(runs):
 base = statistics.median(times["bare process (busybox true)"])
 for name, ts in times.items():
     m = statistics.median(ts)
-    print(f"{name:38s} median {m*1000:7.2f} ms  ({m/base:5.1f}x bare)")
+    print(f"{name:38s} median {m*1000:8.2f} ms  ({m/base:6.1f}x bare)")
 PY
