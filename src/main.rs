@@ -290,7 +290,8 @@ enum SandboxCommand {
     /// N killed it, 137 for the memory limit, 124 for the timeout).
     Run {
         /// The tier: 1 native (namespaces, seccomp, Landlock, cgroups), 2
-        /// gVisor (runsc). Tier 3 is not built yet and is refused.
+        /// gVisor (runsc), 3 microVM (QEMU microvm, TCG unless
+        /// SYMBIONT_QEMU_ACCEL=kvm).
         #[arg(long, default_value_t = 1)]
         tier: u8,
         /// Memory limit, MiB.

@@ -1,6 +1,8 @@
 //! Sandbox tiers for Symbiont stages.
 //!
-//! Built so far: **tier 2, gVisor** ([`Tier::Gvisor`]: `runsc` with a
+//! Built so far: **tier 3, microVM** ([`Tier::MicroVm`]: QEMU `microvm`
+//! booting the Debian cloud kernel with a busybox initramfs),
+//! **tier 2, gVisor** ([`Tier::Gvisor`]: `runsc` with a
 //! generated OCI bundle, `--network=none`, read-only root, memory and pids
 //! limits) and **tier 1, native** ([`run`] with [`Tier::Native`]): new
 //! user, pid, network, mount, IPC and UTS namespaces; a read-only minimal
@@ -9,8 +11,8 @@
 //! with no capabilities; `no_new_privs`; a Landlock ruleset; and a seccomp
 //! allowlist kept as a reviewed data file (`seccomp/tier1.json`) compiled
 //! at build time. [`doctor`] says which tiers this host can provide and
-//! why not. Tier 3 (microVM), the worker protocol and the engine's use of
-//! tiers are not built yet: asking for tier 3 fails, never downgrades.
+//! why not. The worker protocol and the engine's use of tiers are not
+//! built yet. A tier the host cannot provide fails, never downgrades.
 //!
 //! A binary that runs sandboxes must call [`init_main`] first thing in
 //! `main` when its first argument is [`INIT_ARG`]: the sandbox's init is
