@@ -35,15 +35,18 @@ pub(crate) fn passphrase(var: Option<&str>) -> Result<Option<Zeroizing<Vec<u8>>>
     )))
 }
 
-/// Opens the keystore for a job, creating it (master key unsealed) when
-/// the directory has none; the creation is said on stderr and audited.
+/// Opens the keystore for a job. The default keystore is created (master
+/// key unsealed, unless a passphrase is given) when it does not exist yet,
+/// which is said on stderr and audited; a keystore named with `--keystore`
+/// must exist (a mistyped path must not become a new, empty keystore).
 pub(crate) fn open_for_job(
     dir: &Path,
+    create: bool,
     passphrase_env: Option<&str>,
     log: &mut symbiont_crypto::AuditLog,
 ) -> Result<Keystore> {
     let pass = passphrase(passphrase_env)?;
-    if !Keystore::exists(dir) {
+    if create && !Keystore::exists(dir) {
         // Another process may create it at the same moment: then use theirs.
         match Keystore::init(dir, pass.as_deref().map(|p| p.as_slice())) {
             Ok(report) => {

@@ -549,7 +549,12 @@ fn lane_keys(
     dataset: &str,
     log: &mut symbiont_crypto::AuditLog,
 ) -> Result<(LaneKeys, Arc<symbiont_crypto::Keystore>)> {
-    let ks = crate::keys::open_for_job(dir, args.passphrase_env.as_deref(), log)?;
+    let ks = crate::keys::open_for_job(
+        dir,
+        args.keystore.is_none(),
+        args.passphrase_env.as_deref(),
+        log,
+    )?;
     let ks = Arc::new(ks.with_backend(args.aes_backend));
     Ok((
         LaneKeys::for_dataset(Arc::clone(&ks), dataset, &query.schema)?,

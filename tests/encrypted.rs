@@ -396,6 +396,17 @@ fn another_keystore_cannot_open_the_dataset() {
         &["--keystore", &other],
         &[],
     );
+    // A keystore named on the command line must exist: a mistyped path is
+    // not silently a new, empty keystore.
+    let typo = t.path("no-such-keys");
+    fails_cleanly(
+        &t,
+        &store,
+        &["no keystore here"],
+        &["--keystore", &typo],
+        &[],
+    );
+    assert!(!Path::new(&typo).exists());
 }
 
 #[test]
