@@ -590,7 +590,10 @@ fn run_sandbox(command: SandboxCommand) -> Result<u8> {
                 timeout: timeout.into(),
                 ..Default::default()
             };
-            let exe = std::env::current_exe().context("cannot find the symbi binary")?;
+            // The small init binary beside `symbi`, or `symbi` itself.
+            let symbi = std::env::current_exe().context("cannot find the symbi binary")?;
+            let small = symbi.with_file_name("symbi-sandbox-init");
+            let exe = if small.exists() { small } else { symbi };
             let report = symbiont_sandbox::run(tier, &exe, &command, &limits)?;
             use symbiont_sandbox::Outcome;
             let code = match report.outcome {
