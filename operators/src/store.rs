@@ -4,9 +4,11 @@
 //! A store is a directory with `manifest.json` (dataset id, schema, counts;
 //! no values) and `batches.bin`: a magic line, then length-prefixed frames,
 //! each either a sealed batch of an encrypted lane, exactly as it traveled
-//! from the classify stage, or a clear batch of public records. Lanes are
-//! kept: reading a store does not classify again, so encrypted records are
-//! never opened outside the aggregation stage. Layout: `docs/FORMATS.md`
+//! from the classify stage, or a clear batch of public records. Sealed
+//! batches keep their lanes: they are not classified again, so encrypted
+//! records are never opened outside the aggregation stage (the engine sends
+//! public records through the reading program's classify stage, which may
+//! only raise them). Layout: `docs/FORMATS.md`
 //! ("Encrypted datasets").
 
 use std::fs::File;
