@@ -2,8 +2,9 @@
 //! root, cgroup limits, rlimits, an unprivileged identity, Landlock and a
 //! seccomp allowlist.
 //!
-//! The parent ([`run`]) prepares the root directory and the cgroups, then
-//! starts the init process: the same `symbi` binary with
+//! The parent ([`run`]) gets the shared root directory ([`shared_root`])
+//! and makes the cgroups, then starts the init process: the binary it is
+//! given (`symbi-sandbox-init`, or `symbi` itself) with
 //! [`INIT_ARG`](crate::INIT_ARG). Init ([`init_main`]) unshares the user,
 //! mount, network, IPC, UTS and pid namespaces and stops itself; the
 //! parent maps its user ids (sandbox uid 0 and 1 onto the host's unused
