@@ -29,6 +29,7 @@ fn bench(c: &mut Criterion) {
             keys: Default::default(),
             persist: None,
             forbidden_lanes: [false; 3],
+            sealed_stage: None,
         };
         group.bench_function(format!("{workers}_workers"), |b| {
             b.iter(|| run_batch(&query, &config).unwrap())

@@ -14,6 +14,7 @@ mod audit;
 mod enforce;
 mod keys;
 mod run;
+mod stage;
 
 /// Exit codes shared by every verb.
 mod exit {
@@ -109,6 +110,11 @@ enum Command {
         /// (RustCrypto).
         #[arg(long, value_enum, default_value_t = AesBackend::Ring)]
         aes_backend: AesBackend,
+        /// Open and aggregate the encrypted lanes in a separate worker in
+        /// this sandbox tier (1; needs root) instead of in this process; the
+        /// worker gets the sealed batches and the dataset's data keys.
+        #[arg(long, value_name = "N")]
+        stage_tier: Option<u8>,
         /// Keep the classified dataset in DIR (which must not exist):
         /// encrypted lanes sealed, public records in the clear. A later run
         /// reads it back with `--input NAME=DIR`. Written only if the job
@@ -441,6 +447,9 @@ fn main() -> ExitCode {
     {
         symbiont_sandbox::init_main();
     }
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(stage::WORKER_ARG)) {
+        stage::worker_main();
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -478,6 +487,7 @@ fn main() -> ExitCode {
             passphrase_env,
             dataset_id,
             aes_backend,
+            stage_tier,
             persist_encrypted,
             principal,
             resource,
@@ -504,6 +514,7 @@ fn main() -> ExitCode {
                 AesBackend::Ring => symbiont_crypto::Backend::Ring,
                 AesBackend::AesGcm => symbiont_crypto::Backend::RustCrypto,
             },
+            stage_tier,
             persist_encrypted,
             principal,
             resource,

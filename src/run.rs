@@ -35,6 +35,7 @@ pub(crate) struct RunArgs {
     pub(crate) dataset_id: Option<String>,
     pub(crate) persist_encrypted: Option<PathBuf>,
     pub(crate) aes_backend: symbiont_crypto::Backend,
+    pub(crate) stage_tier: Option<u8>,
     pub(crate) principal: Vec<String>,
     pub(crate) resource: Vec<String>,
     pub(crate) override_approval: Option<PathBuf>,
@@ -387,6 +388,14 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         || query.min_lane != Lane::Plaintext
         || stored
         || args.persist_encrypted.is_some();
+    let stage_tier = match args
+        .stage_tier
+        .map(|n| (n, symbiont_sandbox::Tier::from_number(n)))
+    {
+        None => None,
+        Some((_, Some(t))) => Some(t),
+        Some((n, None)) => return usage(format_args!("--stage-tier is 1, 2 or 3, got {n}")),
+    };
     let (keys, keystore) = if needs_keys {
         let (keys, ks) = lane_keys(&query, &keystore_dir, args, &dataset, &mut log)?;
         (keys, Some(ks))
@@ -480,6 +489,24 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         keys,
         persist: args.persist_encrypted.clone(),
         forbidden_lanes,
+        sealed_stage: match (stage_tier, &keystore) {
+            (Some(tier), Some(ks)) => {
+                let worker = std::env::current_exe().context("cannot find the symbi binary")?;
+                let small = worker.with_file_name("symbi-sandbox-init");
+                Some(Arc::new(crate::stage::SandboxedStage {
+                    tier,
+                    keystore: Arc::clone(ks),
+                    dataset: dataset.clone(),
+                    init: if small.exists() {
+                        small
+                    } else {
+                        worker.clone()
+                    },
+                    worker,
+                }) as Arc<dyn symbiont_engine::SealedStage>)
+            }
+            _ => None,
+        },
     };
     // Whatever happens, the job's end is recorded and checkpointed.
     let mut outcome = execute(&query, &config, args, &mut log, job, progress);

@@ -206,7 +206,7 @@ proptest! {
         }
         std::fs::write(&path, csv).unwrap();
         let keys = LaneKeys::for_dataset(keystore(), "oracle", &query.schema).unwrap();
-        let out = run_batch(&query, &JobConfig { input: path, workers: c.workers, on_error: OnError::Fail, progress: None, keys, persist: None, forbidden_lanes: [false; 3] }).unwrap();
+        let out = run_batch(&query, &JobConfig { input: path, workers: c.workers, on_error: OnError::Fail, progress: None, keys, persist: None, forbidden_lanes: [false; 3], sealed_stage: None }).unwrap();
         let (expected, lanes) = naive(&c);
         prop_assert!(close(&out.value, &expected), "got {}\nexpected {}\n{}", out.value, expected, source);
         prop_assert_eq!(out.lanes, lanes);

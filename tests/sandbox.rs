@@ -45,8 +45,8 @@ macro_rules! containment {
                 // gVisor adds a synthetic /sys; the microVM's root is its
                 // initramfs.
                 let listing = match TIER {
-                    "1" => "bin\ndev\nproc\ntmp\n",
-                    "2" => "bin\ndev\nproc\nsys\ntmp\n",
+                    "1" => "bin\ndev\nlib\nlib64\nproc\ntmp\n",
+                    "2" => "bin\ndev\nlib\nlib64\nproc\nsys\ntmp\n",
                     _ => "bin\ndev\netc\ninit\nproc\nroot\nsys\ntmp\n",
                 };
                 assert_eq!(
@@ -232,4 +232,82 @@ fn doctor_lists_every_tier() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+}
+
+#[test]
+fn clinic_costs_with_its_decrypting_stage_in_tier_1() {
+    let dir = std::env::temp_dir().join(format!("symbi-stage-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let symbi = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_symbi"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("XDG_STATE_HOME", dir.join("state"))
+            .env("XDG_DATA_HOME", dir.join("data"))
+            .output()
+            .unwrap()
+    };
+    let store = dir.join("store");
+    let o = symbi(&[
+        "run",
+        "examples/clinic_costs.symbi",
+        "--input",
+        "patients=examples/data/patients.csv",
+        "--stage-tier",
+        "1",
+        "--persist-encrypted",
+        store.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples/clinic_costs.expected.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    for (k, want) in expected.as_object().unwrap() {
+        assert_eq!(&v[k], want, "{k}");
+    }
+    let meta = &v["_meta"];
+    assert_eq!(meta["lanes"]["aes_gcm"], 1225);
+    assert_eq!(meta["lanes"]["homomorphic"], 179);
+    // The decrypting stages ran in tier 1; the public ones in process.
+    assert_eq!(meta["tiers"]["aggregate[aes_gcm]"], 1);
+    assert_eq!(meta["tiers"]["aggregate[homomorphic]"], 1);
+    assert_eq!(meta["tiers"]["aggregate[plaintext]"], "in process");
+    assert_eq!(meta["memory_lock"], "mlock");
+
+    // A tampered batch fails in the sandboxed stage too, naming the record.
+    let file = store.join("batches.bin");
+    let mut bytes = std::fs::read(&file).unwrap();
+    // The middle of the first sealed frame (kind byte 1).
+    let mut at = b"SYMBIONT-SEALED v1\n".len();
+    loop {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if bytes[at + 4] == 1 {
+            bytes[at + 4 + len / 2] ^= 1;
+            break;
+        }
+        at += 4 + len;
+    }
+    std::fs::write(&file, &bytes).unwrap();
+    let o = symbi(&[
+        "run",
+        "examples/clinic_costs.symbi",
+        "--input",
+        &format!("patients={}", store.display()),
+        "--stage-tier",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("failed authentication"),
+        "{}",
+        text(&o.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

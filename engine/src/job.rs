@@ -15,7 +15,8 @@ use symbiont_crypto::{DataKeys, Keystore, KeystoreError, LockStatus, Opener, Sea
 use symbiont_operators::{
     AfterError, AggKey, AggregateError, AggregatePartials, Classify, Format, GROUP_KEYS,
     LANE_COUNT, Lane, LaneImpl, LaneOpener, Merged, Partial, PartialUpdate, Query, Record, Routed,
-    RowError, Schema, Source, SourceError, StoreReader, StoreWriter, Value, assemble, is_store,
+    RowError, Schema, SealedBatch, Source, SourceError, StoreReader, StoreWriter, Value, assemble,
+    is_store,
 };
 
 /// What to do with a row that cannot be processed.
@@ -43,6 +44,9 @@ pub struct JobConfig {
     /// Keep the classified dataset here, encrypted lanes sealed (a
     /// directory that must not exist; written only if the job succeeds).
     pub persist: Option<PathBuf>,
+    /// Where the encrypted lanes are opened and aggregated: in this process
+    /// (`None`, with [`LaneKeys::opener`]) or by a sandboxed stage.
+    pub sealed_stage: Option<Arc<dyn SealedStage>>,
     /// Lanes (in [`Lane::ALL`] order) whose records a policy condition
     /// forbids (`data_classification`): the first such record suspends
     /// the job, which then ends without a result.
@@ -68,6 +72,29 @@ impl LaneKeys {
             opener: Some(Arc::new(LaneOpener::new(Opener::sharing(context, keys)))),
         })
     }
+}
+
+/// What a sandboxed decrypting stage returns.
+#[derive(Clone, Debug, Default)]
+pub struct StageOutput {
+    /// Partial aggregates, as the in-process operator would emit them.
+    pub partials: Vec<(AggKey, Partial)>,
+    /// Per-record errors.
+    pub errors: Vec<RowError>,
+    /// Sealed batches that did not open (fatal).
+    pub failures: Vec<RowError>,
+    /// Whether its buffer was locked into RAM (`mlock`, `not locked: ...`).
+    pub memory_lock: Option<String>,
+}
+
+/// The aggregation of the encrypted lanes, run outside the job's process
+/// (in a sandbox tier): it receives the sealed batches, never plaintext,
+/// and returns partial aggregates.
+pub trait SealedStage: Send + Sync + std::fmt::Debug {
+    /// The sandbox tier it runs in.
+    fn tier(&self) -> u8;
+    /// Opens and aggregates `batches` for `query`.
+    fn aggregate(&self, query: &Query, batches: Vec<SealedBatch>) -> Result<StageOutput, String>;
 }
 
 /// What each stage of a job holds: the classify stage a [`Sealer`] (data
@@ -138,6 +165,9 @@ pub enum JobError {
         /// Its class (`public`, `confidential`, `restricted`).
         class: &'static str,
     },
+    /// The sandboxed stage failed.
+    #[error("the decrypting stage in sandbox tier {0} failed: {1}")]
+    Stage(u8, String),
     /// `persist` needs the sealer's dataset id, and there is no sealer.
     #[error("--persist-encrypted needs the keystore: the job has no sealer")]
     PersistWithoutKeys,
@@ -167,6 +197,8 @@ pub struct JobOutput {
     /// The lane every record was raised to at least, by a policy's
     /// encryption requirement.
     pub min_lane: Lane,
+    /// Where each stage ran: `in process`, or a sandbox tier.
+    pub tiers: BTreeMap<String, serde_json::Value>,
 }
 
 impl JobOutput {
@@ -188,6 +220,7 @@ impl JobOutput {
             "workers": self.workers,
             "persisted": self.persisted.as_ref().map(|p| p.display().to_string()),
             "min_lane": self.min_lane.name(),
+            "tiers": self.tiers,
             "memory_lock": match &self.memory_lock {
                 None => serde_json::Value::Null,
                 Some(LockStatus::Locked) => "mlock".into(),
@@ -206,6 +239,8 @@ struct Collected {
     rows: u64,
     source_error: Option<SourceError>,
     persist_error: Option<SourceError>,
+    /// Sealed batches for a sandboxed stage.
+    sealed: Vec<SealedBatch>,
     /// The first record (line) of each forbidden lane seen.
     forbidden_seen: [Option<u64>; 3],
 }
@@ -274,6 +309,7 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
     let keys = config.keys.clone();
     let persisting = persist.clone();
     let forbidden_lanes = config.forbidden_lanes;
+    let delegate = config.sealed_stage.is_some();
 
     timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
@@ -294,6 +330,7 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
         let persisting = persisting.clone();
         let sink_persist = Arc::clone(&sink);
         let sink_forbidden = Arc::clone(&sink);
+        let sink_sealed = Arc::clone(&sink);
         let forbidden = forbidden_lanes;
         worker.dataflow::<u64, _, _>(|scope| {
             let records = scope.input_from(&mut input);
@@ -365,6 +402,26 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
                             .get_or_insert(e);
                     }
                 });
+            }
+            if delegate {
+                // The encrypted lanes leave the dataflow sealed, for the
+                // sandboxed stage.
+                let sink_sealed = Arc::clone(&sink_sealed);
+                let (clear, sealed): (StreamVec<'_, u64, Routed>, StreamVec<'_, u64, SealedBatch>) =
+                    routed.ok_err(|r| match r {
+                        Routed::Sealed(b) => Err(b),
+                        clear => Ok(clear),
+                    });
+                sealed
+                    .inspect(move |b: &SealedBatch| {
+                        sink_sealed
+                            .lock()
+                            .expect("no worker panicked holding the lock")
+                            .sealed
+                            .push(b.clone());
+                    })
+                    .probe_with(&probe);
+                routed = clear;
             }
             let (updates, aggregate_errors): (
                 StreamVec<'_, u64, PartialUpdate<u64>>,
@@ -496,6 +553,22 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
 
     let mut collected = std::mem::take(&mut *collected.lock().expect("the workers have finished"));
     let persist_error = collected.persist_error.take();
+    let mut stage_lock = None;
+    if let Some(stage) = &config.sealed_stage {
+        let sealed = std::mem::take(&mut collected.sealed);
+        let out = stage
+            .aggregate(query, sealed)
+            .map_err(|e| JobError::Stage(stage.tier(), e))?;
+        if let Some(row) = out.failures.into_iter().min() {
+            return Err(JobError::Integrity {
+                path: config.input.clone(),
+                row,
+            });
+        }
+        collected.partials.extend(out.partials);
+        collected.errors.extend(out.errors);
+        stage_lock = out.memory_lock;
+    }
     let mut output = finish(query, config, workers, collected)?;
     if let Some(e) = persist_error {
         return Err(JobError::Persist(e));
@@ -521,6 +594,18 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
             })
         })?;
         output.persisted = Some(p.dest.clone());
+    }
+    if let Some(stage) = &config.sealed_stage {
+        output.memory_lock = stage_lock.map(|s| match s.strip_prefix("not locked: ") {
+            Some(why) => LockStatus::Unlocked(why.to_owned()),
+            None if s == "mlock" => LockStatus::Locked,
+            None => LockStatus::Empty,
+        });
+        for lane in [Lane::AesGcm, Lane::Homomorphic] {
+            output
+                .tiers
+                .insert(format!("aggregate[{}]", lane.name()), stage.tier().into());
+        }
     }
     Ok(output)
 }
@@ -606,6 +691,18 @@ fn finish(
         memory_lock: config.keys.opener.as_ref().and_then(|o| o.lock_status()),
         persisted: None,
         min_lane: query.min_lane,
+        tiers: [
+            "source",
+            "classify",
+            "aggregate[plaintext]",
+            "aggregate[aes_gcm]",
+            "aggregate[homomorphic]",
+            "merge",
+            "sink",
+        ]
+        .into_iter()
+        .map(|s| (s.to_owned(), "in process".into()))
+        .collect(),
     })
 }
 

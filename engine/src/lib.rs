@@ -12,4 +12,6 @@ mod datasets;
 mod job;
 
 pub use datasets::{PATIENTS_HEADER, generate_patients};
-pub use job::{JobConfig, JobError, JobOutput, LaneKeys, OnError, run_batch};
+pub use job::{
+    JobConfig, JobError, JobOutput, LaneKeys, OnError, SealedStage, StageOutput, run_batch,
+};

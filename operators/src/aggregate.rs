@@ -242,3 +242,37 @@ impl Accumulator {
         out.into_iter()
     }
 }
+
+/// The partial aggregates of sealed batches, opened with `opener`, outside
+/// any dataflow: what a sandboxed stage worker computes. Returns the
+/// partials (lane counts and group keys included, as the operator emits
+/// them) and the per-record errors; batches that did not open are in
+/// [`LaneOpener::failures`].
+pub fn aggregate_sealed(
+    query: &Query,
+    opener: &LaneOpener,
+    batches: impl IntoIterator<Item = crate::sealed::SealedBatch>,
+) -> (Vec<(AggKey, Partial)>, Vec<RowError>) {
+    let mut acc = Accumulator::new(query);
+    let mut buf = LockedBuf::new();
+    let width = query.schema.fields.len();
+    for batch in batches {
+        match opener.open(&batch, width, &mut buf) {
+            Ok(plain) => {
+                for record in &plain.0 {
+                    acc.add_record(query, batch.lane, record);
+                }
+            }
+            Err(e) => acc.errors.push(e),
+        }
+    }
+    let mut partials = Vec::new();
+    let mut errors = Vec::new();
+    for item in acc.drain(query, ()) {
+        match item {
+            Ok((key, (), partial)) => partials.push((key, partial)),
+            Err(e) => errors.push(e),
+        }
+    }
+    (partials, errors)
+}

@@ -32,7 +32,9 @@ mod source;
 mod store;
 mod value;
 
-pub use aggregate::{AggKey, AggregatePartials, GROUP_KEYS, LANE_COUNT, PartialUpdate};
+pub use aggregate::{
+    AggKey, AggregatePartials, GROUP_KEYS, LANE_COUNT, PartialUpdate, aggregate_sealed,
+};
 pub use classify::{Classify, Routed};
 pub use expr::{BinOp, Element, Env, EvalError, Pipeline, Scalar, Step, StrMethod, UnOp};
 pub use partial::{AggregateError, Merged, Partial, TotalF64, assemble};

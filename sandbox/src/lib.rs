@@ -179,6 +179,56 @@ pub fn run(
     }
 }
 
+/// The shared libraries this process has loaded (from `/proc/self/maps`),
+/// and where a copy of this binary run inside a sandbox looks for them.
+fn loaded_libraries() -> Vec<(PathBuf, PathBuf)> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let mut libs: Vec<(PathBuf, PathBuf)> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| p.starts_with('/') && p.contains(".so"))
+        .map(PathBuf::from)
+        .filter_map(|host| {
+            let name = host.file_name()?.to_str()?.to_owned();
+            let inside = if name.starts_with("ld-linux") {
+                PathBuf::from("/lib64").join(&name)
+            } else {
+                PathBuf::from("/lib/x86_64-linux-gnu").join(&name)
+            };
+            Some((host, inside))
+        })
+        .collect();
+    libs.sort();
+    libs.dedup();
+    libs
+}
+
+/// Runs `worker` (a binary of this build, e.g. `symbi` itself) with `args`
+/// in a sandbox of `tier`, feeding it `input` on stdin and returning what
+/// it wrote on stdout: how a stage of a job runs in its tier. The worker
+/// and the libraries it loads are bound read-only into the root. Tier 1
+/// only in this build.
+pub fn run_stage(
+    tier: Tier,
+    init_exe: &Path,
+    worker: &Path,
+    args: &[String],
+    limits: &Limits,
+    input: Vec<u8>,
+) -> Result<(Report, Vec<u8>), SandboxError> {
+    if tier != Tier::Native {
+        return Err(SandboxError::Unsupported {
+            tier: tier as u8,
+            missing: "stages run in tier 1 only in this build".into(),
+        });
+    }
+    let mut binds = loaded_libraries();
+    binds.push((worker.to_owned(), PathBuf::from("/bin/symbi-worker")));
+    let mut command = vec!["/bin/symbi-worker".to_owned()];
+    command.extend(args.iter().cloned());
+    native::run_with(init_exe, &command, limits, binds, Some(input))
+}
+
 /// One tier as [`doctor`] sees it.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TierStatus {

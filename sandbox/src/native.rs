@@ -40,6 +40,10 @@ struct InitConfig {
     busybox: PathBuf,
     command: Vec<String>,
     scratch_bytes: u64,
+    /// Host files bound read-only at paths inside the root (a stage
+    /// worker and the libraries it loads).
+    #[serde(default)]
+    binds: Vec<(PathBuf, PathBuf)>,
 }
 
 /// A private scratch directory under the temporary directory, removed on
@@ -102,7 +106,7 @@ pub(crate) fn shared_root(busybox: &Path) -> Result<PathBuf, SandboxError> {
         h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
     }
     let base = std::env::temp_dir();
-    let dir = base.join(format!("symbiont-sandbox-root-v1-{h:016x}"));
+    let dir = base.join(format!("symbiont-sandbox-root-v2-{h:016x}"));
     let me = nix::unistd::geteuid().as_raw();
     let trusted = |p: &Path| {
         std::fs::symlink_metadata(p)
@@ -117,7 +121,15 @@ pub(crate) fn shared_root(busybox: &Path) -> Result<PathBuf, SandboxError> {
         std::process::id(),
         crate::unique()
     ));
-    for sub in ["bin", "proc", "tmp", "dev", ".old"] {
+    for sub in [
+        "bin",
+        "proc",
+        "tmp",
+        "dev",
+        ".old",
+        "lib/x86_64-linux-gnu",
+        "lib64",
+    ] {
         std::fs::create_dir_all(building.join(sub)).map_err(io(&building.join(sub)))?;
     }
     std::fs::set_permissions(&building, std::fs::Permissions::from_mode(0o755))
@@ -170,9 +182,37 @@ pub(crate) fn run(
     command: &[String],
     limits: &Limits,
 ) -> Result<Report, SandboxError> {
+    run_with(init_exe, command, limits, Vec::new(), None).map(|(r, _)| r)
+}
+
+/// [`run`], with host files bound read-only inside the root and, if
+/// `input` is given, the command's stdin fed from it and its stdout
+/// returned.
+pub(crate) fn run_with(
+    init_exe: &Path,
+    command: &[String],
+    limits: &Limits,
+    binds: Vec<(PathBuf, PathBuf)>,
+    input: Option<Vec<u8>>,
+) -> Result<(Report, Vec<u8>), SandboxError> {
     let started = Instant::now();
     let busybox = find_busybox()?;
     let root = shared_root(&busybox)?;
+    // Mount points for the binds: placeholders in the shared root (made
+    // once; the same for every sandbox).
+    for (_, inside) in &binds {
+        let target = root.join(inside.strip_prefix("/").unwrap_or(inside));
+        if !target.exists() {
+            let io = |p: &Path| {
+                let p = p.to_owned();
+                move |source| SandboxError::Root { path: p, source }
+            };
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir).map_err(io(dir))?;
+            }
+            std::fs::write(&target, b"").map_err(io(&target))?;
+        }
+    }
     let cgroup = Cgroup::create(
         &format!("{}-{}", std::process::id(), crate::unique()),
         limits.memory_bytes,
@@ -183,19 +223,22 @@ pub(crate) fn run(
         busybox,
         command: command.to_vec(),
         scratch_bytes: limits.scratch_bytes,
+        binds,
     };
-    let child = Command::new(init_exe)
-        .arg(crate::INIT_ARG)
-        .env_clear()
-        .env(
-            CONFIG_ENV,
-            serde_json::to_string(&config).expect("serialisable"),
-        )
-        .spawn()
-        .map_err(|source| SandboxError::Spawn {
-            path: init_exe.to_owned(),
-            source,
-        })?;
+    let piped = input.is_some();
+    let mut init = Command::new(init_exe);
+    init.arg(crate::INIT_ARG).env_clear().env(
+        CONFIG_ENV,
+        serde_json::to_string(&config).expect("serialisable"),
+    );
+    if piped {
+        init.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+    }
+    let mut child = init.spawn().map_err(|source| SandboxError::Spawn {
+        path: init_exe.to_owned(),
+        source,
+    })?;
     let pid = Pid::from_raw(child.id() as i32);
     let step = |what: &'static str| move |e: nix::Error| SandboxError::Setup { what, errno: e };
 
@@ -215,6 +258,24 @@ pub(crate) fn run(
     }
     cgroup.add(pid.as_raw())?;
     kill(pid, Signal::SIGCONT).map_err(step("resuming init"))?;
+    // The stage's input goes in on one thread, its output comes back on
+    // another, so neither pipe can block the other.
+    let feeder = match (input, child.stdin.take()) {
+        (Some(mut bytes), Some(mut stdin)) => Some(std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&bytes);
+            // It may hold key material for the stage (its data keys).
+            zeroize::Zeroize::zeroize(&mut bytes);
+        })),
+        _ => None,
+    };
+    let reader = child.stdout.take().map(|mut stdout| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut stdout, &mut out);
+            out
+        })
+    });
 
     // A watchdog kills everything in the sandbox (all of it is in the
     // cgroup) at the timeout; meanwhile this thread blocks in waitpid.
@@ -259,11 +320,20 @@ pub(crate) fn run(
         Outcome::Signaled(9) if cgroup.oom_killed() => Outcome::MemoryLimit,
         o => o,
     };
-    Ok(Report {
-        outcome,
-        pids_limited: cgroup.pids_limited(),
-        elapsed: started.elapsed(),
-    })
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    let output = reader
+        .map(|r| r.join().unwrap_or_default())
+        .unwrap_or_default();
+    Ok((
+        Report {
+            outcome,
+            pids_limited: cgroup.pids_limited(),
+            elapsed: started.elapsed(),
+        },
+        output,
+    ))
 }
 
 /// The init process: unshares, waits for the parent to map its ids, forks
@@ -376,6 +446,12 @@ fn confine_and_exec(c: &InitConfig) -> String {
             return fail("binding a device", &e);
         }
     }
+    for (host, inside) in &c.binds {
+        let target = root.join(inside.strip_prefix("/").unwrap_or(inside));
+        if let Err(e) = mount(Some(host), &target, none, MsFlags::MS_BIND, none) {
+            return fail(&format!("binding {}", inside.display()), &e);
+        }
+    }
     // 3. Switch to it; the host's tree is detached (`/.old` stays, empty).
     if let Err(e) = nix::unistd::chdir(root) {
         return fail("entering the root", &e);
@@ -395,7 +471,11 @@ fn confine_and_exec(c: &InitConfig) -> String {
         | MsFlags::MS_RDONLY
         | MsFlags::MS_NOSUID
         | MsFlags::MS_NODEV;
-    for path in ["/", "/bin/busybox"] {
+    let binds = c.binds.iter().map(|(_, inside)| inside.as_path());
+    for path in [Path::new("/"), Path::new("/bin/busybox")]
+        .into_iter()
+        .chain(binds)
+    {
         if let Err(e) = mount(none, path, none, ro, none) {
             return fail("remounting read-only", &e);
         }
