@@ -1,9 +1,11 @@
 //! The logical plan of a query: the operator graph `symbi explain` shows.
 //!
 //! Every operator has a lane (for the per-lane branches) and a sandbox
-//! tier, which stays unassigned until the sandbox tiers exist. Operators
-//! whose capability is not built yet are in the graph with their status,
-//! so the plan never claims work that does not happen.
+//! tier, which stays unassigned until a risk table assigns tiers (today
+//! stages run in process unless `symbi run --stage-tier` moves the
+//! decrypting aggregation into a sandbox). Operators whose capability is
+//! not built yet are in the graph with their status, so the plan never
+//! claims work that does not happen.
 
 use serde::Serialize;
 
@@ -65,7 +67,8 @@ pub struct PlanNode {
     pub lane: Option<&'static str>,
     /// How that lane is implemented.
     pub lane_impl: Option<&'static str>,
-    /// The sandbox tier the operator runs in (assigned by the sandbox tiers).
+    /// The sandbox tier the operator runs in (`None`: unassigned; no risk
+    /// table assigns tiers yet).
     pub tier: Option<u8>,
     /// Whether the operator runs in this build; if not, why.
     pub status: &'static str,
@@ -237,7 +240,7 @@ impl Plan {
             out.push_str(&format!(
                 "\n     tier: {}; {}\n",
                 n.tier
-                    .map_or("unassigned (sandbox tiers not built yet)".into(), |t| t
+                    .map_or("unassigned (no risk table yet: in process, or tier 1 for the decrypting aggregation with `symbi run --stage-tier 1`)".into(), |t| t
                         .to_string()),
                 n.status
             ));
