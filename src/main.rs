@@ -110,11 +110,13 @@ enum Command {
         /// (RustCrypto).
         #[arg(long, value_enum, default_value_t = AesBackend::Ring)]
         aes_backend: AesBackend,
-        /// Open and aggregate the encrypted lanes in a separate worker in
-        /// this sandbox tier (1; needs root) instead of in this process; the
-        /// worker gets the sealed batches and the dataset's data keys.
-        #[arg(long, value_name = "N")]
-        stage_tier: Option<u8>,
+        /// Open and aggregate the encrypted lanes in separate workers in a
+        /// sandbox (needs root) instead of in this process: `1` or `2` for
+        /// both lanes, or `auto` for the risk rule (confidential in tier 1,
+        /// restricted in tier 2). The workers get the sealed batches and
+        /// the dataset's data keys.
+        #[arg(long, value_name = "1|2|auto")]
+        stage_tier: Option<String>,
         /// Keep the classified dataset in DIR (which must not exist):
         /// encrypted lanes sealed, public records in the clear. A later run
         /// reads it back with `--input NAME=DIR`. Written only if the job

@@ -35,7 +35,7 @@ pub(crate) struct RunArgs {
     pub(crate) dataset_id: Option<String>,
     pub(crate) persist_encrypted: Option<PathBuf>,
     pub(crate) aes_backend: symbiont_crypto::Backend,
-    pub(crate) stage_tier: Option<u8>,
+    pub(crate) stage_tier: Option<String>,
     pub(crate) principal: Vec<String>,
     pub(crate) resource: Vec<String>,
     pub(crate) override_approval: Option<PathBuf>,
@@ -388,13 +388,12 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         || query.min_lane != Lane::Plaintext
         || stored
         || args.persist_encrypted.is_some();
-    let stage_tier = match args
-        .stage_tier
-        .map(|n| (n, symbiont_sandbox::Tier::from_number(n)))
-    {
+    let stage_tier = match args.stage_tier.as_deref() {
         None => None,
-        Some((_, Some(t))) => Some(t),
-        Some((n, None)) => return usage(format_args!("--stage-tier is 1, 2 or 3, got {n}")),
+        Some(spec) => match crate::stage::lane_tiers(spec) {
+            Some(tiers) => Some(tiers),
+            None => return usage(format_args!("--stage-tier is 1, 2 or auto, got `{spec}`")),
+        },
     };
     let (keys, keystore) = if needs_keys {
         let (keys, ks) = lane_keys(&query, &keystore_dir, args, &dataset, &mut log)?;
@@ -490,11 +489,11 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         persist: args.persist_encrypted.clone(),
         forbidden_lanes,
         sealed_stage: match (stage_tier, &keystore) {
-            (Some(tier), Some(ks)) => {
+            (Some(tiers), Some(ks)) => {
                 let worker = std::env::current_exe().context("cannot find the symbi binary")?;
                 let small = worker.with_file_name("symbi-sandbox-init");
                 Some(Arc::new(crate::stage::SandboxedStage {
-                    tier,
+                    tiers,
                     keystore: Arc::clone(ks),
                     dataset: dataset.clone(),
                     init: if small.exists() {

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use symbiont_crypto::{DataKey, KeyId, Keystore, LockStatus, Opener, SealContext};
 use symbiont_engine::{SealedStage, StageOutput};
 use symbiont_operators::{
-    AggKey, LaneOpener, Partial, Query, RowError, SealedBatch, aggregate_sealed, lane_of_byte,
+    AggKey, Lane, LaneOpener, Partial, Query, RowError, SealedBatch, aggregate_sealed, lane_of_byte,
 };
 
 /// The first argument that makes `symbi` the stage worker.
@@ -137,24 +137,79 @@ fn worker() -> Result<()> {
     Ok(())
 }
 
-/// The job side: runs the worker in a sandbox of `tier`, giving it the
-/// dataset's data keys.
+/// The tier of each encrypted lane's stage: one tier for both, or the
+/// risk rule (`auto`): confidential records are decrypted in tier 1,
+/// restricted ones, the more sensitive, in tier 2.
+pub(crate) fn lane_tiers(spec: &str) -> Option<[symbiont_sandbox::Tier; 2]> {
+    use symbiont_sandbox::Tier;
+    match spec {
+        "auto" => Some([Tier::Native, Tier::Gvisor]),
+        n => {
+            let t = Tier::from_number(n.parse().ok()?)?;
+            Some([t, t])
+        }
+    }
+}
+
+/// The job side: runs the worker in a sandbox of each encrypted lane's
+/// tier, giving it the dataset's data keys and that lane's batches.
 #[derive(Debug)]
 pub(crate) struct SandboxedStage {
-    pub(crate) tier: symbiont_sandbox::Tier,
+    /// The tiers of the confidential and restricted lanes.
+    pub(crate) tiers: [symbiont_sandbox::Tier; 2],
     pub(crate) keystore: Arc<Keystore>,
     pub(crate) dataset: String,
     pub(crate) init: PathBuf,
     pub(crate) worker: PathBuf,
 }
 
+impl SandboxedStage {
+    fn tier_of(&self, lane: Lane) -> symbiont_sandbox::Tier {
+        match lane {
+            Lane::Homomorphic => self.tiers[1],
+            _ => self.tiers[0],
+        }
+    }
+}
+
 impl SealedStage for SandboxedStage {
-    fn tier(&self) -> u8 {
-        self.tier as u8
+    fn tier(&self, lane: Lane) -> u8 {
+        self.tier_of(lane) as u8
     }
 
     fn aggregate(
         &self,
+        query: &Query,
+        batches: Vec<SealedBatch>,
+    ) -> std::result::Result<StageOutput, String> {
+        // One sandbox per tier, with the batches of the lanes it serves.
+        let mut total = StageOutput::default();
+        let mut by_tier: Vec<(symbiont_sandbox::Tier, Vec<SealedBatch>)> = Vec::new();
+        for b in batches {
+            let tier = self.tier_of(b.lane);
+            match by_tier.iter_mut().find(|(t, _)| *t == tier) {
+                Some((_, v)) => v.push(b),
+                None => by_tier.push((tier, vec![b])),
+            }
+        }
+        for (tier, batches) in by_tier {
+            let out = self.run_in(tier, query, batches)?;
+            total.partials.extend(out.partials);
+            total.errors.extend(out.errors);
+            total.failures.extend(out.failures);
+            total.memory_lock = match (total.memory_lock.take(), out.memory_lock) {
+                (Some(a), _) if a != "mlock" => Some(a),
+                (_, b) => b,
+            };
+        }
+        Ok(total)
+    }
+}
+
+impl SandboxedStage {
+    fn run_in(
+        &self,
+        tier: symbiont_sandbox::Tier,
         query: &Query,
         batches: Vec<SealedBatch>,
     ) -> std::result::Result<StageOutput, String> {
@@ -178,7 +233,7 @@ impl SealedStage for SandboxedStage {
                 input.extend_from_slice(&b.bytes);
             }
             let (report, out) = symbiont_sandbox::run_stage(
-                self.tier,
+                tier,
                 &self.init,
                 &self.worker,
                 &[WORKER_ARG.to_owned()],
@@ -188,7 +243,7 @@ impl SealedStage for SandboxedStage {
             anyhow::ensure!(
                 report.outcome == symbiont_sandbox::Outcome::Exited(0),
                 "the stage worker in tier {} ended with {:?}",
-                self.tier as u8,
+                tier as u8,
                 report.outcome
             );
             let output: Output =

@@ -91,8 +91,8 @@ pub struct StageOutput {
 /// (in a sandbox tier): it receives the sealed batches, never plaintext,
 /// and returns partial aggregates.
 pub trait SealedStage: Send + Sync + std::fmt::Debug {
-    /// The sandbox tier it runs in.
-    fn tier(&self) -> u8;
+    /// The sandbox tier the stage of `lane` runs in.
+    fn tier(&self, lane: Lane) -> u8;
     /// Opens and aggregates `batches` for `query`.
     fn aggregate(&self, query: &Query, batches: Vec<SealedBatch>) -> Result<StageOutput, String>;
 }
@@ -166,8 +166,8 @@ pub enum JobError {
         class: &'static str,
     },
     /// The sandboxed stage failed.
-    #[error("the decrypting stage in sandbox tier {0} failed: {1}")]
-    Stage(u8, String),
+    #[error("the sandboxed decrypting stage failed: {0}")]
+    Stage(String),
     /// `persist` needs the sealer's dataset id, and there is no sealer.
     #[error("--persist-encrypted needs the keystore: the job has no sealer")]
     PersistWithoutKeys,
@@ -556,9 +556,7 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
     let mut stage_lock = None;
     if let Some(stage) = &config.sealed_stage {
         let sealed = std::mem::take(&mut collected.sealed);
-        let out = stage
-            .aggregate(query, sealed)
-            .map_err(|e| JobError::Stage(stage.tier(), e))?;
+        let out = stage.aggregate(query, sealed).map_err(JobError::Stage)?;
         if let Some(row) = out.failures.into_iter().min() {
             return Err(JobError::Integrity {
                 path: config.input.clone(),
@@ -602,9 +600,10 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
             None => LockStatus::Empty,
         });
         for lane in [Lane::AesGcm, Lane::Homomorphic] {
-            output
-                .tiers
-                .insert(format!("aggregate[{}]", lane.name()), stage.tier().into());
+            output.tiers.insert(
+                format!("aggregate[{}]", lane.name()),
+                stage.tier(lane).into(),
+            );
         }
     }
     Ok(output)

@@ -240,7 +240,7 @@ impl Plan {
             out.push_str(&format!(
                 "\n     tier: {}; {}\n",
                 n.tier
-                    .map_or("unassigned (no risk table yet: in process, or tier 1 for the decrypting aggregation with `symbi run --stage-tier 1`)".into(), |t| t
+                    .map_or("unassigned (no risk table yet: in process, or the decrypting aggregations in tiers 1 and 2 with `symbi run --stage-tier auto`)".into(), |t| t
                         .to_string()),
                 n.status
             ));

@@ -79,20 +79,41 @@ fn spec(
 
 /// Runs `command` under gVisor.
 pub(crate) fn run(command: &[String], limits: &Limits) -> Result<Report, SandboxError> {
+    run_with(command, limits, Vec::new(), None).map(|(r, _)| r)
+}
+
+/// [`run`], with host files bound read-only inside the root and, if
+/// `input` is given, the command's stdin fed from it and its stdout
+/// returned.
+pub(crate) fn run_with(
+    command: &[String],
+    limits: &Limits,
+    binds: Vec<(PathBuf, PathBuf)>,
+    input: Option<Vec<u8>>,
+) -> Result<(Report, Vec<u8>), SandboxError> {
     let started = Instant::now();
     let runsc = find_runsc()?;
     let busybox = find_busybox()?;
     let root = shared_root(&busybox)?;
+    crate::native::mount_points(&root, &binds)?;
     let name = format!("{}-{}", std::process::id(), crate::unique());
     let bundle = RootDir::empty(&format!("symbiont-oci-{name}"))?;
     let state = bundle.path().join("state");
     let io = |p: PathBuf| move |source| SandboxError::Root { path: p, source };
     std::fs::create_dir_all(&state).map_err(io(state.clone()))?;
     let config = bundle.path().join("config.json");
+    let mut spec = spec(&root, &busybox, command, limits, &name);
+    for (host, inside) in &binds {
+        spec["mounts"]
+            .as_array_mut()
+            .expect("mounts is a list")
+            .push(serde_json::json!({
+                "destination": inside, "type": "bind", "source": host, "options": ["rbind", "ro"]
+            }));
+    }
     std::fs::write(
         &config,
-        serde_json::to_vec_pretty(&spec(&root, &busybox, command, limits, &name))
-            .expect("serialisable"),
+        serde_json::to_vec_pretty(&spec).expect("serialisable"),
     )
     .map_err(io(config.clone()))?;
     let runsc_cmd = |args: &[&str]| {
@@ -105,14 +126,32 @@ pub(crate) fn run(command: &[String], limits: &Limits) -> Result<Report, Sandbox
         c
     };
     let id = format!("symbiont-{name}");
-    let mut child = runsc_cmd(&["run", "--bundle"])
-        .arg(bundle.path())
-        .arg(&id)
-        .spawn()
-        .map_err(|source| SandboxError::Spawn {
-            path: runsc.clone(),
-            source,
-        })?;
+    let mut run = runsc_cmd(&["run", "--bundle"]);
+    run.arg(bundle.path()).arg(&id);
+    if input.is_some() {
+        run.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+    }
+    let mut child = run.spawn().map_err(|source| SandboxError::Spawn {
+        path: runsc.clone(),
+        source,
+    })?;
+    let feeder = match (input, child.stdin.take()) {
+        (Some(mut bytes), Some(mut stdin)) => Some(std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&bytes);
+            // It may hold key material for the stage (its data keys).
+            zeroize::Zeroize::zeroize(&mut bytes);
+        })),
+        _ => None,
+    };
+    let reader = child.stdout.take().map(|mut stdout| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut stdout, &mut out);
+            out
+        })
+    });
     let deadline = started + limits.timeout;
     let status = loop {
         match child.try_wait() {
@@ -141,9 +180,18 @@ pub(crate) fn run(command: &[String], limits: &Limits) -> Result<Report, Sandbox
         },
     };
     let _ = runsc_cmd(&["delete", "--force", &id]).status();
-    Ok(Report {
-        outcome,
-        pids_limited: false,
-        elapsed: started.elapsed(),
-    })
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    let output = reader
+        .map(|r| r.join().unwrap_or_default())
+        .unwrap_or_default();
+    Ok((
+        Report {
+            outcome,
+            pids_limited: false,
+            elapsed: started.elapsed(),
+        },
+        output,
+    ))
 }

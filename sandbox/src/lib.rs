@@ -206,8 +206,8 @@ fn loaded_libraries() -> Vec<(PathBuf, PathBuf)> {
 /// Runs `worker` (a binary of this build, e.g. `symbi` itself) with `args`
 /// in a sandbox of `tier`, feeding it `input` on stdin and returning what
 /// it wrote on stdout: how a stage of a job runs in its tier. The worker
-/// and the libraries it loads are bound read-only into the root. Tier 1
-/// only in this build.
+/// and the libraries it loads are bound read-only into the root. Tiers 1
+/// and 2 in this build.
 pub fn run_stage(
     tier: Tier,
     init_exe: &Path,
@@ -216,17 +216,18 @@ pub fn run_stage(
     limits: &Limits,
     input: Vec<u8>,
 ) -> Result<(Report, Vec<u8>), SandboxError> {
-    if tier != Tier::Native {
-        return Err(SandboxError::Unsupported {
-            tier: tier as u8,
-            missing: "stages run in tier 1 only in this build".into(),
-        });
-    }
     let mut binds = loaded_libraries();
     binds.push((worker.to_owned(), PathBuf::from("/bin/symbi-worker")));
     let mut command = vec!["/bin/symbi-worker".to_owned()];
     command.extend(args.iter().cloned());
-    native::run_with(init_exe, &command, limits, binds, Some(input))
+    match tier {
+        Tier::Native => native::run_with(init_exe, &command, limits, binds, Some(input)),
+        Tier::Gvisor => gvisor::run_with(&command, limits, binds, Some(input)),
+        Tier::MicroVm => Err(SandboxError::Unsupported {
+            tier: 3,
+            missing: "stages run in tiers 1 and 2 only in this build".into(),
+        }),
+    }
 }
 
 /// One tier as [`doctor`] sees it.

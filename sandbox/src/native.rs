@@ -162,6 +162,25 @@ pub(crate) fn shared_root(busybox: &Path) -> Result<PathBuf, SandboxError> {
     }
 }
 
+/// Mount points for binds: placeholder files in the shared root (made once;
+/// the same for every sandbox).
+pub(crate) fn mount_points(root: &Path, binds: &[(PathBuf, PathBuf)]) -> Result<(), SandboxError> {
+    for (_, inside) in binds {
+        let target = root.join(inside.strip_prefix("/").unwrap_or(inside));
+        if !target.exists() {
+            let io = |p: &Path| {
+                let p = p.to_owned();
+                move |source| SandboxError::Root { path: p, source }
+            };
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir).map_err(io(dir))?;
+            }
+            std::fs::write(&target, b"").map_err(io(&target))?;
+        }
+    }
+    Ok(())
+}
+
 /// The static busybox that makes the sandbox's userland.
 pub(crate) fn find_busybox() -> Result<PathBuf, SandboxError> {
     ["/bin/busybox", "/usr/bin/busybox"]
@@ -198,21 +217,7 @@ pub(crate) fn run_with(
     let started = Instant::now();
     let busybox = find_busybox()?;
     let root = shared_root(&busybox)?;
-    // Mount points for the binds: placeholders in the shared root (made
-    // once; the same for every sandbox).
-    for (_, inside) in &binds {
-        let target = root.join(inside.strip_prefix("/").unwrap_or(inside));
-        if !target.exists() {
-            let io = |p: &Path| {
-                let p = p.to_owned();
-                move |source| SandboxError::Root { path: p, source }
-            };
-            if let Some(dir) = target.parent() {
-                std::fs::create_dir_all(dir).map_err(io(dir))?;
-            }
-            std::fs::write(&target, b"").map_err(io(&target))?;
-        }
-    }
+    mount_points(&root, &binds)?;
     let cgroup = Cgroup::create(
         &format!("{}-{}", std::process::id(), crate::unique()),
         limits.memory_bytes,
