@@ -155,9 +155,22 @@ fn counter(file: &Path, key: &str) -> u64 {
 
 impl Drop for Cgroup {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.memory);
-        if !self.v2 {
-            let _ = std::fs::remove_dir(&self.pids);
+        // Killed processes may take a moment to leave the group; a group
+        // with processes in it cannot be removed (EBUSY). Wait up to 200 ms.
+        let dirs: &[&PathBuf] = if self.v2 {
+            &[&self.memory]
+        } else {
+            &[&self.memory, &self.pids]
+        };
+        for dir in dirs {
+            for _ in 0..100 {
+                match std::fs::remove_dir(dir) {
+                    Err(e) if e.raw_os_error() == Some(16) => {
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                    _ => break,
+                }
+            }
         }
     }
 }
