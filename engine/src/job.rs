@@ -455,8 +455,7 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
 
         let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
         let mut source_errors: Vec<RowError> = Vec::new();
-        let source = match source.as_ref() {
-            JobInput::Records(source) => source,
+        let result = match source.as_ref() {
             JobInput::Store(store) => {
                 // Sealed batches keep their lanes and skip classification
                 // (they are not opened before aggregation); public records
@@ -485,49 +484,36 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
                 if !items.is_empty() {
                     stored.send_batch(&mut items);
                 }
-                if !batch.is_empty() {
-                    input.send_batch(&mut batch);
-                }
-                input.close();
-                stored.close();
-                while !probe.done() {
-                    worker.step();
-                }
-                let mut c = sink.lock().expect("no worker panicked holding the lock");
-                match result {
-                    Ok(rows) => c.rows += rows,
-                    Err(e) => {
-                        c.source_error.get_or_insert(e);
-                    }
-                }
-                return;
+                result
             }
+            JobInput::Records(source) => source
+                .read(
+                    index,
+                    &shared_query.schema,
+                    &used,
+                    |record| {
+                        batch.push(record);
+                        if batch.len() == BATCH {
+                            if let Some(p) = &progress {
+                                p.fetch_add(BATCH as u64, Ordering::Relaxed);
+                            }
+                            input.send_batch(&mut batch);
+                            batch.clear();
+                            batch.reserve(BATCH);
+                            worker.step();
+                        }
+                    },
+                    |error| {
+                        source_errors.push(error);
+                        if quarantine {
+                            AfterError::Continue
+                        } else {
+                            AfterError::Stop
+                        }
+                    },
+                )
+                .map(|stats| stats.rows),
         };
-        let result = source.read(
-            index,
-            &shared_query.schema,
-            &used,
-            |record| {
-                batch.push(record);
-                if batch.len() == BATCH {
-                    if let Some(p) = &progress {
-                        p.fetch_add(BATCH as u64, Ordering::Relaxed);
-                    }
-                    input.send_batch(&mut batch);
-                    batch.clear();
-                    batch.reserve(BATCH);
-                    worker.step();
-                }
-            },
-            |error| {
-                source_errors.push(error);
-                if quarantine {
-                    AfterError::Continue
-                } else {
-                    AfterError::Stop
-                }
-            },
-        );
         if !batch.is_empty() {
             input.send_batch(&mut batch);
         }
@@ -539,7 +525,7 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
         let mut c = sink.lock().expect("no worker panicked holding the lock");
         c.errors.extend(source_errors);
         match result {
-            Ok(stats) => c.rows += stats.rows,
+            Ok(rows) => c.rows += rows,
             Err(e) => {
                 c.source_error.get_or_insert(e);
             }
