@@ -6,8 +6,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use crate::child::{Piped, Watchdog};
 use crate::native::{RootDir, find_busybox, shared_root};
 use crate::{Limits, Outcome, Report, SandboxError};
 
@@ -136,42 +137,24 @@ pub(crate) fn run_with(
         path: runsc.clone(),
         source,
     })?;
-    let feeder = match (input, child.stdin.take()) {
-        (Some(mut bytes), Some(mut stdin)) => Some(std::thread::spawn(move || {
-            use std::io::Write;
-            let _ = stdin.write_all(&bytes);
-            // It may hold key material for the stage (its data keys).
-            zeroize::Zeroize::zeroize(&mut bytes);
-        })),
-        _ => None,
-    };
-    let reader = child.stdout.take().map(|mut stdout| {
-        std::thread::spawn(move || {
-            let mut out = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut stdout, &mut out);
-            out
-        })
-    });
-    let deadline = started + limits.timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) => {}
-            Err(e) => return Err(SandboxError::InitFailed(format!("waiting for runsc: {e}"))),
-        }
-        if Instant::now() >= deadline {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
+    let piped = Piped::start(&mut child, input);
+    // At the timeout everything in the container is killed, and runsc with
+    // it; meanwhile this thread waits for runsc.
+    let mut kill_all = runsc_cmd(&["kill", "--all", &id, "KILL"]);
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let watchdog = Watchdog::start(
+        limits.timeout.saturating_sub(started.elapsed()),
+        move || {
+            let _ = kill_all.status();
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        },
+    );
+    let status = child.wait();
+    let timed_out = watchdog.disarm();
     let outcome = match status {
-        None => {
-            let _ = runsc_cmd(&["kill", "--all", &id, "KILL"]).status();
-            let _ = child.kill();
-            let _ = child.wait();
-            Outcome::TimedOut
-        }
-        Some(s) => match s.code() {
+        _ if timed_out => Outcome::TimedOut,
+        Err(e) => return Err(SandboxError::InitFailed(format!("waiting for runsc: {e}"))),
+        Ok(s) => match s.code() {
             Some(code) if code > 128 => Outcome::Signaled(code - 128),
             Some(code) => Outcome::Exited(code),
             None => {
@@ -180,12 +163,7 @@ pub(crate) fn run_with(
         },
     };
     let _ = runsc_cmd(&["delete", "--force", &id]).status();
-    if let Some(f) = feeder {
-        let _ = f.join();
-    }
-    let output = reader
-        .map(|r| r.join().unwrap_or_default())
-        .unwrap_or_default();
+    let output = piped.finish();
     Ok((
         Report {
             outcome,

@@ -23,6 +23,7 @@
 #![deny(unsafe_code)]
 
 mod cgroup;
+mod child;
 mod gvisor;
 mod landlock;
 mod microvm;

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use crate::child::Watchdog;
 use crate::native::find_busybox;
 use crate::{Limits, Outcome, Report, SandboxError};
 
@@ -201,19 +202,13 @@ pub(crate) fn run(command: &[String], limits: &Limits) -> Result<Report, Sandbox
             path: qemu.clone(),
             source,
         })?;
-    let pid = child.id();
-    let (done, watching) = std::sync::mpsc::channel::<()>();
-    let remaining = limits.timeout.saturating_sub(started.elapsed());
-    let watchdog = std::thread::spawn(move || {
-        if watching.recv_timeout(remaining) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
-            return false;
-        }
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        true
-    });
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let watchdog = Watchdog::start(
+        limits.timeout.saturating_sub(started.elapsed()),
+        move || {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        },
+    );
     let mut exit = None;
     let mut oom = false;
     let stdout = std::io::stdout();
@@ -242,8 +237,7 @@ pub(crate) fn run(command: &[String], limits: &Limits) -> Result<Report, Sandbox
     }
     let status = child.wait();
     let qemu_err = std::fs::read_to_string(&err_path).unwrap_or_default();
-    let _ = done.send(());
-    let timed_out = watchdog.join().unwrap_or(false);
+    let timed_out = watchdog.disarm();
     let outcome = match exit {
         _ if timed_out => Outcome::TimedOut,
         Some(_) if oom => Outcome::MemoryLimit,

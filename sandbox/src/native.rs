@@ -26,6 +26,7 @@ use nix::unistd::{ForkResult, Gid, Pid, Uid};
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::Cgroup;
+use crate::child::{Piped, Watchdog};
 use crate::{Limits, Outcome, Report, SandboxError};
 
 /// The environment variable carrying init's configuration.
@@ -263,40 +264,20 @@ pub(crate) fn run_with(
     }
     cgroup.add(pid.as_raw())?;
     kill(pid, Signal::SIGCONT).map_err(step("resuming init"))?;
-    // The stage's input goes in on one thread, its output comes back on
-    // another, so neither pipe can block the other.
-    let feeder = match (input, child.stdin.take()) {
-        (Some(mut bytes), Some(mut stdin)) => Some(std::thread::spawn(move || {
-            use std::io::Write;
-            let _ = stdin.write_all(&bytes);
-            // It may hold key material for the stage (its data keys).
-            zeroize::Zeroize::zeroize(&mut bytes);
-        })),
-        _ => None,
-    };
-    let reader = child.stdout.take().map(|mut stdout| {
-        std::thread::spawn(move || {
-            let mut out = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut stdout, &mut out);
-            out
-        })
-    });
+    let piped = Piped::start(&mut child, input);
 
     // A watchdog kills everything in the sandbox (all of it is in the
     // cgroup) at the timeout; meanwhile this thread blocks in waitpid.
-    let (done, watching) = std::sync::mpsc::channel::<()>();
     let procs = cgroup.procs_file();
-    let remaining = limits.timeout.saturating_sub(started.elapsed());
-    let watchdog = std::thread::spawn(move || {
-        if watching.recv_timeout(remaining) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
-            return false;
-        }
-        for p in crate::cgroup::read_procs(&procs) {
-            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
-        }
-        let _ = kill(pid, Signal::SIGKILL);
-        true
-    });
+    let watchdog = Watchdog::start(
+        limits.timeout.saturating_sub(started.elapsed()),
+        move || {
+            for p in crate::cgroup::read_procs(&procs) {
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+            let _ = kill(pid, Signal::SIGKILL);
+        },
+    );
     let status = loop {
         match waitpid(pid, None) {
             Ok(WaitStatus::Continued(_) | WaitStatus::Stopped(..)) => {}
@@ -305,8 +286,7 @@ pub(crate) fn run_with(
             Err(e) => break Err(e),
         }
     };
-    let _ = done.send(());
-    let timed_out = watchdog.join().unwrap_or(false);
+    let timed_out = watchdog.disarm();
     let status = status.map_err(step("waiting for init"))?;
     let outcome = match status {
         _ if timed_out => Outcome::TimedOut,
@@ -325,12 +305,7 @@ pub(crate) fn run_with(
         Outcome::Signaled(9) if cgroup.oom_killed() => Outcome::MemoryLimit,
         o => o,
     };
-    if let Some(f) = feeder {
-        let _ = f.join();
-    }
-    let output = reader
-        .map(|r| r.join().unwrap_or_default())
-        .unwrap_or_default();
+    let output = piped.finish();
     Ok((
         Report {
             outcome,
