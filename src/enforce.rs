@@ -52,6 +52,8 @@ pub(crate) fn decide(
         symbiont_dsl::policies(program).map_err(|_| anyhow::anyhow!("invalid policies"))?;
     let mut resource = resource.clone();
     resource.extend(symbiont_dsl::context_with_lane(Some(query.min_lane)));
+    // The job's compute stages run in at least the tiers required.
+    resource.extend(symbiont_dsl::context_with_tiers(&query.tier_requirements));
     let mut out = RuntimeDecision::default();
     let mut seen = std::collections::BTreeSet::new();
     for action in symbiont_dsl::actions_of(program, &query.agent) {

@@ -110,13 +110,6 @@ enum Command {
         /// (RustCrypto).
         #[arg(long, value_enum, default_value_t = AesBackend::Ring)]
         aes_backend: AesBackend,
-        /// Open and aggregate the encrypted lanes in separate workers in a
-        /// sandbox (needs root) instead of in this process: `1` or `2` for
-        /// both lanes, or `auto` for the risk rule (confidential in tier 1,
-        /// restricted in tier 2). The workers get the sealed batches and
-        /// the dataset's data keys.
-        #[arg(long, value_name = "1|2|auto")]
-        stage_tier: Option<String>,
         /// Keep the classified dataset in DIR (which must not exist):
         /// encrypted lanes sealed, public records in the clear. A later run
         /// reads it back with `--input NAME=DIR`. Written only if the job
@@ -298,8 +291,9 @@ enum SandboxCommand {
     /// N killed it, 137 for the memory limit, 124 for the timeout).
     Run {
         /// The tier: 1 native (namespaces, seccomp, Landlock, cgroups), 2
-        /// gVisor (runsc), 3 microVM (QEMU microvm, TCG unless
-        /// SYMBIONT_QEMU_ACCEL=kvm).
+        /// gVisor (runsc), 3 microVM (QEMU microvm: KVM where the CPU has
+        /// hardware virtualization and /dev/kvm opens, TCG otherwise;
+        /// SYMBIONT_QEMU_ACCEL overrides).
         #[arg(long, default_value_t = 1)]
         tier: u8,
         /// Memory limit, MiB.
@@ -311,6 +305,11 @@ enum SandboxCommand {
         /// Wall-time limit, e.g. `30s`.
         #[arg(long, default_value = "60s")]
         timeout: humantime::Duration,
+        /// Bind the host file HOST read-only at the absolute path INSIDE
+        /// of the sandbox root (copied into the microVM in tier 3), e.g.
+        /// a statically linked tool. Repeatable.
+        #[arg(long, value_name = "HOST:INSIDE")]
+        bind: Vec<String>,
         /// The command and its arguments.
         #[arg(required = true, last = true)]
         command: Vec<String>,
@@ -489,7 +488,6 @@ fn main() -> ExitCode {
             passphrase_env,
             dataset_id,
             aes_backend,
-            stage_tier,
             persist_encrypted,
             principal,
             resource,
@@ -516,7 +514,6 @@ fn main() -> ExitCode {
                 AesBackend::Ring => symbiont_crypto::Backend::Ring,
                 AesBackend::AesGcm => symbiont_crypto::Backend::RustCrypto,
             },
-            stage_tier,
             persist_encrypted,
             principal,
             resource,
@@ -591,12 +588,31 @@ fn run_sandbox(command: SandboxCommand) -> Result<u8> {
             memory_mib,
             pids,
             timeout,
+            bind,
             command,
         } => {
             let Some(tier) = symbiont_sandbox::Tier::from_number(tier) else {
                 eprintln!("symbi: usage error: --tier is 1, 2 or 3");
                 return Ok(exit::USAGE);
             };
+            let mut binds = Vec::new();
+            for b in &bind {
+                match b.split_once(':') {
+                    Some((host, inside))
+                        if inside.starts_with('/')
+                            && !inside.split('/').any(|p| p == "..")
+                            && std::path::Path::new(host).is_file() =>
+                    {
+                        binds.push((PathBuf::from(host), PathBuf::from(inside)));
+                    }
+                    _ => {
+                        eprintln!(
+                            "symbi: usage error: --bind takes HOST:INSIDE, an existing host file and an absolute path without `..`, got `{b}`"
+                        );
+                        return Ok(exit::USAGE);
+                    }
+                }
+            }
             let limits = symbiont_sandbox::Limits {
                 memory_bytes: memory_mib << 20,
                 pids,
@@ -607,7 +623,7 @@ fn run_sandbox(command: SandboxCommand) -> Result<u8> {
             let symbi = std::env::current_exe().context("cannot find the symbi binary")?;
             let small = symbi.with_file_name("symbi-sandbox-init");
             let exe = if small.exists() { small } else { symbi };
-            let report = symbiont_sandbox::run(tier, &exe, &command, &limits)?;
+            let report = symbiont_sandbox::run_binding(tier, &exe, &command, &limits, binds)?;
             use symbiont_sandbox::Outcome;
             let code = match report.outcome {
                 Outcome::Exited(c) => c,

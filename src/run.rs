@@ -35,7 +35,6 @@ pub(crate) struct RunArgs {
     pub(crate) dataset_id: Option<String>,
     pub(crate) persist_encrypted: Option<PathBuf>,
     pub(crate) aes_backend: symbiont_crypto::Backend,
-    pub(crate) stage_tier: Option<String>,
     pub(crate) principal: Vec<String>,
     pub(crate) resource: Vec<String>,
     pub(crate) override_approval: Option<PathBuf>,
@@ -340,6 +339,9 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         if let Some(lane) = symbiont_dsl::forced_lane(&dataset_policies) {
             query.min_lane = query.min_lane.max(lane);
         }
+        query
+            .tier_requirements
+            .extend(symbiont_dsl::required_tiers(&dataset_policies));
     }
     let on_error = match args.on_error.as_str() {
         "fail" => OnError::Fail,
@@ -388,12 +390,15 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         || query.min_lane != Lane::Plaintext
         || stored
         || args.persist_encrypted.is_some();
-    let stage_tier = match args.stage_tier.as_deref() {
-        None => None,
-        Some(spec) => match crate::stage::lane_tiers(spec) {
-            Some(tiers) => Some(tiers),
-            None => return usage(format_args!("--stage-tier is 1, 2 or auto, got `{spec}`")),
-        },
+    // Every stage runs in the tier the risk table gives it; one the host
+    // cannot provide fails the job here, before it starts.
+    let plan = Plan::for_job(&query, None, stored);
+    let stage_tiers = match crate::stage::plan_tiers(&plan, needs_keys) {
+        Ok(t) => t,
+        Err(why) => {
+            eprintln!("symbi: error: {why}");
+            return Ok(exit::RUNTIME);
+        }
     };
     let (keys, keystore) = if needs_keys {
         let (keys, ks) = lane_keys(&query, &keystore_dir, args, &dataset, &mut log)?;
@@ -488,7 +493,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         keys,
         persist: args.persist_encrypted.clone(),
         forbidden_lanes,
-        sealed_stage: match (stage_tier, &keystore) {
+        sealed_stage: match (stage_tiers, &keystore) {
             (Some(tiers), Some(ks)) => {
                 let worker = std::env::current_exe().context("cannot find the symbi binary")?;
                 let small = worker.with_file_name("symbi-sandbox-init");
@@ -508,7 +513,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         },
     };
     // Whatever happens, the job's end is recorded and checkpointed.
-    let mut outcome = execute(&query, &config, args, &mut log, job, progress);
+    let mut outcome = execute(&query, &plan, &config, args, &mut log, job, progress);
     // The dataset's policies and metadata travel with its encrypted copy.
     if let (Ok(Ok(_)), Some(dest)) = (&outcome, &args.persist_encrypted) {
         let carried = [
@@ -612,13 +617,13 @@ impl std::fmt::Display for Failure {
 /// files, lines and fields, never values, so they can be audited.
 fn execute(
     query: &Query,
+    plan: &Plan,
     config: &JobConfig,
     args: &RunArgs,
     log: &mut symbiont_crypto::AuditLog,
     job: u64,
     progress: Option<Arc<AtomicU64>>,
 ) -> Result<std::result::Result<String, Failure>> {
-    let plan = Plan::of(query, None);
     let running: Vec<_> = plan.nodes.iter().filter(|n| n.status == "runs").collect();
     for node in &running {
         log.append(
@@ -642,7 +647,7 @@ fn execute(
         done.store(true, Ordering::Relaxed);
         let _ = thread.join();
     }
-    let output = match result {
+    let mut output = match result {
         Ok(output) => output,
         Err(symbiont_engine::JobError::Suspended { lane, line, .. }) => {
             return Ok(Err(Failure::Suspended { lane, line }));
@@ -657,8 +662,12 @@ fn execute(
             "symbi: warning: decrypted batches could not be locked into RAM ({why}); they were still zeroized after use"
         );
     }
+    output.tiers = running
+        .iter()
+        .map(|n| (crate::stage::stage_name(n), n.tier.into()))
+        .collect();
     let text = match args.format {
-        Output::Json => serde_json::to_string_pretty(&with_meta(&output))? + "\n",
+        Output::Json => serde_json::to_string_pretty(&with_meta(&output, &running))? + "\n",
         Output::Table => table(&output),
     };
     let result_digest = audit::digest(text.as_bytes());
@@ -723,7 +732,7 @@ fn show_progress(rows: Arc<AtomicU64>) -> (Arc<AtomicBool>, std::thread::JoinHan
 
 /// The result with `_meta`: merged into a struct's object, or beside the
 /// value under `value`.
-fn with_meta(output: &JobOutput) -> serde_json::Value {
+fn with_meta(output: &JobOutput, running: &[&symbiont_operators::PlanNode]) -> serde_json::Value {
     let mut object = match &output.value {
         serde_json::Value::Object(o) => o.clone(),
         other => {
@@ -732,7 +741,19 @@ fn with_meta(output: &JobOutput) -> serde_json::Value {
             o
         }
     };
-    object.insert("_meta".into(), output.meta());
+    let mut meta = output.meta();
+    // Which rule chose each stage's tier, and what provides it here.
+    meta["tier_rules"] = running
+        .iter()
+        .map(|n| (crate::stage::stage_name(n), n.tier_rule.into()))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    meta["tier_impl"] = running
+        .iter()
+        .map(|n| (crate::stage::stage_name(n), n.runs_in.clone().into()))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    object.insert("_meta".into(), meta);
     serde_json::Value::Object(object)
 }
 

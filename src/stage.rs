@@ -2,11 +2,13 @@
 //! (`symbi __stage-aggregate`, run inside the sandbox) and the job side
 //! (a [`SealedStage`] that starts it in its tier).
 //!
-//! Protocol, version 1, over the worker's stdin and stdout:
+//! Protocol, version 2, over the worker's stdin and stdout (in tier 3, the
+//! guest's virtio-serial port, which has no end of file):
 //!
 //! - in: one line of JSON (`version`, the query, the dataset id and field
 //!   names, and the dataset's data keys as hex), then the sealed batches,
-//!   each a u32 little-endian length and the batch's bytes;
+//!   each a u32 little-endian length and the batch's bytes, then a length
+//!   of 0 that ends the input (input that stops before it is an error);
 //! - out: one JSON object: the partial aggregates, the per-record errors,
 //!   the batches that did not open, and whether the worker's buffer was
 //!   locked into RAM.
@@ -28,7 +30,7 @@ use symbiont_operators::{
 
 /// The first argument that makes `symbi` the stage worker.
 pub(crate) const WORKER_ARG: &str = "__stage-aggregate";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -104,12 +106,14 @@ fn worker() -> Result<()> {
     let mut batches = Vec::new();
     loop {
         let mut len = [0u8; 4];
-        match input.read_exact(&mut len) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(e) => return Err(e).context("reading a batch"),
+        input
+            .read_exact(&mut len)
+            .context("reading a batch (the input ended before its end marker)")?;
+        let len = u32::from_le_bytes(len) as usize;
+        if len == 0 {
+            break;
         }
-        let mut bytes = vec![0u8; u32::from_le_bytes(len) as usize];
+        let mut bytes = vec![0u8; len];
         input.read_exact(&mut bytes).context("reading a batch")?;
         let lane = bytes
             .get(1)
@@ -137,26 +141,66 @@ fn worker() -> Result<()> {
     Ok(())
 }
 
-/// The tier of each encrypted lane's stage: one tier for both, or the
-/// risk rule (`auto`): confidential records are decrypted in tier 1,
-/// restricted ones, the more sensitive, in tier 2.
-pub(crate) fn lane_tiers(spec: &str) -> Option<[symbiont_sandbox::Tier; 2]> {
-    use symbiont_sandbox::Tier;
-    match spec {
-        "auto" => Some([Tier::Native, Tier::Gvisor]),
-        n => {
-            let t = Tier::from_number(n.parse().ok()?)?;
-            Some([t, t])
-        }
+/// A stage's name in `_meta.tiers`: its operator, and its lane in
+/// brackets for the per-lane ones (`aggregate[aes_gcm]`).
+pub(crate) fn stage_name(node: &symbiont_operators::PlanNode) -> String {
+    match node.lane {
+        Some(lane) => format!("{}[{lane}]", node.op),
+        None => node.op.to_owned(),
     }
+}
+
+/// The tiers the plan gives the aggregation of the confidential and the
+/// restricted lane (`None`: both in this process), once checked that this
+/// host can provide them; or why the job cannot start. `sealing` says
+/// whether the job has encrypted lanes at all (without a classifier, a
+/// policy or an encrypted input, every record is public).
+pub(crate) fn plan_tiers(
+    plan: &symbiont_operators::Plan,
+    sealing: bool,
+) -> std::result::Result<Option<[u8; 2]>, String> {
+    use symbiont_operators::Lane;
+    let public = plan
+        .nodes
+        .iter()
+        .find(|n| n.op == "aggregate" && n.lane == Some(Lane::Plaintext.name()));
+    if let Some(n) = public.filter(|n| n.tier > 0) {
+        return Err(format!(
+            "stage {} must run in tier {} ({}), but this build aggregates public records only \
+             in the job's process; add `require: [encryption == \"aes-256-gcm\"]` to the \
+             policy so that no record stays public",
+            stage_name(n),
+            n.tier,
+            n.tier_why
+        ));
+    }
+    if !sealing {
+        return Ok(None);
+    }
+    let tiers = [
+        plan.aggregate_tier(Lane::AesGcm),
+        plan.aggregate_tier(Lane::Homomorphic),
+    ];
+    for n in plan.nodes.iter().filter(|n| n.tier > 0) {
+        symbiont_sandbox::check_available(n.tier).map_err(|e| {
+            format!(
+                "stage {} must run in tier {} (rule `{}`), which this host cannot provide: {e}",
+                stage_name(n),
+                n.tier,
+                n.tier_rule
+            )
+        })?;
+    }
+    Ok((tiers != [0, 0]).then_some(tiers))
 }
 
 /// The job side: runs the worker in a sandbox of each encrypted lane's
 /// tier, giving it the dataset's data keys and that lane's batches.
 #[derive(Debug)]
 pub(crate) struct SandboxedStage {
-    /// The tiers of the confidential and restricted lanes.
-    pub(crate) tiers: [symbiont_sandbox::Tier; 2],
+    /// The tiers of the confidential and restricted lanes (0: no record
+    /// can reach it).
+    pub(crate) tiers: [u8; 2],
     pub(crate) keystore: Arc<Keystore>,
     pub(crate) dataset: String,
     pub(crate) init: PathBuf,
@@ -164,17 +208,26 @@ pub(crate) struct SandboxedStage {
 }
 
 impl SandboxedStage {
-    fn tier_of(&self, lane: Lane) -> symbiont_sandbox::Tier {
-        match lane {
+    fn tier_of(&self, lane: Lane) -> std::result::Result<symbiont_sandbox::Tier, String> {
+        let n = match lane {
             Lane::Homomorphic => self.tiers[1],
             _ => self.tiers[0],
-        }
+        };
+        symbiont_sandbox::Tier::from_number(n).ok_or_else(|| {
+            format!(
+                "{} records reached a stage the plan gave none (tier {n})",
+                lane.class()
+            )
+        })
     }
 }
 
 impl SealedStage for SandboxedStage {
     fn tier(&self, lane: Lane) -> u8 {
-        self.tier_of(lane) as u8
+        match lane {
+            Lane::Homomorphic => self.tiers[1],
+            _ => self.tiers[0],
+        }
     }
 
     fn aggregate(
@@ -186,14 +239,28 @@ impl SealedStage for SandboxedStage {
         let mut total = StageOutput::default();
         let mut by_tier: Vec<(symbiont_sandbox::Tier, Vec<SealedBatch>)> = Vec::new();
         for b in batches {
-            let tier = self.tier_of(b.lane);
+            let tier = self.tier_of(b.lane)?;
             match by_tier.iter_mut().find(|(t, _)| *t == tier) {
                 Some((_, v)) => v.push(b),
                 None => by_tier.push((tier, vec![b])),
             }
         }
-        for (tier, batches) in by_tier {
-            let out = self.run_in(tier, query, batches)?;
+        // The tiers' sandboxes run side by side.
+        let outs: Vec<std::result::Result<StageOutput, String>> = std::thread::scope(|scope| {
+            let running: Vec<_> = by_tier
+                .into_iter()
+                .map(|(tier, batches)| scope.spawn(move || self.run_in(tier, query, batches)))
+                .collect();
+            running
+                .into_iter()
+                .map(|r| {
+                    r.join()
+                        .unwrap_or_else(|_| Err("a stage thread panicked".into()))
+                })
+                .collect()
+        });
+        for out in outs {
+            let out = out?;
             total.partials.extend(out.partials);
             total.errors.extend(out.errors);
             total.failures.extend(out.failures);
@@ -232,6 +299,7 @@ impl SandboxedStage {
                 input.extend_from_slice(&(b.bytes.len() as u32).to_le_bytes());
                 input.extend_from_slice(&b.bytes);
             }
+            input.extend_from_slice(&0u32.to_le_bytes());
             let (report, out) = symbiont_sandbox::run_stage(
                 tier,
                 &self.init,

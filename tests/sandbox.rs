@@ -27,6 +27,31 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// `tests/probes/ptrace.c`, built once, statically (so that it runs in
+/// every tier's root), with its positive control on the host: it does
+/// attach to a child of its own there.
+fn ptrace_probe() -> &'static str {
+    static PROBE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PROBE.get_or_init(|| {
+        let out = std::env::temp_dir().join(format!("symbi-ptrace-probe-{}", std::process::id()));
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/probes/ptrace.c");
+        let cc = Command::new("cc")
+            .args(["-static", "-O2", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .output()
+            .expect("a C compiler (cc)");
+        assert!(cc.status.success(), "cc -static: {}", text(&cc.stderr));
+        let control = Command::new(&out).arg("child").output().unwrap();
+        assert_eq!(
+            text(&control.stdout),
+            "attached\n",
+            "the probe works on the host"
+        );
+        out.display().to_string()
+    })
+}
+
 /// The attacks every tier must contain.
 macro_rules! containment {
     ($tier:ident, $n:literal) => {
@@ -57,6 +82,37 @@ macro_rules! containment {
                 );
                 // The command's exit code comes through.
                 assert_eq!(sh_in(TIER, "exit 7").status.code(), Some(7));
+            }
+
+            #[test]
+            fn no_ptrace_of_another_process() {
+                // pid 1 is the sandbox's init (root in the microVM; in
+                // gVisor, the shell): not the probe's to trace. No host
+                // process is visible at all.
+                let probe = ptrace_probe();
+                let o = sandbox_in(
+                    TIER,
+                    &[
+                        "--timeout",
+                        "20s",
+                        "--bind",
+                        &format!("{probe}:/bin/ptrace-probe"),
+                    ],
+                    &["sh", "-c", "/bin/ptrace-probe 1"],
+                );
+                let out = text(&o.stdout);
+                assert!(!out.contains("attached"), "{out}");
+                if TIER == "1" {
+                    // ptrace(2) is not on the seccomp allowlist.
+                    assert_eq!(o.status.code(), Some(159), "{}", text(&o.stderr));
+                } else {
+                    // The probe ran, and was refused.
+                    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+                    assert!(
+                        out.contains("ptrace(PTRACE_ATTACH, 1): Operation not permitted"),
+                        "{out}"
+                    );
+                }
             }
 
             #[test]
@@ -235,7 +291,7 @@ fn doctor_lists_every_tier() {
 }
 
 #[test]
-fn clinic_costs_with_its_decrypting_stages_in_tiers_1_and_2() {
+fn clinic_costs_runs_each_stage_in_its_tier() {
     let dir = std::env::temp_dir().join(format!("symbi-stage-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -254,8 +310,6 @@ fn clinic_costs_with_its_decrypting_stages_in_tiers_1_and_2() {
         "examples/clinic_costs.symbi",
         "--input",
         "patients=examples/data/patients.csv",
-        "--stage-tier",
-        "auto",
         "--persist-encrypted",
         store.to_str().unwrap(),
     ]);
@@ -275,11 +329,35 @@ fn clinic_costs_with_its_decrypting_stages_in_tiers_1_and_2() {
     let meta = &v["_meta"];
     assert_eq!(meta["lanes"]["aes_gcm"], 1225);
     assert_eq!(meta["lanes"]["homomorphic"], 179);
-    // The risk rule: confidential records are decrypted in tier 1,
-    // restricted ones in tier 2; the public stages run in process.
-    assert_eq!(meta["tiers"]["aggregate[aes_gcm]"], 1);
-    assert_eq!(meta["tiers"]["aggregate[homomorphic]"], 2);
-    assert_eq!(meta["tiers"]["aggregate[plaintext]"], "in process");
+    // The risk table: confidential records, decrypted and run through the
+    // program's filter and maps, in tier 2; restricted ones in tier 3; the
+    // public and the owner's stages in the job's process.
+    assert_eq!(meta["tiers"]["aggregate[aes_gcm]"], 2);
+    assert_eq!(
+        meta["tier_rules"]["aggregate[aes_gcm]"],
+        "confidential-code"
+    );
+    assert_eq!(meta["tiers"]["aggregate[homomorphic]"], 3);
+    assert_eq!(
+        meta["tier_rules"]["aggregate[homomorphic]"],
+        "restricted-clear"
+    );
+    assert!(
+        meta["tier_impl"]["aggregate[homomorphic]"]
+            .as_str()
+            .unwrap()
+            .starts_with("microVM (QEMU microvm, "),
+        "{meta}"
+    );
+    for stage in [
+        "source",
+        "classify",
+        "aggregate[plaintext]",
+        "merge",
+        "sink",
+    ] {
+        assert_eq!(meta["tiers"][stage], 0, "{stage}");
+    }
     // gVisor may refuse mlock; either way it is said.
     let lock = meta["memory_lock"].as_str().unwrap();
     assert!(
@@ -306,8 +384,6 @@ fn clinic_costs_with_its_decrypting_stages_in_tiers_1_and_2() {
         "examples/clinic_costs.symbi",
         "--input",
         &format!("patients={}", store.display()),
-        "--stage-tier",
-        "1",
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     assert!(
@@ -316,4 +392,192 @@ fn clinic_costs_with_its_decrypting_stages_in_tiers_1_and_2() {
         text(&o.stderr)
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A scratch tree for one test's jobs, and `symbi` run inside it with
+/// `env` set.
+struct Jobs(std::path::PathBuf);
+
+impl Jobs {
+    fn new(name: &str) -> Jobs {
+        let dir = std::env::temp_dir().join(format!("symbi-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Jobs(dir)
+    }
+
+    /// `clinic_costs` with `change` applied to its source, written here.
+    fn program(&self, name: &str, change: impl Fn(&str) -> String) -> String {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let source = std::fs::read_to_string(root.join("examples/clinic_costs.symbi")).unwrap();
+        let changed = change(&source);
+        assert_ne!(changed, source, "the change applies");
+        let path = self.0.join(name);
+        std::fs::write(&path, changed).unwrap();
+        path.display().to_string()
+    }
+
+    fn run(&self, program: &str, env: &[(&str, &str)]) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_symbi"));
+        c.args([
+            "run",
+            program,
+            "--input",
+            "patients=examples/data/patients.csv",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("XDG_STATE_HOME", self.0.join("state"))
+        .env("XDG_DATA_HOME", self.0.join("data"));
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    }
+}
+
+impl Drop for Jobs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const REQUIRE: &str = "require: [audit_trail == true];";
+
+#[test]
+fn a_policy_raises_the_compute_stages_to_the_tier_it_requires() {
+    let jobs = Jobs::new("policy-tier");
+    // Every record encrypted, and every compute stage in a microVM.
+    let program = jobs.program("tier3.symbi", |s| {
+        s.replace(
+            REQUIRE,
+            "require: [audit_trail == true, encryption == \"aes-256-gcm\", tier >= 3];",
+        )
+    });
+    let o = jobs.run(&program, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["seniors"], 771);
+    let meta = &v["_meta"];
+    assert_eq!(meta["lanes"]["plaintext"], 0);
+    assert_eq!(meta["tiers"]["aggregate[aes_gcm]"], 3);
+    assert_eq!(meta["tier_rules"]["aggregate[aes_gcm]"], "policy");
+    assert_eq!(meta["tiers"]["aggregate[homomorphic]"], 3);
+    // No record can reach the public lane's stage.
+    assert_eq!(meta["tier_rules"]["aggregate[plaintext]"], "no-records");
+    // `explain` says the same, naming the policy.
+    let e = Command::new(env!("CARGO_BIN_EXE_symbi"))
+        .args(["explain", &program, "--format", "json"])
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&e.stdout).unwrap();
+    let node = plan["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["op"] == "aggregate" && n["lane"] == "aes_gcm")
+        .unwrap();
+    assert_eq!(node["tier"], 3);
+    assert!(
+        node["tier_why"]
+            .as_str()
+            .unwrap()
+            .contains("policy `medical_data_policy`: require tier >= 3"),
+        "{node}"
+    );
+}
+
+#[test]
+fn an_agents_sandbox_entry_raises_its_stages() {
+    let jobs = Jobs::new("with-sandbox");
+    let program = jobs.program("microvm.symbi", |s| {
+        s.replace(
+            REQUIRE,
+            "require: [audit_trail == true, encryption == \"aes-256-gcm\"];",
+        )
+        .replace(
+            "classifier = \"triage\",",
+            "classifier = \"triage\", sandbox = \"microvm\",",
+        )
+    });
+    let o = jobs.run(&program, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["_meta"]["tiers"]["aggregate[aes_gcm]"], 3);
+    // A name that is no sandbox is a diagnostic.
+    let bad = jobs.program("bad.symbi", |s| {
+        s.replace(
+            "classifier = \"triage\",",
+            "classifier = \"triage\", sandbox = \"docker\",",
+        )
+    });
+    let o = jobs.run(&bad, &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("error[E0210]"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn a_required_tier_over_public_records_is_refused_before_the_job_starts() {
+    let jobs = Jobs::new("public-tier");
+    let program = jobs.program("public.symbi", |s| {
+        s.replace(REQUIRE, "require: [audit_trail == true, tier >= 2];")
+    });
+    let o = jobs.run(&program, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("stage aggregate[plaintext] must run in tier 2"),
+        "{err}"
+    );
+    assert!(err.contains("encryption == \"aes-256-gcm\""), "{err}");
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn a_tier_the_host_cannot_provide_fails_the_job_before_it_starts() {
+    let jobs = Jobs::new("missing-tier");
+    let program = "examples/clinic_costs.symbi";
+    // No runsc, no QEMU on PATH: tiers 2 and 3 are missing.
+    let o = jobs.run(program, &[("PATH", "/nonexistent")]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("stage aggregate[aes_gcm] must run in tier 2 (rule `confidential-code`)"),
+        "{err}"
+    );
+    assert!(err.contains("install the Debian package"), "{err}");
+    assert!(o.stdout.is_empty());
+    // Nothing ran: no job is in the audit log (its signing key's creation
+    // may be).
+    let log = jobs.0.join("state/symbiont/audit.log");
+    if log.exists() {
+        let show = Command::new(env!("CARGO_BIN_EXE_symbi"))
+            .args(["audit", "show", "--format", "json", "--log"])
+            .arg(&log)
+            .output()
+            .unwrap();
+        let entries: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+        assert!(
+            entries
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["kind"] == "key_event"),
+            "{entries}"
+        );
+    }
+    // Without the guest kernel, tier 3 is missing.
+    let o = jobs.run(
+        program,
+        &[("SYMBIONT_GUEST_KERNEL", "/nonexistent/vmlinuz")],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("stage aggregate[homomorphic] must run in tier 3"),
+        "{}",
+        text(&o.stderr)
+    );
 }

@@ -670,6 +670,27 @@ impl<'p> Checker<'p> {
                         Some(_) => {}
                     }
                 }
+                MetaEntry::Pair { key, value, .. } if key.name == "sandbox" => {
+                    let known = symbiont_operators::risk::SANDBOX_NAMES;
+                    let named = match &value.kind {
+                        ExprKind::Str(name) => known.contains(&name.as_str()),
+                        _ => false,
+                    };
+                    if !named {
+                        self.error(
+                            Code::E0210,
+                            value.span,
+                            format!(
+                                "`sandbox` names a sandbox as a string: one of {}",
+                                known
+                                    .iter()
+                                    .map(|n| format!("\"{n}\""))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        );
+                    }
+                }
                 MetaEntry::Pair { .. } => {}
                 MetaEntry::Policy { policies, .. } => {
                     for p in policies {

@@ -183,6 +183,63 @@ pub fn job_forced_lane(program: &Program, entry: &str) -> Option<Lane> {
     forced_lane(names.iter().filter_map(|n| defined.get(n)))
 }
 
+/// The attribute a policy names to require a sandbox tier of the job's
+/// compute stages: `require: [tier >= 2]`.
+pub const TIER: &str = "tier";
+
+/// The tiers `policies` require, from their `tier >= N` and `tier > N`
+/// requirements (the ones this build meets by raising stages; `==`, `<`
+/// and `<=` it does not meet), with the policy each comes from.
+pub fn required_tiers<'p>(policies: impl IntoIterator<Item = &'p Policy>) -> Vec<(u8, String)> {
+    let mut out = Vec::new();
+    for p in policies {
+        for c in p.require.iter().filter(|c| c.attribute == TIER) {
+            let PolicyValue::Num(n) = c.value else {
+                continue;
+            };
+            let least = match c.op {
+                CmpOp::Ge => n.ceil(),
+                CmpOp::Gt => n.floor() + 1.0,
+                _ => continue,
+            };
+            if (0.0..=3.0).contains(&least) {
+                out.push((
+                    least as u8,
+                    format!("policy `{}`: require tier {} {n}", p.name, c.op.symbol()),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The tiers a job of `entry` must run its compute stages in at least:
+/// the policies over its actions ([`required_tiers`]) and the agent's own
+/// `with sandbox = "..."`.
+pub fn job_required_tiers(program: &Program, entry: &Agent) -> Vec<(u8, String)> {
+    let mut out = Vec::new();
+    if let Ok(defined) = policies(program) {
+        let names: std::collections::BTreeSet<String> = actions_of(program, &entry.name.name)
+            .into_iter()
+            .flat_map(|a| a.policies)
+            .collect();
+        out.extend(required_tiers(names.iter().filter_map(|n| defined.get(n))));
+    }
+    for m in &entry.metadata {
+        if let MetaEntry::Pair { key, value, .. } = m
+            && key.name == "sandbox"
+            && let ExprKind::Str(name) = &value.kind
+            && let Some(tier) = symbiont_operators::risk::tier_of_sandbox_name(name)
+        {
+            out.push((
+                tier,
+                format!("agent `{}`: with sandbox = \"{name}\"", entry.name.name),
+            ));
+        }
+    }
+    out
+}
+
 /// [`context_attributes`] of a job whose records are raised to `lane`:
 /// `encryption` is then that lane's name in [`FORCEABLE_ENCRYPTION`].
 pub fn context_with_lane(lane: Option<Lane>) -> BTreeMap<String, PolicyValue> {
@@ -191,6 +248,18 @@ pub fn context_with_lane(lane: Option<Lane>) -> BTreeMap<String, PolicyValue> {
         c.insert(ENCRYPTION.to_owned(), PolicyValue::Str((*name).to_owned()));
     }
     c
+}
+
+/// The `tier` attribute of a job whose compute stages are raised to meet
+/// `required` (none when nothing is required).
+pub fn context_with_tiers(required: &[(u8, String)]) -> BTreeMap<String, PolicyValue> {
+    required
+        .iter()
+        .map(|(t, _)| *t)
+        .max()
+        .map(|t| (TIER.to_owned(), PolicyValue::Num(f64::from(t))))
+        .into_iter()
+        .collect()
 }
 
 /// One action an agent performs, where, under which policies.
@@ -509,11 +578,13 @@ pub fn check_policies_with(program: &Program, dataset: &[Policy], origin: &str) 
         let Ok(compiled) = CompiledPolicies::compile(&applicable) else {
             continue;
         };
-        // A requirement the engine meets by forcing the lane is met.
-        let context = match forced_lane(&applicable) {
+        // A requirement the engine meets by forcing the lane, or by
+        // raising the compute stages' tier, is met.
+        let mut context = match forced_lane(&applicable) {
             Some(lane) => context_with_lane(Some(lane)),
             None => context.clone(),
         };
+        context.extend(context_with_tiers(&required_tiers(&applicable)));
         let decision = compiled.decide(
             action.name,
             &Attributes {

@@ -180,6 +180,7 @@ pub fn lower_query(
         policies,
         min_lane: crate::policy::job_forced_lane(program, &agent.name.name)
             .unwrap_or(Lane::Plaintext),
+        tier_requirements: crate::policy::job_required_tiers(program, agent),
     })
 }
 

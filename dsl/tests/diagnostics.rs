@@ -291,6 +291,11 @@ const CASES: &[(&str, &str, &[&str])] = &[
         &["E0210@2:27"],
     ),
     (
+        "unknown sandbox",
+        "agent a() with sandbox = \"docker\" { }",
+        &["E0210@1:26"],
+    ),
+    (
         "missing return",
         "agent a(x: int) -> int { if (x > 1) { return 1; } }",
         &["E0211@1:51"],

@@ -57,4 +57,6 @@ pub use source::{AfterError, Format, Source, SourceError, SourceStats, parse_val
 pub use store::{
     Manifest, ManifestField, STORE_MAGIC, StoreReader, StoreWriter, fuzz_store_bytes, is_store,
 };
+/// The risk table that gives each plan stage its sandbox tier.
+pub use symbiont_sandbox::risk;
 pub use value::Value;

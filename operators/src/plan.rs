@@ -1,11 +1,11 @@
 //! The logical plan of a query: the operator graph `symbi explain` shows.
 //!
 //! Every operator has a lane (for the per-lane branches) and a sandbox
-//! tier, which stays unassigned until a risk table assigns tiers (today
-//! stages run in process unless `symbi run --stage-tier` moves the
-//! decrypting aggregation into a sandbox). Operators whose capability is
-//! not built yet are in the graph with their status, so the plan never
-//! claims work that does not happen.
+//! tier, given by the risk table ([`crate::risk`]) from what the operator
+//! sees, whether it decrypts, whether it runs the program's code and what
+//! the policies require, with the rule that chose it. Operators whose
+//! capability is not built yet are in the graph with their status, so the
+//! plan never claims work that does not happen.
 
 use serde::Serialize;
 
@@ -67,9 +67,15 @@ pub struct PlanNode {
     pub lane: Option<&'static str>,
     /// How that lane is implemented.
     pub lane_impl: Option<&'static str>,
-    /// The sandbox tier the operator runs in (`None`: unassigned; no risk
-    /// table assigns tiers yet).
-    pub tier: Option<u8>,
+    /// The sandbox tier the operator runs in: 0 is the job's own process.
+    pub tier: u8,
+    /// The risk table's rule that chose it.
+    pub tier_rule: &'static str,
+    /// Why, in one line.
+    pub tier_why: String,
+    /// What provides that tier on this host (`in process`, `gVisor (runsc,
+    /// platform ptrace)`, `microVM (QEMU microvm, TCG)`, ...).
+    pub runs_in: String,
     /// Whether the operator runs in this build; if not, why.
     pub status: &'static str,
     /// The operators it reads from.
@@ -100,7 +106,10 @@ impl Plan {
                 label,
                 lane: lane.map(Lane::name),
                 lane_impl: lane.map(|l| LaneImpl::of(l).name()),
-                tier: None,
+                tier: 0,
+                tier_rule: "",
+                tier_why: String::new(),
+                runs_in: String::new(),
                 status,
                 inputs,
             });
@@ -218,10 +227,85 @@ impl Plan {
             RUNS,
             vec![last],
         );
-        Plan {
+        let mut plan = Plan {
             agent: query.agent.clone(),
             nodes,
+        };
+        plan.assign_tiers(query, false);
+        plan
+    }
+
+    /// The plan of a job over `query`'s input: as [`Plan::of`], where
+    /// `stored` says the input is an encrypted dataset, whose sealed
+    /// batches keep their lanes whatever this program's classifier says.
+    pub fn for_job(query: &Query, format: Option<&str>, stored: bool) -> Plan {
+        let mut plan = Plan::of(query, format);
+        plan.assign_tiers(query, stored);
+        plan
+    }
+
+    /// Gives every operator its tier from the risk table.
+    fn assign_tiers(&mut self, query: &Query, stored: bool) {
+        use crate::risk::{Boundary, Requirement, Sees, StageFacts, assess};
+        let sees_of = |lane: Lane| match lane {
+            Lane::Plaintext => Sees::Public,
+            Lane::AesGcm => Sees::Confidential,
+            Lane::Homomorphic => Sees::Restricted,
+        };
+        let requirements: Vec<Requirement> = query
+            .tier_requirements
+            .iter()
+            .map(|(tier, source)| Requirement {
+                tier: *tier,
+                source: source.clone(),
+            })
+            .collect();
+        for node in &mut self.nodes {
+            let lane = Lane::ALL.into_iter().find(|l| Some(l.name()) == node.lane);
+            let facts = match node.op {
+                "source" | "validate" | "commit" | "classify" | "route" => StageFacts {
+                    boundary: Boundary::Owner,
+                    sees: lane.map_or(Sees::Restricted, sees_of),
+                    decrypts: false,
+                    user_code: node.op == "classify" && query.classifier.is_some(),
+                    reachable: true,
+                },
+                "aggregate" => {
+                    let lane = lane.expect("aggregates are per lane");
+                    StageFacts {
+                        boundary: Boundary::Compute,
+                        sees: sees_of(lane),
+                        decrypts: lane != Lane::Plaintext,
+                        user_code: query.runs_user_code(),
+                        // Records reach a lane at or above the least one a
+                        // policy forces, through the classifier, or kept
+                        // in their lanes by an encrypted dataset.
+                        reachable: lane >= query.min_lane
+                            && (lane == query.min_lane || query.classifier.is_some() || stored),
+                    }
+                }
+                _ => StageFacts {
+                    boundary: Boundary::Output,
+                    sees: Sees::Aggregates,
+                    decrypts: false,
+                    user_code: false,
+                    reachable: true,
+                },
+            };
+            let a = assess(&facts, &requirements);
+            node.tier = a.tier;
+            node.tier_rule = a.rule;
+            node.tier_why = a.why;
+            node.runs_in = symbiont_sandbox::tier_backend(a.tier);
         }
+    }
+
+    /// The tier of the aggregation of `lane`.
+    pub fn aggregate_tier(&self, lane: Lane) -> u8 {
+        self.nodes
+            .iter()
+            .find(|n| n.op == "aggregate" && n.lane == Some(lane.name()))
+            .map_or(0, |n| n.tier)
     }
 
     /// The plan as indented text, one operator per line.
@@ -238,11 +322,8 @@ impl Plan {
                 out.push_str(&format!("  <- {}", inputs.join(", ")));
             }
             out.push_str(&format!(
-                "\n     tier: {}; {}\n",
-                n.tier
-                    .map_or("unassigned (no risk table yet: in process, or the decrypting aggregations in tiers 1 and 2 with `symbi run --stage-tier auto`)".into(), |t| t
-                        .to_string()),
-                n.status
+                "\n     tier {}, {} (rule `{}`: {}); {}\n",
+                n.tier, n.runs_in, n.tier_rule, n.tier_why, n.status
             ));
         }
         out
@@ -264,11 +345,13 @@ impl Plan {
                 ", style=dashed"
             };
             out.push_str(&format!(
-                "  n{} [label=\"{}{}\\n{}\"{style}];\n",
+                "  n{} [label=\"{}{}\\n{}\\ntier {} ({})\"{style}];\n",
                 n.id,
                 n.op,
                 lane,
-                n.label.replace('\\', "\\\\").replace('"', "\\\"")
+                n.label.replace('\\', "\\\\").replace('"', "\\\""),
+                n.tier,
+                n.tier_rule
             ));
             for i in &n.inputs {
                 out.push_str(&format!("  n{i} -> n{};\n", n.id));

@@ -310,4 +310,17 @@ pub struct Query {
     /// Every record is raised to at least this lane (a policy's
     /// `require: [encryption == "aes-256-gcm"]`); `Plaintext` otherwise.
     pub min_lane: Lane,
+    /// The sandbox tiers its policies require of the compute stages
+    /// (`require: [tier >= N]`, `with sandbox = "gvisor"`): the least tier
+    /// and where the requirement comes from.
+    #[serde(default)]
+    pub tier_requirements: Vec<(u8, String)>,
+}
+
+impl Query {
+    /// Whether its aggregation runs the program's own code (a filter, a
+    /// map or a grouping key) rather than built-in operators alone.
+    pub fn runs_user_code(&self) -> bool {
+        self.grouping.is_some() || self.aggregates.iter().any(|a| !a.pipeline.steps.is_empty())
+    }
 }

@@ -43,13 +43,25 @@ fn v1_available() -> bool {
 
 /// What the host offers, for `doctor`.
 pub(crate) fn describe() -> Result<&'static str, String> {
-    if v2_available() {
-        Ok("cgroup v2 (memory, pids)")
+    let (found, dirs): (&'static str, &[&str]) = if v2_available() {
+        ("cgroup v2 (memory, pids)", &[""])
     } else if v1_available() {
-        Ok("cgroup v1 (memory, pids hierarchies)")
+        ("cgroup v1 (memory, pids hierarchies)", &["memory", "pids"])
     } else {
-        Err("no cgroup memory and pids controllers are mounted under /sys/fs/cgroup".into())
+        return Err(
+            "no cgroup memory and pids controllers are mounted under /sys/fs/cgroup".into(),
+        );
+    };
+    for d in dirs {
+        let dir = Path::new(ROOT).join(d);
+        if nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK).is_err() {
+            return Err(format!(
+                "{found}: {} is not writable by this user (sandboxes need root to make cgroups)",
+                dir.display()
+            ));
+        }
     }
+    Ok(found)
 }
 
 impl Cgroup {

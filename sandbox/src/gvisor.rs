@@ -78,14 +78,9 @@ fn spec(
     })
 }
 
-/// Runs `command` under gVisor.
-pub(crate) fn run(command: &[String], limits: &Limits) -> Result<Report, SandboxError> {
-    run_with(command, limits, Vec::new(), None).map(|(r, _)| r)
-}
-
-/// [`run`], with host files bound read-only inside the root and, if
-/// `input` is given, the command's stdin fed from it and its stdout
-/// returned.
+/// Runs `command` under gVisor, with host files bound read-only inside
+/// the root and, if `input` is given, the command's stdin fed from it and
+/// its stdout returned.
 pub(crate) fn run_with(
     command: &[String],
     limits: &Limits,

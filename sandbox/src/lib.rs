@@ -24,10 +24,12 @@
 
 mod cgroup;
 mod child;
+mod firecracker;
 mod gvisor;
 mod landlock;
 mod microvm;
 mod native;
+pub mod risk;
 mod seccomp;
 
 use std::path::{Path, PathBuf};
@@ -173,10 +175,23 @@ pub fn run(
     command: &[String],
     limits: &Limits,
 ) -> Result<Report, SandboxError> {
+    run_binding(tier, init_exe, command, limits, Vec::new())
+}
+
+/// [`run`], with host files (`(host, inside)`) bound read-only into the
+/// sandbox root (copied into the microVM's initramfs in tier 3): a probe
+/// program for a containment test, a tool for an operator.
+pub fn run_binding(
+    tier: Tier,
+    init_exe: &Path,
+    command: &[String],
+    limits: &Limits,
+    binds: Vec<(PathBuf, PathBuf)>,
+) -> Result<Report, SandboxError> {
     match tier {
-        Tier::Native => native::run(init_exe, command, limits),
-        Tier::Gvisor => gvisor::run(command, limits),
-        Tier::MicroVm => microvm::run(command, limits),
+        Tier::Native => native::run_with(init_exe, command, limits, binds, None).map(|(r, _)| r),
+        Tier::Gvisor => gvisor::run_with(command, limits, binds, None).map(|(r, _)| r),
+        Tier::MicroVm => microvm::run(command, limits, binds),
     }
 }
 
@@ -208,7 +223,8 @@ fn loaded_libraries() -> Vec<(PathBuf, PathBuf)> {
 /// in a sandbox of `tier`, feeding it `input` on stdin and returning what
 /// it wrote on stdout: how a stage of a job runs in its tier. The worker
 /// and the libraries it loads are bound read-only into the root. Tiers 1
-/// and 2 in this build.
+/// and 2 over the worker's stdin and stdout; tier 3 over a virtio-serial
+/// port (the worker's descriptors 0 and 1 in the guest).
 pub fn run_stage(
     tier: Tier,
     init_exe: &Path,
@@ -224,9 +240,31 @@ pub fn run_stage(
     match tier {
         Tier::Native => native::run_with(init_exe, &command, limits, binds, Some(input)),
         Tier::Gvisor => gvisor::run_with(&command, limits, binds, Some(input)),
-        Tier::MicroVm => Err(SandboxError::Unsupported {
-            tier: 3,
-            missing: "stages run in tiers 1 and 2 only in this build".into(),
+        Tier::MicroVm => microvm::run_stage(&command, limits, binds, input),
+    }
+}
+
+/// What provides `tier` on this host, for `explain` and `_meta`: `in
+/// process` (0), the native sandbox, gVisor with its platform, or the
+/// microVM with its acceleration.
+pub fn tier_backend(tier: u8) -> String {
+    match tier {
+        0 => "in process".into(),
+        1 => "native sandbox (namespaces, seccomp, Landlock, cgroups)".into(),
+        2 => format!("gVisor (runsc, platform {})", gvisor::platform()),
+        _ => format!("microVM (QEMU microvm, {})", microvm::accel_name()),
+    }
+}
+
+/// Whether this host can run a stage in `tier` now: `Ok`, or what is
+/// missing and how to install it. Tier 0 (in process) always can.
+pub fn check_available(tier: u8) -> Result<(), SandboxError> {
+    match doctor().into_iter().find(|t| t.tier == tier) {
+        None => Ok(()),
+        Some(t) if t.available => Ok(()),
+        Some(t) => Err(SandboxError::Unsupported {
+            tier,
+            missing: t.missing.join("; "),
         }),
     }
 }
@@ -242,36 +280,61 @@ pub struct TierStatus {
     pub available: bool,
     /// What was found, or what is missing and how to get it.
     pub detail: Vec<String>,
+    /// What is missing, and how to get it (empty when available).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
 }
 
 /// What this host can provide, tier by tier.
 pub fn doctor() -> Vec<TierStatus> {
-    let mut native = Vec::new();
-    let mut ok = true;
-    match native::find_busybox() {
-        Ok(p) => native.push(format!("busybox: {}", p.display())),
-        Err(e) => {
-            ok = false;
-            native.push(e.to_string());
+    // Each check adds what it found to `detail`, or what is missing to
+    // `missing` (and to `detail`).
+    fn check(
+        detail: &mut Vec<String>,
+        missing: &mut Vec<String>,
+        found: Result<String, SandboxError>,
+    ) {
+        match found {
+            Ok(f) => detail.push(f),
+            Err(e) => {
+                let why = match e {
+                    SandboxError::Unsupported { missing, .. } => missing,
+                    other => other.to_string(),
+                };
+                detail.push(format!("missing: {why}"));
+                missing.push(why);
+            }
         }
     }
-    match cgroup::describe() {
-        Ok(d) => native.push(d.into()),
-        Err(e) => {
-            ok = false;
-            native.push(e);
-        }
-    }
+    let busybox = || native::find_busybox().map(|p| format!("busybox: {}", p.display()));
+    let (mut native, mut native_missing) = (Vec::new(), Vec::new());
+    check(&mut native, &mut native_missing, busybox());
+    check(
+        &mut native,
+        &mut native_missing,
+        cgroup::describe()
+            .map(String::from)
+            .map_err(|m| SandboxError::Unsupported {
+                tier: 1,
+                missing: m,
+            }),
+    );
     let userns = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok())
         .unwrap_or(0);
-    if userns == 0 {
-        ok = false;
-        native.push("user namespaces are disabled (sysctl user.max_user_namespaces)".into());
-    } else {
-        native.push(format!("user namespaces: up to {userns}"));
-    }
+    check(
+        &mut native,
+        &mut native_missing,
+        if userns == 0 {
+            Err(SandboxError::Unsupported {
+                tier: 1,
+                missing: "user namespaces are disabled (sysctl user.max_user_namespaces)".into(),
+            })
+        } else {
+            Ok(format!("user namespaces: up to {userns}"))
+        },
+    );
     match landlock::kernel_abi() {
         0 => native.push("Landlock: not enabled in this kernel (the rest still applies)".into()),
         n => native.push(format!("Landlock: ABI {n}")),
@@ -280,58 +343,67 @@ pub fn doctor() -> Vec<TierStatus> {
         "seccomp: allowlist of {} system calls, compiled in",
         seccomp::allowlist_len()
     ));
-    let mut gvisor = Vec::new();
-    let mut gvisor_ok = native::find_busybox().is_ok();
-    match gvisor::find_runsc() {
-        Ok(p) => gvisor.push(format!(
-            "runsc: {} (platform {}; SYMBIONT_GVISOR_PLATFORM to change)",
-            p.display(),
-            gvisor::platform()
-        )),
-        Err(e) => {
-            gvisor_ok = false;
-            gvisor.push(e.to_string());
-        }
-    }
-    let mut microvm = Vec::new();
-    let mut microvm_ok = native::find_busybox().is_ok();
-    for found in [
+    let (mut gvisor, mut gvisor_missing) = (Vec::new(), Vec::new());
+    check(&mut gvisor, &mut gvisor_missing, busybox());
+    check(
+        &mut gvisor,
+        &mut gvisor_missing,
+        gvisor::find_runsc().map(|p| {
+            format!(
+                "runsc: {} (platform {}; SYMBIONT_GVISOR_PLATFORM to change)",
+                p.display(),
+                gvisor::platform()
+            )
+        }),
+    );
+    let (mut microvm, mut microvm_missing) = (Vec::new(), Vec::new());
+    check(&mut microvm, &mut microvm_missing, busybox());
+    check(
+        &mut microvm,
+        &mut microvm_missing,
         microvm::find_qemu().map(|p| format!("qemu: {}", p.display())),
+    );
+    check(
+        &mut microvm,
+        &mut microvm_missing,
         microvm::find_kernel().map(|p| format!("guest kernel: {}", p.display())),
-    ] {
-        match found {
-            Ok(f) => microvm.push(f),
-            Err(e) => {
-                microvm_ok = false;
-                microvm.push(e.to_string());
-            }
-        }
-    }
+    );
+    check(
+        &mut microvm,
+        &mut microvm_missing,
+        microvm::find_modules().map(|p| {
+            format!(
+                "guest modules for a stage's virtio-serial port: {}",
+                p.display()
+            )
+        }),
+    );
     microvm.push(format!(
-        "acceleration: {} (SYMBIONT_QEMU_ACCEL=kvm where hardware virtualization works; this \
-         host's /dev/kvm is a paravirtual device guests do not boot on, so it is not probed)",
-        microvm::accel()
+        "acceleration: {} ({})",
+        microvm::accel_name(),
+        microvm::accel_reason()
     ));
-    microvm
-        .push("Firecracker backend: not built (no firecracker binary or working KVM here)".into());
+    microvm.push(firecracker::describe());
+    let status = |tier, mechanism, detail, missing: Vec<String>| TierStatus {
+        tier,
+        mechanism,
+        available: missing.is_empty(),
+        detail,
+        missing,
+    };
     vec![
-        TierStatus {
-            tier: 1,
-            mechanism: "native: namespaces, seccomp, Landlock, cgroups",
-            available: ok,
-            detail: native,
-        },
-        TierStatus {
-            tier: 2,
-            mechanism: "gVisor (runsc)",
-            available: gvisor_ok,
-            detail: gvisor,
-        },
-        TierStatus {
-            tier: 3,
-            mechanism: "microVM (QEMU microvm / Firecracker)",
-            available: microvm_ok,
-            detail: microvm,
-        },
+        status(
+            1,
+            "native: namespaces, seccomp, Landlock, cgroups",
+            native,
+            native_missing,
+        ),
+        status(2, "gVisor (runsc)", gvisor, gvisor_missing),
+        status(
+            3,
+            "microVM (QEMU microvm; Firecracker where it and KVM exist)",
+            microvm,
+            microvm_missing,
+        ),
     ]
 }

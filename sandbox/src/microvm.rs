@@ -5,9 +5,11 @@
 //! network device at all. The guest's RAM is the memory limit (plus 64 MiB
 //! for its kernel); the process limit is the guest's `RLIMIT_NPROC`.
 //!
-//! Acceleration: TCG (emulation) unless `SYMBIONT_QEMU_ACCEL=kvm`; this
-//! machine's `/dev/kvm` is a paravirtual device on which guests do not
-//! boot, so KVM is not probed by default. The command's stdout and stderr
+//! Acceleration, probed at run time: KVM when the CPU advertises hardware
+//! virtualization and `/dev/kvm` opens, TCG (emulation) otherwise;
+//! `SYMBIONT_QEMU_ACCEL` overrides. This machine's `/dev/kvm` is a
+//! paravirtual device on which guests do not boot, and its CPU has no
+//! `vmx` flag, so the probe picks TCG here. The command's stdout and stderr
 //! share the guest's serial console.
 
 use std::io::{BufRead, BufReader, Write};
@@ -35,6 +37,26 @@ cmd=$(arg cmd | base64 -d)
 pids=$(arg pids)
 hostname symbiont-sandbox
 mount -o remount,ro /
+if [ "$(arg port)" = 1 ]; then
+    # A stage: its worker talks over the virtio-serial port, opened here
+    # (as root: the device is 0600) and inherited as descriptor 3.
+    for m in virtio_ring virtio virtio_mmio virtio_console; do
+        insmod "/lib/modules/$m.ko" || { echo "SYMBIONT-EXIT 125"; poweroff -f; }
+    done
+    # The port's device node appears, and opens, a moment after the
+    # driver loads; a failed `exec` would end this shell, so try in a
+    # subshell first (up to 10 s).
+    for i in $(seq 1000); do
+        ( exec 3<>/dev/vport0p1 ) 2>/dev/null && break
+        sleep 0.01
+    done
+    ( exec 3<>/dev/vport0p1 ) || { echo "SYMBIONT-EXIT 125"; poweroff -f; }
+    exec 3<>/dev/vport0p1
+    # Closing the port drops what arrived on it, so the host sends nothing
+    # before this byte says it is open for good.
+    printf R >&3
+    cmd="$cmd <&3 >&3"
+fi
 setpriv --nnp su -s /bin/sh sandbox -c "ulimit -u $pids; ulimit -n 256; cd /; exec $cmd"
 code=$?
 dmesg | grep -q 'Killed process' && echo SYMBIONT-OOM
@@ -63,7 +85,17 @@ pub(crate) fn find_qemu() -> Result<PathBuf, SandboxError> {
 /// `~/.cache/...`).
 pub(crate) fn find_kernel() -> Result<PathBuf, SandboxError> {
     if let Some(k) = std::env::var_os("SYMBIONT_GUEST_KERNEL") {
-        return Ok(PathBuf::from(k));
+        let k = PathBuf::from(k);
+        return match k.is_file() {
+            true => Ok(k),
+            false => Err(SandboxError::Unsupported {
+                tier: 3,
+                missing: format!(
+                    "the guest kernel SYMBIONT_GUEST_KERNEL names, {}, is not a file",
+                    k.display()
+                ),
+            }),
+        };
     }
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
@@ -78,20 +110,130 @@ pub(crate) fn find_kernel() -> Result<PathBuf, SandboxError> {
         })
 }
 
-/// The acceleration QEMU is asked for.
-pub(crate) fn accel() -> String {
-    std::env::var("SYMBIONT_QEMU_ACCEL").unwrap_or_else(|_| "tcg".into())
+/// Whether the CPU advertises hardware virtualization (`vmx`, `svm`) and
+/// `/dev/kvm` can be opened: the run-time probe for KVM. (A paravirtual
+/// `/dev/kvm` on a CPU without those flags, as on the machine this was
+/// built on, is one guests do not boot on.)
+pub(crate) fn kvm_usable() -> Result<(), String> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .unwrap_or_default();
+    if !flags.split_whitespace().any(|f| f == "vmx" || f == "svm") {
+        return Err("the CPU advertises no hardware virtualization (no vmx or svm flag)".into());
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .map(drop)
+        .map_err(|e| format!("/dev/kvm: {e}"))
 }
 
-/// The initramfs (busybox and the init above), built once per busybox into
-/// the temporary directory by busybox's own `cpio`.
+/// The acceleration QEMU is asked for: `SYMBIONT_QEMU_ACCEL` if set, else
+/// `kvm` when [`kvm_usable`], else `tcg`.
+pub(crate) fn accel() -> String {
+    match std::env::var("SYMBIONT_QEMU_ACCEL") {
+        Ok(a) => a,
+        Err(_) if kvm_usable().is_ok() => "kvm".into(),
+        Err(_) => "tcg".into(),
+    }
+}
+
+/// [`accel`] as `explain`, `_meta` and `doctor` name it.
+pub(crate) fn accel_name() -> String {
+    match accel().as_str() {
+        "tcg" => "TCG emulation".into(),
+        "kvm" => "KVM".into(),
+        other => other.to_owned(),
+    }
+}
+
+/// Why [`accel`] is what it is.
+pub(crate) fn accel_reason() -> String {
+    if std::env::var_os("SYMBIONT_QEMU_ACCEL").is_some() {
+        return "set by SYMBIONT_QEMU_ACCEL".into();
+    }
+    match kvm_usable() {
+        Ok(()) => "probed: hardware virtualization and /dev/kvm".into(),
+        Err(why) => format!("probed: {why}; SYMBIONT_QEMU_ACCEL=kvm forces KVM"),
+    }
+}
+
+fn io_err(p: &Path) -> impl FnOnce(std::io::Error) -> SandboxError + use<> {
+    let p = p.to_owned();
+    move |source| SandboxError::Root { path: p, source }
+}
+
+/// Lays out the guest's `/` in `dir`: busybox, `/etc/passwd` and `group`
+/// with user `sandbox` (uid 1), and the init above. The paths written,
+/// relative to `dir`.
+fn guest_root(busybox: &Path, dir: &Path) -> Result<Vec<String>, SandboxError> {
+    use std::os::unix::fs::PermissionsExt;
+    // The guest's `/`: everyone may enter it.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(io_err(dir))?;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).map_err(io_err(&bin))?;
+    std::fs::copy(busybox, bin.join("busybox")).map_err(io_err(busybox))?;
+    let etc = dir.join("etc");
+    std::fs::create_dir_all(&etc).map_err(io_err(&etc))?;
+    std::fs::write(
+        etc.join("passwd"),
+        "root:x:0:0::/:/bin/sh\nsandbox:x:1:1::/tmp:/bin/sh\n",
+    )
+    .map_err(io_err(&etc))?;
+    std::fs::write(etc.join("group"), "root:x:0:\nsandbox:x:1:\n").map_err(io_err(&etc))?;
+    let init = dir.join("init");
+    std::fs::write(&init, INIT).map_err(io_err(&init))?;
+    std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755))
+        .map_err(io_err(&init))?;
+    Ok([
+        "bin",
+        "bin/busybox",
+        "etc",
+        "etc/passwd",
+        "etc/group",
+        "init",
+    ]
+    .map(String::from)
+    .to_vec())
+}
+
+/// Writes the newc archive of `files` (relative to `dir`, parents first)
+/// to `out` with busybox's own `cpio`.
+fn cpio(busybox: &Path, dir: &Path, files: &[String], out: &Path) -> Result<(), SandboxError> {
+    let file = std::fs::File::create(out).map_err(io_err(out))?;
+    let mut cpio = Command::new(busybox)
+        .args(["cpio", "-o", "-H", "newc"])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(file)
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(io_err(busybox))?;
+    let mut list = String::from(".\n");
+    for f in files {
+        list.push_str(f);
+        list.push('\n');
+    }
+    cpio.stdin
+        .take()
+        .expect("piped")
+        .write_all(list.as_bytes())
+        .map_err(io_err(busybox))?;
+    let status = cpio.wait().map_err(io_err(busybox))?;
+    if !status.success() {
+        return Err(SandboxError::InitFailed("busybox cpio failed".into()));
+    }
+    Ok(())
+}
+
+/// The initramfs of `symbi sandbox run` (the guest root above), built once
+/// per busybox into the temporary directory.
 fn initramfs(busybox: &Path) -> Result<PathBuf, SandboxError> {
-    let io = |p: &Path| {
-        let p = p.to_owned();
-        move |source| SandboxError::Root { path: p, source }
-    };
-    let len = std::fs::metadata(busybox).map_err(io(busybox))?.len();
-    let image = std::env::temp_dir().join(format!("symbiont-guest-initramfs-v3-{len}.cpio"));
+    let len = std::fs::metadata(busybox).map_err(io_err(busybox))?.len();
+    let image = std::env::temp_dir().join(format!("symbiont-guest-initramfs-v6-{len}.cpio"));
     if image.exists() {
         return Ok(image);
     }
@@ -100,44 +242,92 @@ fn initramfs(busybox: &Path) -> Result<PathBuf, SandboxError> {
         std::process::id(),
         crate::unique()
     ))?;
-    use std::os::unix::fs::PermissionsExt;
-    // The guest's `/`: everyone may enter it.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-        .map_err(io(dir.path()))?;
-    let bin = dir.path().join("bin");
-    std::fs::create_dir_all(&bin).map_err(io(&bin))?;
-    std::fs::copy(busybox, bin.join("busybox")).map_err(io(busybox))?;
-    let etc = dir.path().join("etc");
-    std::fs::create_dir_all(&etc).map_err(io(&etc))?;
-    std::fs::write(
-        etc.join("passwd"),
-        "root:x:0:0::/:/bin/sh\nsandbox:x:1:1::/tmp:/bin/sh\n",
-    )
-    .map_err(io(&etc))?;
-    std::fs::write(etc.join("group"), "root:x:0:\nsandbox:x:1:\n").map_err(io(&etc))?;
-    let init = dir.path().join("init");
-    std::fs::write(&init, INIT).map_err(io(&init))?;
-    std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755)).map_err(io(&init))?;
+    let files = guest_root(busybox, dir.path())?;
     let building = image.with_extension(format!("{}.tmp", std::process::id()));
-    let out = std::fs::File::create(&building).map_err(io(&building))?;
-    let mut cpio = Command::new(busybox)
-        .args(["cpio", "-o", "-H", "newc"])
-        .current_dir(dir.path())
-        .stdin(Stdio::piped())
-        .stdout(out)
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(io(busybox))?;
-    cpio.stdin
-        .take()
-        .expect("piped")
-        .write_all(b".\nbin\nbin/busybox\netc\netc/passwd\netc/group\ninit\n")
-        .map_err(io(busybox))?;
-    let status = cpio.wait().map_err(io(busybox))?;
-    if !status.success() {
-        return Err(SandboxError::InitFailed("busybox cpio failed".into()));
+    cpio(busybox, dir.path(), &files, &building)?;
+    std::fs::rename(&building, &image).map_err(io_err(&image))?;
+    Ok(image)
+}
+
+/// The kernel modules a stage's guest loads for its virtio-serial port,
+/// in load order (the Debian cloud kernel builds them as modules).
+pub(crate) const MODULES: [&str; 4] = ["virtio_ring", "virtio", "virtio_mmio", "virtio_console"];
+
+/// The directory holding [`MODULES`] for the guest kernel:
+/// `SYMBIONT_GUEST_MODULES`, or `modules/` beside the kernel (where
+/// `scripts/guest-kernel` puts them).
+pub(crate) fn find_modules() -> Result<PathBuf, SandboxError> {
+    let dir = match std::env::var_os("SYMBIONT_GUEST_MODULES") {
+        Some(d) => PathBuf::from(d),
+        None => find_kernel()?
+            .parent()
+            .map_or_else(|| PathBuf::from("modules"), |p| p.join("modules")),
+    };
+    match MODULES
+        .iter()
+        .find(|m| !dir.join(format!("{m}.ko")).is_file())
+    {
+        None => Ok(dir),
+        Some(m) => Err(SandboxError::Unsupported {
+            tier: 3,
+            missing: format!(
+                "the guest kernel's module {m}.ko in {} (run scripts/guest-kernel, or set \
+                 SYMBIONT_GUEST_MODULES)",
+                dir.display()
+            ),
+        }),
     }
-    std::fs::rename(&building, &image).map_err(io(&image))?;
+}
+
+/// The initramfs of a stage (or of a command with files bound in), in
+/// `dir`: the guest root, the modules of a virtio-serial port under
+/// `/lib/modules/`, and `binds` (the worker and the libraries it loads)
+/// copied to their paths inside.
+fn stage_initramfs(
+    busybox: &Path,
+    binds: &[(PathBuf, PathBuf)],
+    dir: &Path,
+) -> Result<PathBuf, SandboxError> {
+    let modules = find_modules()?;
+    let root = dir.join("root");
+    std::fs::create_dir_all(&root).map_err(io_err(&root))?;
+    let mut files = guest_root(busybox, &root)?;
+    let mut copy = |host: &Path, inside: &Path| -> Result<(), SandboxError> {
+        let rel = inside.strip_prefix("/").unwrap_or(inside);
+        let mut parent = PathBuf::new();
+        for part in rel.parent().into_iter().flat_map(Path::components) {
+            parent.push(part);
+            let name = parent.to_string_lossy().into_owned();
+            if !files.contains(&name) {
+                std::fs::create_dir_all(root.join(&parent)).map_err(io_err(&parent))?;
+                files.push(name);
+            }
+        }
+        std::fs::copy(host, root.join(rel)).map_err(io_err(host))?;
+        files.push(rel.to_string_lossy().into_owned());
+        Ok(())
+    };
+    for m in MODULES {
+        let name = format!("{m}.ko");
+        copy(&modules.join(&name), &Path::new("/lib/modules").join(&name))?;
+    }
+    for (host, inside) in binds {
+        copy(host, inside)?;
+        // The guest holds its root in RAM: without debug information a
+        // test build's worker is a tenth of its size (binutils' `strip`,
+        // where installed; the copy stays as it is otherwise).
+        let copied = root.join(inside.strip_prefix("/").unwrap_or(inside));
+        if let Some(strip) = which("strip") {
+            let _ = Command::new(strip)
+                .arg("--strip-debug")
+                .arg(&copied)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    let image = dir.join("initramfs.cpio");
+    cpio(busybox, &root, &files, &image)?;
     Ok(image)
 }
 
@@ -147,39 +337,123 @@ fn quote(arg: &str) -> String {
 }
 
 /// Runs `command` in a microVM.
-pub(crate) fn run(command: &[String], limits: &Limits) -> Result<Report, SandboxError> {
+pub(crate) fn run(
+    command: &[String],
+    limits: &Limits,
+    binds: Vec<(PathBuf, PathBuf)>,
+) -> Result<Report, SandboxError> {
+    boot(command, limits, binds, None).map(|(r, _)| r)
+}
+
+/// Runs a stage's `command` in a microVM whose initramfs also holds
+/// `binds`; its descriptors 0 and 1 are the guest's virtio-serial port,
+/// which carries `input` in and the stage's answer out.
+pub(crate) fn run_stage(
+    command: &[String],
+    limits: &Limits,
+    binds: Vec<(PathBuf, PathBuf)>,
+    input: Vec<u8>,
+) -> Result<(Report, Vec<u8>), SandboxError> {
+    boot(command, limits, binds, Some(input))
+}
+
+/// The host side of a stage's virtio-serial port: QEMU connects to a UNIX
+/// socket in the job's scratch directory; one thread accepts, waits for
+/// the guest's `R` (its end of the port is open), feeds the input and
+/// reads the answer to the end (QEMU's exit closes it).
+struct Port {
+    path: PathBuf,
+    thread: std::thread::JoinHandle<Vec<u8>>,
+}
+
+impl Port {
+    fn listen(path: PathBuf, mut input: Vec<u8>) -> Result<Port, SandboxError> {
+        let listener = std::os::unix::net::UnixListener::bind(&path).map_err(io_err(&path))?;
+        let thread = std::thread::spawn(move || {
+            let Ok((stream, _)) = listener.accept() else {
+                return Vec::new();
+            };
+            drop(listener);
+            // The guest says when its end is open (see the init above).
+            let mut ready = [0u8; 1];
+            if std::io::Read::read_exact(&mut &stream, &mut ready).is_err() || ready != *b"R" {
+                return Vec::new();
+            }
+            let feeder = stream.try_clone().map(|mut s| {
+                std::thread::spawn(move || {
+                    let _ = s.write_all(&input);
+                    // It holds the stage's data keys.
+                    zeroize::Zeroize::zeroize(&mut input);
+                })
+            });
+            let mut out = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut &stream, &mut out);
+            if let Ok(f) = feeder {
+                let _ = f.join();
+            }
+            out
+        });
+        Ok(Port { path, thread })
+    }
+
+    /// Once QEMU has ended: unblocks the accept if it never connected (a
+    /// connection of our own, fed and closed), and returns the answer.
+    fn finish(self) -> Vec<u8> {
+        if !self.thread.is_finished() {
+            let _ = std::os::unix::net::UnixStream::connect(&self.path);
+        }
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// Boots the guest for `command`, with `binds` copied into its initramfs
+/// and, for a stage, `input` fed over the virtio-serial port.
+fn boot(
+    command: &[String],
+    limits: &Limits,
+    binds: Vec<(PathBuf, PathBuf)>,
+    input: Option<Vec<u8>>,
+) -> Result<(Report, Vec<u8>), SandboxError> {
     let started = Instant::now();
     let qemu = find_qemu()?;
     let kernel = find_kernel()?;
     let busybox = find_busybox()?;
-    let initrd = initramfs(&busybox)?;
-    let script: Vec<String> = command.iter().map(|a| quote(a)).collect();
-    // `tsc_early_khz`: under TCG the guest cannot calibrate its TSC (no
-    // PIT, HPET or PM timer on microvm) and, about one boot in three, hung
-    // there; giving the rate skips the calibration (40 of 40 boots here).
-    let append = format!(
-        "console=ttyS0 loglevel=0 quiet panic=-1 reboot=t tsc_early_khz=2000000 symbiont.cmd={} symbiont.pids={} symbiont.scratch={}",
-        {
-            use base64::Engine;
-            base64::engine::general_purpose::STANDARD.encode(script.join(" "))
-        },
-        limits.pids,
-        limits.scratch_bytes
-    );
-    let memory_mib = (limits.memory_bytes >> 20) + 64;
-    // QEMU's own messages go to a file: with a pipe there, this QEMU's
-    // guest was seen to stall when this process's stderr was a pipe too.
+    // QEMU's messages, a stage's initramfs and its port's socket.
     let scratch = crate::native::RootDir::empty(&format!(
         "symbiont-qemu-{}-{}",
         std::process::id(),
         crate::unique()
     ))?;
+    let (initrd, extra_mib) = match (binds.is_empty(), &input) {
+        (true, None) => (initramfs(&busybox)?, 0),
+        _ => {
+            let image = stage_initramfs(&busybox, &binds, scratch.path())?;
+            // The unpacked root lives in the guest's RAM, beside the image.
+            let len = std::fs::metadata(&image).map_err(io_err(&image))?.len();
+            (image, 2 * (len >> 20) + 1)
+        }
+    };
+    let script: Vec<String> = command.iter().map(|a| quote(a)).collect();
+    // `tsc_early_khz`: under TCG the guest cannot calibrate its TSC (no
+    // PIT, HPET or PM timer on microvm) and, about one boot in three, hung
+    // there; giving the rate skips the calibration (40 of 40 boots here).
+    let append = format!(
+        "console=ttyS0 loglevel=1 quiet panic=-1 reboot=t tsc_early_khz=2000000 symbiont.cmd={} symbiont.pids={} symbiont.scratch={} symbiont.port={}",
+        {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(script.join(" "))
+        },
+        limits.pids,
+        limits.scratch_bytes,
+        u8::from(input.is_some()),
+    );
+    let memory_mib = (limits.memory_bytes >> 20) + 64 + extra_mib;
+    // QEMU's own messages go to a file: with a pipe there, this QEMU's
+    // guest was seen to stall when this process's stderr was a pipe too.
     let err_path = scratch.path().join("qemu.stderr");
-    let err_file = std::fs::File::create(&err_path).map_err(|source| SandboxError::Root {
-        path: err_path.clone(),
-        source,
-    })?;
-    let mut child = Command::new(&qemu)
+    let err_file = std::fs::File::create(&err_path).map_err(io_err(&err_path))?;
+    let mut qemu_cmd = Command::new(&qemu);
+    qemu_cmd
         .args([
             "-M",
             "microvm",
@@ -193,15 +467,66 @@ pub(crate) fn run(command: &[String], limits: &Limits) -> Result<Report, Sandbox
         .arg(&kernel)
         .arg("-initrd")
         .arg(&initrd)
-        .args(["-append", &append])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(err_file)
-        .spawn()
-        .map_err(|source| SandboxError::Spawn {
-            path: qemu.clone(),
-            source,
-        })?;
+        .args(["-append", &append]);
+    let port = match input {
+        None => None,
+        Some(input) => {
+            let path = scratch.path().join("stage.sock");
+            qemu_cmd
+                .args(["-device", "virtio-serial-device", "-chardev"])
+                .arg(format!("socket,id=stage,path={}", path.display()))
+                .args([
+                    "-device",
+                    "virtserialport,chardev=stage,name=symbiont.stage",
+                ]);
+            Some(Port::listen(path, input)?)
+        }
+    };
+    // Firecracker, where it and KVM exist, runs commands (a stage's port
+    // is virtio-serial, which Firecracker does not have).
+    let firecracker = match port {
+        None => crate::firecracker::usable().ok(),
+        Some(_) => None,
+    };
+    let mut child = match &firecracker {
+        None => qemu_cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(err_file)
+            .spawn()
+            .map_err(|source| SandboxError::Spawn {
+                path: qemu.clone(),
+                source,
+            })?,
+        Some(bin) => {
+            let api = scratch.path().join("firecracker.sock");
+            let mut child = Command::new(bin)
+                .arg("--api-sock")
+                .arg(&api)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(err_file)
+                .spawn()
+                .map_err(|source| SandboxError::Spawn {
+                    path: bin.clone(),
+                    source,
+                })?;
+            // Its API socket appears once it is up.
+            let waiting = Instant::now();
+            while !api.exists() && waiting.elapsed() < std::time::Duration::from_secs(5) {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            let boot_args = append.replace("reboot=t", "reboot=k pci=off");
+            if let Err(e) = crate::firecracker::configure_and_start(
+                &api, &kernel, &initrd, &boot_args, memory_mib,
+            ) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+            child
+        }
+    };
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let watchdog = Watchdog::start(
         limits.timeout.saturating_sub(started.elapsed()),
@@ -211,12 +536,22 @@ pub(crate) fn run(command: &[String], limits: &Limits) -> Result<Report, Sandbox
     );
     let mut exit = None;
     let mut oom = false;
-    let stdout = std::io::stdout();
+    // A stage's console is its worker's stderr (diagnostics); a command's
+    // is its stdout and stderr.
+    let staged = port.is_some();
+    let forward = |line: &str| {
+        if staged {
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        } else {
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        }
+    };
     // The console is bytes, not necessarily UTF-8 (the guest's boot may
     // emit anything): read it to the end whatever it holds, or QEMU would
     // spin on a closed pipe.
     let mut console = BufReader::new(child.stdout.take().expect("piped"));
     let mut raw = Vec::new();
+    let mut kernel_said: Vec<String> = Vec::new();
     loop {
         raw.clear();
         match console.read_until(b'\n', &mut raw) {
@@ -229,13 +564,19 @@ pub(crate) fn run(command: &[String], limits: &Limits) -> Result<Report, Sandbox
             exit = code.trim().parse::<i32>().ok();
         } else if line == OOM_MARK {
             oom = true;
-        } else if !line.starts_with('[') {
-            // Kernel messages (`[    0.32] ...`) are the guest's, not the
-            // command's.
-            let _ = writeln!(stdout.lock(), "{line}");
+        } else if line.starts_with('[') {
+            // Kernel messages (`[    0.32] ...`, emergencies only) are the
+            // guest's, not the command's: kept for the error below.
+            if kernel_said.len() == 8 {
+                kernel_said.remove(0);
+            }
+            kernel_said.push(line.to_owned());
+        } else {
+            forward(line);
         }
     }
     let status = child.wait();
+    let output = port.map(Port::finish).unwrap_or_default();
     let qemu_err = std::fs::read_to_string(&err_path).unwrap_or_default();
     let timed_out = watchdog.disarm();
     let outcome = match exit {
@@ -245,21 +586,29 @@ pub(crate) fn run(command: &[String], limits: &Limits) -> Result<Report, Sandbox
         Some(code) => Outcome::Exited(code),
         None => {
             return Err(SandboxError::InitFailed(format!(
-                "the microVM ended without reporting ({:?}){}",
+                "the microVM ended without reporting ({:?}){}{}",
                 status.ok(),
                 if qemu_err.is_empty() {
                     String::new()
                 } else {
                     format!(": {}", qemu_err.trim())
+                },
+                if kernel_said.is_empty() {
+                    String::new()
+                } else {
+                    format!("; the guest kernel said: {}", kernel_said.join(" / "))
                 }
             )));
         }
     };
-    Ok(Report {
-        outcome,
-        pids_limited: false,
-        elapsed: started.elapsed(),
-    })
+    Ok((
+        Report {
+            outcome,
+            pids_limited: false,
+            elapsed: started.elapsed(),
+        },
+        output,
+    ))
 }
 
 #[cfg(test)]

@@ -194,20 +194,10 @@ pub(crate) fn find_busybox() -> Result<PathBuf, SandboxError> {
         })
 }
 
-/// Runs `command` in a tier-1 sandbox; `init_exe` is a binary whose
-/// `main` calls [`init_main`] when its first argument is
-/// [`INIT_ARG`](crate::INIT_ARG).
-pub(crate) fn run(
-    init_exe: &Path,
-    command: &[String],
-    limits: &Limits,
-) -> Result<Report, SandboxError> {
-    run_with(init_exe, command, limits, Vec::new(), None).map(|(r, _)| r)
-}
-
-/// [`run`], with host files bound read-only inside the root and, if
-/// `input` is given, the command's stdin fed from it and its stdout
-/// returned.
+/// Runs `command` in a tier-1 sandbox, with host files bound read-only
+/// inside the root and, if `input` is given, the command's stdin fed from
+/// it and its stdout returned. `init_exe` is a binary whose `main` calls
+/// [`init_main`] when its first argument is [`INIT_ARG`](crate::INIT_ARG).
 pub(crate) fn run_with(
     init_exe: &Path,
     command: &[String],
