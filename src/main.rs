@@ -110,6 +110,13 @@ enum Command {
         /// (RustCrypto).
         #[arg(long, value_enum, default_value_t = AesBackend::Ring)]
         aes_backend: AesBackend,
+        /// The memory limit of each sandboxed stage, MiB.
+        #[arg(long, value_name = "MIB", default_value_t = 256)]
+        stage_memory_mib: u64,
+        /// How long a sandboxed stage may run before it is killed (and
+        /// the job fails), e.g. `60s`, `5m`.
+        #[arg(long, value_name = "DURATION", default_value = "60s")]
+        stage_timeout: humantime::Duration,
         /// Keep the classified dataset in DIR (which must not exist):
         /// encrypted lanes sealed, public records in the clear. A later run
         /// reads it back with `--input NAME=DIR`. Written only if the job
@@ -488,6 +495,8 @@ fn main() -> ExitCode {
             passphrase_env,
             dataset_id,
             aes_backend,
+            stage_memory_mib,
+            stage_timeout,
             persist_encrypted,
             principal,
             resource,
@@ -518,6 +527,11 @@ fn main() -> ExitCode {
             principal,
             resource,
             override_approval,
+            stage_limits: symbiont_sandbox::Limits {
+                memory_bytes: stage_memory_mib << 20,
+                timeout: stage_timeout.into(),
+                ..Default::default()
+            },
         }),
         Command::Approve {
             request,

@@ -38,6 +38,7 @@ pub(crate) struct RunArgs {
     pub(crate) principal: Vec<String>,
     pub(crate) resource: Vec<String>,
     pub(crate) override_approval: Option<PathBuf>,
+    pub(crate) stage_limits: symbiont_sandbox::Limits,
 }
 
 type Attrs = BTreeMap<String, PolicyValue>;
@@ -507,6 +508,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
                         worker.clone()
                     },
                     worker,
+                    limits: args.stage_limits.clone(),
                 }) as Arc<dyn symbiont_engine::SealedStage>)
             }
             _ => None,

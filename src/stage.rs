@@ -205,6 +205,8 @@ pub(crate) struct SandboxedStage {
     pub(crate) dataset: String,
     pub(crate) init: PathBuf,
     pub(crate) worker: PathBuf,
+    /// The limits of each sandbox.
+    pub(crate) limits: symbiont_sandbox::Limits,
 }
 
 impl SandboxedStage {
@@ -259,8 +261,16 @@ impl SealedStage for SandboxedStage {
                 })
                 .collect()
         });
-        for out in outs {
-            let out = out?;
+        // Every failing tier is named, not just the first.
+        let failed: Vec<&String> = outs.iter().filter_map(|o| o.as_ref().err()).collect();
+        if !failed.is_empty() {
+            return Err(failed
+                .iter()
+                .map(|e| e.as_str())
+                .collect::<Vec<_>>()
+                .join("; "));
+        }
+        for out in outs.into_iter().flatten() {
             total.partials.extend(out.partials);
             total.errors.extend(out.errors);
             total.failures.extend(out.failures);
@@ -305,15 +315,30 @@ impl SandboxedStage {
                 &self.init,
                 &self.worker,
                 &[WORKER_ARG.to_owned()],
-                &symbiont_sandbox::Limits::default(),
+                &self.limits,
                 input.to_vec(),
             )?;
-            anyhow::ensure!(
-                report.outcome == symbiont_sandbox::Outcome::Exited(0),
-                "the stage worker in tier {} ended with {:?}",
-                tier as u8,
-                report.outcome
-            );
+            use symbiont_sandbox::Outcome;
+            let ended = match report.outcome {
+                Outcome::Exited(0) => None,
+                Outcome::Exited(code) => Some(format!("exited with code {code}")),
+                Outcome::Signaled(s) => Some(format!("was killed by signal {s}")),
+                Outcome::MemoryLimit => Some(format!(
+                    "was killed at its memory limit ({} MiB; --stage-memory-mib)",
+                    self.limits.memory_bytes >> 20
+                )),
+                Outcome::TimedOut => Some(format!(
+                    "ran past its timeout ({}; --stage-timeout) and was killed",
+                    humantime::format_duration(self.limits.timeout)
+                )),
+            };
+            if let Some(ended) = ended {
+                anyhow::bail!(
+                    "the stage worker in tier {} ({}) {ended}",
+                    tier as u8,
+                    symbiont_sandbox::tier_backend(tier as u8)
+                );
+            }
             let output: Output =
                 serde_json::from_slice(&out).context("the stage worker's answer")?;
             Ok(StageOutput {

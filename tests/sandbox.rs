@@ -581,3 +581,54 @@ fn a_tier_the_host_cannot_provide_fails_the_job_before_it_starts() {
         text(&o.stderr)
     );
 }
+
+#[test]
+fn a_stage_past_its_timeout_or_memory_limit_fails_the_job_naming_it() {
+    let jobs = Jobs::new("stage-limits");
+    let out = jobs.0.join("result.json");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_symbi"))
+            .args([
+                "run",
+                "examples/clinic_costs.symbi",
+                "--input",
+                "patients=examples/data/patients.csv",
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .args(extra)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("XDG_STATE_HOME", jobs.0.join("state"))
+            .env("XDG_DATA_HOME", jobs.0.join("data"))
+            .output()
+            .unwrap()
+    };
+    let o = run(&["--stage-timeout", "1ms"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    // Both sandboxed stages, each named with its tier.
+    for tier in ["tier 2 (gVisor", "tier 3 (microVM"] {
+        assert!(
+            err.contains(&format!("the stage worker in {tier}")),
+            "{tier}: {err}"
+        );
+    }
+    assert!(
+        err.contains("ran past its timeout (1ms; --stage-timeout) and was killed"),
+        "{err}"
+    );
+    assert!(!out.exists(), "no result is written");
+    // A memory limit gVisor's sandbox cannot start the worker in.
+    let o = run(&["--stage-memory-mib", "8"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("the stage worker in tier 2 (gVisor"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!out.exists(), "no result is written");
+    // The control: with the default limits the same job succeeds.
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(out.exists());
+}

@@ -158,6 +158,18 @@ pub(crate) fn run_with(
         },
     };
     let _ = runsc_cmd(&["delete", "--force", &id]).status();
+    // A runsc killed before it finished starting (a timeout of a few
+    // milliseconds) leaves its cgroups behind, which `delete` cannot find:
+    // remove them (rmdir removes only an empty group).
+    let cgroups = format!("symbiont-{name}");
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(&cgroups));
+    for controller in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let _ = std::fs::remove_dir(controller.path().join(&cgroups));
+    }
     let output = piped.finish();
     Ok((
         Report {
