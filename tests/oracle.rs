@@ -211,5 +211,10 @@ proptest! {
         prop_assert!(close(&out.value, &expected), "got {}\nexpected {}\n{}", out.value, expected, source);
         prop_assert_eq!(out.lanes, lanes);
         prop_assert_eq!(out.rows, c.rows.len() as u64);
+        // In this process, a job that opened sealed batches locked their
+        // buffer into RAM.
+        if out.lanes[1] + out.lanes[2] > 0 {
+            prop_assert_eq!(out.memory_lock, Some(symbiont_crypto::LockStatus::Locked));
+        }
     }
 }

@@ -97,7 +97,18 @@ fn clinic_costs_reproduces_its_expected_result_and_lanes() {
             meta["lane_impl"]["homomorphic"],
             "aes-256-gcm envelope (ring), fallback: TFHE lane not built yet"
         );
-        assert_eq!(meta["memory_lock"], "mlock");
+        // The confidential records are opened in gVisor (tier 2), which
+        // may refuse mlock; if it does, the result says so and so does a
+        // warning.
+        let lock = meta["memory_lock"].as_str().unwrap();
+        if lock != "mlock" {
+            assert!(lock.starts_with("not locked: "), "{lock}");
+            assert!(
+                stderr(&o).contains("could not be locked into RAM"),
+                "{}",
+                stderr(&o)
+            );
+        }
     }
 }
 

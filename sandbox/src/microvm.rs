@@ -24,45 +24,11 @@ use crate::{Limits, Outcome, Report, SandboxError};
 const EXIT_MARK: &str = "SYMBIONT-EXIT ";
 const OOM_MARK: &str = "SYMBIONT-OOM";
 
-/// The guest's init: mounts, reads the command from the kernel command
-/// line, drops to uid 1 and runs it, reports its exit status, powers off.
-const INIT: &str = r#"#!/bin/busybox sh
-/bin/busybox mkdir -p /proc /sys /dev /tmp /bin
-/bin/busybox mount -t proc proc /proc
-/bin/busybox mount -t devtmpfs dev /dev 2>/dev/null
-/bin/busybox --install -s /bin
-arg() { sed -n "s/.*symbiont\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
-mount -t tmpfs -o "size=$(arg scratch),mode=1777,nosuid,nodev" tmpfs /tmp
-cmd=$(arg cmd | base64 -d)
-pids=$(arg pids)
-hostname symbiont-sandbox
-mount -o remount,ro /
-if [ "$(arg port)" = 1 ]; then
-    # A stage: its worker talks over the virtio-serial port, opened here
-    # (as root: the device is 0600) and inherited as descriptor 3.
-    for m in virtio_ring virtio virtio_mmio virtio_console; do
-        insmod "/lib/modules/$m.ko" || { echo "SYMBIONT-EXIT 125"; poweroff -f; }
-    done
-    # The port's device node appears, and opens, a moment after the
-    # driver loads; a failed `exec` would end this shell, so try in a
-    # subshell first (up to 10 s).
-    for i in $(seq 1000); do
-        ( exec 3<>/dev/vport0p1 ) 2>/dev/null && break
-        sleep 0.01
-    done
-    ( exec 3<>/dev/vport0p1 ) || { echo "SYMBIONT-EXIT 125"; poweroff -f; }
-    exec 3<>/dev/vport0p1
-    # Closing the port drops what arrived on it, so the host sends nothing
-    # before this byte says it is open for good.
-    printf R >&3
-    cmd="$cmd <&3 >&3"
-fi
-setpriv --nnp su -s /bin/sh sandbox -c "ulimit -u $pids; ulimit -n 256; cd /; exec $cmd"
-code=$?
-dmesg | grep -q 'Killed process' && echo SYMBIONT-OOM
-echo "SYMBIONT-EXIT $code"
-poweroff -f
-"#;
+/// The guest's init (`sandbox/guest/init`): mounts, reads the command
+/// from the kernel command line, for a stage loads the virtio-serial
+/// modules and opens the port, drops to uid 1 and runs the command,
+/// reports its exit status, powers off.
+const INIT: &str = include_str!("../guest/init");
 
 fn which(bin: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
@@ -233,10 +199,28 @@ fn cpio(busybox: &Path, dir: &Path, files: &[String], out: &Path) -> Result<(), 
 /// per busybox into the temporary directory.
 fn initramfs(busybox: &Path) -> Result<PathBuf, SandboxError> {
     let len = std::fs::metadata(busybox).map_err(io_err(busybox))?.len();
-    let image = std::env::temp_dir().join(format!("symbiont-guest-initramfs-v6-{len}.cpio"));
-    if image.exists() {
+    // Named by busybox's size and the init's text, so that a changed init
+    // is never served from an old image.
+    let init_hash = INIT.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let image = std::env::temp_dir().join(format!(
+        "symbiont-guest-initramfs-{len}-{init_hash:016x}.cpio"
+    ));
+    // An image someone else made, or could change, is never booted.
+    let trusted = |p: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(p).is_ok_and(|m| {
+            m.is_file() && m.uid() == nix::unistd::geteuid().as_raw() && m.mode() & 0o022 == 0
+        })
+    };
+    if trusted(&image) {
         return Ok(image);
     }
+    let image = match image.exists() {
+        false => image,
+        true => image.with_extension(format!("{}-{}.cpio", std::process::id(), crate::unique())),
+    };
     let dir = crate::native::RootDir::empty(&format!(
         "symbiont-guest-build-{}-{}",
         std::process::id(),
