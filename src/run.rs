@@ -387,13 +387,15 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
                 .to_string(),
         }
     };
-    let needs_keys = query.classifier.is_some()
-        || query.min_lane != Lane::Plaintext
-        || stored
-        || args.persist_encrypted.is_some();
     // Every stage runs in the tier the risk table gives it; one the host
     // cannot provide fails the job here, before it starts.
     let plan = Plan::for_job(&query, None, stored);
+    let needs_keys = query.classifier.is_some()
+        || query.min_lane != Lane::Plaintext
+        || stored
+        || args.persist_encrypted.is_some()
+        // Public records cross into a sandbox sealed.
+        || plan.aggregate_tier(Lane::Plaintext) > 0;
     let stage_tiers = match crate::stage::plan_tiers(&plan, needs_keys) {
         Ok(t) => t,
         Err(why) => {

@@ -150,37 +150,19 @@ pub(crate) fn stage_name(node: &symbiont_operators::PlanNode) -> String {
     }
 }
 
-/// The tiers the plan gives the aggregation of the confidential and the
-/// restricted lane (`None`: both in this process), once checked that this
-/// host can provide them; or why the job cannot start. `sealing` says
-/// whether the job has encrypted lanes at all (without a classifier, a
-/// policy or an encrypted input, every record is public).
+/// The tiers the plan gives each lane's aggregation, in [`Lane::ALL`]
+/// order (`None`: all in this process), once checked that this host can
+/// provide them; or why the job cannot start. `sealing` says whether the
+/// job has encrypted lanes at all (without a classifier, a policy or an
+/// encrypted input, every record is public).
 pub(crate) fn plan_tiers(
     plan: &symbiont_operators::Plan,
     sealing: bool,
-) -> std::result::Result<Option<[u8; 2]>, String> {
-    use symbiont_operators::Lane;
-    let public = plan
-        .nodes
-        .iter()
-        .find(|n| n.op == "aggregate" && n.lane == Some(Lane::Plaintext.name()));
-    if let Some(n) = public.filter(|n| n.tier > 0) {
-        return Err(format!(
-            "stage {} must run in tier {} ({}), but this build aggregates public records only \
-             in the job's process; add `require: [encryption == \"aes-256-gcm\"]` to the \
-             policy so that no record stays public",
-            stage_name(n),
-            n.tier,
-            n.tier_why
-        ));
-    }
-    if !sealing {
+) -> std::result::Result<Option<[u8; 3]>, String> {
+    let tiers = Lane::ALL.map(|l| plan.aggregate_tier(l));
+    if tiers == [0, 0, 0] || !(sealing || tiers[Lane::Plaintext.index()] > 0) {
         return Ok(None);
     }
-    let tiers = [
-        plan.aggregate_tier(Lane::AesGcm),
-        plan.aggregate_tier(Lane::Homomorphic),
-    ];
     for n in plan.nodes.iter().filter(|n| n.tier > 0) {
         symbiont_sandbox::check_available(n.tier).map_err(|e| {
             format!(
@@ -191,16 +173,16 @@ pub(crate) fn plan_tiers(
             )
         })?;
     }
-    Ok((tiers != [0, 0]).then_some(tiers))
+    Ok(Some(tiers))
 }
 
 /// The job side: runs the worker in a sandbox of each encrypted lane's
 /// tier, giving it the dataset's data keys and that lane's batches.
 #[derive(Debug)]
 pub(crate) struct SandboxedStage {
-    /// The tiers of the confidential and restricted lanes (0: no record
-    /// can reach it).
-    pub(crate) tiers: [u8; 2],
+    /// The tier of each lane's aggregation, in [`Lane::ALL`] order (0: in
+    /// this process, where no sealed batch of the lane can come from).
+    pub(crate) tiers: [u8; 3],
     pub(crate) keystore: Arc<Keystore>,
     pub(crate) dataset: String,
     pub(crate) init: PathBuf,
@@ -211,10 +193,7 @@ pub(crate) struct SandboxedStage {
 
 impl SandboxedStage {
     fn tier_of(&self, lane: Lane) -> std::result::Result<symbiont_sandbox::Tier, String> {
-        let n = match lane {
-            Lane::Homomorphic => self.tiers[1],
-            _ => self.tiers[0],
-        };
+        let n = self.tiers[lane.index()];
         symbiont_sandbox::Tier::from_number(n).ok_or_else(|| {
             format!(
                 "{} records reached a stage the plan gave none (tier {n})",
@@ -226,10 +205,7 @@ impl SandboxedStage {
 
 impl SealedStage for SandboxedStage {
     fn tier(&self, lane: Lane) -> u8 {
-        match lane {
-            Lane::Homomorphic => self.tiers[1],
-            _ => self.tiers[0],
-        }
+        self.tiers[lane.index()]
     }
 
     fn aggregate(

@@ -89,9 +89,10 @@ pub struct StageOutput {
 
 /// The aggregation of the encrypted lanes, run outside the job's process
 /// (in a sandbox tier): it receives the sealed batches, never plaintext,
-/// and returns partial aggregates.
+/// and returns partial aggregates. When it gives the public lane a tier
+/// above 0, public records are sealed at classify and handed to it too.
 pub trait SealedStage: Send + Sync + std::fmt::Debug {
-    /// The sandbox tier the stage of `lane` runs in.
+    /// The sandbox tier the stage of `lane` runs in (0: this process).
     fn tier(&self, lane: Lane) -> u8;
     /// Opens and aggregates `batches` for `query`.
     fn aggregate(&self, query: &Query, batches: Vec<SealedBatch>) -> Result<StageOutput, String>;
@@ -310,6 +311,12 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
     let persisting = persist.clone();
     let forbidden_lanes = config.forbidden_lanes;
     let delegate = config.sealed_stage.is_some();
+    // Public records cross into a sandboxed aggregation sealed, like the
+    // others.
+    let seal_public = config
+        .sealed_stage
+        .as_ref()
+        .is_some_and(|s| s.tier(Lane::Plaintext) > 0);
 
     timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
@@ -342,6 +349,7 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
                     query.classifier.clone(),
                     query.min_lane,
                     keys.sealer.clone(),
+                    seal_public,
                     Pipeline,
                 )
                 .ok_err(|r| r);
@@ -585,7 +593,7 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
             None if s == "mlock" => LockStatus::Locked,
             None => LockStatus::Empty,
         });
-        for lane in [Lane::AesGcm, Lane::Homomorphic] {
+        for lane in Lane::ALL {
             output.tiers.insert(
                 format!("aggregate[{}]", lane.name()),
                 stage.tier(lane).into(),

@@ -1,6 +1,7 @@
 //! The classify operator: evaluates the program's `@classifier` agent on
-//! every record and tags it with its lane. The records of the confidential
-//! lane leave it sealed: one AES-256-GCM batch per input batch, their
+//! every record and tags it with its lane. The records of the encrypted
+//! lanes (and of the public one, when its aggregation runs in a sandbox)
+//! leave it sealed: one AES-256-GCM batch per lane and input batch, their
 //! plaintext wiped.
 
 use std::rc::Rc;
@@ -31,14 +32,17 @@ pub trait Classify<'scope, T: Timestamp> {
     /// Tags each record with the lane `classifier` gives it (every record
     /// is public without a classifier), raised to `min_lane` when it is
     /// below (a policy requires that encryption), and seals the confidential ones
-    /// with `sealer`. A record on which the classifier fails becomes an
-    /// error naming its line, and so does a confidential record when there
-    /// is no sealer or sealing fails: nothing falls back to plaintext.
+    /// with `sealer` — and the public ones too when `seal_public` (their
+    /// aggregation runs in a sandbox, and they cross into it sealed). A
+    /// record on which the classifier fails becomes an error naming its
+    /// line, and so does a record to seal when there is no sealer or
+    /// sealing fails: nothing falls back to plaintext.
     fn classify<P>(
         self,
         classifier: Option<Classifier>,
         min_lane: Lane,
         sealer: Option<Arc<Sealer>>,
+        seal_public: bool,
         pact: P,
     ) -> StreamVec<'scope, T, Result<Routed, RowError>>
     where
@@ -51,6 +55,7 @@ impl<'scope, T: Timestamp> Classify<'scope, T> for StreamVec<'scope, T, Record> 
         classifier: Option<Classifier>,
         min_lane: Lane,
         sealer: Option<Arc<Sealer>>,
+        seal_public: bool,
         pact: P,
     ) -> StreamVec<'scope, T, Result<Routed, RowError>>
     where
@@ -61,7 +66,7 @@ impl<'scope, T: Timestamp> Classify<'scope, T> for StreamVec<'scope, T, Record> 
             move |input, output| {
                 input.for_each(|time, data| {
                     let mut session = output.session(&time);
-                    let mut sealed_lanes = [Plain::default(), Plain::default()];
+                    let mut sealed_lanes = [Plain::default(), Plain::default(), Plain::default()];
                     for record in data.drain(..) {
                         let lane = match classifier.as_ref() {
                             None => Ok(Lane::Plaintext),
@@ -73,17 +78,14 @@ impl<'scope, T: Timestamp> Classify<'scope, T> for StreamVec<'scope, T, Record> 
                         }
                         .map(|lane| lane.max(min_lane));
                         match lane {
-                            Ok(Lane::Plaintext) => {
+                            Ok(Lane::Plaintext) if !seal_public => {
                                 session.give(Ok(Routed::Clear(Lane::Plaintext, record)))
                             }
-                            Ok(lane) => sealed_lanes[lane.index() - 1].0.push(record),
+                            Ok(lane) => sealed_lanes[lane.index()].0.push(record),
                             Err(e) => session.give(Err(e)),
                         }
                     }
-                    for (lane, records) in [Lane::AesGcm, Lane::Homomorphic]
-                        .into_iter()
-                        .zip(sealed_lanes)
-                    {
+                    for (lane, records) in Lane::ALL.into_iter().zip(sealed_lanes) {
                         if records.0.is_empty() {
                             continue;
                         }
