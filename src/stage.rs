@@ -250,6 +250,7 @@ impl SealedStage for SandboxedStage {
             total.partials.extend(out.partials);
             total.errors.extend(out.errors);
             total.failures.extend(out.failures);
+            total.sandboxes.extend(out.sandboxes);
             total.memory_lock = match (total.memory_lock.take(), out.memory_lock) {
                 (Some(a), _) if a != "mlock" => Some(a),
                 (_, b) => b,
@@ -317,11 +318,21 @@ impl SandboxedStage {
             }
             let output: Output =
                 serde_json::from_slice(&out).context("the stage worker's answer")?;
+            let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e5).round() / 100.0;
             Ok(StageOutput {
                 partials: output.partials,
                 errors: output.errors,
                 failures: output.failures,
                 memory_lock: output.memory_lock,
+                sandboxes: vec![serde_json::json!({
+                    "tier": tier as u8,
+                    "runs_in": symbiont_sandbox::tier_backend(tier as u8),
+                    "batches": batches.len(),
+                    // From starting the sandbox to the worker's first byte
+                    // back (it answers once it has read every batch).
+                    "answer_ms": report.first_output.map(ms),
+                    "total_ms": ms(report.elapsed),
+                })],
             })
         };
         run().map_err(|e| format!("{e:#}"))

@@ -358,6 +358,18 @@ fn clinic_costs_runs_each_stage_in_its_tier() {
     ] {
         assert_eq!(meta["tiers"][stage], 0, "{stage}");
     }
+    // One sandbox per tier, each given batches, each timed.
+    let sandboxes = meta["sandboxes"].as_array().unwrap();
+    let tiers: Vec<&serde_json::Value> = sandboxes.iter().map(|s| &s["tier"]).collect();
+    assert_eq!(tiers, [2, 3], "{meta}");
+    for s in sandboxes {
+        assert!(s["batches"].as_u64().unwrap() >= 1, "{s}");
+        let answer = s["answer_ms"].as_f64().unwrap();
+        assert!(
+            0.0 < answer && answer <= s["total_ms"].as_f64().unwrap(),
+            "{s}"
+        );
+    }
     // gVisor may refuse mlock; either way it is said.
     let lock = meta["memory_lock"].as_str().unwrap();
     assert!(

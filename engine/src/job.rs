@@ -85,6 +85,9 @@ pub struct StageOutput {
     pub failures: Vec<RowError>,
     /// Whether its buffer was locked into RAM (`mlock`, `not locked: ...`).
     pub memory_lock: Option<String>,
+    /// One object per sandbox it ran: its tier, the batches it was given,
+    /// and how long it took to answer and to end (`_meta.sandboxes`).
+    pub sandboxes: Vec<serde_json::Value>,
 }
 
 /// The aggregation of the encrypted lanes, run outside the job's process
@@ -200,6 +203,8 @@ pub struct JobOutput {
     pub min_lane: Lane,
     /// Where each stage ran: `in process`, or a sandbox tier.
     pub tiers: BTreeMap<String, serde_json::Value>,
+    /// The sandboxes the job's stages ran in ([`StageOutput::sandboxes`]).
+    pub sandboxes: Vec<serde_json::Value>,
 }
 
 impl JobOutput {
@@ -222,6 +227,7 @@ impl JobOutput {
             "persisted": self.persisted.as_ref().map(|p| p.display().to_string()),
             "min_lane": self.min_lane.name(),
             "tiers": self.tiers,
+            "sandboxes": self.sandboxes,
             "memory_lock": match &self.memory_lock {
                 None => serde_json::Value::Null,
                 Some(LockStatus::Locked) => "mlock".into(),
@@ -548,6 +554,7 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
     let mut collected = std::mem::take(&mut *collected.lock().expect("the workers have finished"));
     let persist_error = collected.persist_error.take();
     let mut stage_lock = None;
+    let mut stage_sandboxes = Vec::new();
     if let Some(stage) = &config.sealed_stage {
         let sealed = std::mem::take(&mut collected.sealed);
         let out = stage.aggregate(query, sealed).map_err(JobError::Stage)?;
@@ -560,6 +567,7 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
         collected.partials.extend(out.partials);
         collected.errors.extend(out.errors);
         stage_lock = out.memory_lock;
+        stage_sandboxes = out.sandboxes;
     }
     let mut output = finish(query, config, workers, collected)?;
     if let Some(e) = persist_error {
@@ -587,6 +595,7 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
         })?;
         output.persisted = Some(p.dest.clone());
     }
+    output.sandboxes = stage_sandboxes;
     if let Some(stage) = &config.sealed_stage {
         output.memory_lock = stage_lock.map(|s| match s.strip_prefix("not locked: ") {
             Some(why) => LockStatus::Unlocked(why.to_owned()),
@@ -696,6 +705,7 @@ fn finish(
         .into_iter()
         .map(|s| (s.to_owned(), "in process".into()))
         .collect(),
+        sandboxes: Vec::new(),
     })
 }
 

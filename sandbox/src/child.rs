@@ -10,13 +10,40 @@ use std::time::Duration;
 /// on its own thread, so neither pipe can block the other.
 pub(crate) struct Piped {
     feeder: Option<JoinHandle<()>>,
-    reader: Option<JoinHandle<Vec<u8>>>,
+    reader: Option<JoinHandle<(Vec<u8>, Option<Duration>)>>,
+}
+
+/// Reads `from` to the end; what it read, and when (after `started`) the
+/// first byte came.
+pub(crate) fn read_all(
+    mut from: impl std::io::Read,
+    started: std::time::Instant,
+) -> (Vec<u8>, Option<Duration>) {
+    let mut out = Vec::new();
+    let mut first = None;
+    let mut buf = [0u8; 64 << 10];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                first.get_or_insert_with(|| started.elapsed());
+                out.extend_from_slice(&buf[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    (out, first)
 }
 
 impl Piped {
     /// Starts both threads for the pipes `child` has (spawned with piped
     /// stdin and stdout when `input` is given).
-    pub(crate) fn start(child: &mut Child, input: Option<Vec<u8>>) -> Piped {
+    pub(crate) fn start(
+        child: &mut Child,
+        input: Option<Vec<u8>>,
+        started: std::time::Instant,
+    ) -> Piped {
         let feeder = match (input, child.stdin.take()) {
             (Some(mut bytes), Some(mut stdin)) => Some(std::thread::spawn(move || {
                 use std::io::Write;
@@ -26,18 +53,16 @@ impl Piped {
             })),
             _ => None,
         };
-        let reader = child.stdout.take().map(|mut stdout| {
-            std::thread::spawn(move || {
-                let mut out = Vec::new();
-                let _ = std::io::Read::read_to_end(&mut stdout, &mut out);
-                out
-            })
-        });
+        let reader = child
+            .stdout
+            .take()
+            .map(|stdout| std::thread::spawn(move || read_all(stdout, started)));
         Piped { feeder, reader }
     }
 
-    /// Waits for both threads; what the child wrote on stdout.
-    pub(crate) fn finish(self) -> Vec<u8> {
+    /// Waits for both threads; what the child wrote on stdout, and when
+    /// its first byte came.
+    pub(crate) fn finish(self) -> (Vec<u8>, Option<Duration>) {
         if let Some(f) = self.feeder {
             let _ = f.join();
         }

@@ -132,7 +132,7 @@ pub(crate) fn run_with(
         path: runsc.clone(),
         source,
     })?;
-    let piped = Piped::start(&mut child, input);
+    let piped = Piped::start(&mut child, input, started);
     // At the timeout everything in the container is killed, and runsc with
     // it; meanwhile this thread waits for runsc.
     let mut kill_all = runsc_cmd(&["kill", "--all", &id, "KILL"]);
@@ -170,12 +170,13 @@ pub(crate) fn run_with(
     {
         let _ = std::fs::remove_dir(controller.path().join(&cgroups));
     }
-    let output = piped.finish();
+    let (output, first_output) = piped.finish();
     Ok((
         Report {
             outcome,
             pids_limited: false,
             elapsed: started.elapsed(),
+            first_output,
         },
         output,
     ))

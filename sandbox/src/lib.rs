@@ -112,6 +112,9 @@ pub struct Report {
     pub pids_limited: bool,
     /// Wall time from the call to the end.
     pub elapsed: Duration,
+    /// Wall time from the call to the first byte the command wrote back
+    /// (a stage's answer), when it was given input.
+    pub first_output: Option<Duration>,
 }
 
 /// Why a sandbox could not run.

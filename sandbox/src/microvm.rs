@@ -154,7 +154,7 @@ fn guest_root(busybox: &Path, dir: &Path) -> Result<Vec<String>, SandboxError> {
     std::fs::write(&init, INIT).map_err(io_err(&init))?;
     std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755))
         .map_err(io_err(&init))?;
-    Ok([
+    let mut files: Vec<String> = [
         "bin",
         "bin/busybox",
         "etc",
@@ -163,7 +163,22 @@ fn guest_root(busybox: &Path, dir: &Path) -> Result<Vec<String>, SandboxError> {
         "init",
     ]
     .map(String::from)
-    .to_vec())
+    .to_vec();
+    // A symlink per applet, made here rather than by the guest at boot
+    // (where each costs emulated time).
+    let list = Command::new(busybox)
+        .arg("--list")
+        .output()
+        .map_err(io_err(busybox))?;
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet.is_empty() || applet == "busybox" || applet.contains('/') {
+            continue;
+        }
+        let link = bin.join(applet);
+        std::os::unix::fs::symlink("busybox", &link).map_err(io_err(&link))?;
+        files.push(format!("bin/{applet}"));
+    }
+    Ok(files)
 }
 
 /// Writes the newc archive of `files` (relative to `dir`, parents first)
@@ -193,44 +208,6 @@ fn cpio(busybox: &Path, dir: &Path, files: &[String], out: &Path) -> Result<(), 
         return Err(SandboxError::InitFailed("busybox cpio failed".into()));
     }
     Ok(())
-}
-
-/// The initramfs of `symbi sandbox run` (the guest root above), built once
-/// per busybox into the temporary directory.
-fn initramfs(busybox: &Path) -> Result<PathBuf, SandboxError> {
-    let len = std::fs::metadata(busybox).map_err(io_err(busybox))?.len();
-    // Named by busybox's size and the init's text, so that a changed init
-    // is never served from an old image.
-    let init_hash = INIT.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    let image = std::env::temp_dir().join(format!(
-        "symbiont-guest-initramfs-{len}-{init_hash:016x}.cpio"
-    ));
-    // An image someone else made, or could change, is never booted.
-    let trusted = |p: &Path| {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::symlink_metadata(p).is_ok_and(|m| {
-            m.is_file() && m.uid() == nix::unistd::geteuid().as_raw() && m.mode() & 0o022 == 0
-        })
-    };
-    if trusted(&image) {
-        return Ok(image);
-    }
-    let image = match image.exists() {
-        false => image,
-        true => image.with_extension(format!("{}-{}.cpio", std::process::id(), crate::unique())),
-    };
-    let dir = crate::native::RootDir::empty(&format!(
-        "symbiont-guest-build-{}-{}",
-        std::process::id(),
-        crate::unique()
-    ))?;
-    let files = guest_root(busybox, dir.path())?;
-    let building = image.with_extension(format!("{}.tmp", std::process::id()));
-    cpio(busybox, dir.path(), &files, &building)?;
-    std::fs::rename(&building, &image).map_err(io_err(&image))?;
-    Ok(image)
 }
 
 /// The kernel modules a stage's guest loads for its virtio-serial port,
@@ -263,20 +240,67 @@ pub(crate) fn find_modules() -> Result<PathBuf, SandboxError> {
     }
 }
 
-/// The initramfs of a stage (or of a command with files bound in), in
-/// `dir`: the guest root, the modules of a virtio-serial port under
-/// `/lib/modules/`, and `binds` (the worker and the libraries it loads)
-/// copied to their paths inside.
-fn stage_initramfs(
-    busybox: &Path,
-    binds: &[(PathBuf, PathBuf)],
-    dir: &Path,
-) -> Result<PathBuf, SandboxError> {
-    let modules = find_modules()?;
-    let root = dir.join("root");
-    std::fs::create_dir_all(&root).map_err(io_err(&root))?;
-    let mut files = guest_root(busybox, &root)?;
-    let mut copy = |host: &Path, inside: &Path| -> Result<(), SandboxError> {
+/// FNV-1a, folding `bytes` into `h`: names cached images.
+fn fnv(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
+}
+
+/// The initramfs: the guest root above and `binds` (a stage's worker and
+/// the libraries it loads, or files bound with `--bind`) copied to their
+/// paths inside, with the modules of a virtio-serial port under
+/// `/lib/modules/` when there are binds. Built once per content into the
+/// temporary directory, named by a hash of the init's text and of every
+/// file's path, size and time (so a changed input is never served from an
+/// old image); an image there that is not ours, or that others could
+/// write, is never booted.
+fn image(busybox: &Path, binds: &[(PathBuf, PathBuf)]) -> Result<PathBuf, SandboxError> {
+    use std::os::unix::fs::MetadataExt;
+    let modules = match binds.is_empty() {
+        true => None,
+        false => Some(find_modules()?),
+    };
+    let mut sources: Vec<(PathBuf, PathBuf)> = vec![(busybox.to_owned(), "/bin/busybox".into())];
+    for m in modules
+        .iter()
+        .flat_map(|dir| MODULES.map(|m| dir.join(format!("{m}.ko"))))
+    {
+        let inside = Path::new("/lib/modules").join(m.file_name().unwrap_or_default());
+        sources.push((m, inside));
+    }
+    sources.extend(binds.iter().cloned());
+    let mut h = fnv(0xcbf2_9ce4_8422_2325, INIT.as_bytes());
+    for (host, inside) in &sources {
+        let m = std::fs::metadata(host).map_err(io_err(host))?;
+        h = fnv(h, host.as_os_str().as_encoded_bytes());
+        h = fnv(h, inside.as_os_str().as_encoded_bytes());
+        h = fnv(h, &m.len().to_le_bytes());
+        h = fnv(h, &m.mtime().to_le_bytes());
+        h = fnv(h, &m.mtime_nsec().to_le_bytes());
+    }
+    let kind = if binds.is_empty() { "base" } else { "stage" };
+    let image = std::env::temp_dir().join(format!("symbiont-guest-{kind}-{h:016x}.cpio"));
+    let trusted = |p: &Path| {
+        std::fs::symlink_metadata(p).is_ok_and(|m| {
+            m.is_file() && m.uid() == nix::unistd::geteuid().as_raw() && m.mode() & 0o022 == 0
+        })
+    };
+    if trusted(&image) {
+        return Ok(image);
+    }
+    let image = match image.exists() {
+        false => image,
+        true => image.with_extension(format!("{}-{}.cpio", std::process::id(), crate::unique())),
+    };
+    let dir = crate::native::RootDir::empty(&format!(
+        "symbiont-guest-build-{}-{}",
+        std::process::id(),
+        crate::unique()
+    ))?;
+    let root = dir.path();
+    let mut files = guest_root(busybox, root)?;
+    for (host, inside) in &sources[1..] {
         let rel = inside.strip_prefix("/").unwrap_or(inside);
         let mut parent = PathBuf::new();
         for part in rel.parent().into_iter().flat_map(Path::components) {
@@ -287,21 +311,13 @@ fn stage_initramfs(
                 files.push(name);
             }
         }
-        std::fs::copy(host, root.join(rel)).map_err(io_err(host))?;
+        let copied = root.join(rel);
+        std::fs::copy(host, &copied).map_err(io_err(host))?;
         files.push(rel.to_string_lossy().into_owned());
-        Ok(())
-    };
-    for m in MODULES {
-        let name = format!("{m}.ko");
-        copy(&modules.join(&name), &Path::new("/lib/modules").join(&name))?;
-    }
-    for (host, inside) in binds {
-        copy(host, inside)?;
         // The guest holds its root in RAM: without debug information a
-        // test build's worker is a tenth of its size (binutils' `strip`,
-        // where installed; the copy stays as it is otherwise).
-        let copied = root.join(inside.strip_prefix("/").unwrap_or(inside));
-        if let Some(strip) = which("strip") {
+        // build's worker is a sixth of its size (binutils' `strip`, where
+        // installed; the copy stays as it is otherwise).
+        if let Some(strip) = which("strip").filter(|_| !inside.starts_with("/lib/modules")) {
             let _ = Command::new(strip)
                 .arg("--strip-debug")
                 .arg(&copied)
@@ -310,8 +326,9 @@ fn stage_initramfs(
                 .status();
         }
     }
-    let image = dir.join("initramfs.cpio");
-    cpio(busybox, &root, &files, &image)?;
+    let building = image.with_extension(format!("{}-{}.tmp", std::process::id(), crate::unique()));
+    cpio(busybox, root, &files, &building)?;
+    std::fs::rename(&building, &image).map_err(io_err(&image))?;
     Ok(image)
 }
 
@@ -347,21 +364,21 @@ pub(crate) fn run_stage(
 /// reads the answer to the end (QEMU's exit closes it).
 struct Port {
     path: PathBuf,
-    thread: std::thread::JoinHandle<Vec<u8>>,
+    thread: std::thread::JoinHandle<(Vec<u8>, Option<std::time::Duration>)>,
 }
 
 impl Port {
-    fn listen(path: PathBuf, mut input: Vec<u8>) -> Result<Port, SandboxError> {
+    fn listen(path: PathBuf, mut input: Vec<u8>, started: Instant) -> Result<Port, SandboxError> {
         let listener = std::os::unix::net::UnixListener::bind(&path).map_err(io_err(&path))?;
         let thread = std::thread::spawn(move || {
             let Ok((stream, _)) = listener.accept() else {
-                return Vec::new();
+                return (Vec::new(), None);
             };
             drop(listener);
             // The guest says when its end is open (see the init above).
             let mut ready = [0u8; 1];
             if std::io::Read::read_exact(&mut &stream, &mut ready).is_err() || ready != *b"R" {
-                return Vec::new();
+                return (Vec::new(), None);
             }
             let feeder = stream.try_clone().map(|mut s| {
                 std::thread::spawn(move || {
@@ -370,8 +387,7 @@ impl Port {
                     zeroize::Zeroize::zeroize(&mut input);
                 })
             });
-            let mut out = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut &stream, &mut out);
+            let out = crate::child::read_all(&stream, started);
             if let Ok(f) = feeder {
                 let _ = f.join();
             }
@@ -382,7 +398,7 @@ impl Port {
 
     /// Once QEMU has ended: unblocks the accept if it never connected (a
     /// connection of our own, fed and closed), and returns the answer.
-    fn finish(self) -> Vec<u8> {
+    fn finish(self) -> (Vec<u8>, Option<std::time::Duration>) {
         if !self.thread.is_finished() {
             let _ = std::os::unix::net::UnixStream::connect(&self.path);
         }
@@ -408,21 +424,22 @@ fn boot(
         std::process::id(),
         crate::unique()
     ))?;
-    let (initrd, extra_mib) = match (binds.is_empty(), &input) {
-        (true, None) => (initramfs(&busybox)?, 0),
-        _ => {
-            let image = stage_initramfs(&busybox, &binds, scratch.path())?;
-            // The unpacked root lives in the guest's RAM, beside the image.
-            let len = std::fs::metadata(&image).map_err(io_err(&image))?.len();
-            (image, 2 * (len >> 20) + 1)
-        }
+    let initrd = image(&busybox, &binds)?;
+    // The unpacked root lives in the guest's RAM, beside the image.
+    let extra_mib = match binds.is_empty() {
+        true => 0,
+        false => 2 * (std::fs::metadata(&initrd).map_err(io_err(&initrd))?.len() >> 20) + 1,
     };
     let script: Vec<String> = command.iter().map(|a| quote(a)).collect();
     // `tsc_early_khz`: under TCG the guest cannot calibrate its TSC (no
     // PIT, HPET or PM timer on microvm) and, about one boot in three, hung
     // there; giving the rate skips the calibration (40 of 40 boots here).
+    // `cryptomgr.notests`: the kernel's self-tests of its own crypto
+    // algorithms took 0.4 s of emulated boot (`initcall_debug`), and
+    // nothing in the guest uses kernel crypto (the worker's AES is its
+    // own); boot median 2.79 -> 2.22 s.
     let append = format!(
-        "console=ttyS0 loglevel=1 quiet panic=-1 reboot=t tsc_early_khz=2000000 symbiont.cmd={} symbiont.pids={} symbiont.scratch={} symbiont.port={}",
+        "console=ttyS0 loglevel=1 quiet panic=-1 reboot=t tsc_early_khz=2000000 cryptomgr.notests symbiont.cmd={} symbiont.pids={} symbiont.scratch={} symbiont.port={}",
         {
             use base64::Engine;
             base64::engine::general_purpose::STANDARD.encode(script.join(" "))
@@ -463,7 +480,7 @@ fn boot(
                     "-device",
                     "virtserialport,chardev=stage,name=symbiont.stage",
                 ]);
-            Some(Port::listen(path, input)?)
+            Some(Port::listen(path, input, started)?)
         }
     };
     // Firecracker, where it and KVM exist, runs commands (a stage's port
@@ -560,7 +577,7 @@ fn boot(
         }
     }
     let status = child.wait();
-    let output = port.map(Port::finish).unwrap_or_default();
+    let (output, first_output) = port.map(Port::finish).unwrap_or_default();
     let qemu_err = std::fs::read_to_string(&err_path).unwrap_or_default();
     let timed_out = watchdog.disarm();
     let outcome = match exit {
@@ -590,6 +607,7 @@ fn boot(
             outcome,
             pids_limited: false,
             elapsed: started.elapsed(),
+            first_output,
         },
         output,
     ))

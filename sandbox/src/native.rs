@@ -254,7 +254,7 @@ pub(crate) fn run_with(
     }
     cgroup.add(pid.as_raw())?;
     kill(pid, Signal::SIGCONT).map_err(step("resuming init"))?;
-    let piped = Piped::start(&mut child, input);
+    let piped = Piped::start(&mut child, input, started);
 
     // A watchdog kills everything in the sandbox (all of it is in the
     // cgroup) at the timeout; meanwhile this thread blocks in waitpid.
@@ -295,12 +295,13 @@ pub(crate) fn run_with(
         Outcome::Signaled(9) if cgroup.oom_killed() => Outcome::MemoryLimit,
         o => o,
     };
-    let output = piped.finish();
+    let (output, first_output) = piped.finish();
     Ok((
         Report {
             outcome,
             pids_limited: cgroup.pids_limited(),
             elapsed: started.elapsed(),
+            first_output,
         },
         output,
     ))
