@@ -584,6 +584,42 @@ fn an_unmeetable_requirement_is_an_error_before_the_job() {
 }
 
 #[test]
+fn tier_requirements_are_met_by_raising_and_caps_are_errors() {
+    let dir = scratch("require-tier");
+    let program = dir.join("p.symbi");
+    let check = |require: &str| {
+        let text = std::fs::read_to_string("examples/clinic_costs.symbi")
+            .unwrap()
+            .replace("require: [audit_trail == true];", require);
+        std::fs::write(&program, text).unwrap();
+        symbi(&["check", program.to_str().unwrap()], &dir)
+    };
+    // Met by raising the compute stages (tests/sandbox.rs runs them).
+    for met in ["require: [tier >= 2];", "require: [tier > 2];"] {
+        let o = check(met);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{met}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // A cap cannot be guaranteed: the risk table may put a stage higher.
+    for cap in [
+        "require: [tier <= 2];",
+        "require: [tier == 1];",
+        "require: [tier >= 1, tier < 3];",
+    ] {
+        let o = check(cap);
+        assert_eq!(o.status.code(), Some(2), "{cap}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("error[E0402]"), "{cap}: {err}");
+        assert!(err.contains("by raising stages"), "{cap}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn principal_conditions_are_enforced_at_run_time_and_audited() {
     let dir = scratch("runtime");
     let program = dir.join("p.symbi");

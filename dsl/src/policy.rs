@@ -575,6 +575,32 @@ pub fn check_policies_with(program: &Program, dataset: &[Policy], origin: &str) 
                 ..p.clone()
             })
             .collect();
+        // Tiers are met by raising stages, never by lowering them: a
+        // requirement that caps the tier cannot be guaranteed.
+        if let Some((policy, c)) = applicable.iter().find_map(|p| {
+            p.require
+                .iter()
+                .find(|c| c.attribute == TIER && !matches!(c.op, CmpOp::Ge | CmpOp::Gt))
+                .map(|c| (p, c))
+        }) {
+            diagnostics.push(
+                Diagnostic::error(
+                    Code::E0402,
+                    action.span,
+                    format!(
+                        "policy `{}` requires `tier {} {}`; this build meets tier requirements \
+                         by raising stages (`tier >= N`), so `{}` in `{}` cannot run",
+                        policy.name,
+                        c.op.symbol(),
+                        c.value,
+                        action.name,
+                        action.agent
+                    ),
+                )
+                .with_note("the risk table may put a stage higher (docs/SANDBOX.md)"),
+            );
+            continue;
+        }
         let Ok(compiled) = CompiledPolicies::compile(&applicable) else {
             continue;
         };
