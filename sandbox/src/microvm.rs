@@ -328,6 +328,12 @@ fn image(busybox: &Path, binds: &[(PathBuf, PathBuf)]) -> Result<PathBuf, Sandbo
     }
     let building = image.with_extension(format!("{}-{}.tmp", std::process::id(), crate::unique()));
     cpio(busybox, root, &files, &building)?;
+    // Only its owner (who boots it) reads it: it may hold a `--bind` file.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&building, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err(&building))?;
+    }
     std::fs::rename(&building, &image).map_err(io_err(&image))?;
     Ok(image)
 }
