@@ -206,6 +206,9 @@ pub(crate) fn run_with(
     input: Option<Vec<u8>>,
 ) -> Result<(Report, Vec<u8>), SandboxError> {
     let started = Instant::now();
+    // The cgroup migration lock's grace period, overlapped with the setup
+    // below and init's start (see `Cgroup::warm_up`).
+    let warming = Cgroup::warm_up();
     let busybox = find_busybox()?;
     let root = shared_root(&busybox)?;
     mount_points(&root, &binds)?;
@@ -252,6 +255,7 @@ pub(crate) fn run_with(
         let path = PathBuf::from(format!("/proc/{pid}/{file}"));
         std::fs::write(&path, &maps).map_err(|source| SandboxError::Root { path, source })?;
     }
+    let _ = warming.join();
     cgroup.add(pid.as_raw())?;
     kill(pid, Signal::SIGCONT).map_err(step("resuming init"))?;
     let piped = Piped::start(&mut child, input, started);
