@@ -651,7 +651,7 @@ fn execute(
         done.store(true, Ordering::Relaxed);
         let _ = thread.join();
     }
-    let mut output = match result {
+    let output = match result {
         Ok(output) => output,
         Err(symbiont_engine::JobError::Suspended { lane, line, .. }) => {
             return Ok(Err(Failure::Suspended { lane, line }));
@@ -666,10 +666,6 @@ fn execute(
             "symbi: warning: decrypted batches could not be locked into RAM ({why}); they were still zeroized after use"
         );
     }
-    output.tiers = running
-        .iter()
-        .map(|n| (crate::stage::stage_name(n), n.tier.into()))
-        .collect();
     let text = match args.format {
         Output::Json => serde_json::to_string_pretty(&with_meta(&output, &running))? + "\n",
         Output::Table => table(&output),
@@ -746,7 +742,13 @@ fn with_meta(output: &JobOutput, running: &[&symbiont_operators::PlanNode]) -> s
         }
     };
     let mut meta = output.meta();
-    // Which rule chose each stage's tier, and what provides it here.
+    // Each stage's tier (from the plan, which the job followed), the rule
+    // that chose it, and what provides it here.
+    meta["tiers"] = running
+        .iter()
+        .map(|n| (crate::stage::stage_name(n), n.tier.into()))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
     meta["tier_rules"] = running
         .iter()
         .map(|n| (crate::stage::stage_name(n), n.tier_rule.into()))

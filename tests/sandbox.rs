@@ -292,27 +292,13 @@ fn doctor_lists_every_tier() {
 
 #[test]
 fn clinic_costs_runs_each_stage_in_its_tier() {
-    let dir = std::env::temp_dir().join(format!("symbi-stage-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let symbi = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_symbi"))
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("XDG_STATE_HOME", dir.join("state"))
-            .env("XDG_DATA_HOME", dir.join("data"))
-            .output()
-            .unwrap()
-    };
-    let store = dir.join("store");
-    let o = symbi(&[
-        "run",
+    let jobs = Jobs::new("stage");
+    let store = jobs.0.join("store");
+    let o = jobs.run(
         "examples/clinic_costs.symbi",
-        "--input",
-        "patients=examples/data/patients.csv",
-        "--persist-encrypted",
-        store.to_str().unwrap(),
-    ]);
+        &["--persist-encrypted", store.to_str().unwrap()],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let expected: serde_json::Value = serde_json::from_str(
@@ -391,19 +377,21 @@ fn clinic_costs_runs_each_stage_in_its_tier() {
         at += 4 + len;
     }
     std::fs::write(&file, &bytes).unwrap();
-    let o = symbi(&[
-        "run",
-        "examples/clinic_costs.symbi",
-        "--input",
-        &format!("patients={}", store.display()),
-    ]);
+    let o = jobs.symbi(
+        &[
+            "run",
+            "examples/clinic_costs.symbi",
+            "--input",
+            &format!("patients={}", store.display()),
+        ],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     assert!(
         text(&o.stderr).contains("failed authentication"),
         "{}",
         text(&o.stderr)
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A scratch tree for one test's jobs, and `symbi` run inside it with
@@ -429,21 +417,29 @@ impl Jobs {
         path.display().to_string()
     }
 
-    fn run(&self, program: &str, env: &[(&str, &str)]) -> Output {
+    /// `symbi ARGS...` with this tree's state and keystore, and `env`.
+    fn symbi(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut c = Command::new(env!("CARGO_BIN_EXE_symbi"));
-        c.args([
-            "run",
-            program,
-            "--input",
-            "patients=examples/data/patients.csv",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("XDG_STATE_HOME", self.0.join("state"))
-        .env("XDG_DATA_HOME", self.0.join("data"));
+        c.args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("XDG_STATE_HOME", self.0.join("state"))
+            .env("XDG_DATA_HOME", self.0.join("data"));
         for (k, v) in env {
             c.env(k, v);
         }
         c.output().unwrap()
+    }
+
+    /// `symbi run PROGRAM` over the sample patients, with `extra` flags.
+    fn run(&self, program: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut args = vec![
+            "run",
+            program,
+            "--input",
+            "patients=examples/data/patients.csv",
+        ];
+        args.extend_from_slice(extra);
+        self.symbi(&args, env)
     }
 }
 
@@ -465,7 +461,7 @@ fn a_policy_raises_the_compute_stages_to_the_tier_it_requires() {
             "require: [audit_trail == true, encryption == \"aes-256-gcm\", tier >= 3];",
         )
     });
-    let o = jobs.run(&program, &[]);
+    let o = jobs.run(&program, &[], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["seniors"], 771);
@@ -511,7 +507,7 @@ fn an_agents_sandbox_entry_raises_its_stages() {
             "classifier = \"triage\", sandbox = \"microvm\",",
         )
     });
-    let o = jobs.run(&program, &[]);
+    let o = jobs.run(&program, &[], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["_meta"]["tiers"]["aggregate[aes_gcm]"], 3);
@@ -522,7 +518,7 @@ fn an_agents_sandbox_entry_raises_its_stages() {
             "classifier = \"triage\", sandbox = \"docker\",",
         )
     });
-    let o = jobs.run(&bad, &[]);
+    let o = jobs.run(&bad, &[], &[]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
     assert!(
         text(&o.stderr).contains("error[E0210]"),
@@ -538,21 +534,11 @@ fn a_required_tier_puts_the_public_lanes_aggregation_in_a_sandbox() {
         s.replace(REQUIRE, "require: [audit_trail == true, tier >= 2];")
     });
     let store = jobs.0.join("store");
-    let mut c = Command::new(env!("CARGO_BIN_EXE_symbi"));
-    let o = c
-        .args([
-            "run",
-            &program,
-            "--input",
-            "patients=examples/data/patients.csv",
-            "--persist-encrypted",
-            store.to_str().unwrap(),
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("XDG_STATE_HOME", jobs.0.join("state"))
-        .env("XDG_DATA_HOME", jobs.0.join("data"))
-        .output()
-        .unwrap();
+    let o = jobs.run(
+        &program,
+        &["--persist-encrypted", store.to_str().unwrap()],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["patients"], 2000);
@@ -581,7 +567,7 @@ fn a_tier_the_host_cannot_provide_fails_the_job_before_it_starts() {
     let jobs = Jobs::new("missing-tier");
     let program = "examples/clinic_costs.symbi";
     // No runsc, no QEMU on PATH: tiers 2 and 3 are missing.
-    let o = jobs.run(program, &[("PATH", "/nonexistent")]);
+    let o = jobs.run(program, &[], &[("PATH", "/nonexistent")]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     let err = text(&o.stderr);
     assert!(
@@ -612,6 +598,7 @@ fn a_tier_the_host_cannot_provide_fails_the_job_before_it_starts() {
     // Without the guest kernel, tier 3 is missing.
     let o = jobs.run(
         program,
+        &[],
         &[("SYMBIONT_GUEST_KERNEL", "/nonexistent/vmlinuz")],
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
@@ -627,21 +614,9 @@ fn a_stage_past_its_timeout_or_memory_limit_fails_the_job_naming_it() {
     let jobs = Jobs::new("stage-limits");
     let out = jobs.0.join("result.json");
     let run = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_symbi"))
-            .args([
-                "run",
-                "examples/clinic_costs.symbi",
-                "--input",
-                "patients=examples/data/patients.csv",
-                "--out",
-                out.to_str().unwrap(),
-            ])
-            .args(extra)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("XDG_STATE_HOME", jobs.0.join("state"))
-            .env("XDG_DATA_HOME", jobs.0.join("data"))
-            .output()
-            .unwrap()
+        let mut args = vec!["--out", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        jobs.run("examples/clinic_costs.symbi", &args, &[])
     };
     let o = run(&["--stage-timeout", "1ms"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));

@@ -201,8 +201,6 @@ pub struct JobOutput {
     /// The lane every record was raised to at least, by a policy's
     /// encryption requirement.
     pub min_lane: Lane,
-    /// Where each stage ran: `in process`, or a sandbox tier.
-    pub tiers: BTreeMap<String, serde_json::Value>,
     /// The sandboxes the job's stages ran in ([`StageOutput::sandboxes`]).
     pub sandboxes: Vec<serde_json::Value>,
 }
@@ -226,7 +224,6 @@ impl JobOutput {
             "workers": self.workers,
             "persisted": self.persisted.as_ref().map(|p| p.display().to_string()),
             "min_lane": self.min_lane.name(),
-            "tiers": self.tiers,
             "sandboxes": self.sandboxes,
             "memory_lock": match &self.memory_lock {
                 None => serde_json::Value::Null,
@@ -596,18 +593,12 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
         output.persisted = Some(p.dest.clone());
     }
     output.sandboxes = stage_sandboxes;
-    if let Some(stage) = &config.sealed_stage {
+    if config.sealed_stage.is_some() {
         output.memory_lock = stage_lock.map(|s| match s.strip_prefix("not locked: ") {
             Some(why) => LockStatus::Unlocked(why.to_owned()),
             None if s == "mlock" => LockStatus::Locked,
             None => LockStatus::Empty,
         });
-        for lane in Lane::ALL {
-            output.tiers.insert(
-                format!("aggregate[{}]", lane.name()),
-                stage.tier(lane).into(),
-            );
-        }
     }
     Ok(output)
 }
@@ -693,18 +684,6 @@ fn finish(
         memory_lock: config.keys.opener.as_ref().and_then(|o| o.lock_status()),
         persisted: None,
         min_lane: query.min_lane,
-        tiers: [
-            "source",
-            "classify",
-            "aggregate[plaintext]",
-            "aggregate[aes_gcm]",
-            "aggregate[homomorphic]",
-            "merge",
-            "sink",
-        ]
-        .into_iter()
-        .map(|s| (s.to_owned(), "in process".into()))
-        .collect(),
         sandboxes: Vec::new(),
     })
 }

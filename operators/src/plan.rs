@@ -97,6 +97,13 @@ impl Plan {
     /// The plan of `query`, reading its input in `format` (`csv`, ...),
     /// or in the format its file's extension gives when `None`.
     pub fn of(query: &Query, format: Option<&str>) -> Plan {
+        Plan::for_job(query, format, false)
+    }
+
+    /// The plan of a job over `query`'s input: as [`Plan::of`], where
+    /// `stored` says the input is an encrypted dataset, whose sealed
+    /// batches keep their lanes whatever this program's classifier says.
+    pub fn for_job(query: &Query, format: Option<&str>, stored: bool) -> Plan {
         let mut nodes: Vec<PlanNode> = Vec::new();
         let mut add = |op, label: String, lane: Option<Lane>, status, inputs: Vec<usize>| {
             let id = nodes.len();
@@ -231,15 +238,6 @@ impl Plan {
             agent: query.agent.clone(),
             nodes,
         };
-        plan.assign_tiers(query, false);
-        plan
-    }
-
-    /// The plan of a job over `query`'s input: as [`Plan::of`], where
-    /// `stored` says the input is an encrypted dataset, whose sealed
-    /// batches keep their lanes whatever this program's classifier says.
-    pub fn for_job(query: &Query, format: Option<&str>, stored: bool) -> Plan {
-        let mut plan = Plan::of(query, format);
         plan.assign_tiers(query, stored);
         plan
     }

@@ -22,11 +22,7 @@ pub(crate) fn find() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("SYMBIONT_FIRECRACKER") {
         return Some(PathBuf::from(p));
     }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("firecracker"))
-            .find(|p| p.is_file())
-    })
+    crate::which("firecracker")
 }
 
 /// Whether tier 3 uses Firecracker here, and why (not).

@@ -14,16 +14,10 @@ use crate::{Limits, Outcome, Report, SandboxError};
 
 /// `runsc` on `PATH`, or what is missing.
 pub(crate) fn find_runsc() -> Result<PathBuf, SandboxError> {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|p| p.join("runsc"))
-                .find(|p| p.exists())
-        })
-        .ok_or(SandboxError::Unsupported {
-            tier: 2,
-            missing: "runsc (install the Debian package runsc)".into(),
-        })
+    crate::which("runsc").ok_or(SandboxError::Unsupported {
+        tier: 2,
+        missing: "runsc (install the Debian package runsc)".into(),
+    })
 }
 
 /// The platform `runsc` uses.

@@ -165,6 +165,15 @@ pub enum SandboxError {
     InitFailed(String),
 }
 
+/// The first `bin` on `PATH`.
+pub(crate) fn which(bin: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(bin))
+            .find(|p| p.exists())
+    })
+}
+
 pub(crate) fn unique() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)

@@ -30,17 +30,9 @@ const OOM_MARK: &str = "SYMBIONT-OOM";
 /// reports its exit status, powers off.
 const INIT: &str = include_str!("../guest/init");
 
-fn which(bin: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(bin))
-            .find(|p| p.exists())
-    })
-}
-
 /// QEMU, or what is missing.
 pub(crate) fn find_qemu() -> Result<PathBuf, SandboxError> {
-    which("qemu-system-x86_64").ok_or(SandboxError::Unsupported {
+    crate::which("qemu-system-x86_64").ok_or(SandboxError::Unsupported {
         tier: 3,
         missing: "qemu-system-x86_64 (install the Debian package qemu-system-x86)".into(),
     })
@@ -317,7 +309,7 @@ fn image(busybox: &Path, binds: &[(PathBuf, PathBuf)]) -> Result<PathBuf, Sandbo
         // The guest holds its root in RAM: without debug information a
         // build's worker is a sixth of its size (binutils' `strip`, where
         // installed; the copy stays as it is otherwise).
-        if let Some(strip) = which("strip").filter(|_| !inside.starts_with("/lib/modules")) {
+        if let Some(strip) = crate::which("strip").filter(|_| !inside.starts_with("/lib/modules")) {
             let _ = Command::new(strip)
                 .arg("--strip-debug")
                 .arg(&copied)
@@ -495,45 +487,39 @@ fn boot(
         None => crate::firecracker::usable().ok(),
         Some(_) => None,
     };
-    let mut child = match &firecracker {
-        None => qemu_cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(err_file)
-            .spawn()
-            .map_err(|source| SandboxError::Spawn {
-                path: qemu.clone(),
-                source,
-            })?,
+    let (mut vmm, vmm_path, api) = match &firecracker {
+        None => (qemu_cmd, qemu.clone(), None),
         Some(bin) => {
             let api = scratch.path().join("firecracker.sock");
-            let mut child = Command::new(bin)
-                .arg("--api-sock")
-                .arg(&api)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(err_file)
-                .spawn()
-                .map_err(|source| SandboxError::Spawn {
-                    path: bin.clone(),
-                    source,
-                })?;
-            // Its API socket appears once it is up.
-            let waiting = Instant::now();
-            while !api.exists() && waiting.elapsed() < std::time::Duration::from_secs(5) {
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-            let boot_args = append.replace("reboot=t", "reboot=k pci=off");
-            if let Err(e) = crate::firecracker::configure_and_start(
-                &api, &kernel, &initrd, &boot_args, memory_mib,
-            ) {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(e);
-            }
-            child
+            let mut c = Command::new(bin);
+            c.arg("--api-sock").arg(&api);
+            (c, bin.clone(), Some(api))
         }
     };
+    let mut child = vmm
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(err_file)
+        .spawn()
+        .map_err(|source| SandboxError::Spawn {
+            path: vmm_path,
+            source,
+        })?;
+    if let Some(api) = api {
+        // Firecracker's API socket appears once it is up.
+        let waiting = Instant::now();
+        while !api.exists() && waiting.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let boot_args = append.replace("reboot=t", "reboot=k pci=off");
+        if let Err(e) =
+            crate::firecracker::configure_and_start(&api, &kernel, &initrd, &boot_args, memory_mib)
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    }
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let watchdog = Watchdog::start(
         limits.timeout.saturating_sub(started.elapsed()),

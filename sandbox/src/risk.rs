@@ -214,6 +214,18 @@ mod tests {
         }
     }
 
+    /// The classify stage: the owner's, running the classifier over every
+    /// record in the clear.
+    fn owner() -> StageFacts {
+        StageFacts {
+            boundary: Boundary::Owner,
+            sees: Sees::Restricted,
+            decrypts: false,
+            user_code: true,
+            reachable: true,
+        }
+    }
+
     #[test]
     fn the_table() {
         let cases = [
@@ -240,14 +252,7 @@ mod tests {
             let a = assess(&facts, &[]);
             assert_eq!((a.tier, a.rule), (tier, rule), "{facts:?}");
         }
-        let owner = StageFacts {
-            boundary: Boundary::Owner,
-            sees: Sees::Restricted,
-            decrypts: false,
-            user_code: true,
-            reachable: true,
-        };
-        assert_eq!(assess(&owner, &[]).rule, "owner");
+        assert_eq!(assess(&owner(), &[]).rule, "owner");
         let merge = StageFacts {
             boundary: Boundary::Output,
             sees: Sees::Aggregates,
@@ -280,14 +285,7 @@ mod tests {
         }];
         assert_eq!(assess(&compute(Sees::Restricted, true, true), &low).tier, 3);
         // The owner's stages and merge stay where the table puts them.
-        let owner = StageFacts {
-            boundary: Boundary::Owner,
-            sees: Sees::Restricted,
-            decrypts: false,
-            user_code: true,
-            reachable: true,
-        };
-        assert_eq!(assess(&owner, &req).tier, 0);
+        assert_eq!(assess(&owner(), &req).tier, 0);
         // A stage no record reaches has nothing to isolate.
         let empty = StageFacts {
             reachable: false,
