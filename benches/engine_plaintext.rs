@@ -30,6 +30,7 @@ fn bench(c: &mut Criterion) {
             persist: None,
             forbidden_lanes: [false; 3],
             sealed_stage: None,
+            homomorphic: None,
         };
         group.bench_function(format!("{workers}_workers"), |b| {
             b.iter(|| run_batch(&query, &config).unwrap())

@@ -93,7 +93,7 @@ pub(crate) fn init(
     let pass = passphrase(passphrase_env)?;
     let report = Keystore::init(&dir, pass.as_deref().map(|p| p.as_slice()))?;
     println!(
-        "created the keystore {}\n  master key {} ({})\n  audit signing key {}\n  tfhe/ (for the homomorphic lane's keys)",
+        "created the keystore {}\n  master key {} ({})\n  audit signing key {}\n  tfhe/additive_public.key, tfhe/additive_secret.key (the homomorphic lane's key pair; docs/FHE.md)",
         dir.display(),
         report.master_id,
         if report.sealed {
@@ -171,10 +171,12 @@ pub(crate) fn list(dir: Option<&Path>, json: bool) -> Result<u8> {
     }
     println!(
         "  tfhe keys   {}",
-        if l.tfhe_dir {
-            "tfhe/ (empty until the homomorphic lane)"
-        } else {
-            "no tfhe/ directory"
+        match (l.tfhe_dir, l.tfhe_keys) {
+            (_, true) =>
+                "tfhe/additive_public.key, tfhe/additive_secret.key (the homomorphic lane)",
+            (true, false) =>
+                "tfhe/ holds no key pair (a keystore made before the homomorphic lane)",
+            (false, _) => "no tfhe/ directory",
         }
     );
     if l.data_keys.is_empty() {

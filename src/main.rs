@@ -332,7 +332,8 @@ enum SandboxCommand {
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// Create a keystore: a master key (sealed under a passphrase with
-    /// Argon2id if one is given), the audit signing key, and `tfhe/`. The
+    /// Argon2id if one is given), the audit signing key, and the homomorphic
+    /// lane's TFHE key pair in `tfhe/` (docs/FHE.md). The
     /// directory is made mode 0700; one others can enter is refused.
     Init {
         /// The keystore directory (default: `$XDG_DATA_HOME/symbiont`).
@@ -457,6 +458,9 @@ fn main() -> ExitCode {
     }
     if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(stage::WORKER_ARG)) {
         stage::worker_main();
+    }
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(stage::REDUCE_ARG)) {
+        stage::reduce_worker_main();
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -498,20 +498,21 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         forbidden_lanes,
         sealed_stage: match (stage_tiers, &keystore) {
             (Some(tiers), Some(ks)) => {
-                let worker = std::env::current_exe().context("cannot find the symbi binary")?;
-                let small = worker.with_file_name("symbi-sandbox-init");
+                let (init, worker) = stage_binaries()?;
                 Some(Arc::new(crate::stage::SandboxedStage {
                     tiers,
                     keystore: Arc::clone(ks),
                     dataset: dataset.clone(),
-                    init: if small.exists() {
-                        small
-                    } else {
-                        worker.clone()
-                    },
+                    init,
                     worker,
                     limits: args.stage_limits.clone(),
                 }) as Arc<dyn symbiont_engine::SealedStage>)
+            }
+            _ => None,
+        },
+        homomorphic: match &keystore {
+            Some(ks) if !stored && query.may_route(Lane::Homomorphic) => {
+                Some(homomorphic_lane(ks, &plan, args)?)
             }
             _ => None,
         },
@@ -595,6 +596,53 @@ fn lane_keys(
         LaneKeys::for_dataset(Arc::clone(&ks), dataset, &query.schema)?,
         ks,
     ))
+}
+
+/// The sandbox init and the stage worker: the small `symbi-sandbox-init`
+/// beside this binary if it is there (else this binary), and this binary.
+fn stage_binaries() -> Result<(PathBuf, PathBuf)> {
+    let worker = std::env::current_exe().context("cannot find the symbi binary")?;
+    let small = worker.with_file_name("symbi-sandbox-init");
+    let init = if small.exists() {
+        small
+    } else {
+        worker.clone()
+    };
+    Ok((init, worker))
+}
+
+/// The homomorphic lane's three roles for a job: the keystore's public key
+/// for ingestion, the compute stage in the tier the plan gives it, and the
+/// keystore as key holder.
+fn homomorphic_lane(
+    ks: &symbiont_crypto::Keystore,
+    plan: &Plan,
+    args: &RunArgs,
+) -> Result<symbiont_engine::HomomorphicLane> {
+    let public = ks.additive_public_key().with_context(|| {
+        "the keystore has no TFHE keys for the homomorphic lane (a keystore made before it: create a new one with `symbi keys init`)"
+    })?;
+    let tier = plan.aggregate_tier(Lane::Homomorphic);
+    let stage: Arc<dyn symbiont_engine::HomomorphicStage> =
+        match symbiont_sandbox::Tier::from_number(tier) {
+            Some(tier) if tier as u8 > 0 => {
+                let (init, worker) = stage_binaries()?;
+                Arc::new(crate::stage::SandboxedReduce {
+                    tier,
+                    init,
+                    worker,
+                    limits: args.stage_limits.clone(),
+                })
+            }
+            _ => Arc::new(symbiont_engine::InProcessReduce),
+        };
+    Ok(symbiont_engine::HomomorphicLane {
+        sink: Arc::new(symbiont_operators::PackSink::new(public)),
+        stage,
+        key_holder: Arc::new(symbiont_engine::KeystoreHolder {
+            dir: ks.dir().to_owned(),
+        }),
+    })
 }
 
 /// How a job that ran did not produce a result.

@@ -295,21 +295,7 @@ impl SandboxedStage {
                 &self.limits,
                 input.to_vec(),
             )?;
-            use symbiont_sandbox::Outcome;
-            let ended = match report.outcome {
-                Outcome::Exited(0) => None,
-                Outcome::Exited(code) => Some(format!("exited with code {code}")),
-                Outcome::Signaled(s) => Some(format!("was killed by signal {s}")),
-                Outcome::MemoryLimit => Some(format!(
-                    "was killed at its memory limit ({} MiB; --stage-memory-mib)",
-                    self.limits.memory_bytes >> 20
-                )),
-                Outcome::TimedOut => Some(format!(
-                    "ran past its timeout ({}; --stage-timeout) and was killed",
-                    humantime::format_duration(self.limits.timeout)
-                )),
-            };
-            if let Some(ended) = ended {
+            if let Some(ended) = ended(&report, &self.limits) {
                 anyhow::bail!(
                     "the stage worker in tier {} ({}) {ended}",
                     tier as u8,
@@ -334,6 +320,136 @@ impl SandboxedStage {
                     "total_ms": ms(report.elapsed),
                 })],
             })
+        };
+        run().map_err(|e| format!("{e:#}"))
+    }
+}
+
+/// How a stage's sandbox ended, in words, unless it exited with 0.
+fn ended(report: &symbiont_sandbox::Report, limits: &symbiont_sandbox::Limits) -> Option<String> {
+    use symbiont_sandbox::Outcome;
+    match report.outcome {
+        Outcome::Exited(0) => None,
+        Outcome::Exited(code) => Some(format!("exited with code {code}")),
+        Outcome::Signaled(s) => Some(format!("was killed by signal {s}")),
+        Outcome::MemoryLimit => Some(format!(
+            "was killed at its memory limit ({} MiB; --stage-memory-mib)",
+            limits.memory_bytes >> 20
+        )),
+        Outcome::TimedOut => Some(format!(
+            "ran past its timeout ({}; --stage-timeout) and was killed",
+            humantime::format_duration(limits.timeout)
+        )),
+    }
+}
+
+/// The first argument that makes `symbi` the homomorphic lane's compute
+/// stage worker.
+pub(crate) const REDUCE_ARG: &str = "__stage-homomorphic";
+
+/// The homomorphic compute stage's input: each encrypted list as a u32
+/// little-endian length and its bincode, then a length of 0. It carries
+/// ciphertexts only: no key of any kind.
+pub(crate) fn reduce_input(lists: &[symbiont_operators::PackedList]) -> Result<Vec<u8>> {
+    let mut input = Vec::new();
+    for list in lists {
+        let bytes = bincode::serialize(list)?;
+        input.extend_from_slice(&u32::try_from(bytes.len())?.to_le_bytes());
+        input.extend_from_slice(&bytes);
+    }
+    input.extend_from_slice(&0u32.to_le_bytes());
+    Ok(input)
+}
+
+/// The homomorphic compute worker: reads lists, adds and reduces them,
+/// answers with the reduced columns (bincode). It opens no file.
+pub(crate) fn reduce_worker_main() -> ! {
+    let run = || -> Result<()> {
+        let mut input = std::io::BufReader::new(std::io::stdin().lock());
+        let mut lists = Vec::new();
+        loop {
+            let mut len = [0u8; 4];
+            input
+                .read_exact(&mut len)
+                .context("reading a list (the input ended before its end marker)")?;
+            let len = u32::from_le_bytes(len) as usize;
+            if len == 0 {
+                break;
+            }
+            let mut bytes = vec![0u8; len];
+            input.read_exact(&mut bytes).context("reading a list")?;
+            let list: symbiont_operators::PackedList =
+                bincode::deserialize(&bytes).context("a list")?;
+            lists.push(list);
+        }
+        let reduced = symbiont_operators::reduce(lists)?;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&bincode::serialize(&reduced)?)?;
+        out.flush()?;
+        Ok(())
+    };
+    let code = match run() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("symbi homomorphic stage: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+/// The job side of the homomorphic compute stage: runs the worker in its
+/// tier with the lists on its stdin.
+#[derive(Debug)]
+pub(crate) struct SandboxedReduce {
+    pub(crate) tier: symbiont_sandbox::Tier,
+    pub(crate) init: PathBuf,
+    pub(crate) worker: PathBuf,
+    pub(crate) limits: symbiont_sandbox::Limits,
+}
+
+impl symbiont_engine::HomomorphicStage for SandboxedReduce {
+    fn reduce(
+        &self,
+        lists: Vec<symbiont_operators::PackedList>,
+    ) -> std::result::Result<
+        (
+            Vec<(
+                symbiont_operators::ColumnKey,
+                symbiont_crypto::additive::Reduced,
+            )>,
+            Option<serde_json::Value>,
+        ),
+        String,
+    > {
+        let run = || -> Result<_> {
+            let input = reduce_input(&lists)?;
+            let (report, out) = symbiont_sandbox::run_stage(
+                self.tier,
+                &self.init,
+                &self.worker,
+                &[REDUCE_ARG.to_owned()],
+                &self.limits,
+                input,
+            )?;
+            if let Some(ended) = ended(&report, &self.limits) {
+                anyhow::bail!(
+                    "the homomorphic compute stage in tier {} ({}) {ended}",
+                    self.tier as u8,
+                    symbiont_sandbox::tier_backend(self.tier as u8)
+                );
+            }
+            let reduced = bincode::deserialize(&out).context("the compute stage's answer")?;
+            let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e5).round() / 100.0;
+            let sandbox = serde_json::json!({
+                "stage": "aggregate[homomorphic]",
+                "tier": self.tier as u8,
+                "runs_in": symbiont_sandbox::tier_backend(self.tier as u8),
+                "lists": lists.len(),
+                "answer_ms": report.first_output.map(ms),
+                "total_ms": ms(report.elapsed),
+            });
+            Ok((reduced, Some(sandbox)))
         };
         run().map_err(|e| format!("{e:#}"))
     }

@@ -89,13 +89,16 @@ fn clinic_costs_reproduces_its_expected_result_and_lanes() {
         assert_eq!(meta["lanes"], read_json("examples/lanes.expected.json"));
         assert_eq!(meta["rows"], 2000);
         assert_eq!(meta["quarantined"], 0);
-        // The confidential lane is sealed for real; the restricted lane is
-        // sealed the same way until the TFHE lane exists, and says so.
+        // The confidential lane is sealed for real; the restricted lane
+        // is computed under TFHE encryption (the additive path).
         assert_eq!(meta["lane_impl"]["plaintext"], "plaintext");
         assert_eq!(meta["lane_impl"]["aes_gcm"], "aes-256-gcm envelope (ring)");
-        assert_eq!(
-            meta["lane_impl"]["homomorphic"],
-            "aes-256-gcm envelope (ring), fallback: TFHE lane not built yet"
+        assert!(
+            meta["lane_impl"]["homomorphic"]
+                .as_str()
+                .unwrap()
+                .starts_with("tfhe additive path: core_crypto LWE compact lists"),
+            "{meta}"
         );
         // The confidential records are opened in gVisor (tier 2), which
         // may refuse mlock; if it does, the result says so and so does a
@@ -379,7 +382,8 @@ fn explain_shows_every_stage_in_text_json_and_dot() {
         assert!(text.contains(op), "{op} missing from\n{text}");
     }
     assert!(text.contains("[aes_gcm: aes-256-gcm envelope (ring)]"));
-    assert!(text.contains("fallback: TFHE lane not built yet"));
+    assert!(text.contains("[homomorphic: tfhe additive path"), "{text}");
+    assert!(text.contains("decrypt"), "{text}");
     let plan = json(&symbi(&["explain", CLINIC, "--format", "json"]));
     let lanes: Vec<&str> = plan["nodes"]
         .as_array()

@@ -316,25 +316,18 @@ fn clinic_costs_runs_each_stage_in_its_tier() {
     assert_eq!(meta["lanes"]["aes_gcm"], 1225);
     assert_eq!(meta["lanes"]["homomorphic"], 179);
     // The risk table: confidential records, decrypted and run through the
-    // program's filter and maps, in tier 2; restricted ones in tier 3; the
-    // public and the owner's stages in the job's process.
+    // program's filter and maps, in tier 2; the restricted ones' ciphertexts
+    // added in tier 1 by a stage holding no key; the public and the
+    // owner's stages (the key holder's decrypt included) in the job's
+    // process.
     assert_eq!(meta["tiers"]["aggregate[aes_gcm]"], 2);
     assert_eq!(
         meta["tier_rules"]["aggregate[aes_gcm]"],
         "confidential-code"
     );
-    assert_eq!(meta["tiers"]["aggregate[homomorphic]"], 3);
-    assert_eq!(
-        meta["tier_rules"]["aggregate[homomorphic]"],
-        "restricted-clear"
-    );
-    assert!(
-        meta["tier_impl"]["aggregate[homomorphic]"]
-            .as_str()
-            .unwrap()
-            .starts_with("microVM (QEMU microvm, "),
-        "{meta}"
-    );
+    assert_eq!(meta["tiers"]["aggregate[homomorphic]"], 1);
+    assert_eq!(meta["tier_rules"]["aggregate[homomorphic]"], "ciphertexts");
+    assert_eq!(meta["tiers"]["decrypt[homomorphic]"], 0);
     for stage in [
         "source",
         "classify",
@@ -344,12 +337,15 @@ fn clinic_costs_runs_each_stage_in_its_tier() {
     ] {
         assert_eq!(meta["tiers"][stage], 0, "{stage}");
     }
-    // One sandbox per tier, each given batches, each timed.
+    // One sandbox per tier, each given batches (or the homomorphic
+    // stage's lists), each timed.
     let sandboxes = meta["sandboxes"].as_array().unwrap();
     let tiers: Vec<&serde_json::Value> = sandboxes.iter().map(|s| &s["tier"]).collect();
-    assert_eq!(tiers, [2, 3], "{meta}");
+    assert_eq!(tiers, [2, 1], "{meta}");
+    assert_eq!(sandboxes[1]["stage"], "aggregate[homomorphic]");
     for s in sandboxes {
-        assert!(s["batches"].as_u64().unwrap() >= 1, "{s}");
+        let given = s.get("batches").or(s.get("lists")).unwrap();
+        assert!(given.as_u64().unwrap() >= 1, "{s}");
         let answer = s["answer_ms"].as_f64().unwrap();
         assert!(
             0.0 < answer && answer <= s["total_ms"].as_f64().unwrap(),
@@ -547,7 +543,8 @@ fn a_required_tier_puts_the_public_lanes_aggregation_in_a_sandbox() {
     assert_eq!(meta["lanes"]["plaintext"], 596);
     assert_eq!(meta["tiers"]["aggregate[plaintext]"], 2);
     assert_eq!(meta["tier_rules"]["aggregate[plaintext]"], "policy");
-    assert_eq!(meta["tiers"]["aggregate[homomorphic]"], 3);
+    // The homomorphic compute stage (tier 1 by its rule) raised too.
+    assert_eq!(meta["tiers"]["aggregate[homomorphic]"], 2);
     // The public records crossed into the sandbox sealed: the store holds
     // sealed frames only (kind byte 1), no record in the clear.
     let bytes = std::fs::read(store.join("batches.bin")).unwrap();
@@ -595,15 +592,19 @@ fn a_tier_the_host_cannot_provide_fails_the_job_before_it_starts() {
             "{entries}"
         );
     }
-    // Without the guest kernel, tier 3 is missing.
+    // Without the guest kernel, tier 3 is missing (for a program whose
+    // policy requires it).
+    let tier3 = jobs.program("tier3-missing.symbi", |s| {
+        s.replace(REQUIRE, "require: [audit_trail == true, tier >= 3];")
+    });
     let o = jobs.run(
-        program,
+        &tier3,
         &[],
         &[("SYMBIONT_GUEST_KERNEL", "/nonexistent/vmlinuz")],
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     assert!(
-        text(&o.stderr).contains("stage aggregate[homomorphic] must run in tier 3"),
+        text(&o.stderr).contains("must run in tier 3"),
         "{}",
         text(&o.stderr)
     );
@@ -621,15 +622,45 @@ fn a_stage_past_its_timeout_or_memory_limit_fails_the_job_naming_it() {
     let o = run(&["--stage-timeout", "1ms"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     let err = text(&o.stderr);
-    // Both sandboxed stages, each named with its tier.
-    for tier in ["tier 2 (gVisor", "tier 3 (microVM"] {
-        assert!(
-            err.contains(&format!("the stage worker in {tier}")),
-            "{tier}: {err}"
-        );
-    }
+    assert!(err.contains("the stage worker in tier 2 (gVisor"), "{err}");
     assert!(
         err.contains("ran past its timeout (1ms; --stage-timeout) and was killed"),
+        "{err}"
+    );
+    assert!(!out.exists(), "no result is written");
+    // Both tiers of a policy requiring a microVM are named.
+    let tier3 = jobs.program("limits-tier3.symbi", |s| {
+        s.replace(REQUIRE, "require: [audit_trail == true, tier >= 3];")
+    });
+    let o = jobs.run(
+        &tier3,
+        &["--out", out.to_str().unwrap(), "--stage-timeout", "1ms"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("the stage worker in tier 3 (microVM"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!out.exists(), "no result is written");
+    // The homomorphic compute stage, alone past its limit, is named too.
+    let two_lanes = jobs.program("limits-two-lanes.symbi", |s| {
+        s.replace(
+            "if (pii.ssn(p.ssn) || pii.email(p.email)) {\n        return \"confidential\";\n    }",
+            "",
+        )
+    });
+    let o = jobs.run(
+        &two_lanes,
+        &["--out", out.to_str().unwrap(), "--stage-timeout", "1ms"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("the homomorphic compute stage in tier 1 (native sandbox")
+            && err.contains("ran past its timeout (1ms; --stage-timeout) and was killed"),
         "{err}"
     );
     assert!(!out.exists(), "no result is written");

@@ -8,7 +8,9 @@
 //!   keyring.json             data keys wrapped by the master key, and their
 //!                            reserved nonce counters
 //!   audit_ed25519.key (.pub) the audit signing key and its verifier key
-//!   tfhe/                    room for the TFHE keys
+//!   tfhe/                    the homomorphic lane's keys (0700):
+//!     additive_secret.key      the key holder's LWE secret key (0600)
+//!     additive_public.key      the ingestion stage's compact public key
 //!   .lock                    flock(2) taken by every writer
 //! ```
 //!
@@ -38,6 +40,12 @@ use zeroize::Zeroizing;
 use crate::aead::{AeadError, Backend, KEY_LEN, NONCE_LEN, TAG_LEN};
 use crate::envelope::{DataKey, KEY_ID_LEN, KeyId, NonceSource};
 use crate::keys::{AuditSigningKey, KeyError};
+
+/// The homomorphic lane's secret (client) key, read by the key holder's
+/// decrypt stage only.
+pub const ADDITIVE_SECRET_FILE: &str = "tfhe/additive_secret.key";
+/// The homomorphic lane's public key, for the ingestion stage.
+pub const ADDITIVE_PUBLIC_FILE: &str = "tfhe/additive_public.key";
 
 /// The audit signing key's file name in the keystore.
 pub const AUDIT_KEY_FILE: &str = "audit_ed25519.key";
@@ -302,6 +310,8 @@ pub struct Listing {
     pub data_keys: Vec<DataKeyInfo>,
     /// Whether `tfhe/` exists.
     pub tfhe_dir: bool,
+    /// Whether it holds the homomorphic lane's key pair.
+    pub tfhe_keys: bool,
 }
 
 /// A step of [`Keystore::rotate_with`], for crash tests.
@@ -692,6 +702,11 @@ impl Keystore {
                 .create(&tfhe)
                 .map_err(io(&tfhe))?;
         }
+        if !dir.join(ADDITIVE_SECRET_FILE).exists() {
+            let (secret, public) = crate::additive::generate();
+            write_atomic(&dir.join(ADDITIVE_PUBLIC_FILE), &public.to_bytes())?;
+            write_atomic(&dir.join(ADDITIVE_SECRET_FILE), &secret.to_bytes())?;
+        }
         sync_dir(dir)?;
         Ok(InitReport {
             master_id: master.id.to_string(),
@@ -760,6 +775,30 @@ impl Keystore {
         &self.recovered
     }
 
+    /// The homomorphic lane's public key (for the ingestion stage).
+    pub fn additive_public_key(&self) -> Result<crate::additive::PublicKey, KeystoreError> {
+        let path = self.dir.join(ADDITIVE_PUBLIC_FILE);
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        crate::additive::PublicKey::from_bytes(&bytes).map_err(|e| KeystoreError::Io {
+            path,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+        })
+    }
+
+    /// The homomorphic lane's secret key, from the keystore in `dir`: only
+    /// the key holder's decrypt stage calls this, after the compute stage
+    /// has answered. Needs no master key (the file is 0600 in the 0700
+    /// keystore, like the audit signing key).
+    pub fn additive_secret_key(dir: &Path) -> Result<crate::additive::SecretKey, KeystoreError> {
+        private_dir(dir, false)?;
+        let path = dir.join(ADDITIVE_SECRET_FILE);
+        let bytes = Zeroizing::new(std::fs::read(&path).map_err(io(&path))?);
+        crate::additive::SecretKey::from_bytes(&bytes).map_err(|e| KeystoreError::Io {
+            path,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+        })
+    }
+
     /// The audit signing key's path.
     pub fn audit_key_path(&self) -> PathBuf {
         self.dir.join(AUDIT_KEY_FILE)
@@ -798,6 +837,8 @@ impl Keystore {
                 })
                 .collect(),
             tfhe_dir: dir.join("tfhe").is_dir(),
+            tfhe_keys: dir.join(ADDITIVE_SECRET_FILE).is_file()
+                && dir.join(ADDITIVE_PUBLIC_FILE).is_file(),
         })
     }
 

@@ -15,6 +15,9 @@
 //!   keeps an RFC 6962 Merkle tree over them ([`merkle`]) and writes
 //!   Ed25519-signed [`Checkpoint`]s in the C2SP checkpoint format; after a
 //!   crash, [`AuditLog::open`] cuts a torn tail and records the recovery.
+//! - [`additive`]: the homomorphic lane's additive path (TFHE LWE compact
+//!   lists): public-key encryption at ingestion, keyless addition and
+//!   reduction in the compute stage, decryption by the key holder.
 //! - [`sign_approval`] and [`verify_approval`]: signed human approvals that
 //!   resume a job suspended by a policy condition.
 //! - [`verify`] checks a log offline against an [`AuditVerifyingKey`],
@@ -43,6 +46,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod additive;
 mod aead;
 mod approval;
 mod audit;
@@ -62,8 +66,8 @@ pub use envelope::{
     SealContext, SealError, SealedHeader, Sealer, read_header,
 };
 pub use keystore::{
-    AUDIT_KEY_FILE, DATA_KEY_LIMIT, DataKeyEvent, DataKeyInfo, InitReport, Keystore, KeystoreError,
-    Listing, RESERVE_CHUNK, RotateStep,
+    ADDITIVE_PUBLIC_FILE, ADDITIVE_SECRET_FILE, AUDIT_KEY_FILE, DATA_KEY_LIMIT, DataKeyEvent,
+    DataKeyInfo, InitReport, Keystore, KeystoreError, Listing, RESERVE_CHUNK, RotateStep,
 };
 pub use locked::{LockStatus, LockedBuf};
 

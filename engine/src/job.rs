@@ -11,12 +11,13 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Concat, Input, Inspect, OkErr, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle, StreamVec};
 
+use symbiont_crypto::additive::Reduced;
 use symbiont_crypto::{DataKeys, Keystore, KeystoreError, LockStatus, Opener, SealContext, Sealer};
 use symbiont_operators::{
-    AfterError, AggKey, AggregateError, AggregatePartials, Classify, Format, GROUP_KEYS,
-    LANE_COUNT, Lane, LaneImpl, LaneOpener, Merged, Partial, PartialUpdate, Query, Record, Routed,
-    RowError, Schema, SealedBatch, Source, SourceError, StoreReader, StoreWriter, Value, assemble,
-    is_store,
+    AfterError, AggKey, AggregateError, AggregatePartials, Classify, ColumnKey, Format, GROUP_KEYS,
+    LANE_COUNT, Lane, LaneImpl, LaneOpener, Merged, PackSink, PackedList, Partial, PartialUpdate,
+    Plain, Query, Record, Routed, RowError, Schema, SealedBatch, Source, SourceError, StoreReader,
+    StoreWriter, Value, assemble, decrypted_partials, is_store, seal_records,
 };
 
 /// What to do with a row that cannot be processed.
@@ -51,6 +52,79 @@ pub struct JobConfig {
     /// forbids (`data_classification`): the first such record suspends
     /// the job, which then ends without a result.
     pub forbidden_lanes: [bool; 3],
+    /// The homomorphic lane's additive path: restricted records of a file
+    /// input are packed and encrypted here, reduced by its compute stage
+    /// and decrypted by its key holder. Without it, they are sealed with
+    /// AES-256-GCM like confidential ones.
+    pub homomorphic: Option<HomomorphicLane>,
+}
+
+/// The three roles of the homomorphic lane's additive path
+/// (`docs/FHE.md`): ingestion holds the public key, the compute stage no
+/// key, the key holder the secret key.
+#[derive(Clone, Debug)]
+pub struct HomomorphicLane {
+    /// Ingestion: the public key, and where packers hand their lists.
+    pub sink: Arc<PackSink>,
+    /// Compute: adds and reduces the lists.
+    pub stage: Arc<dyn HomomorphicStage>,
+    /// Decrypts the reduced columns.
+    pub key_holder: Arc<dyn KeyHolder>,
+}
+
+/// The homomorphic lane's compute stage: ciphertexts in, reduced
+/// ciphertexts out; it holds no key.
+pub trait HomomorphicStage: Send + Sync + std::fmt::Debug {
+    /// Adds `lists` per column and reduces each column; with the stage's
+    /// sandbox report for `_meta.sandboxes`, if it ran in one.
+    #[allow(clippy::type_complexity)]
+    fn reduce(
+        &self,
+        lists: Vec<PackedList>,
+    ) -> Result<(Vec<(ColumnKey, Reduced)>, Option<serde_json::Value>), String>;
+}
+
+/// The homomorphic lane's compute stage in this process.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InProcessReduce;
+
+impl HomomorphicStage for InProcessReduce {
+    fn reduce(
+        &self,
+        lists: Vec<PackedList>,
+    ) -> Result<(Vec<(ColumnKey, Reduced)>, Option<serde_json::Value>), String> {
+        symbiont_operators::reduce(lists)
+            .map(|r| (r, None))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The key holder: decrypts reduced columns into their totals.
+pub trait KeyHolder: Send + Sync + std::fmt::Debug {
+    /// The totals of `reduced`.
+    fn decrypt(&self, reduced: &[(ColumnKey, Reduced)]) -> Result<Vec<(ColumnKey, i128)>, String>;
+}
+
+/// The key holder of a keystore: reads the secret key from its `tfhe/`
+/// only when asked to decrypt, and drops (wipes) it after.
+#[derive(Clone, Debug)]
+pub struct KeystoreHolder {
+    /// The keystore directory.
+    pub dir: PathBuf,
+}
+
+impl KeyHolder for KeystoreHolder {
+    fn decrypt(&self, reduced: &[(ColumnKey, Reduced)]) -> Result<Vec<(ColumnKey, i128)>, String> {
+        let key = Keystore::additive_secret_key(&self.dir).map_err(|e| e.to_string())?;
+        reduced
+            .iter()
+            .map(|(column, r)| {
+                key.decrypt(r)
+                    .map(|total| (column.clone(), total))
+                    .map_err(|e| e.to_string())
+            })
+            .collect()
+    }
 }
 
 impl LaneKeys {
@@ -172,6 +246,14 @@ pub enum JobError {
     /// The sandboxed stage failed.
     #[error("the sandboxed decrypting stage failed: {0}")]
     Stage(String),
+    /// The homomorphic lane's compute stage or key holder failed (over the
+    /// noise budget, a malformed ciphertext, no key): no result.
+    #[error("the homomorphic lane failed: {0}")]
+    Homomorphic(String),
+    /// The program asks the homomorphic lane for what its additive path
+    /// cannot compute.
+    #[error("{0}")]
+    Unsupported(String),
     /// `persist` needs the sealer's dataset id, and there is no sealer.
     #[error("--persist-encrypted needs the keystore: the job has no sealer")]
     PersistWithoutKeys,
@@ -203,6 +285,8 @@ pub struct JobOutput {
     pub min_lane: Lane,
     /// The sandboxes the job's stages ran in ([`StageOutput::sandboxes`]).
     pub sandboxes: Vec<serde_json::Value>,
+    /// Whether the input was a stored (persisted) dataset.
+    pub stored: bool,
 }
 
 impl JobOutput {
@@ -214,7 +298,12 @@ impl JobOutput {
             .collect();
         let lane_impl: serde_json::Map<String, serde_json::Value> = Lane::ALL
             .iter()
-            .map(|l| (l.name().to_owned(), LaneImpl::of(*l).name().into()))
+            .map(|l| {
+                (
+                    l.name().to_owned(),
+                    LaneImpl::for_input(*l, self.stored).name().into(),
+                )
+            })
             .collect();
         serde_json::json!({
             "lanes": lanes,
@@ -288,6 +377,15 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
             .ok_or_else(|| JobError::UnknownFormat(config.input.clone()))?;
         JobInput::Records(Source::open(&config.input, format, &query.schema, workers)?)
     };
+    if let (JobInput::Records(_), Some(_), Some(spec)) =
+        (&input, &config.homomorphic, query.beyond_additive())
+        && query.may_route(Lane::Homomorphic)
+    {
+        return Err(JobError::Unsupported(format!(
+            "`{}` over restricted records: the homomorphic lane's additive path computes count, sum and avg only; min and max over restricted records are not supported in a batch job",
+            spec.label
+        )));
+    }
     let source = Arc::new(input);
     let persist = match &config.persist {
         None => None,
@@ -314,6 +412,9 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
     let persisting = persist.clone();
     let forbidden_lanes = config.forbidden_lanes;
     let delegate = config.sealed_stage.is_some();
+    let packing = config.homomorphic.as_ref().map(|h| Arc::clone(&h.sink));
+    let pack_restricted = packing.is_some();
+    let persist_sealer = config.keys.sealer.clone();
     // Public records cross into a sandboxed aggregation sealed, like the
     // others.
     let seal_public = config
@@ -353,6 +454,7 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
                     query.min_lane,
                     keys.sealer.clone(),
                     seal_public,
+                    pack_restricted,
                     Pipeline,
                 )
                 .ok_err(|r| r);
@@ -384,6 +486,7 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
                 });
             }
             if let Some(persist) = persisting {
+                let sealer = persist_sealer.clone();
                 routed = routed.inspect_core(move |event| {
                     let Ok((_, batch)) = event else { return };
                     let batch: &Vec<Routed> = batch;
@@ -394,11 +497,31 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
                     let clear: Vec<&Record> = batch
                         .iter()
                         .filter_map(|r| match r {
+                            Routed::Clear(Lane::Homomorphic, _) => None,
                             Routed::Clear(_, record) => Some(record),
                             Routed::Sealed(_) => None,
                         })
                         .collect();
                     let mut result = writer.clear(&clear);
+                    // Restricted records kept in the clear for the packer
+                    // rest sealed, like the other encrypted lanes.
+                    let restricted: Vec<Record> = batch
+                        .iter()
+                        .filter_map(|r| match r {
+                            Routed::Clear(Lane::Homomorphic, record) => Some(record.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    if let (Ok(()), false, Some(sealer)) =
+                        (&result, restricted.is_empty(), sealer.as_deref())
+                    {
+                        result = seal_records(sealer, Lane::Homomorphic, Plain(restricted))
+                            .map_err(|e| SourceError::Io {
+                                path: PathBuf::from("(sealing restricted records)"),
+                                source: std::io::Error::other(e.to_string()),
+                            })
+                            .and_then(|b| writer.sealed(&b));
+                    }
                     for r in batch.iter() {
                         if let (Ok(()), Routed::Sealed(b)) = (&result, r) {
                             result = writer.sealed(b);
@@ -438,7 +561,12 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
                 StreamVec<'_, u64, PartialUpdate<u64>>,
                 StreamVec<'_, u64, RowError>,
             ) = routed
-                .aggregate_partials(Rc::clone(&query), keys.opener.clone(), Pipeline)
+                .aggregate_partials(
+                    Rc::clone(&query),
+                    keys.opener.clone(),
+                    packing.clone(),
+                    Pipeline,
+                )
                 .ok_err(|r| r);
             updates
                 .as_collection()
@@ -566,6 +694,26 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
         stage_lock = out.memory_lock;
         stage_sandboxes = out.sandboxes;
     }
+    if let Some(h) = &config.homomorphic {
+        let lists = h.sink.take();
+        if !lists.is_empty() {
+            // Compute (no key), then the key holder: only the reduced
+            // columns are ever decrypted.
+            let (reduced, report) = h.stage.reduce(lists).map_err(JobError::Homomorphic)?;
+            let totals = h
+                .key_holder
+                .decrypt(&reduced)
+                .map_err(JobError::Homomorphic)?;
+            let partials =
+                decrypted_partials(&totals).map_err(|e| JobError::Homomorphic(e.to_string()))?;
+            for ((agg, group), p) in partials {
+                collected
+                    .partials
+                    .push(((agg, Lane::Homomorphic, group), p));
+            }
+            stage_sandboxes.extend(report);
+        }
+    }
     let mut output = finish(query, config, workers, collected)?;
     if let Some(e) = persist_error {
         return Err(JobError::Persist(e));
@@ -685,6 +833,7 @@ fn finish(
         persisted: None,
         min_lane: query.min_lane,
         sandboxes: Vec::new(),
+        stored: is_store(&config.input),
     })
 }
 

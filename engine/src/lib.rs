@@ -6,6 +6,10 @@
 //! partial aggregates per lane, and differential dataflow's consolidation
 //! merges them; the result is assembled into the entry agent's value.
 //! [`JobConfig`] says where the input is and what to do with bad rows.
+//! Restricted records take the homomorphic lane's additive path
+//! ([`HomomorphicLane`]): packed and encrypted under the TFHE public key
+//! at ingestion, reduced by a keyless compute stage, decrypted by the key
+//! holder.
 #![forbid(unsafe_code)]
 
 mod datasets;
@@ -13,5 +17,6 @@ mod job;
 
 pub use datasets::{PATIENTS_HEADER, generate_patients};
 pub use job::{
-    JobConfig, JobError, JobOutput, LaneKeys, OnError, SealedStage, StageOutput, run_batch,
+    HomomorphicLane, HomomorphicStage, InProcessReduce, JobConfig, JobError, JobOutput, KeyHolder,
+    KeystoreHolder, LaneKeys, OnError, SealedStage, StageOutput, run_batch,
 };

@@ -19,6 +19,7 @@ use timely::progress::Timestamp;
 
 use crate::classify::Routed;
 use crate::expr::{Element, Env, EvalError};
+use crate::homomorphic::{PackSink, Packer};
 use crate::partial::Partial;
 use crate::query::{AggKind, Lane, Query};
 use crate::record::RowError;
@@ -45,11 +46,15 @@ pub trait AggregatePartials<'scope, T: Timestamp + TotalOrder> {
     /// becomes an error naming its line. Sealed batches are opened with
     /// `opener` into one locked, zeroizing buffer per worker; their records
     /// are wiped as soon as they are added. A batch that does not open is
-    /// an error naming its first record.
+    /// an error naming its first record. Restricted records in the clear
+    /// are packed and encrypted under `packing`'s public key (the additive
+    /// path of the homomorphic lane), and their lists handed to it when
+    /// their time is complete.
     fn aggregate_partials<P>(
         self,
         query: Rc<Query>,
         opener: Option<Arc<LaneOpener>>,
+        packing: Option<Arc<PackSink>>,
         pact: P,
     ) -> StreamVec<'scope, T, Result<PartialUpdate<T>, RowError>>
     where
@@ -63,6 +68,7 @@ impl<'scope, T: Timestamp + TotalOrder> AggregatePartials<'scope, T>
         self,
         query: Rc<Query>,
         opener: Option<Arc<LaneOpener>>,
+        packing: Option<Arc<PackSink>>,
         pact: P,
     ) -> StreamVec<'scope, T, Result<PartialUpdate<T>, RowError>>
     where
@@ -80,6 +86,9 @@ impl<'scope, T: Timestamp + TotalOrder> AggregatePartials<'scope, T>
                         .or_insert_with(|| (time.delayed(&t, 0), Accumulator::new(&query)));
                     for routed in data.iter() {
                         match routed {
+                            Routed::Clear(Lane::Homomorphic, record) => {
+                                acc.pack_record(&query, packing.as_deref(), record)
+                            }
                             Routed::Clear(lane, record) => acc.add_record(&query, *lane, record),
                             Routed::Sealed(batch) => {
                                 let opened = match opener.as_deref() {
@@ -106,7 +115,20 @@ impl<'scope, T: Timestamp + TotalOrder> AggregatePartials<'scope, T>
                     if frontier.less_equal(entry.key()) {
                         break;
                     }
-                    let (t, (cap, acc)) = entry.remove_entry();
+                    let (t, (cap, mut acc)) = entry.remove_entry();
+                    if let (Some(packer), Some(sink)) = (acc.packer.take(), packing.as_deref()) {
+                        match packer.finish() {
+                            Ok(packed) => {
+                                sink.put(packed.lists);
+                                acc.restricted_groups = packed.groups;
+                            }
+                            Err(e) => acc.errors.push(RowError {
+                                line: 0,
+                                field: None,
+                                reason: format!("the restricted lane's encryption failed: {e}"),
+                            }),
+                        }
+                    }
                     let mut session = output.session(&cap);
                     session.give_iterator(acc.drain(&query, t));
                 }
@@ -129,6 +151,10 @@ struct Accumulator {
     errors: Vec<RowError>,
     width: usize,
     extremes: Vec<bool>,
+    /// Restricted records in the clear, packed for the additive path.
+    packer: Option<Packer>,
+    /// The group keys the packer saw.
+    restricted_groups: std::collections::BTreeSet<Value>,
 }
 
 impl Accumulator {
@@ -139,6 +165,8 @@ impl Accumulator {
             partials: Default::default(),
             lanes: [0; 3],
             errors: Vec::new(),
+            packer: None,
+            restricted_groups: Default::default(),
             width: query.aggregates.len() + 1,
             extremes: query
                 .aggregates
@@ -156,6 +184,33 @@ impl Accumulator {
                 field: None,
                 reason: e.to_string(),
             });
+        }
+    }
+
+    /// Packs one restricted record for the additive path, or records the
+    /// error it causes (nothing of it is kept then).
+    fn pack_record(
+        &mut self,
+        query: &Query,
+        sink: Option<&PackSink>,
+        record: &crate::record::Record,
+    ) {
+        let Some(sink) = sink else {
+            self.errors.push(RowError {
+                line: record.line,
+                field: None,
+                reason: "a restricted record, and the job has no TFHE public key to encrypt it (run `symbi keys init`)".into(),
+            });
+            return;
+        };
+        let packer = self.packer.get_or_insert_with(|| sink.packer());
+        match packer.add(query, &record.values) {
+            Ok(()) => self.lanes[Lane::Homomorphic.index()] += 1,
+            Err(e) => self.errors.push(RowError {
+                line: record.line,
+                field: None,
+                reason: e.to_string(),
+            }),
         }
     }
 
@@ -211,6 +266,17 @@ impl Accumulator {
     ) -> impl Iterator<Item = Result<PartialUpdate<T>, RowError>> {
         let grouped = query.grouping.is_some();
         let mut out = Vec::new();
+        for key in &self.restricted_groups {
+            let seen = Partial {
+                count: 1,
+                ..Partial::default()
+            };
+            out.push(Ok((
+                (GROUP_KEYS, Lane::Homomorphic, key.clone()),
+                t.clone(),
+                seen,
+            )));
+        }
         for lane in Lane::ALL {
             let count = self.lanes[lane.index()];
             if count > 0 {

@@ -2,7 +2,8 @@
 //! every record and tags it with its lane. The records of the encrypted
 //! lanes (and of the public one, when its aggregation runs in a sandbox)
 //! leave it sealed: one AES-256-GCM batch per lane and input batch, their
-//! plaintext wiped.
+//! plaintext wiped — except restricted records bound for the homomorphic
+//! lane's additive path, which the same process packs and encrypts.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -33,7 +34,9 @@ pub trait Classify<'scope, T: Timestamp> {
     /// is public without a classifier), raised to `min_lane` when it is
     /// below (a policy requires that encryption), and seals the confidential ones
     /// with `sealer` — and the public ones too when `seal_public` (their
-    /// aggregation runs in a sandbox, and they cross into it sealed). A
+    /// aggregation runs in a sandbox, and they cross into it sealed).
+    /// Restricted records are sealed too, unless `pack_restricted`: then
+    /// they stay in this process, for the homomorphic lane's packer. A
     /// record on which the classifier fails becomes an error naming its
     /// line, and so does a record to seal when there is no sealer or
     /// sealing fails: nothing falls back to plaintext.
@@ -43,6 +46,7 @@ pub trait Classify<'scope, T: Timestamp> {
         min_lane: Lane,
         sealer: Option<Arc<Sealer>>,
         seal_public: bool,
+        pack_restricted: bool,
         pact: P,
     ) -> StreamVec<'scope, T, Result<Routed, RowError>>
     where
@@ -56,6 +60,7 @@ impl<'scope, T: Timestamp> Classify<'scope, T> for StreamVec<'scope, T, Record> 
         min_lane: Lane,
         sealer: Option<Arc<Sealer>>,
         seal_public: bool,
+        pack_restricted: bool,
         pact: P,
     ) -> StreamVec<'scope, T, Result<Routed, RowError>>
     where
@@ -80,6 +85,9 @@ impl<'scope, T: Timestamp> Classify<'scope, T> for StreamVec<'scope, T, Record> 
                         match lane {
                             Ok(Lane::Plaintext) if !seal_public => {
                                 session.give(Ok(Routed::Clear(Lane::Plaintext, record)))
+                            }
+                            Ok(Lane::Homomorphic) if pack_restricted => {
+                                session.give(Ok(Routed::Clear(Lane::Homomorphic, record)))
                             }
                             Ok(lane) => sealed_lanes[lane.index()].0.push(record),
                             Err(e) => session.give(Err(e)),

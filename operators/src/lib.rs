@@ -20,6 +20,7 @@ mod aggregate;
 mod classify;
 mod columnar;
 mod expr;
+mod homomorphic;
 mod ndjson;
 mod partial;
 mod pii;
@@ -37,6 +38,10 @@ pub use aggregate::{
 };
 pub use classify::{Classify, Routed};
 pub use expr::{BinOp, Element, Env, EvalError, Pipeline, Scalar, Step, StrMethod, UnOp};
+pub use homomorphic::{
+    ColumnKey, FLOAT_SCALE, PackError, PackSink, Packed, PackedList, Packer, Quantity,
+    decrypted_partials, reduce,
+};
 pub use partial::{AggregateError, Merged, Partial, TotalF64, assemble};
 pub use pii::Detector;
 pub use plan::{LaneImpl, Plan, PlanNode};

@@ -19,19 +19,29 @@ pub enum LaneImpl {
     /// Sealed with AES-256-GCM under the dataset's data key at classify,
     /// opened only in the aggregation stage, by this implementation.
     AesGcm(symbiont_crypto::Backend),
-    /// The restricted lane until the homomorphic one exists: its records
-    /// travel sealed with AES-256-GCM like the confidential lane's, and
-    /// are opened for aggregation (not computed on under encryption).
-    AesGcmFallback(symbiont_crypto::Backend),
+    /// The restricted records of a stored dataset: they rest sealed with
+    /// AES-256-GCM and are opened for aggregation in a microVM (not
+    /// computed on under encryption).
+    AesGcmStored(symbiont_crypto::Backend),
+    /// The homomorphic lane's additive path: TFHE LWE compact lists.
+    TfheAdditive,
 }
 
 impl LaneImpl {
-    /// The implementation of `lane` in this build.
+    /// The implementation of `lane` over a file input.
     pub fn of(lane: Lane) -> LaneImpl {
+        LaneImpl::for_input(lane, false)
+    }
+
+    /// The implementation of `lane`, over a stored dataset if `stored`.
+    pub fn for_input(lane: Lane, stored: bool) -> LaneImpl {
         match lane {
             Lane::Plaintext => LaneImpl::Plaintext,
             Lane::AesGcm => LaneImpl::AesGcm(symbiont_crypto::Backend::DEFAULT),
-            Lane::Homomorphic => LaneImpl::AesGcmFallback(symbiont_crypto::Backend::DEFAULT),
+            Lane::Homomorphic if stored => {
+                LaneImpl::AesGcmStored(symbiont_crypto::Backend::DEFAULT)
+            }
+            Lane::Homomorphic => LaneImpl::TfheAdditive,
         }
     }
 
@@ -43,11 +53,14 @@ impl LaneImpl {
             LaneImpl::AesGcm(symbiont_crypto::Backend::RustCrypto) => {
                 "aes-256-gcm envelope (aes-gcm)"
             }
-            LaneImpl::AesGcmFallback(symbiont_crypto::Backend::Ring) => {
-                "aes-256-gcm envelope (ring), fallback: TFHE lane not built yet"
+            LaneImpl::AesGcmStored(symbiont_crypto::Backend::Ring) => {
+                "aes-256-gcm envelope (ring): a stored dataset's restricted records, opened in a microVM"
             }
-            LaneImpl::AesGcmFallback(symbiont_crypto::Backend::RustCrypto) => {
-                "aes-256-gcm envelope (aes-gcm), fallback: TFHE lane not built yet"
+            LaneImpl::AesGcmStored(symbiont_crypto::Backend::RustCrypto) => {
+                "aes-256-gcm envelope (aes-gcm): a stored dataset's restricted records, opened in a microVM"
+            }
+            LaneImpl::TfheAdditive => {
+                "tfhe additive path: core_crypto LWE compact lists (n = 2048, 128-bit), CRT residues, keyless reduction"
             }
         }
     }
@@ -59,7 +72,7 @@ pub struct PlanNode {
     /// Index in [`Plan::nodes`].
     pub id: usize,
     /// The operator: `source`, `validate`, `commit`, `classify`, `route`,
-    /// `aggregate`, `merge`, `prove`, `sink`.
+    /// `aggregate`, `decrypt`, `merge`, `prove`, `sink`.
     pub op: &'static str,
     /// What it does, in one line.
     pub label: String,
@@ -181,12 +194,15 @@ impl Plan {
         let mut lane_outputs = Vec::new();
         for lane in Lane::ALL {
             let sealed = lane != Lane::Plaintext;
+            let additive = lane == Lane::Homomorphic && !stored;
             let route = add(
                 "route",
                 format!(
                     "records classified {}{}",
                     class_of(lane),
-                    if sealed {
+                    if additive {
+                        ": filters, maps and group keys evaluated here, values packed 2048 per list and encrypted under the TFHE public key"
+                    } else if sealed {
                         ", sealed per batch under the dataset's data key"
                     } else {
                         ""
@@ -196,6 +212,37 @@ impl Plan {
                 RUNS,
                 vec![classify],
             );
+            if additive {
+                let paths: Vec<String> = query
+                    .aggregates
+                    .iter()
+                    .map(|a| match a.kind {
+                        crate::query::AggKind::Min | crate::query::AggKind::Max => format!(
+                            "{} [no additive path: a job whose restricted records it reaches is refused]",
+                            a.label
+                        ),
+                        _ => format!("{} [additive]", a.label),
+                    })
+                    .collect();
+                let reduce = add(
+                    "aggregate",
+                    format!(
+                        "add ciphertext lists per column and reduce each to one LWE ciphertext per residue, holding no key; {grouping}{}",
+                        paths.join("; ")
+                    ),
+                    Some(lane),
+                    RUNS,
+                    vec![route],
+                );
+                lane_outputs.push(add(
+                    "decrypt",
+                    "the key holder decrypts the reduced columns (secret key read here only) and recombines their residues".into(),
+                    Some(lane),
+                    RUNS,
+                    vec![reduce],
+                ));
+                continue;
+            }
             let label = format!(
                 "{}partial {grouping}{}",
                 if sealed {
@@ -261,7 +308,7 @@ impl Plan {
         for node in &mut self.nodes {
             let lane = Lane::ALL.into_iter().find(|l| Some(l.name()) == node.lane);
             let facts = match node.op {
-                "source" | "validate" | "commit" | "classify" | "route" => StageFacts {
+                "source" | "validate" | "commit" | "classify" | "route" | "decrypt" => StageFacts {
                     boundary: Boundary::Owner,
                     sees: lane.map_or(Sees::Restricted, sees_of),
                     decrypts: false,
@@ -273,7 +320,8 @@ impl Plan {
                     StageFacts {
                         boundary: Boundary::Compute,
                         sees: sees_of(lane),
-                        decrypts: lane != Lane::Plaintext,
+                        // The additive path computes on ciphertexts.
+                        decrypts: lane == Lane::AesGcm || (lane == Lane::Homomorphic && stored),
                         user_code: query.runs_user_code(),
                         // Records reach a lane at or above the least one a
                         // policy forces, through the classifier, or kept

@@ -323,4 +323,28 @@ impl Query {
     pub fn runs_user_code(&self) -> bool {
         self.grouping.is_some() || self.aggregates.iter().any(|a| !a.pipeline.steps.is_empty())
     }
+
+    /// Whether records of a file input can reach `lane`: the least lane a
+    /// policy forces, or a lane the classifier returns.
+    pub fn may_route(&self, lane: Lane) -> bool {
+        fn returns(body: &[ClassStmt], lane: Lane) -> bool {
+            body.iter().any(|s| match s {
+                ClassStmt::Let(..) => false,
+                ClassStmt::If(_, a, b) => returns(a, lane) || returns(b, lane),
+                ClassStmt::Return(l) => *l == lane,
+            })
+        }
+        match &self.classifier {
+            None => lane == self.min_lane,
+            Some(c) => lane == self.min_lane || (lane > self.min_lane && returns(&c.body, lane)),
+        }
+    }
+
+    /// The first aggregate the homomorphic lane's additive path cannot
+    /// compute (`min`, `max`), if any.
+    pub fn beyond_additive(&self) -> Option<&AggregateSpec> {
+        self.aggregates
+            .iter()
+            .find(|a| matches!(a.kind, AggKind::Min | AggKind::Max))
+    }
 }

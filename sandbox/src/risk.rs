@@ -16,6 +16,7 @@
 //! | `restricted-clear` | opens restricted records | 3 |
 //! | `confidential-code` | opens confidential records and runs the program's code on them | 2 |
 //! | `confidential-builtin` | opens confidential records, built-in operators only | 1 |
+//! | `ciphertexts` | computes on restricted records' ciphertexts, holds no key | 1 |
 //! | `public` | computes over public records only | 0 |
 //! | `aggregates` | sees aggregates only (merge, sink) | 0 |
 //!
@@ -128,6 +129,13 @@ pub const RULES: &[Rule] = &[
         when: "opens confidential records, built-in operators only",
         why: "decrypted records, our own operators: namespaces, seccomp, Landlock, cgroups",
         matches: |f| f.decrypts && f.sees == Sees::Confidential,
+    },
+    Rule {
+        name: "ciphertexts",
+        tier: 1,
+        when: "computes on restricted records' TFHE ciphertexts and holds no key",
+        why: "nothing to decrypt with; the native sandbox keeps it from the keystore, the network and the host",
+        matches: |f| f.boundary == Boundary::Compute && !f.decrypts && f.sees > Sees::Public,
     },
     Rule {
         name: "public",
@@ -245,6 +253,7 @@ mod tests {
                 1,
                 "confidential-builtin",
             ),
+            (compute(Sees::Restricted, false, true), 1, "ciphertexts"),
             (compute(Sees::Public, false, true), 0, "public"),
             (compute(Sees::Public, false, false), 0, "public"),
         ];
