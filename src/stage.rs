@@ -65,6 +65,25 @@ fn unhex(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// One frame of a stage's input: a u32 little-endian length and that many
+/// bytes; `None` at the zero length that ends the input (input that stops
+/// before it is an error naming `what` it was reading).
+fn read_frame(input: &mut impl Read, what: &str) -> Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    input
+        .read_exact(&mut len)
+        .with_context(|| format!("reading a {what} (the input ended before its end marker)"))?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len == 0 {
+        return Ok(None);
+    }
+    let mut bytes = vec![0u8; len];
+    input
+        .read_exact(&mut bytes)
+        .with_context(|| format!("reading a {what}"))?;
+    Ok(Some(bytes))
+}
+
 /// The worker: reads the header and the batches, aggregates, answers.
 pub(crate) fn worker_main() -> ! {
     let code = match worker() {
@@ -104,17 +123,7 @@ fn worker() -> Result<()> {
         .collect::<Result<_>>()?;
     let opener = LaneOpener::new(Opener::new(context, keys));
     let mut batches = Vec::new();
-    loop {
-        let mut len = [0u8; 4];
-        input
-            .read_exact(&mut len)
-            .context("reading a batch (the input ended before its end marker)")?;
-        let len = u32::from_le_bytes(len) as usize;
-        if len == 0 {
-            break;
-        }
-        let mut bytes = vec![0u8; len];
-        input.read_exact(&mut bytes).context("reading a batch")?;
+    while let Some(bytes) = read_frame(&mut input, "batch")? {
         let lane = bytes
             .get(1)
             .and_then(|b| lane_of_byte(*b))
@@ -367,17 +376,7 @@ pub(crate) fn reduce_worker_main() -> ! {
     let run = || -> Result<()> {
         let mut input = std::io::BufReader::new(std::io::stdin().lock());
         let mut lists = Vec::new();
-        loop {
-            let mut len = [0u8; 4];
-            input
-                .read_exact(&mut len)
-                .context("reading a list (the input ended before its end marker)")?;
-            let len = u32::from_le_bytes(len) as usize;
-            if len == 0 {
-                break;
-            }
-            let mut bytes = vec![0u8; len];
-            input.read_exact(&mut bytes).context("reading a list")?;
+        while let Some(bytes) = read_frame(&mut input, "list")? {
             let list: symbiont_operators::PackedList =
                 bincode::deserialize(&bytes).context("a list")?;
             lists.push(list);
