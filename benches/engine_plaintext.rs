@@ -31,6 +31,8 @@ fn bench(c: &mut Criterion) {
             forbidden_lanes: [false; 3],
             sealed_stage: None,
             homomorphic: None,
+            persist_tfhe: None,
+            programmable: None,
         };
         group.bench_function(format!("{workers}_workers"), |b| {
             b.iter(|| run_batch(&query, &config).unwrap())

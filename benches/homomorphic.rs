@@ -6,9 +6,10 @@
 //! - With `SYMBI_BENCH_NAIVE=N` (run by `benches/homomorphic.sh`): the
 //!   naive construction on N values with tfhe's integer API — `FheUint32`
 //!   `+` in a loop, and `iter().sum()` — timed once each (minutes), and
-//!   the programmable path's cost of one encrypted comparison
-//!   (`FheUint32::ge` against a constant) and one `max`; written as JSON
-//!   to `SYMBI_BENCH_OUT`.
+//!   the integer API's cost of one encrypted comparison (`FheUint32::ge`
+//!   against a constant) and one `max`, and the programmable path's own
+//!   cost per record (`programmable_costs`); written as JSON to
+//!   `SYMBI_BENCH_OUT`.
 
 use std::time::Instant;
 
@@ -110,7 +111,9 @@ fn naive(n: usize, out: &str) {
     }
     ge.sort_by(f64::total_cmp);
     max.sort_by(f64::total_cmp);
+    let programmable = programmable_costs(&v[..PROGRAMMABLE_RECORDS]);
     let report = serde_json::json!({
+        "programmable": programmable,
         "n": n,
         "plus_loop_s": plus_loop,
         "iter_sum_s": iter_sum,
@@ -119,6 +122,67 @@ fn naive(n: usize, out: &str) {
         "fhe_uint32_compressed_bytes": bincode::serialize(&cts[0].clone().compress()).map(|b| b.len()).unwrap_or(0),
     });
     std::fs::write(out, report.to_string()).expect("writable");
+}
+
+/// Records the programmable path's measurement evaluates.
+const PROGRAMMABLE_RECORDS: usize = 16;
+
+/// The programmable path itself (`symbiont_crypto::programmable`, as the
+/// compute stage runs it): seconds per record of an encrypted comparison
+/// counted (`count(filter(x >= c))`) and of a filtered `max`, over
+/// records of three fields; bytes per stored value.
+fn programmable_costs(v: &[u32]) -> serde_json::Value {
+    use symbiont_crypto::programmable::{
+        Aggregate, Comparison, Kind, Op, PublicKey, Spec, decrypt, evaluate, generate,
+    };
+    let (client, server, public) = generate();
+    let key = PublicKey::from_bytes(&public).expect("a key");
+    let records: Vec<Vec<u8>> = v
+        .iter()
+        .map(|x| key.encrypt(&[i64::from(*x), 1, 2]).expect("in range"))
+        .collect();
+    let threshold = 1i64 << 31;
+    let comparison = vec![Comparison {
+        slot: 0,
+        op: Op::Ge,
+        constant: threshold,
+    }];
+    let run = |kind, slot| {
+        let spec = Spec {
+            comparisons: comparison.clone(),
+            aggregates: vec![Aggregate {
+                kind,
+                filters: vec![0],
+                slot,
+            }],
+        };
+        let t = Instant::now();
+        let out = evaluate(&server, &records, &spec).expect("evaluates");
+        let s = t.elapsed().as_secs_f64();
+        (decrypt(&client, &out).expect("decrypts")[0], s)
+    };
+    let kept: Vec<i64> = v
+        .iter()
+        .map(|x| i64::from(*x))
+        .filter(|x| *x >= threshold)
+        .collect();
+    let ((count, _), count_s) = run(Kind::Count, None);
+    assert_eq!(count, kept.len() as i64);
+    let ((_, max), max_s) = run(Kind::Max, Some(0));
+    assert_eq!(max, Some(kept.iter().copied().max().unwrap_or(i64::MIN)));
+    let n = v.len() as f64;
+    eprintln!(
+        "programmable path over {}: count of x >= c {:.3} s/record, filtered max {:.3} s/record",
+        v.len(),
+        count_s / n,
+        max_s / n
+    );
+    serde_json::json!({
+        "records": v.len(),
+        "compare_count_s_per_record": count_s / n,
+        "filtered_max_s_per_record": max_s / n,
+        "bytes_per_stored_value": records[0].len() as f64 / 3.0,
+    })
 }
 
 criterion_group!(benches, bench);

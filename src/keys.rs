@@ -179,6 +179,14 @@ pub(crate) fn list(dir: Option<&Path>, json: bool) -> Result<u8> {
             (false, _) => "no tfhe/ directory",
         }
     );
+    println!(
+        "  tfhe int   {}",
+        if l.programmable_keys {
+            "tfhe/programmable_{client,server,public}.key (the programmable path)"
+        } else {
+            "none yet (made by the first job that persists restricted records)"
+        }
+    );
     if l.data_keys.is_empty() {
         println!("  data keys   none yet (one is made per dataset when a job first seals it)");
     }

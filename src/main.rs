@@ -64,7 +64,9 @@ enum Command {
         file: PathBuf,
         /// Binds the entry agent's stream parameter: `NAME=PATH` (.csv,
         /// .ndjson/.jsonl, .parquet or .arrow/.ipc/.feather, or a directory
-        /// written by --persist-encrypted).
+        /// written by --persist-encrypted), or `NAME=tfhe:DIR`: such a
+        /// directory with its restricted records read from their TFHE copy
+        /// (the programmable path: filters and min/max under encryption).
         #[arg(long = "input", value_name = "NAME=PATH", required = true)]
         inputs: Vec<String>,
         /// Output format.
@@ -118,9 +120,10 @@ enum Command {
         #[arg(long, value_name = "DURATION", default_value = "60s")]
         stage_timeout: humantime::Duration,
         /// Keep the classified dataset in DIR (which must not exist):
-        /// encrypted lanes sealed, public records in the clear. A later run
-        /// reads it back with `--input NAME=DIR`. Written only if the job
-        /// succeeds.
+        /// encrypted lanes sealed, public records in the clear, restricted
+        /// records also as TFHE integer ciphertexts of their numeric
+        /// fields. A later run reads it back with `--input NAME=DIR` (or
+        /// `NAME=tfhe:DIR`). Written only if the job succeeds.
         #[arg(long, value_name = "DIR")]
         persist_encrypted: Option<PathBuf>,
         /// An attribute of the principal, for policy conditions.
@@ -189,6 +192,12 @@ enum Command {
         /// The entry agent, when several take a `Stream<T>`.
         #[arg(long)]
         agent: Option<String>,
+        /// What the job would read: a `file`, a `store` (`--input NAME=DIR`,
+        /// restricted records AES-sealed) or its `tfhe` copy (`--input
+        /// NAME=tfhe:DIR`, the programmable path). The restricted lane's
+        /// nodes say which path each aggregate takes.
+        #[arg(long, value_enum, default_value_t = ExplainInput::File)]
+        input_kind: ExplainInput,
     },
     /// Sample datasets.
     Datasets {
@@ -443,6 +452,13 @@ enum ExplainFormat {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ExplainInput {
+    File,
+    Store,
+    Tfhe,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Format {
     Human,
     Json,
@@ -461,6 +477,9 @@ fn main() -> ExitCode {
     }
     if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(stage::REDUCE_ARG)) {
         stage::reduce_worker_main();
+    }
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(stage::EVALUATE_ARG)) {
+        stage::evaluate_worker_main();
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -572,7 +591,8 @@ fn main() -> ExitCode {
             file,
             format,
             agent,
-        } => run::explain(&file, format, agent.as_deref()),
+            input_kind,
+        } => run::explain(&file, format, agent.as_deref(), input_kind),
         Command::Datasets {
             command:
                 DatasetsCommand::Generate {

@@ -12,7 +12,9 @@ use symbiont_dsl::ast::Program;
 use symbiont_dsl::{Diagnostic, SourceFile, check, lower_query, parse_bytes};
 use symbiont_engine::{JobConfig, JobOutput, LaneKeys, OnError, run_batch};
 
-use symbiont_operators::{Attributes, CompiledPolicies, Effect, Lane, Plan, PolicyValue, Query};
+use symbiont_operators::{
+    Attributes, CompiledPolicies, Effect, InputKind, Lane, Plan, PolicyValue, Query,
+};
 
 use crate::{ExplainFormat, Format, Reporter, audit, display_name, enforce, exit, read_source};
 
@@ -288,13 +290,38 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
                 query.agent, query.input
             ));
         }
-        input = Some(PathBuf::from(path));
+        // `tfhe:DIR`: a stored dataset's restricted records from their
+        // TFHE copy (the programmable path).
+        input = Some(match path.strip_prefix("tfhe:") {
+            Some(dir) => (PathBuf::from(dir), true),
+            None => (PathBuf::from(path), false),
+        });
     }
-    let Some(input) = input else {
+    let Some((input, tfhe_input)) = input else {
         return usage(format_args!(
             "bind the input with --input {}=PATH",
             query.input
         ));
+    };
+    if tfhe_input && !symbiont_operators::is_store(&input) {
+        return usage(format_args!(
+            "--input {}=tfhe:{}: not a dataset written by --persist-encrypted",
+            query.input,
+            input.display()
+        ));
+    }
+    // The programmable path's spec: refused here, before anything runs,
+    // if an aggregate cannot be evaluated under encryption.
+    let programmable = if tfhe_input {
+        match symbiont_operators::compile(&query) {
+            Ok(c) => Some(c),
+            Err(why) => {
+                eprintln!("symbi: error: {why}");
+                return Ok(exit::RUNTIME);
+            }
+        }
+    } else {
+        None
     };
     if let Some(dest) = args.persist_encrypted.as_ref().filter(|d| d.exists()) {
         return usage(format_args!(
@@ -389,7 +416,12 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
     };
     // Every stage runs in the tier the risk table gives it; one the host
     // cannot provide fails the job here, before it starts.
-    let plan = Plan::for_job(&query, None, stored);
+    let input_kind = match (stored, tfhe_input) {
+        (false, _) => InputKind::File,
+        (true, false) => InputKind::Store,
+        (true, true) => InputKind::StoreTfhe,
+    };
+    let plan = Plan::for_job(&query, None, input_kind);
     let needs_keys = query.classifier.is_some()
         || query.min_lane != Lane::Plaintext
         || stored
@@ -514,6 +546,25 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
             Some(ks) if !stored && query.may_route(Lane::Homomorphic) => {
                 Some(homomorphic_lane(ks, &plan, args)?)
             }
+            _ => None,
+        },
+        // Restricted records are also kept as TFHE integer ciphertexts
+        // for the programmable path (its keys made on first use).
+        persist_tfhe: match (&keystore, &args.persist_encrypted) {
+            (Some(ks), Some(_)) if !stored && query.may_route(Lane::Homomorphic) => {
+                let (key, created) = ks.programmable_public_key()?;
+                if created {
+                    log.append(
+                        EntryKind::KeyEvent,
+                        serde_json::json!({"job": job, "event": "created", "key": "tfhe integer keys (programmable path)"}),
+                    )?;
+                }
+                Some(Arc::new(key))
+            }
+            _ => None,
+        },
+        programmable: match (programmable, &keystore) {
+            (Some(compiled), Some(ks)) => Some(programmable_lane(ks, compiled, &plan, args)?),
             _ => None,
         },
     };
@@ -642,6 +693,37 @@ fn homomorphic_lane(
         key_holder: Arc::new(symbiont_engine::KeystoreHolder {
             dir: ks.dir().to_owned(),
         }),
+    })
+}
+
+/// The programmable path's stages: the compute stage in the tier the plan
+/// gives it, with the server key on its stdin; the keystore's key holder.
+fn programmable_lane(
+    ks: &symbiont_crypto::Keystore,
+    compiled: symbiont_operators::Compiled,
+    plan: &Plan,
+    args: &RunArgs,
+) -> Result<symbiont_engine::ProgrammableLane> {
+    let dir = ks.dir().to_owned();
+    let tier = plan.aggregate_tier(Lane::Homomorphic);
+    let stage: Arc<dyn symbiont_engine::ProgrammableStage> =
+        match symbiont_sandbox::Tier::from_number(tier) {
+            Some(tier) if tier as u8 > 0 => {
+                let (init, worker) = stage_binaries()?;
+                Arc::new(crate::stage::SandboxedEvaluate {
+                    tier,
+                    init,
+                    worker,
+                    limits: crate::stage::evaluate_limits(&args.stage_limits),
+                    keystore: dir.clone(),
+                })
+            }
+            _ => Arc::new(symbiont_engine::InProcessEvaluate { dir: dir.clone() }),
+        };
+    Ok(symbiont_engine::ProgrammableLane {
+        compiled,
+        stage,
+        key_holder: Arc::new(symbiont_engine::KeystoreHolder { dir }),
     })
 }
 
@@ -879,12 +961,22 @@ fn table(output: &JobOutput) -> String {
     out
 }
 
-pub(crate) fn explain(file: &Path, format: ExplainFormat, agent: Option<&str>) -> Result<u8> {
+pub(crate) fn explain(
+    file: &Path,
+    format: ExplainFormat,
+    agent: Option<&str>,
+    input: crate::ExplainInput,
+) -> Result<u8> {
     let query = match load(file, agent)? {
         Ok(l) => l.query,
         Err(code) => return Ok(code),
     };
-    let plan = Plan::of(&query, None);
+    let input = match input {
+        crate::ExplainInput::File => InputKind::File,
+        crate::ExplainInput::Store => InputKind::Store,
+        crate::ExplainInput::Tfhe => InputKind::StoreTfhe,
+    };
+    let plan = Plan::for_job(&query, None, input);
     let text = match format {
         ExplainFormat::Text => plan.to_text(),
         ExplainFormat::Json => serde_json::to_string_pretty(&plan)? + "\n",

@@ -17,7 +17,7 @@
 //! that decrypts; the master key never does.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -373,7 +373,7 @@ pub(crate) fn reduce_input(lists: &[symbiont_operators::PackedList]) -> Result<V
 /// The homomorphic compute worker: reads lists, adds and reduces them,
 /// answers with the reduced columns (bincode). It opens no file.
 pub(crate) fn reduce_worker_main() -> ! {
-    let run = || -> Result<()> {
+    answer_and_exit("homomorphic", || {
         let mut input = std::io::BufReader::new(std::io::stdin().lock());
         let mut lists = Vec::new();
         while let Some(bytes) = read_frame(&mut input, "list")? {
@@ -382,19 +382,49 @@ pub(crate) fn reduce_worker_main() -> ! {
             lists.push(list);
         }
         let reduced = symbiont_operators::reduce(lists)?;
+        Ok(bincode::serialize(&reduced)?)
+    })
+}
+
+/// Ends a compute worker: its answer on stdout and exit 0, or the error on
+/// stderr and exit 1.
+fn answer_and_exit(stage: &str, run: impl FnOnce() -> Result<Vec<u8>>) -> ! {
+    let written = run().and_then(|answer| {
         let mut out = std::io::stdout().lock();
-        out.write_all(&bincode::serialize(&reduced)?)?;
+        out.write_all(&answer)?;
         out.flush()?;
         Ok(())
-    };
-    let code = match run() {
+    });
+    let code = match written {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("symbi homomorphic stage: {e:#}");
+            eprintln!("symbi {stage} stage: {e:#}");
             1
         }
     };
     std::process::exit(code);
+}
+
+/// Runs a compute worker (`arg`) in `tier` with `input` on its stdin; its
+/// answer, or why it has none.
+fn run_compute(
+    what: &str,
+    tier: symbiont_sandbox::Tier,
+    (init, worker): (&Path, &Path),
+    arg: &str,
+    limits: &symbiont_sandbox::Limits,
+    input: Vec<u8>,
+) -> Result<(symbiont_sandbox::Report, Vec<u8>)> {
+    let (report, out) =
+        symbiont_sandbox::run_stage(tier, init, worker, &[arg.to_owned()], limits, input)?;
+    if let Some(ended) = ended(&report, limits) {
+        anyhow::bail!(
+            "the {what} compute stage in tier {} ({}) {ended}",
+            tier as u8,
+            symbiont_sandbox::tier_backend(tier as u8)
+        );
+    }
+    Ok((report, out))
 }
 
 /// The job side of the homomorphic compute stage: runs the worker in its
@@ -423,21 +453,14 @@ impl symbiont_engine::HomomorphicStage for SandboxedReduce {
     > {
         let run = || -> Result<_> {
             let input = reduce_input(&lists)?;
-            let (report, out) = symbiont_sandbox::run_stage(
+            let (report, out) = run_compute(
+                "homomorphic",
                 self.tier,
-                &self.init,
-                &self.worker,
-                &[REDUCE_ARG.to_owned()],
+                (&self.init, &self.worker),
+                REDUCE_ARG,
                 &self.limits,
                 input,
             )?;
-            if let Some(ended) = ended(&report, &self.limits) {
-                anyhow::bail!(
-                    "the homomorphic compute stage in tier {} ({}) {ended}",
-                    self.tier as u8,
-                    symbiont_sandbox::tier_backend(self.tier as u8)
-                );
-            }
             let reduced = bincode::deserialize(&out).context("the compute stage's answer")?;
             let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e5).round() / 100.0;
             let sandbox = serde_json::json!({
@@ -449,6 +472,114 @@ impl symbiont_engine::HomomorphicStage for SandboxedReduce {
                 "total_ms": ms(report.elapsed),
             });
             Ok((reduced, Some(sandbox)))
+        };
+        run().map_err(|e| format!("{e:#}"))
+    }
+}
+
+/// The first argument that makes `symbi` the programmable path's compute
+/// worker.
+pub(crate) const EVALUATE_ARG: &str = "__stage-programmable";
+
+/// The programmable compute stage's limits: the job's, with at least
+/// 1 GiB of memory (the server key alone is 180 MB once decompressed) and
+/// 30 minutes (an encrypted comparison costs a fraction of a second per
+/// record and core).
+pub(crate) fn evaluate_limits(limits: &symbiont_sandbox::Limits) -> symbiont_sandbox::Limits {
+    symbiont_sandbox::Limits {
+        memory_bytes: limits.memory_bytes.max(1 << 30),
+        timeout: limits.timeout.max(std::time::Duration::from_secs(30 * 60)),
+        ..limits.clone()
+    }
+}
+
+/// The programmable stage's stdin: the compressed server key, the spec
+/// (bincode), then one frame per record's list, then an empty frame.
+pub(crate) fn evaluate_input(
+    server: &[u8],
+    spec: &symbiont_crypto::programmable::Spec,
+    records: &[Vec<u8>],
+) -> Result<Vec<u8>> {
+    let spec = bincode::serialize(spec)?;
+    let mut input = Vec::new();
+    for frame in [server, &spec[..]]
+        .into_iter()
+        .chain(records.iter().map(Vec::as_slice))
+    {
+        input.extend_from_slice(&u32::try_from(frame.len())?.to_le_bytes());
+        input.extend_from_slice(frame);
+    }
+    input.extend_from_slice(&0u32.to_le_bytes());
+    Ok(input)
+}
+
+/// The programmable compute worker: reads the server key, the spec and the
+/// records, answers with the encrypted aggregates (bincode). It opens no
+/// file and never sees the client key.
+pub(crate) fn evaluate_worker_main() -> ! {
+    answer_and_exit("programmable", || {
+        let mut input = std::io::BufReader::new(std::io::stdin().lock());
+        let server = read_frame(&mut input, "server key")?.context("no server key")?;
+        let spec = read_frame(&mut input, "spec")?.context("no spec")?;
+        let spec: symbiont_crypto::programmable::Spec =
+            bincode::deserialize(&spec).context("the spec")?;
+        let mut records = Vec::new();
+        while let Some(bytes) = read_frame(&mut input, "record")? {
+            records.push(bytes);
+        }
+        let out = symbiont_crypto::programmable::evaluate(&server, &records, &spec)?;
+        Ok(bincode::serialize(&out)?)
+    })
+}
+
+/// The job side of the programmable compute stage: runs the worker in its
+/// tier with the server key and the records on its stdin.
+#[derive(Debug)]
+pub(crate) struct SandboxedEvaluate {
+    pub(crate) tier: symbiont_sandbox::Tier,
+    pub(crate) init: PathBuf,
+    pub(crate) worker: PathBuf,
+    pub(crate) limits: symbiont_sandbox::Limits,
+    /// Where the server key is read (by the job, not the stage).
+    pub(crate) keystore: PathBuf,
+}
+
+impl symbiont_engine::ProgrammableStage for SandboxedEvaluate {
+    fn evaluate(
+        &self,
+        spec: &symbiont_crypto::programmable::Spec,
+        records: Vec<Vec<u8>>,
+    ) -> std::result::Result<
+        (
+            Vec<symbiont_crypto::programmable::Encrypted>,
+            Option<serde_json::Value>,
+        ),
+        String,
+    > {
+        let run = || -> Result<_> {
+            let server = Keystore::programmable_server_key(&self.keystore)?;
+            let input = evaluate_input(&server, spec, &records)?;
+            drop(server);
+            let (report, out) = run_compute(
+                "programmable",
+                self.tier,
+                (&self.init, &self.worker),
+                EVALUATE_ARG,
+                &self.limits,
+                input,
+            )?;
+            let encrypted = bincode::deserialize(&out).context("the compute stage's answer")?;
+            let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e5).round() / 100.0;
+            let sandbox = serde_json::json!({
+                "stage": "aggregate[homomorphic, programmable]",
+                "tier": self.tier as u8,
+                "runs_in": symbiont_sandbox::tier_backend(self.tier as u8),
+                "records": records.len(),
+                "comparisons": spec.comparisons.len(),
+                "answer_ms": report.first_output.map(ms),
+                "total_ms": ms(report.elapsed),
+            });
+            Ok((encrypted, Some(sandbox)))
         };
         run().map_err(|e| format!("{e:#}"))
     }

@@ -230,7 +230,7 @@ proptest! {
 
         let path = write_rows(&c, "symbi-oracle");
         let keys = LaneKeys::for_dataset(keystore(), "oracle", &query.schema).unwrap();
-        let out = run_batch(&query, &JobConfig { input: path, workers: c.workers, on_error: OnError::Fail, progress: None, keys, persist: None, forbidden_lanes: [false; 3], sealed_stage: None, homomorphic: None }).unwrap();
+        let out = run_batch(&query, &JobConfig { input: path, workers: c.workers, on_error: OnError::Fail, progress: None, keys, persist: None, forbidden_lanes: [false; 3], sealed_stage: None, homomorphic: None, persist_tfhe: None, programmable: None }).unwrap();
         let (expected, lanes) = naive(&c, true);
         prop_assert!(close(&out.value, &expected), "got {}\nexpected {}\n{}", out.value, expected, source);
         prop_assert_eq!(out.lanes, lanes);
@@ -274,11 +274,67 @@ proptest! {
         let keys = LaneKeys::for_dataset(keystore(), "oracle", &query.schema).unwrap();
         let lane = homomorphic();
         let sink = std::sync::Arc::clone(&lane.sink);
-        let out = run_batch(&query, &JobConfig { input: path, workers: c.workers, on_error: OnError::Fail, progress: None, keys, persist: None, forbidden_lanes: [false; 3], sealed_stage: None, homomorphic: Some(lane) }).unwrap();
+        let out = run_batch(&query, &JobConfig { input: path, workers: c.workers, on_error: OnError::Fail, progress: None, keys, persist: None, forbidden_lanes: [false; 3], sealed_stage: None, homomorphic: Some(lane), persist_tfhe: None, programmable: None }).unwrap();
         let (expected, lanes) = naive(&c, false);
         prop_assert!(close(&out.value, &expected), "got {}\nexpected {}\n{}", out.value, expected, source);
         prop_assert_eq!(out.lanes, lanes);
         // Every list was handed to the compute stage.
         prop_assert!(sink.take().is_empty());
+    }
+}
+
+/// Cases for the programmable path: a few rows (every restricted one costs
+/// encrypted comparisons and selections), no grouping, the comparisons it
+/// evaluates.
+fn small_case() -> impl Strategy<Value = Case> {
+    (
+        case(),
+        prop::sample::select(vec![">=", "<", "=="]),
+        1usize..7,
+    )
+        .prop_map(|(mut c, op, rows)| {
+            c.rows.truncate(rows);
+            c.group = false;
+            c.filter_op = op;
+            c
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4, ..ProptestConfig::default() })]
+
+    /// A dataset persisted with its restricted records as TFHE integer
+    /// ciphertexts, read back on the programmable path (filters, count,
+    /// sum, avg, min and max under encryption, in this process): every
+    /// aggregate equals the naive one.
+    #[test]
+    fn programmable_aggregates_equal_a_naive_recomputation(c in small_case()) {
+        let parse = |source: &str| {
+            let (program, diagnostics) = symbiont_dsl::parse(source);
+            assert!(diagnostics.is_empty(), "{diagnostics:?}\n{source}");
+            symbiont_dsl::lower_query(&program.unwrap(), source, None).unwrap()
+        };
+        // Persisting runs the program the additive path computes.
+        let persist_query = parse(&program(&c, false));
+        let path = write_rows(&c, "symbi-oracle-tfhe");
+        let store = path.with_file_name("store");
+        let _ = std::fs::remove_dir_all(&store);
+        let ks = keystore();
+        let (public, _) = ks.programmable_public_key().unwrap();
+        let keys = LaneKeys::for_dataset(keystore(), "oracle-tfhe", &persist_query.schema).unwrap();
+        run_batch(&persist_query, &JobConfig { input: path, workers: c.workers, on_error: OnError::Fail, progress: None, keys: keys.clone(), persist: Some(store.clone()), forbidden_lanes: [false; 3], sealed_stage: None, homomorphic: Some(homomorphic()), persist_tfhe: Some(std::sync::Arc::new(public)), programmable: None }).unwrap();
+
+        let source = program(&c, true);
+        let query = parse(&source);
+        let lane = symbiont_engine::ProgrammableLane {
+            compiled: symbiont_operators::compile(&query).unwrap(),
+            stage: std::sync::Arc::new(symbiont_engine::InProcessEvaluate { dir: ks.dir().to_owned() }),
+            key_holder: std::sync::Arc::new(symbiont_engine::KeystoreHolder { dir: ks.dir().to_owned() }),
+        };
+        let out = run_batch(&query, &JobConfig { input: store, workers: c.workers, on_error: OnError::Fail, progress: None, keys, persist: None, forbidden_lanes: [false; 3], sealed_stage: None, homomorphic: None, persist_tfhe: None, programmable: Some(lane) }).unwrap();
+        let (expected, lanes) = naive(&c, true);
+        prop_assert!(close(&out.value, &expected), "got {}\nexpected {}\n{}", out.value, expected, source);
+        prop_assert_eq!(out.lanes, lanes);
+        prop_assert_eq!(out.input, symbiont_operators::InputKind::StoreTfhe);
     }
 }

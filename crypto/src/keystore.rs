@@ -11,6 +11,11 @@
 //!   tfhe/                    the homomorphic lane's keys (0700):
 //!     additive_secret.key      the key holder's LWE secret key (0600)
 //!     additive_public.key      the ingestion stage's compact public key
+//!     programmable_client.key  the programmable path's client key (0600)
+//!     programmable_server.key  its compressed server key (compute stages)
+//!     programmable_public.key  its compact public key (persisting)
+//!                              (these three are made by the first job that
+//!                              persists restricted records)
 //!   .lock                    flock(2) taken by every writer
 //! ```
 //!
@@ -46,6 +51,13 @@ use crate::keys::{AuditSigningKey, KeyError};
 pub const ADDITIVE_SECRET_FILE: &str = "tfhe/additive_secret.key";
 /// The homomorphic lane's public key, for the ingestion stage.
 pub const ADDITIVE_PUBLIC_FILE: &str = "tfhe/additive_public.key";
+
+/// The programmable path's client key: the key holder's only.
+pub const PROGRAMMABLE_CLIENT_FILE: &str = "tfhe/programmable_client.key";
+/// The programmable path's compressed server key, for compute stages.
+pub const PROGRAMMABLE_SERVER_FILE: &str = "tfhe/programmable_server.key";
+/// The programmable path's compact public key, for persisting.
+pub const PROGRAMMABLE_PUBLIC_FILE: &str = "tfhe/programmable_public.key";
 
 /// The audit signing key's file name in the keystore.
 pub const AUDIT_KEY_FILE: &str = "audit_ed25519.key";
@@ -312,6 +324,8 @@ pub struct Listing {
     pub tfhe_dir: bool,
     /// Whether it holds the homomorphic lane's key pair.
     pub tfhe_keys: bool,
+    /// Whether it holds the programmable path's keys.
+    pub programmable_keys: bool,
 }
 
 /// A step of [`Keystore::rotate_with`], for crash tests.
@@ -799,6 +813,50 @@ impl Keystore {
         })
     }
 
+    /// The programmable path's public key, made with its client and
+    /// server keys if this keystore has none yet (about 3 s); `true` if
+    /// they were made now (a key event to audit).
+    pub fn programmable_public_key(
+        &self,
+    ) -> Result<(crate::programmable::PublicKey, bool), KeystoreError> {
+        let path = self.dir.join(PROGRAMMABLE_PUBLIC_FILE);
+        let mut created = false;
+        if !path.is_file() {
+            let _lock = lock(&self.dir)?;
+            if !path.is_file() {
+                let (client, server, public) = crate::programmable::generate();
+                // The public key last: its presence says all three are there.
+                write_atomic(&self.dir.join(PROGRAMMABLE_CLIENT_FILE), &client)?;
+                write_atomic(&self.dir.join(PROGRAMMABLE_SERVER_FILE), &server)?;
+                write_atomic(&path, &public)?;
+                sync_dir(&self.dir.join("tfhe"))?;
+                created = true;
+            }
+        }
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        let key =
+            crate::programmable::PublicKey::from_bytes(&bytes).map_err(|e| KeystoreError::Io {
+                path,
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+            })?;
+        Ok((key, created))
+    }
+
+    /// The programmable path's compressed server key, as bytes (for the
+    /// compute stage, which decodes it).
+    pub fn programmable_server_key(dir: &Path) -> Result<Vec<u8>, KeystoreError> {
+        let path = dir.join(PROGRAMMABLE_SERVER_FILE);
+        std::fs::read(&path).map_err(io(&path))
+    }
+
+    /// The programmable path's client key, as bytes: only the key holder's
+    /// decrypt stage calls this, after the compute stage has answered.
+    pub fn programmable_client_key(dir: &Path) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
+        private_dir(dir, false)?;
+        let path = dir.join(PROGRAMMABLE_CLIENT_FILE);
+        Ok(Zeroizing::new(std::fs::read(&path).map_err(io(&path))?))
+    }
+
     /// The audit signing key's path.
     pub fn audit_key_path(&self) -> PathBuf {
         self.dir.join(AUDIT_KEY_FILE)
@@ -839,6 +897,7 @@ impl Keystore {
             tfhe_dir: dir.join("tfhe").is_dir(),
             tfhe_keys: dir.join(ADDITIVE_SECRET_FILE).is_file()
                 && dir.join(ADDITIVE_PUBLIC_FILE).is_file(),
+            programmable_keys: dir.join(PROGRAMMABLE_PUBLIC_FILE).is_file(),
         })
     }
 

@@ -18,6 +18,9 @@
 //! - [`additive`]: the homomorphic lane's additive path (TFHE LWE compact
 //!   lists): public-key encryption at ingestion, keyless addition and
 //!   reduction in the compute stage, decryption by the key holder.
+//! - [`programmable`]: its programmable path (tfhe's integer API) over
+//!   restricted records at rest: filters against constants, count, sum,
+//!   min and max.
 //! - [`sign_approval`] and [`verify_approval`]: signed human approvals that
 //!   resume a job suspended by a policy condition.
 //! - [`verify`] checks a log offline against an [`AuditVerifyingKey`],
@@ -55,6 +58,7 @@ mod keys;
 mod keystore;
 mod locked;
 pub mod merkle;
+pub mod programmable;
 
 pub use aead::{AeadError, Aes256GcmKey, Backend, KEY_LEN, NONCE_LEN, TAG_LEN};
 pub use approval::{
@@ -67,7 +71,8 @@ pub use envelope::{
 };
 pub use keystore::{
     ADDITIVE_PUBLIC_FILE, ADDITIVE_SECRET_FILE, AUDIT_KEY_FILE, DATA_KEY_LIMIT, DataKeyEvent,
-    DataKeyInfo, InitReport, Keystore, KeystoreError, Listing, RESERVE_CHUNK, RotateStep,
+    DataKeyInfo, InitReport, Keystore, KeystoreError, Listing, PROGRAMMABLE_CLIENT_FILE,
+    PROGRAMMABLE_PUBLIC_FILE, PROGRAMMABLE_SERVER_FILE, RESERVE_CHUNK, RotateStep,
 };
 pub use locked::{LockStatus, LockedBuf};
 

@@ -12,12 +12,14 @@ use timely::dataflow::operators::{Concat, Input, Inspect, OkErr, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle, StreamVec};
 
 use symbiont_crypto::additive::Reduced;
+use symbiont_crypto::programmable::{self, Encrypted, Spec};
 use symbiont_crypto::{DataKeys, Keystore, KeystoreError, LockStatus, Opener, SealContext, Sealer};
 use symbiont_operators::{
-    AfterError, AggKey, AggregateError, AggregatePartials, Classify, ColumnKey, Format, GROUP_KEYS,
-    LANE_COUNT, Lane, LaneImpl, LaneOpener, Merged, PackSink, PackedList, Partial, PartialUpdate,
-    Plain, Query, Record, Routed, RowError, Schema, SealedBatch, Source, SourceError, StoreReader,
-    StoreWriter, Value, assemble, decrypted_partials, is_store, seal_records,
+    AfterError, AggKey, AggregateError, AggregatePartials, Classify, ColumnKey, Compiled, Format,
+    GROUP_KEYS, InputKind, LANE_COUNT, Lane, LaneImpl, LaneOpener, Merged, PackSink, PackedList,
+    Partial, PartialUpdate, Plain, Query, Record, Routed, RowError, Schema, SealedBatch, Source,
+    SourceError, StoreReader, StoreWriter, Value, assemble, decrypted_partials, is_store,
+    record_values, seal_records,
 };
 
 /// What to do with a row that cannot be processed.
@@ -57,6 +59,59 @@ pub struct JobConfig {
     /// and decrypted by its key holder. Without it, they are sealed with
     /// AES-256-GCM like confidential ones.
     pub homomorphic: Option<HomomorphicLane>,
+    /// With `persist`: the programmable path's public key, under which
+    /// each restricted record's numeric fields are also kept as TFHE
+    /// integer ciphertexts (`tfhe.bin`).
+    pub persist_tfhe: Option<Arc<programmable::PublicKey>>,
+    /// The homomorphic lane's programmable path over a stored dataset's
+    /// TFHE copy (`--input NAME=tfhe:DIR`): its restricted records are read
+    /// from `tfhe.bin` instead of their sealed batches.
+    pub programmable: Option<ProgrammableLane>,
+}
+
+/// The programmable path's roles: the compute stage holds the server key,
+/// the key holder the client key.
+#[derive(Clone, Debug)]
+pub struct ProgrammableLane {
+    /// The query's aggregates, compiled for the compute stage.
+    pub compiled: Compiled,
+    /// Compute: evaluates the spec over the ciphertexts.
+    pub stage: Arc<dyn ProgrammableStage>,
+    /// Decrypts the aggregates.
+    pub key_holder: Arc<dyn KeyHolder>,
+}
+
+/// The programmable path's compute stage: ciphertexts and the server key
+/// in, encrypted aggregates out; it holds no client key.
+pub trait ProgrammableStage: Send + Sync + std::fmt::Debug {
+    /// Evaluates `spec` over `records` (one compact list each); with the
+    /// stage's sandbox report, if it ran in one.
+    fn evaluate(
+        &self,
+        spec: &Spec,
+        records: Vec<Vec<u8>>,
+    ) -> Result<(Vec<Encrypted>, Option<serde_json::Value>), String>;
+}
+
+/// The programmable compute stage in this process, with the server key of
+/// the keystore in `dir`.
+#[derive(Clone, Debug)]
+pub struct InProcessEvaluate {
+    /// The keystore directory.
+    pub dir: PathBuf,
+}
+
+impl ProgrammableStage for InProcessEvaluate {
+    fn evaluate(
+        &self,
+        spec: &Spec,
+        records: Vec<Vec<u8>>,
+    ) -> Result<(Vec<Encrypted>, Option<serde_json::Value>), String> {
+        let server = Keystore::programmable_server_key(&self.dir).map_err(|e| e.to_string())?;
+        programmable::evaluate(&server, &records, spec)
+            .map(|r| (r, None))
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// The three roles of the homomorphic lane's additive path
@@ -103,6 +158,12 @@ impl HomomorphicStage for InProcessReduce {
 pub trait KeyHolder: Send + Sync + std::fmt::Debug {
     /// The totals of `reduced`.
     fn decrypt(&self, reduced: &[(ColumnKey, Reduced)]) -> Result<Vec<(ColumnKey, i128)>, String>;
+
+    /// The (count, value) of each of the programmable path's aggregates.
+    fn decrypt_programmable(
+        &self,
+        results: &[Encrypted],
+    ) -> Result<Vec<(i64, Option<i64>)>, String>;
 }
 
 /// The key holder of a keystore: reads the secret key from its `tfhe/`
@@ -124,6 +185,14 @@ impl KeyHolder for KeystoreHolder {
                     .map_err(|e| e.to_string())
             })
             .collect()
+    }
+
+    fn decrypt_programmable(
+        &self,
+        results: &[Encrypted],
+    ) -> Result<Vec<(i64, Option<i64>)>, String> {
+        let key = Keystore::programmable_client_key(&self.dir).map_err(|e| e.to_string())?;
+        programmable::decrypt(&key, results).map_err(|e| e.to_string())
     }
 }
 
@@ -285,8 +354,8 @@ pub struct JobOutput {
     pub min_lane: Lane,
     /// The sandboxes the job's stages ran in ([`StageOutput::sandboxes`]).
     pub sandboxes: Vec<serde_json::Value>,
-    /// Whether the input was a stored (persisted) dataset.
-    pub stored: bool,
+    /// What the job read: a file, a stored dataset, or its TFHE copy.
+    pub input: InputKind,
 }
 
 impl JobOutput {
@@ -301,7 +370,7 @@ impl JobOutput {
             .map(|l| {
                 (
                     l.name().to_owned(),
-                    LaneImpl::for_input(*l, self.stored).name().into(),
+                    LaneImpl::for_input(*l, self.input).name().into(),
                 )
             })
             .collect();
@@ -382,11 +451,13 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
         && query.may_route(Lane::Homomorphic)
     {
         return Err(JobError::Unsupported(format!(
-            "`{}` over restricted records: the homomorphic lane's additive path computes count, sum and avg only; min and max over restricted records are not supported in a batch job",
+            "`{}` over restricted records: the homomorphic lane's additive path computes count, sum and avg only; min and max over restricted records run on the programmable path: persist the dataset (--persist-encrypted DIR) and read it with --input NAME=tfhe:DIR",
             spec.label
         )));
     }
     let source = Arc::new(input);
+    // The programmable path reads the store again after the dataflow.
+    let tfhe_source = config.programmable.as_ref().map(|_| Arc::clone(&source));
     let persist = match &config.persist {
         None => None,
         Some(dest) => {
@@ -395,7 +466,10 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
             }
             let partial = partial_dir(dest);
             let _ = std::fs::remove_dir_all(&partial);
-            let writer = StoreWriter::create(&partial).map_err(JobError::Persist)?;
+            let mut writer = StoreWriter::create(&partial).map_err(JobError::Persist)?;
+            if config.persist_tfhe.is_some() {
+                writer.with_tfhe().map_err(JobError::Persist)?;
+            }
             Some(Arc::new(Mutex::new(Persist {
                 writer: Some(writer),
                 partial,
@@ -415,6 +489,8 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
     let packing = config.homomorphic.as_ref().map(|h| Arc::clone(&h.sink));
     let pack_restricted = packing.is_some();
     let persist_sealer = config.keys.sealer.clone();
+    let persist_tfhe = config.persist_tfhe.clone();
+    let skip_restricted_batches = config.programmable.is_some();
     // Public records cross into a sandboxed aggregation sealed, like the
     // others.
     let seal_public = config
@@ -487,9 +563,36 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
             }
             if let Some(persist) = persisting {
                 let sealer = persist_sealer.clone();
+                let tfhe_key = persist_tfhe.clone();
+                let schema = query.schema.clone();
                 routed = routed.inspect_core(move |event| {
                     let Ok((_, batch)) = event else { return };
                     let batch: &Vec<Routed> = batch;
+                    // The TFHE copy of the restricted records, encrypted
+                    // before the writer is locked.
+                    let tfhe: Result<Vec<(u64, Vec<u8>)>, SourceError> = match &tfhe_key {
+                        None => Ok(Vec::new()),
+                        Some(key) => batch
+                            .iter()
+                            .filter_map(|r| match r {
+                                Routed::Clear(Lane::Homomorphic, record) => Some(record),
+                                _ => None,
+                            })
+                            .map(|record| {
+                                let fail = |reason: String| SourceError::Malformed {
+                                    path: PathBuf::from("tfhe.bin"),
+                                    reason: format!(
+                                        "line {}: the restricted record cannot be kept as TFHE ciphertexts: {reason}",
+                                        record.line
+                                    ),
+                                };
+                                let values = record_values(&schema, &record.values).map_err(fail)?;
+                                key.encrypt(&values)
+                                    .map(|list| (record.line, list))
+                                    .map_err(|e| fail(e.to_string()))
+                            })
+                            .collect(),
+                    };
                     let mut p = persist.lock().expect("no worker panicked holding the lock");
                     let Some(writer) = p.writer.as_mut() else {
                         return;
@@ -526,6 +629,16 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
                         if let (Ok(()), Routed::Sealed(b)) = (&result, r) {
                             result = writer.sealed(b);
                         }
+                    }
+                    match tfhe {
+                        Ok(lists) => {
+                            for (line, list) in lists {
+                                if result.is_ok() {
+                                    result = writer.tfhe(line, &list);
+                                }
+                            }
+                        }
+                        Err(e) => result = result.and(Err(e)),
                     }
                     if let Err(e) = result {
                         p.writer = None;
@@ -611,6 +724,8 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
                             worker.step();
                         }
                     }
+                    // The programmable path reads these from tfhe.bin.
+                    Routed::Sealed(b) if skip_restricted_batches && b.lane == Lane::Homomorphic => {}
                     sealed => {
                         items.push(sealed);
                         if items.len() == BATCH {
@@ -680,6 +795,18 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
     let persist_error = collected.persist_error.take();
     let mut stage_lock = None;
     let mut stage_sandboxes = Vec::new();
+    if config.programmable.is_some()
+        && (collected.sealed.iter().any(|b| b.lane == Lane::Homomorphic)
+            || collected.partials.iter().any(|((agg, lane, _), p)| {
+                *agg == LANE_COUNT && *lane == Lane::Homomorphic && p.count > 0
+            }))
+    {
+        // This program's classifier made restricted records of some the
+        // store keeps public: they have no TFHE copy.
+        return Err(JobError::Unsupported(
+            "this program classifies as restricted records the stored dataset keeps public; they have no TFHE copy: read the dataset with --input NAME=DIR instead of tfhe:DIR".into(),
+        ));
+    }
     if let Some(stage) = &config.sealed_stage {
         let sealed = std::mem::take(&mut collected.sealed);
         let out = stage.aggregate(query, sealed).map_err(JobError::Stage)?;
@@ -714,6 +841,48 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
             stage_sandboxes.extend(report);
         }
     }
+    if let (Some(p), Some(source)) = (&config.programmable, &tfhe_source) {
+        let JobInput::Store(store) = source.as_ref() else {
+            return Err(JobError::Homomorphic(
+                "the programmable path reads a stored dataset".into(),
+            ));
+        };
+        let records: Vec<Vec<u8>> = store
+            .tfhe_records()?
+            .into_iter()
+            .map(|(_, list)| list)
+            .collect();
+        let n = records.len() as i64;
+        if n > 0 {
+            // Compute (server key only), then the key holder: only the
+            // aggregates are ever decrypted.
+            let (encrypted, report) = p
+                .stage
+                .evaluate(&p.compiled.spec, records)
+                .map_err(JobError::Homomorphic)?;
+            let decrypted = p
+                .key_holder
+                .decrypt_programmable(&encrypted)
+                .map_err(JobError::Homomorphic)?;
+            for (agg, partial) in p
+                .compiled
+                .partials(&decrypted)
+                .map_err(JobError::Homomorphic)?
+            {
+                collected
+                    .partials
+                    .push(((agg, Lane::Homomorphic, Value::Null), partial));
+            }
+            stage_sandboxes.extend(report);
+        }
+        collected.partials.push((
+            (LANE_COUNT, Lane::Homomorphic, Value::Null),
+            Partial {
+                count: n,
+                ..Partial::default()
+            },
+        ));
+    }
     let mut output = finish(query, config, workers, collected)?;
     if let Some(e) = persist_error {
         return Err(JobError::Persist(e));
@@ -730,7 +899,14 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
             .dataset()
             .to_owned();
         writer
-            .finish(&dataset, &query.schema)
+            .finish(
+                &dataset,
+                &query.schema,
+                &symbiont_operators::encrypted_fields(&query.schema)
+                    .into_iter()
+                    .map(|i| query.schema.fields[i].0.clone())
+                    .collect::<Vec<_>>(),
+            )
             .map_err(JobError::Persist)?;
         std::fs::rename(&p.partial, &p.dest).map_err(|source| {
             JobError::Persist(SourceError::Io {
@@ -833,7 +1009,11 @@ fn finish(
         persisted: None,
         min_lane: query.min_lane,
         sandboxes: Vec::new(),
-        stored: is_store(&config.input),
+        input: match (&config.programmable, is_store(&config.input)) {
+            (_, false) => InputKind::File,
+            (None, true) => InputKind::Store,
+            (Some(_), true) => InputKind::StoreTfhe,
+        },
     })
 }
 

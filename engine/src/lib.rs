@@ -9,7 +9,9 @@
 //! Restricted records take the homomorphic lane's additive path
 //! ([`HomomorphicLane`]): packed and encrypted under the TFHE public key
 //! at ingestion, reduced by a keyless compute stage, decrypted by the key
-//! holder.
+//! holder. A stored dataset's TFHE copy takes the programmable path
+//! ([`ProgrammableLane`]): its comparisons and aggregates evaluated under
+//! encryption with the server key, decrypted by the key holder.
 #![forbid(unsafe_code)]
 
 mod datasets;
@@ -17,6 +19,7 @@ mod job;
 
 pub use datasets::{PATIENTS_HEADER, generate_patients};
 pub use job::{
-    HomomorphicLane, HomomorphicStage, InProcessReduce, JobConfig, JobError, JobOutput, KeyHolder,
-    KeystoreHolder, LaneKeys, OnError, SealedStage, StageOutput, run_batch,
+    HomomorphicLane, HomomorphicStage, InProcessEvaluate, InProcessReduce, JobConfig, JobError,
+    JobOutput, KeyHolder, KeystoreHolder, LaneKeys, OnError, ProgrammableLane, ProgrammableStage,
+    SealedStage, StageOutput, run_batch,
 };

@@ -26,6 +26,7 @@ mod partial;
 mod pii;
 mod plan;
 mod policy;
+mod programmable;
 mod query;
 mod record;
 mod sealed;
@@ -44,11 +45,12 @@ pub use homomorphic::{
 };
 pub use partial::{AggregateError, Merged, Partial, TotalF64, assemble};
 pub use pii::Detector;
-pub use plan::{LaneImpl, Plan, PlanNode};
+pub use plan::{InputKind, LaneImpl, Plan, PlanNode};
 pub use policy::{
     Attributes, CmpOp, CompiledPolicies, Condition, Decision, Effect, Policy, PolicyValue, Reason,
     TooManyActions, unit_seconds,
 };
+pub use programmable::{Compiled, compile, encrypted_fields, record_values};
 pub use query::{
     AggKind, AggregateSpec, ClassStmt, Classifier, FieldType, Grouping, Lane, OutExpr, Output,
     Query, Schema,
@@ -60,7 +62,8 @@ pub use sealed::{
 };
 pub use source::{AfterError, Format, Source, SourceError, SourceStats, parse_value};
 pub use store::{
-    Manifest, ManifestField, STORE_MAGIC, StoreReader, StoreWriter, fuzz_store_bytes, is_store,
+    Manifest, ManifestField, STORE_MAGIC, StoreReader, StoreWriter, TFHE_MAGIC, TfheManifest,
+    fuzz_store_bytes, is_store,
 };
 /// The risk table that gives each plan stage its sandbox tier.
 pub use symbiont_sandbox::risk;

@@ -25,23 +25,40 @@ pub enum LaneImpl {
     AesGcmStored(symbiont_crypto::Backend),
     /// The homomorphic lane's additive path: TFHE LWE compact lists.
     TfheAdditive,
+    /// The homomorphic lane's programmable path: a stored dataset's
+    /// restricted records as TFHE integer ciphertexts.
+    TfheProgrammable,
+}
+
+/// What a job reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum InputKind {
+    /// A file of records (`--input NAME=FILE`).
+    File,
+    /// A stored dataset (`--input NAME=DIR`): its restricted records
+    /// AES-sealed.
+    Store,
+    /// A stored dataset's TFHE copy of its restricted records
+    /// (`--input NAME=tfhe:DIR`).
+    StoreTfhe,
 }
 
 impl LaneImpl {
     /// The implementation of `lane` over a file input.
     pub fn of(lane: Lane) -> LaneImpl {
-        LaneImpl::for_input(lane, false)
+        LaneImpl::for_input(lane, InputKind::File)
     }
 
-    /// The implementation of `lane`, over a stored dataset if `stored`.
-    pub fn for_input(lane: Lane, stored: bool) -> LaneImpl {
-        match lane {
-            Lane::Plaintext => LaneImpl::Plaintext,
-            Lane::AesGcm => LaneImpl::AesGcm(symbiont_crypto::Backend::DEFAULT),
-            Lane::Homomorphic if stored => {
+    /// The implementation of `lane` over `input`.
+    pub fn for_input(lane: Lane, input: InputKind) -> LaneImpl {
+        match (lane, input) {
+            (Lane::Plaintext, _) => LaneImpl::Plaintext,
+            (Lane::AesGcm, _) => LaneImpl::AesGcm(symbiont_crypto::Backend::DEFAULT),
+            (Lane::Homomorphic, InputKind::File) => LaneImpl::TfheAdditive,
+            (Lane::Homomorphic, InputKind::Store) => {
                 LaneImpl::AesGcmStored(symbiont_crypto::Backend::DEFAULT)
             }
-            Lane::Homomorphic => LaneImpl::TfheAdditive,
+            (Lane::Homomorphic, InputKind::StoreTfhe) => LaneImpl::TfheProgrammable,
         }
     }
 
@@ -61,6 +78,9 @@ impl LaneImpl {
             }
             LaneImpl::TfheAdditive => {
                 "tfhe additive path: core_crypto LWE compact lists (n = 2048, 128-bit), CRT residues, keyless reduction"
+            }
+            LaneImpl::TfheProgrammable => {
+                "tfhe programmable path: integer API, FheInt64 at rest, comparisons and min/max under encryption (128-bit default parameters)"
             }
         }
     }
@@ -110,13 +130,14 @@ impl Plan {
     /// The plan of `query`, reading its input in `format` (`csv`, ...),
     /// or in the format its file's extension gives when `None`.
     pub fn of(query: &Query, format: Option<&str>) -> Plan {
-        Plan::for_job(query, format, false)
+        Plan::for_job(query, format, InputKind::File)
     }
 
-    /// The plan of a job over `query`'s input: as [`Plan::of`], where
-    /// `stored` says the input is an encrypted dataset, whose sealed
-    /// batches keep their lanes whatever this program's classifier says.
-    pub fn for_job(query: &Query, format: Option<&str>, stored: bool) -> Plan {
+    /// The plan of a job over `query`'s input: as [`Plan::of`], over a
+    /// file or a stored dataset, whose sealed batches keep their lanes
+    /// whatever this program's classifier says.
+    pub fn for_job(query: &Query, format: Option<&str>, input: InputKind) -> Plan {
+        let stored = input != InputKind::File;
         let mut nodes: Vec<PlanNode> = Vec::new();
         let mut add = |op, label: String, lane: Option<Lane>, status, inputs: Vec<usize>| {
             let id = nodes.len();
@@ -125,7 +146,7 @@ impl Plan {
                 op,
                 label,
                 lane: lane.map(Lane::name),
-                lane_impl: lane.map(|l| LaneImpl::of(l).name()),
+                lane_impl: lane.map(|l| LaneImpl::for_input(l, input).name()),
                 tier: 0,
                 tier_rule: "",
                 tier_why: String::new(),
@@ -202,6 +223,8 @@ impl Plan {
                     class_of(lane),
                     if additive {
                         ": filters, maps and group keys evaluated here, values packed 2048 per list and encrypted under the TFHE public key"
+                    } else if lane == Lane::Homomorphic && input == InputKind::StoreTfhe {
+                        ": the stored dataset's tfhe.bin, one compact list of FheInt64 per record (its sealed batches are not read)"
                     } else if sealed {
                         ", sealed per batch under the dataset's data key"
                     } else {
@@ -212,6 +235,35 @@ impl Plan {
                 RUNS,
                 vec![classify],
             );
+            if lane == Lane::Homomorphic && input == InputKind::StoreTfhe {
+                let compiled = crate::programmable::compile(query);
+                let paths: Vec<String> = query
+                    .aggregates
+                    .iter()
+                    .map(|a| match &compiled {
+                        Ok(_) => format!("{} [programmable]", a.label),
+                        Err(why) => format!("{} [refused: {why}]", a.label),
+                    })
+                    .collect();
+                let compute = add(
+                    "aggregate",
+                    format!(
+                        "compare, select and aggregate the stored TFHE ciphertexts with the server key, in parallel over the cores, holding no client key; {}",
+                        paths.join("; ")
+                    ),
+                    Some(lane),
+                    RUNS,
+                    vec![route],
+                );
+                lane_outputs.push(add(
+                    "decrypt",
+                    "the key holder decrypts each aggregate's count and value (client key read here only)".into(),
+                    Some(lane),
+                    RUNS,
+                    vec![compute],
+                ));
+                continue;
+            }
             if additive {
                 let paths: Vec<String> = query
                     .aggregates
@@ -285,12 +337,13 @@ impl Plan {
             agent: query.agent.clone(),
             nodes,
         };
-        plan.assign_tiers(query, stored);
+        plan.assign_tiers(query, input);
         plan
     }
 
     /// Gives every operator its tier from the risk table.
-    fn assign_tiers(&mut self, query: &Query, stored: bool) {
+    fn assign_tiers(&mut self, query: &Query, input: InputKind) {
+        let stored = input != InputKind::File;
         use crate::risk::{Boundary, Requirement, Sees, StageFacts, assess};
         let sees_of = |lane: Lane| match lane {
             Lane::Plaintext => Sees::Public,
@@ -320,8 +373,9 @@ impl Plan {
                     StageFacts {
                         boundary: Boundary::Compute,
                         sees: sees_of(lane),
-                        // The additive path computes on ciphertexts.
-                        decrypts: lane == Lane::AesGcm || (lane == Lane::Homomorphic && stored),
+                        // Both TFHE paths compute on ciphertexts.
+                        decrypts: lane == Lane::AesGcm
+                            || (lane == Lane::Homomorphic && input == InputKind::Store),
                         user_code: query.runs_user_code(),
                         // Records reach a lane at or above the least one a
                         // policy forces, through the classifier, or kept

@@ -43,7 +43,7 @@ pub struct ManifestField {
 }
 
 /// `manifest.json`: what a store holds, without any value.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     /// `symbiont-encrypted-dataset v1`.
     pub format: String,
@@ -58,7 +58,28 @@ pub struct Manifest {
     pub frames: u64,
     /// Records per lane (`plaintext`, `aes_gcm`, `homomorphic`).
     pub records: std::collections::BTreeMap<String, u64>,
+    /// The restricted records' TFHE copy in `tfhe.bin`, if it was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tfhe: Option<TfheManifest>,
 }
+
+/// What `tfhe.bin` holds: one compact list of `FheInt64` per restricted
+/// record, the fields in this order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TfheManifest {
+    /// `tfhe-integer FheInt64 compact lists v1`.
+    pub format: String,
+    /// The encrypted fields, in list order.
+    pub fields: Vec<String>,
+    /// Floats are stored as integers of this many units per 1.
+    pub float_scale: f64,
+    /// Records in `tfhe.bin`.
+    pub records: u64,
+}
+
+const TFHE_FORMAT: &str = "tfhe-integer FheInt64 compact lists v1";
+/// The first bytes of `tfhe.bin`.
+pub const TFHE_MAGIC: &[u8] = b"SYMBIONT-TFHE v1\n";
 
 impl Manifest {
     fn fields_of(schema: &Schema) -> Vec<ManifestField> {
@@ -85,6 +106,8 @@ pub struct StoreWriter {
     out: BufWriter<File>,
     frames: u64,
     records: [u64; 3],
+    /// `tfhe.bin` and its records, once the first is written.
+    tfhe: Option<(BufWriter<File>, u64)>,
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> SourceError + '_ {
@@ -94,29 +117,61 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> SourceError + '_ {
     }
 }
 
+/// Creates `path` (mode 0600; it must not exist), starting with `magic`.
+fn new_private(path: &Path, magic: &[u8]) -> Result<BufWriter<File>, SourceError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
+    let mut out = BufWriter::new(file);
+    out.write_all(magic).map_err(io(path))?;
+    Ok(out)
+}
+
 impl StoreWriter {
     /// Creates `dir` (which must not exist) and its `batches.bin`.
     pub fn create(dir: &Path) -> Result<StoreWriter, SourceError> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(dir)
             .map_err(io(dir))?;
-        let path = dir.join("batches.bin");
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io(&path))?;
-        let mut out = BufWriter::new(file);
-        out.write_all(STORE_MAGIC).map_err(io(&path))?;
+        let out = new_private(&dir.join("batches.bin"), STORE_MAGIC)?;
         Ok(StoreWriter {
             dir: dir.to_owned(),
             out,
             frames: 0,
             records: [0; 3],
+            tfhe: None,
         })
+    }
+
+    /// Starts `tfhe.bin`, the restricted records' TFHE copy (the manifest
+    /// then lists it, even if no record is restricted).
+    pub fn with_tfhe(&mut self) -> Result<(), SourceError> {
+        if self.tfhe.is_none() {
+            self.tfhe = Some((new_private(&self.dir.join("tfhe.bin"), TFHE_MAGIC)?, 0));
+        }
+        Ok(())
+    }
+
+    /// Appends a restricted record's TFHE ciphertext (its line, then the
+    /// list) to `tfhe.bin`.
+    pub fn tfhe(&mut self, line: u64, ciphertext: &[u8]) -> Result<(), SourceError> {
+        self.with_tfhe()?;
+        let path = self.dir.join("tfhe.bin");
+        let (out, records) = self.tfhe.as_mut().expect("opened above");
+        let len = u32::try_from(ciphertext.len())
+            .map_err(|_| io(&path)(std::io::Error::other("a ciphertext beyond 4 GiB")))?;
+        out.write_all(&line.to_le_bytes())
+            .and_then(|_| out.write_all(&len.to_le_bytes()))
+            .and_then(|_| out.write_all(ciphertext))
+            .map_err(io(&path))?;
+        *records += 1;
+        Ok(())
     }
 
     fn frame(&mut self, kind: u8, parts: &[&[u8]]) -> Result<(), SourceError> {
@@ -160,11 +215,32 @@ impl StoreWriter {
         self.frame(FRAME_CLEAR, &[&head, &body])
     }
 
-    /// Flushes, writes the manifest, and syncs everything.
-    pub fn finish(mut self, dataset: &str, schema: &Schema) -> Result<PathBuf, SourceError> {
+    /// Flushes, writes the manifest, and syncs everything; `tfhe_fields`
+    /// names the fields of the TFHE lists, if any were written.
+    pub fn finish(
+        mut self,
+        dataset: &str,
+        schema: &Schema,
+        tfhe_fields: &[String],
+    ) -> Result<PathBuf, SourceError> {
         let path = self.dir.join("batches.bin");
         self.out.flush().map_err(io(&path))?;
         self.out.get_ref().sync_all().map_err(io(&path))?;
+        let tfhe = match self.tfhe.take() {
+            None => None,
+            Some((mut out, records)) => {
+                let path = self.dir.join("tfhe.bin");
+                out.flush()
+                    .and_then(|_| out.get_ref().sync_all())
+                    .map_err(io(&path))?;
+                Some(TfheManifest {
+                    format: TFHE_FORMAT.into(),
+                    fields: tfhe_fields.to_vec(),
+                    float_scale: crate::homomorphic::FLOAT_SCALE,
+                    records,
+                })
+            }
+        };
         let manifest = Manifest {
             format: MANIFEST_FORMAT.into(),
             dataset: dataset.to_owned(),
@@ -175,6 +251,7 @@ impl StoreWriter {
                 .iter()
                 .map(|l| (l.name().to_owned(), self.records[l.index()]))
                 .collect(),
+            tfhe,
         };
         let mpath = self.dir.join("manifest.json");
         let mut f = {
@@ -237,6 +314,53 @@ impl StoreReader {
     /// The manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// The restricted records' TFHE ciphertexts, (line, list) in the order
+    /// they were written; an error if the store has none.
+    pub fn tfhe_records(&self) -> Result<Vec<(u64, Vec<u8>)>, SourceError> {
+        let path = self.dir.join("tfhe.bin");
+        let malformed = |reason: String| SourceError::Malformed {
+            path: path.clone(),
+            reason,
+        };
+        let Some(tfhe) = &self.manifest.tfhe else {
+            return Err(malformed(
+                "the dataset keeps no TFHE copy of its restricted records (it was persisted without any, or before the programmable path)".into(),
+            ));
+        };
+        if tfhe.format != TFHE_FORMAT {
+            return Err(malformed(format!(
+                "format `{}` is not `{TFHE_FORMAT}`",
+                tfhe.format
+            )));
+        }
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        let mut rest = bytes
+            .strip_prefix(TFHE_MAGIC)
+            .ok_or_else(|| malformed("no TFHE magic line".into()))?;
+        let mut out = Vec::new();
+        while !rest.is_empty() {
+            let index = out.len();
+            let cut = || malformed(format!("truncated at record {index}"));
+            let (line, after) = rest.split_at_checked(8).ok_or_else(cut)?;
+            let (len, after) = after.split_at_checked(4).ok_or_else(cut)?;
+            let len = u32::from_le_bytes(len.try_into().expect("4")) as usize;
+            let (list, after) = after.split_at_checked(len).ok_or_else(cut)?;
+            out.push((
+                u64::from_le_bytes(line.try_into().expect("8")),
+                list.to_vec(),
+            ));
+            rest = after;
+        }
+        if out.len() as u64 != tfhe.records {
+            return Err(malformed(format!(
+                "{} records, the manifest says {}",
+                out.len(),
+                tfhe.records
+            )));
+        }
+        Ok(out)
     }
 
     /// Reads the frames numbered `part` modulo `parts`, handing each record
@@ -373,6 +497,7 @@ pub fn fuzz_store_bytes(data: &[u8]) {
             .collect(),
         frames: u64::from(frames),
         records: Default::default(),
+        tfhe: None,
     };
     let key = Arc::new(DataKey::new(KeyId([0; 16]), &[0; 32], Backend::DEFAULT));
     let opener =
