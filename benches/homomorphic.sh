@@ -14,7 +14,7 @@
 # Targets: (b) >= 100,000 values/s on 2 cores and >= 1,000x faster than (a).
 # Also reported: ciphertext bytes per stored value for each.
 #
-#   benches/homomorphic.sh [NAIVE]      (NAIVE=1000 takes about 8 minutes)
+#   benches/homomorphic.sh [NAIVE]      (NAIVE=1000 takes about 6 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 naive="${1:-1000}"

@@ -92,8 +92,9 @@ pub(crate) fn init(
     let dir = dir_or_default(dir)?;
     let pass = passphrase(passphrase_env)?;
     let report = Keystore::init(&dir, pass.as_deref().map(|p| p.as_slice()))?;
+    Keystore::make_programmable_keys(&dir)?;
     println!(
-        "created the keystore {}\n  master key {} ({})\n  audit signing key {}\n  tfhe/additive_public.key, tfhe/additive_secret.key (the homomorphic lane's key pair; docs/FHE.md)",
+        "created the keystore {}\n  master key {} ({})\n  audit signing key {}\n  tfhe/additive_public.key, tfhe/additive_secret.key (the homomorphic lane's additive path; docs/FHE.md)\n  tfhe/programmable_{{client,server,public}}.key (its programmable path)",
         dir.display(),
         report.master_id,
         if report.sealed {

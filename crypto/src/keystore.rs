@@ -14,8 +14,9 @@
 //!     programmable_client.key  the programmable path's client key (0600)
 //!     programmable_server.key  its compressed server key (compute stages)
 //!     programmable_public.key  its compact public key (persisting)
-//!                              (these three are made by the first job that
-//!                              persists restricted records)
+//!                              (these three are made by `symbi keys init`,
+//!                              or by the first job that persists restricted
+//!                              records into a keystore made without them)
 //!   .lock                    flock(2) taken by every writer
 //! ```
 //!
@@ -819,20 +820,8 @@ impl Keystore {
     pub fn programmable_public_key(
         &self,
     ) -> Result<(crate::programmable::PublicKey, bool), KeystoreError> {
+        let created = Keystore::make_programmable_keys(&self.dir)?;
         let path = self.dir.join(PROGRAMMABLE_PUBLIC_FILE);
-        let mut created = false;
-        if !path.is_file() {
-            let _lock = lock(&self.dir)?;
-            if !path.is_file() {
-                let (client, server, public) = crate::programmable::generate();
-                // The public key last: its presence says all three are there.
-                write_atomic(&self.dir.join(PROGRAMMABLE_CLIENT_FILE), &client)?;
-                write_atomic(&self.dir.join(PROGRAMMABLE_SERVER_FILE), &server)?;
-                write_atomic(&path, &public)?;
-                sync_dir(&self.dir.join("tfhe"))?;
-                created = true;
-            }
-        }
         let bytes = std::fs::read(&path).map_err(io(&path))?;
         let key =
             crate::programmable::PublicKey::from_bytes(&bytes).map_err(|e| KeystoreError::Io {
@@ -840,6 +829,28 @@ impl Keystore {
                 source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
             })?;
         Ok((key, created))
+    }
+
+    /// Makes the programmable path's client, server and public keys in the
+    /// keystore in `dir` unless it has them (about 3 s); `true` if it made
+    /// them.
+    pub fn make_programmable_keys(dir: &Path) -> Result<bool, KeystoreError> {
+        let path = dir.join(PROGRAMMABLE_PUBLIC_FILE);
+        if path.is_file() {
+            return Ok(false);
+        }
+        private_dir(dir, false)?;
+        let _lock = lock(dir)?;
+        if path.is_file() {
+            return Ok(false);
+        }
+        let (client, server, public) = crate::programmable::generate();
+        // The public key last: its presence says all three are there.
+        write_atomic(&dir.join(PROGRAMMABLE_CLIENT_FILE), &client)?;
+        write_atomic(&dir.join(PROGRAMMABLE_SERVER_FILE), &server)?;
+        write_atomic(&path, &public)?;
+        sync_dir(&dir.join("tfhe"))?;
+        Ok(true)
     }
 
     /// The programmable path's compressed server key, as bytes (for the
