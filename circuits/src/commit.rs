@@ -1,0 +1,90 @@
+//! A chunk's commitment: what the data owner computes at ingestion and
+//! signs, and what the circuits open inside the proof.
+//!
+//! A chunk holds up to a circuit shape's `capacity` records, one attested
+//! `u32` value each. The values are packed [`LANES`] to a field element,
+//! value `i` of an element in bits `42·i .. 42·i + 32` (the 10 spare bits
+//! of each 42-bit lane let the circuit add [`BLOCK`] elements lane by lane
+//! without a carry), the chunk padded with zeros to its capacity. The
+//! commitment is the Poseidon hash of
+//!
+//! ```text
+//! salt, element_0, ..., element_{capacity/6 - 1}, count
+//! ```
+//!
+//! where `salt` is 253 random bits (it hides the values: without it a
+//! verifier could test guesses of a small chunk) and `count` the number of
+//! real records (padding is not data).
+
+use ark_ff::{BigInteger, PrimeField};
+
+use crate::Fr;
+use crate::poseidon;
+
+/// Values per field element.
+pub const LANES: usize = 6;
+/// Bits per lane: 32 of value, 10 of headroom.
+pub const LANE_BITS: usize = 42;
+/// Elements whose lanes the circuit adds before decomposing the sums:
+/// 1,024 values below 2^32 sum below 2^42.
+pub const BLOCK: usize = 1024;
+
+/// The packed elements of `values`, padded to `capacity` records
+/// (a multiple of [`LANES`]).
+pub fn pack(values: &[u32], capacity: usize) -> Vec<Fr> {
+    assert!(capacity.is_multiple_of(LANES) && values.len() <= capacity);
+    let mut out = Vec::with_capacity(capacity / LANES);
+    for chunk in 0..capacity / LANES {
+        let mut bits = vec![false; LANES * LANE_BITS];
+        for lane in 0..LANES {
+            let v = values.get(chunk * LANES + lane).copied().unwrap_or(0);
+            for bit in 0..32 {
+                bits[lane * LANE_BITS + bit] = (v >> bit) & 1 == 1;
+            }
+        }
+        out.push(Fr::from_bigint(BigInteger::from_bits_le(&bits)).expect("252 bits fit"));
+    }
+    out
+}
+
+/// The commitment to a chunk of `values` (at most `capacity`) under
+/// `salt`.
+pub fn commit(salt: Fr, values: &[u32], capacity: usize) -> Fr {
+    let mut input = vec![salt];
+    input.extend(pack(values, capacity));
+    input.push(Fr::from(values.len() as u64));
+    poseidon::hash(&input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_hold_the_values_in_order() {
+        let values = [1u32, u32::MAX, 0, 7, 8, 9, 11];
+        let packed = pack(&values, 12);
+        assert_eq!(packed.len(), 2);
+        let bits = packed[0].into_bigint().to_bits_le();
+        let lane = |i: usize| -> u64 {
+            (0..LANE_BITS)
+                .map(|b| u64::from(bits[i * LANE_BITS + b]) << b)
+                .sum()
+        };
+        for (i, v) in values[..LANES].iter().enumerate() {
+            assert_eq!(lane(i), u64::from(*v));
+        }
+        assert_eq!(packed[1], Fr::from(11u64));
+    }
+
+    #[test]
+    fn the_commitment_binds_values_count_and_salt() {
+        let salt = Fr::from(12345u64);
+        let c = commit(salt, &[1, 2, 3], 6);
+        assert_ne!(c, commit(salt, &[1, 2, 4], 6));
+        // Padding is not data: three records, not four.
+        assert_ne!(c, commit(salt, &[1, 2, 3, 0], 6));
+        assert_ne!(c, commit(Fr::from(12346u64), &[1, 2, 3], 6));
+        assert_eq!(c, commit(salt, &[1, 2, 3], 6));
+    }
+}

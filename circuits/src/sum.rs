@@ -1,0 +1,276 @@
+//! The chunk sum circuit: the count and sum of a chunk's committed values.
+//!
+//! Public inputs, in order: the chunk's commitment ([`crate::commit`]), the
+//! count of its records, the sum of their values. Witness: the salt and the
+//! packed elements. The circuit hashes salt, elements and count and
+//! requires the commitment; then, per block of [`BLOCK`] elements, it adds
+//! the elements (free: a linear combination), which adds their lanes, and
+//! decomposes that block sum into [`LANES`] lanes of [`LANE_BITS`] bits —
+//! 252 boolean constraints per 6,144 records. The lane sums are below 2^42
+//! and the block sum below 2^252 < r, so the decomposition is unique, and
+//! the sum of all lane sums is the chunk's sum.
+//!
+//! What a proof says: the committed elements, read as the owner packs them
+//! (each lane below 2^32), sum to the public sum. The owner signs the
+//! commitment; the prover cannot change an element without a Poseidon
+//! collision.
+
+use ark_r1cs_std::alloc::AllocVar;
+use ark_r1cs_std::boolean::Boolean;
+use ark_r1cs_std::eq::EqGadget;
+use ark_r1cs_std::fields::FieldVar;
+use ark_r1cs_std::fields::fp::FpVar;
+use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystemRef, SynthesisError};
+
+use crate::Fr;
+use crate::commit::{BLOCK, LANE_BITS, LANES, pack};
+use crate::poseidon;
+
+/// The native reference: the count and sum of `values`.
+pub fn reference(values: &[u32]) -> (u64, u64) {
+    (
+        values.len() as u64,
+        values.iter().map(|v| u64::from(*v)).sum(),
+    )
+}
+
+/// One chunk's proof statement and, for proving, its witness.
+#[derive(Clone, Debug)]
+pub struct SumCircuit {
+    /// Records the shape holds (a multiple of [`LANES`]).
+    pub capacity: usize,
+    /// The witness: salt and values (`None` for setup).
+    pub witness: Option<(Fr, Vec<u32>)>,
+    /// The public inputs: commitment, count, sum (`None` for setup).
+    pub public: Option<[Fr; 3]>,
+}
+
+impl SumCircuit {
+    /// The shape only, for setup.
+    pub fn shape(capacity: usize) -> SumCircuit {
+        SumCircuit {
+            capacity,
+            witness: None,
+            public: None,
+        }
+    }
+
+    /// A chunk to prove: its public inputs are those of the native
+    /// reference.
+    pub fn chunk(capacity: usize, salt: Fr, values: Vec<u32>) -> SumCircuit {
+        let (count, sum) = reference(&values);
+        let commitment = crate::commit::commit(salt, &values, capacity);
+        SumCircuit {
+            capacity,
+            witness: Some((salt, values)),
+            public: Some([commitment, Fr::from(count), Fr::from(sum)]),
+        }
+    }
+}
+
+impl ConstraintSynthesizer<Fr> for SumCircuit {
+    fn generate_constraints(self, cs: ConstraintSystemRef<Fr>) -> Result<(), SynthesisError> {
+        let missing = || SynthesisError::AssignmentMissing;
+        let public = self.public;
+        let input =
+            |i: usize| FpVar::new_input(cs.clone(), || public.map(|p| p[i]).ok_or_else(missing));
+        let commitment = input(0)?;
+        let count = input(1)?;
+        let sum = input(2)?;
+        let elements_native = self
+            .witness
+            .as_ref()
+            .map(|(_, values)| pack(values, self.capacity));
+        let salt = FpVar::new_witness(cs.clone(), || {
+            self.witness.as_ref().map(|w| w.0).ok_or_else(missing)
+        })?;
+        let n = self.capacity / LANES;
+        let elements: Vec<FpVar<Fr>> = (0..n)
+            .map(|i| {
+                FpVar::new_witness(cs.clone(), || {
+                    elements_native.as_ref().map(|e| e[i]).ok_or_else(missing)
+                })
+            })
+            .collect::<Result<_, _>>()?;
+
+        let mut absorbed = vec![salt];
+        absorbed.extend(elements.iter().cloned());
+        absorbed.push(count);
+        poseidon::hash_var(cs.clone(), &absorbed)?.enforce_equal(&commitment)?;
+
+        // Per block: the lanes of the block sum, as bits.
+        let values = self.witness.as_ref().map(|w| &w.1);
+        let mut total = FpVar::zero();
+        for (b, block) in elements.chunks(BLOCK).enumerate() {
+            let block_sum: FpVar<Fr> = block.iter().sum();
+            let mut recomposed = Vec::with_capacity(LANES * LANE_BITS);
+            for lane in 0..LANES {
+                let lane_sum: Option<u64> = values.map(|v| {
+                    (0..block.len())
+                        .filter_map(|e| v.get((b * BLOCK + e) * LANES + lane))
+                        .map(|x| u64::from(*x))
+                        .sum()
+                });
+                let bits: Vec<Boolean<Fr>> = (0..LANE_BITS)
+                    .map(|bit| {
+                        Boolean::new_witness(cs.clone(), || {
+                            lane_sum.map(|s| (s >> bit) & 1 == 1).ok_or_else(missing)
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                total += Boolean::le_bits_to_fp(&bits)?;
+                recomposed.extend(bits);
+            }
+            Boolean::le_bits_to_fp(&recomposed)?.enforce_equal(&block_sum)?;
+        }
+        total.enforce_equal(&sum)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ark_relations::gr1cs::ConstraintSystem;
+
+    use super::*;
+
+    fn satisfied(circuit: SumCircuit) -> bool {
+        let cs = ConstraintSystem::<Fr>::new_ref();
+        circuit.generate_constraints(cs.clone()).unwrap();
+        cs.is_satisfied().unwrap()
+    }
+
+    fn values(n: usize) -> Vec<u32> {
+        (0..n as u32)
+            .map(|i| i.wrapping_mul(2_654_435_761))
+            .collect()
+    }
+
+    #[test]
+    fn the_reference_sums_without_wrapping() {
+        assert_eq!(
+            reference(&[u32::MAX, u32::MAX, 1]),
+            (3, 2 * u64::from(u32::MAX) + 1)
+        );
+        assert_eq!(reference(&[]), (0, 0));
+    }
+
+    #[test]
+    fn an_honest_chunk_satisfies_the_constraints() {
+        // Two blocks, the second partial; a short last element.
+        let v = values(6 * 1030 - 3);
+        assert!(satisfied(SumCircuit::chunk(6 * 1030, Fr::from(99u64), v)));
+        // A full block of the largest values: no carry between lanes.
+        let full = vec![u32::MAX; 6 * 1024];
+        assert!(satisfied(SumCircuit::chunk(6 * 1024, Fr::from(1u64), full)));
+    }
+
+    #[test]
+    fn a_wrong_sum_count_or_commitment_does_not() {
+        let honest = SumCircuit::chunk(72, Fr::from(5u64), values(60));
+        let public = honest.public.unwrap();
+        for (i, delta) in [(0, 1u64), (1, 1), (2, 1), (2, 1 << 42)] {
+            let mut wrong = honest.clone();
+            let mut p = public;
+            p[i] += Fr::from(delta);
+            wrong.public = Some(p);
+            assert!(!satisfied(wrong), "public input {i} changed by {delta}");
+        }
+    }
+
+    #[test]
+    fn a_witness_other_than_the_committed_values_does_not() {
+        let honest = SumCircuit::chunk(72, Fr::from(5u64), values(60));
+        // The same public inputs, other values with the same sum.
+        let mut v = values(60);
+        v[0] += 1;
+        v[1] -= 1;
+        let wrong = SumCircuit {
+            witness: Some((Fr::from(5u64), v)),
+            ..honest
+        };
+        assert!(!satisfied(wrong));
+    }
+
+    #[test]
+    fn a_record_costs_under_seven_constraints() {
+        let capacity = 6 * 1024 * 2;
+        let cs = ConstraintSystem::<Fr>::new_ref();
+        SumCircuit::chunk(capacity, Fr::from(3u64), values(capacity))
+            .generate_constraints(cs.clone())
+            .unwrap();
+        let per_record = cs.num_constraints() as f64 / capacity as f64;
+        eprintln!(
+            "{} constraints, {per_record:.2} per record",
+            cs.num_constraints()
+        );
+        assert!(per_record < 7.0, "{per_record} constraints per record");
+    }
+}
+
+/// Groth16 over BN254 for one capacity: keys, proofs, verification.
+pub mod groth16 {
+    use ark_bn254::Bn254;
+    use ark_groth16::{Groth16, PreparedVerifyingKey, Proof, ProvingKey};
+    use ark_snark::SNARK;
+    use ark_std::rand::{CryptoRng, RngCore};
+
+    use super::SumCircuit;
+    use crate::Fr;
+
+    /// The keys of a circuit shape (a trusted setup: whoever runs it could
+    /// forge proofs with its randomness).
+    pub fn setup<R: RngCore + CryptoRng>(
+        capacity: usize,
+        rng: &mut R,
+    ) -> (ProvingKey<Bn254>, PreparedVerifyingKey<Bn254>) {
+        let (pk, vk) = Groth16::<Bn254>::circuit_specific_setup(SumCircuit::shape(capacity), rng)
+            .expect("the shape synthesizes");
+        let pvk = Groth16::<Bn254>::process_vk(&vk).expect("a valid key");
+        (pk, pvk)
+    }
+
+    /// A proof of `circuit` (a chunk with its witness).
+    pub fn prove<R: RngCore + CryptoRng>(
+        pk: &ProvingKey<Bn254>,
+        circuit: SumCircuit,
+        rng: &mut R,
+    ) -> Proof<Bn254> {
+        Groth16::<Bn254>::prove(pk, circuit, rng).expect("an honest chunk proves")
+    }
+
+    /// Whether `proof` proves the public inputs (commitment, count, sum).
+    pub fn verify(
+        pvk: &PreparedVerifyingKey<Bn254>,
+        public: &[Fr; 3],
+        proof: &Proof<Bn254>,
+    ) -> bool {
+        Groth16::<Bn254>::verify_with_processed_vk(pvk, public, proof).unwrap_or(false)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use ark_std::rand::SeedableRng;
+
+        #[test]
+        fn a_proof_verifies_its_public_inputs_only() {
+            let mut rng = ark_std::rand::rngs::StdRng::seed_from_u64(7);
+            let (pk, pvk) = setup(60, &mut rng);
+            let chunk = SumCircuit::chunk(60, Fr::from(11u64), (1..=50).collect());
+            let public = chunk.public.unwrap();
+            let proof = prove(&pk, chunk, &mut rng);
+            assert!(verify(&pvk, &public, &proof));
+            for i in 0..3 {
+                let mut wrong = public;
+                wrong[i] += Fr::from(1u64);
+                assert!(!verify(&pvk, &wrong, &proof), "public input {i}");
+            }
+            // Another chunk's proof does not verify this chunk's inputs.
+            let other = SumCircuit::chunk(60, Fr::from(12u64), (1..=50).collect());
+            let other_public = other.public.unwrap();
+            let other_proof = prove(&pk, other, &mut rng);
+            assert!(verify(&pvk, &other_public, &other_proof));
+            assert!(!verify(&pvk, &public, &other_proof));
+        }
+    }
+}
