@@ -662,6 +662,26 @@ fn stage_binaries() -> Result<(PathBuf, PathBuf)> {
     Ok((init, worker))
 }
 
+/// Where the homomorphic lane's compute stage runs: in the sandbox of the
+/// tier the plan gives it, under `limits`; `None` in this process (tier 0).
+fn compute_sandbox(
+    plan: &Plan,
+    limits: symbiont_sandbox::Limits,
+) -> Result<Option<crate::stage::ComputeSandbox>> {
+    match symbiont_sandbox::Tier::from_number(plan.aggregate_tier(Lane::Homomorphic)) {
+        Some(tier) if tier as u8 > 0 => {
+            let (init, worker) = stage_binaries()?;
+            Ok(Some(crate::stage::ComputeSandbox {
+                tier,
+                init,
+                worker,
+                limits,
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// The homomorphic lane's three roles for a job: the keystore's public key
 /// for ingestion, the compute stage in the tier the plan gives it, and the
 /// keystore as key holder.
@@ -673,19 +693,10 @@ fn homomorphic_lane(
     let public = ks.additive_public_key().with_context(|| {
         "the keystore has no TFHE keys for the homomorphic lane (a keystore made before it: create a new one with `symbi keys init`)"
     })?;
-    let tier = plan.aggregate_tier(Lane::Homomorphic);
     let stage: Arc<dyn symbiont_engine::HomomorphicStage> =
-        match symbiont_sandbox::Tier::from_number(tier) {
-            Some(tier) if tier as u8 > 0 => {
-                let (init, worker) = stage_binaries()?;
-                Arc::new(crate::stage::SandboxedReduce {
-                    tier,
-                    init,
-                    worker,
-                    limits: args.stage_limits.clone(),
-                })
-            }
-            _ => Arc::new(symbiont_engine::InProcessReduce),
+        match compute_sandbox(plan, args.stage_limits.clone())? {
+            Some(sandbox) => Arc::new(crate::stage::SandboxedReduce(sandbox)),
+            None => Arc::new(symbiont_engine::InProcessReduce),
         };
     Ok(symbiont_engine::HomomorphicLane {
         sink: Arc::new(symbiont_operators::PackSink::new(public)),
@@ -705,21 +716,14 @@ fn programmable_lane(
     args: &RunArgs,
 ) -> Result<symbiont_engine::ProgrammableLane> {
     let dir = ks.dir().to_owned();
-    let tier = plan.aggregate_tier(Lane::Homomorphic);
-    let stage: Arc<dyn symbiont_engine::ProgrammableStage> =
-        match symbiont_sandbox::Tier::from_number(tier) {
-            Some(tier) if tier as u8 > 0 => {
-                let (init, worker) = stage_binaries()?;
-                Arc::new(crate::stage::SandboxedEvaluate {
-                    tier,
-                    init,
-                    worker,
-                    limits: crate::stage::evaluate_limits(&args.stage_limits),
-                    keystore: dir.clone(),
-                })
-            }
-            _ => Arc::new(symbiont_engine::InProcessEvaluate { dir: dir.clone() }),
-        };
+    let limits = crate::stage::evaluate_limits(&args.stage_limits);
+    let stage: Arc<dyn symbiont_engine::ProgrammableStage> = match compute_sandbox(plan, limits)? {
+        Some(sandbox) => Arc::new(crate::stage::SandboxedEvaluate {
+            sandbox,
+            keystore: dir.clone(),
+        }),
+        None => Arc::new(symbiont_engine::InProcessEvaluate { dir: dir.clone() }),
+    };
     Ok(symbiont_engine::ProgrammableLane {
         compiled,
         stage,

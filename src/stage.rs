@@ -17,7 +17,7 @@
 //! that decrypts; the master key never does.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -405,37 +405,64 @@ fn answer_and_exit(stage: &str, run: impl FnOnce() -> Result<Vec<u8>>) -> ! {
     std::process::exit(code);
 }
 
-/// Runs a compute worker (`arg`) in `tier` with `input` on its stdin; its
-/// answer, or why it has none.
-fn run_compute(
-    what: &str,
-    tier: symbiont_sandbox::Tier,
-    (init, worker): (&Path, &Path),
-    arg: &str,
-    limits: &symbiont_sandbox::Limits,
-    input: Vec<u8>,
-) -> Result<(symbiont_sandbox::Report, Vec<u8>)> {
-    let (report, out) =
-        symbiont_sandbox::run_stage(tier, init, worker, &[arg.to_owned()], limits, input)?;
-    if let Some(ended) = ended(&report, limits) {
-        anyhow::bail!(
-            "the {what} compute stage in tier {} ({}) {ended}",
-            tier as u8,
-            symbiont_sandbox::tier_backend(tier as u8)
-        );
-    }
-    Ok((report, out))
-}
-
-/// The job side of the homomorphic compute stage: runs the worker in its
-/// tier with the lists on its stdin.
+/// Where a homomorphic compute worker runs: its tier, the binaries that
+/// set up the sandbox and run the worker, and the sandbox's limits.
 #[derive(Debug)]
-pub(crate) struct SandboxedReduce {
+pub(crate) struct ComputeSandbox {
     pub(crate) tier: symbiont_sandbox::Tier,
     pub(crate) init: PathBuf,
     pub(crate) worker: PathBuf,
     pub(crate) limits: symbiont_sandbox::Limits,
 }
+
+impl ComputeSandbox {
+    /// Runs the `what` worker (`arg`) with `input` on its stdin: its
+    /// answer, and its `_meta.sandboxes` entry (`stage`, tier, timings and
+    /// `details`); or why it has no answer.
+    fn run(
+        &self,
+        what: &str,
+        stage: &str,
+        arg: &str,
+        input: Vec<u8>,
+        details: serde_json::Value,
+    ) -> Result<(Vec<u8>, serde_json::Value)> {
+        let tier = self.tier as u8;
+        let (report, out) = symbiont_sandbox::run_stage(
+            self.tier,
+            &self.init,
+            &self.worker,
+            &[arg.to_owned()],
+            &self.limits,
+            input,
+        )?;
+        if let Some(ended) = ended(&report, &self.limits) {
+            anyhow::bail!(
+                "the {what} compute stage in tier {tier} ({}) {ended}",
+                symbiont_sandbox::tier_backend(tier)
+            );
+        }
+        let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e5).round() / 100.0;
+        let mut sandbox = serde_json::json!({
+            "stage": stage,
+            "tier": tier,
+            "runs_in": symbiont_sandbox::tier_backend(tier),
+            "answer_ms": report.first_output.map(ms),
+            "total_ms": ms(report.elapsed),
+        });
+        if let (Some(entry), serde_json::Value::Object(details)) =
+            (sandbox.as_object_mut(), details)
+        {
+            entry.extend(details);
+        }
+        Ok((out, sandbox))
+    }
+}
+
+/// The job side of the homomorphic compute stage: runs the worker in its
+/// tier with the lists on its stdin.
+#[derive(Debug)]
+pub(crate) struct SandboxedReduce(pub(crate) ComputeSandbox);
 
 impl symbiont_engine::HomomorphicStage for SandboxedReduce {
     fn reduce(
@@ -452,25 +479,14 @@ impl symbiont_engine::HomomorphicStage for SandboxedReduce {
         String,
     > {
         let run = || -> Result<_> {
-            let input = reduce_input(&lists)?;
-            let (report, out) = run_compute(
+            let (out, sandbox) = self.0.run(
                 "homomorphic",
-                self.tier,
-                (&self.init, &self.worker),
+                "aggregate[homomorphic]",
                 REDUCE_ARG,
-                &self.limits,
-                input,
+                reduce_input(&lists)?,
+                serde_json::json!({"lists": lists.len()}),
             )?;
             let reduced = bincode::deserialize(&out).context("the compute stage's answer")?;
-            let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e5).round() / 100.0;
-            let sandbox = serde_json::json!({
-                "stage": "aggregate[homomorphic]",
-                "tier": self.tier as u8,
-                "runs_in": symbiont_sandbox::tier_backend(self.tier as u8),
-                "lists": lists.len(),
-                "answer_ms": report.first_output.map(ms),
-                "total_ms": ms(report.elapsed),
-            });
             Ok((reduced, Some(sandbox)))
         };
         run().map_err(|e| format!("{e:#}"))
@@ -536,10 +552,7 @@ pub(crate) fn evaluate_worker_main() -> ! {
 /// tier with the server key and the records on its stdin.
 #[derive(Debug)]
 pub(crate) struct SandboxedEvaluate {
-    pub(crate) tier: symbiont_sandbox::Tier,
-    pub(crate) init: PathBuf,
-    pub(crate) worker: PathBuf,
-    pub(crate) limits: symbiont_sandbox::Limits,
+    pub(crate) sandbox: ComputeSandbox,
     /// Where the server key is read (by the job, not the stage).
     pub(crate) keystore: PathBuf,
 }
@@ -560,25 +573,17 @@ impl symbiont_engine::ProgrammableStage for SandboxedEvaluate {
             let server = Keystore::programmable_server_key(&self.keystore)?;
             let input = evaluate_input(&server, spec, &records)?;
             drop(server);
-            let (report, out) = run_compute(
+            let (out, sandbox) = self.sandbox.run(
                 "programmable",
-                self.tier,
-                (&self.init, &self.worker),
+                "aggregate[homomorphic, programmable]",
                 EVALUATE_ARG,
-                &self.limits,
                 input,
+                serde_json::json!({
+                    "records": records.len(),
+                    "comparisons": spec.comparisons.len(),
+                }),
             )?;
             let encrypted = bincode::deserialize(&out).context("the compute stage's answer")?;
-            let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e5).round() / 100.0;
-            let sandbox = serde_json::json!({
-                "stage": "aggregate[homomorphic, programmable]",
-                "tier": self.tier as u8,
-                "runs_in": symbiont_sandbox::tier_backend(self.tier as u8),
-                "records": records.len(),
-                "comparisons": spec.comparisons.len(),
-                "answer_ms": report.first_output.map(ms),
-                "total_ms": ms(report.elapsed),
-            });
             Ok((encrypted, Some(sandbox)))
         };
         run().map_err(|e| format!("{e:#}"))

@@ -235,63 +235,58 @@ impl Plan {
                 RUNS,
                 vec![classify],
             );
-            if lane == Lane::Homomorphic && input == InputKind::StoreTfhe {
-                let compiled = crate::programmable::compile(query);
-                let paths: Vec<String> = query
-                    .aggregates
-                    .iter()
-                    .map(|a| match &compiled {
-                        Ok(_) => format!("{} [programmable]", a.label),
-                        Err(why) => format!("{} [refused: {why}]", a.label),
-                    })
-                    .collect();
+            // The homomorphic lane's TFHE paths: compute on ciphertexts,
+            // then the key holder decrypts (the labels say which path each
+            // aggregate takes).
+            let tfhe = match (lane, input) {
+                (Lane::Homomorphic, InputKind::File) => Some((
+                    format!(
+                        "add ciphertext lists per column and reduce each to one LWE ciphertext per residue, holding no key; {grouping}"
+                    ),
+                    "the key holder decrypts the reduced columns (secret key read here only) and recombines their residues",
+                    query
+                        .aggregates
+                        .iter()
+                        .map(|a| match a.kind {
+                            crate::query::AggKind::Min | crate::query::AggKind::Max => format!(
+                                "{} [no additive path: a job whose restricted records it reaches is refused]",
+                                a.label
+                            ),
+                            _ => format!("{} [additive]", a.label),
+                        })
+                        .collect::<Vec<_>>(),
+                )),
+                (Lane::Homomorphic, InputKind::StoreTfhe) => {
+                    let compiled = crate::programmable::compile(query);
+                    Some((
+                        "compare, select and aggregate the stored TFHE ciphertexts with the server key, in parallel over the cores, holding no client key; ".to_owned(),
+                        "the key holder decrypts each aggregate's count and value (client key read here only)",
+                        query
+                            .aggregates
+                            .iter()
+                            .map(|a| match &compiled {
+                                Ok(_) => format!("{} [programmable]", a.label),
+                                Err(why) => format!("{} [refused: {why}]", a.label),
+                            })
+                            .collect(),
+                    ))
+                }
+                _ => None,
+            };
+            if let Some((compute, decrypt, paths)) = tfhe {
                 let compute = add(
                     "aggregate",
-                    format!(
-                        "compare, select and aggregate the stored TFHE ciphertexts with the server key, in parallel over the cores, holding no client key; {}",
-                        paths.join("; ")
-                    ),
+                    format!("{compute}{}", paths.join("; ")),
                     Some(lane),
                     RUNS,
                     vec![route],
                 );
                 lane_outputs.push(add(
                     "decrypt",
-                    "the key holder decrypts each aggregate's count and value (client key read here only)".into(),
+                    decrypt.into(),
                     Some(lane),
                     RUNS,
                     vec![compute],
-                ));
-                continue;
-            }
-            if additive {
-                let paths: Vec<String> = query
-                    .aggregates
-                    .iter()
-                    .map(|a| match a.kind {
-                        crate::query::AggKind::Min | crate::query::AggKind::Max => format!(
-                            "{} [no additive path: a job whose restricted records it reaches is refused]",
-                            a.label
-                        ),
-                        _ => format!("{} [additive]", a.label),
-                    })
-                    .collect();
-                let reduce = add(
-                    "aggregate",
-                    format!(
-                        "add ciphertext lists per column and reduce each to one LWE ciphertext per residue, holding no key; {grouping}{}",
-                        paths.join("; ")
-                    ),
-                    Some(lane),
-                    RUNS,
-                    vec![route],
-                );
-                lane_outputs.push(add(
-                    "decrypt",
-                    "the key holder decrypts the reduced columns (secret key read here only) and recombines their residues".into(),
-                    Some(lane),
-                    RUNS,
-                    vec![reduce],
                 ));
                 continue;
             }

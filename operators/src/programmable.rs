@@ -274,16 +274,6 @@ fn mirror(op: BinOp) -> Result<BinOp, String> {
 }
 
 impl Compiled {
-    /// How many aggregates it computes.
-    pub fn len(&self) -> usize {
-        self.outputs.len()
-    }
-
-    /// Whether it has no aggregate.
-    pub fn is_empty(&self) -> bool {
-        self.outputs.is_empty()
-    }
-
     /// The key holder's decrypted (count, value) per aggregate as partials
     /// of the homomorphic lane, aggregate index first.
     pub fn partials(
