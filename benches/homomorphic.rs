@@ -11,6 +11,8 @@
 //!   cost per record (`programmable_costs`); written as JSON to
 //!   `SYMBI_BENCH_OUT`.
 
+mod common;
+
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group};
@@ -20,16 +22,7 @@ use symbiont_crypto::additive::{Column, Encryptor, List, SLOTS, Width, generate}
 const VALUES: usize = 100_000;
 
 fn values(n: usize) -> Vec<u32> {
-    // A fixed xorshift stream: the same values every run.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u32
-        })
-        .collect()
+    common::values(n, 0x9e37_79b9_7f4a_7c15)
 }
 
 /// Encrypt, add, reduce, decrypt: the additive path's whole work.

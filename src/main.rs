@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use symbiont_dsl::{Diagnostic, SourceFile, check, format_program, parse_bytes};
 
+mod attest;
 mod audit;
 mod enforce;
 mod keys;
@@ -136,6 +137,34 @@ enum Command {
         /// (`symbi approve`), signed by an approver the keystore trusts.
         #[arg(long, value_name = "FILE")]
         override_approval: Option<PathBuf>,
+        /// Attest the agent's `prove(...)` fields: commit to the input at
+        /// ingestion (signed with the audit key), prove them with Groth16
+        /// once the job has its result, and write the bundle an auditor
+        /// checks with `symbi verify` (docs/ATTESTATION.md). Written only
+        /// if the job succeeds.
+        #[arg(long, value_name = "PATH")]
+        bundle: Option<PathBuf>,
+    },
+    /// Check an attestation bundle offline: the signed dataset commitment,
+    /// every proof, every attested output, the audit checkpoint and the
+    /// job's entries in it. Exit 0 if everything checks, 4 otherwise,
+    /// naming what failed.
+    Verify {
+        /// The bundle (`symbi run --bundle`).
+        bundle: PathBuf,
+        /// The signer's public key (an `audit_ed25519.pub` file): without
+        /// it the key inside the bundle is used, which shows the bundle is
+        /// consistent, not who made it.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// `human` (one line per check) or `json`.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Proofs of a bundle for other tools.
+    Proof {
+        #[command(subcommand)]
+        command: ProofCommand,
     },
     /// Sign the approval request of a suspended job, as an approver: the
     /// result resumes it with `symbi run --override-approval FILE`.
@@ -443,6 +472,32 @@ enum RunFormat {
     Table,
 }
 
+#[derive(Debug, Subcommand)]
+enum ProofCommand {
+    /// Write one chunk's proof, public inputs and verifying key in another
+    /// tool's format: `snarkjs` (`proof.json`, `public.json`,
+    /// `verification_key.json`; check with `snarkjs groth16 verify
+    /// verification_key.json public.json proof.json`).
+    Export {
+        /// The bundle.
+        bundle: PathBuf,
+        /// The format.
+        #[arg(long, value_enum, default_value_t = ProofFormat::Snarkjs)]
+        format: ProofFormat,
+        /// The directory to write (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Which chunk's proof.
+        #[arg(long, default_value_t = 0)]
+        chunk: usize,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ProofFormat {
+    Snarkjs,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum ExplainFormat {
     Text,
@@ -524,6 +579,7 @@ fn main() -> ExitCode {
             principal,
             resource,
             override_approval,
+            bundle,
         } => run::run(&run::RunArgs {
             file,
             inputs,
@@ -550,6 +606,7 @@ fn main() -> ExitCode {
             principal,
             resource,
             override_approval,
+            bundle,
             stage_limits: symbiont_sandbox::Limits {
                 memory_bytes: stage_memory_mib << 20,
                 timeout: stage_timeout.into(),
@@ -585,6 +642,20 @@ fn main() -> ExitCode {
                 },
         } => run::policy_eval(&policy, &name, &action, &principal, &resource, format),
         Command::Audit { command } => run_audit(command),
+        Command::Verify {
+            bundle,
+            key,
+            format,
+        } => attest::verify(&bundle, key.as_deref(), format == Format::Json),
+        Command::Proof {
+            command:
+                ProofCommand::Export {
+                    bundle,
+                    format: ProofFormat::Snarkjs,
+                    out,
+                    chunk,
+                },
+        } => attest::export(&bundle, &out, chunk),
         Command::Keys { command } => run_keys(command),
         Command::Sandbox { command } => run_sandbox(command),
         Command::Explain {

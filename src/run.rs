@@ -41,6 +41,7 @@ pub(crate) struct RunArgs {
     pub(crate) resource: Vec<String>,
     pub(crate) override_approval: Option<PathBuf>,
     pub(crate) stage_limits: symbiont_sandbox::Limits,
+    pub(crate) bundle: Option<PathBuf>,
 }
 
 type Attrs = BTreeMap<String, PolicyValue>;
@@ -323,6 +324,22 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
     } else {
         None
     };
+    // What `--bundle` attests, decided before anything runs.
+    let planned = match &args.bundle {
+        None => None,
+        Some(_) if symbiont_operators::is_store(&input) => {
+            return usage(
+                "--bundle: attestation commits to the plaintext at ingestion, so it reads a file input, not a stored dataset",
+            );
+        }
+        Some(_) => match crate::attest::plan(&query) {
+            Ok(p) => Some(p),
+            Err(why) => {
+                eprintln!("symbi: error: --bundle: {why}");
+                return Ok(exit::RUNTIME);
+            }
+        },
+    };
     if let Some(dest) = args.persist_encrypted.as_ref().filter(|d| d.exists()) {
         return usage(format_args!(
             "--persist-encrypted {}: it exists; give a new directory",
@@ -515,6 +532,36 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         )?;
         return Ok(exit::POLICY_DENIED);
     }
+    // Ingestion: the attested fields committed to and the commitment
+    // signed and logged, before any lane sees a record.
+    let mut attesting = match planned {
+        None => None,
+        Some(planned) => {
+            let key_path = match &args.audit.key {
+                Some(k) => k.clone(),
+                None => audit::default_key()?,
+            };
+            let (key, _) = audit::signing_key(&key_path)?;
+            match crate::attest::commit(&query, planned, &input, &dataset, &key)? {
+                Ok(mut a) => {
+                    let entry =
+                        log.append(EntryKind::DatasetCommitment, a.commitment_entry(job))?;
+                    a.record_entry(job);
+                    a.record_entry(entry);
+                    Some(a)
+                }
+                Err(why) => {
+                    eprintln!("symbi: error: --bundle: {why}");
+                    log.append(
+                        EntryKind::JobEnd,
+                        serde_json::json!({"job": job, "status": "error", "error": why}),
+                    )?;
+                    log.checkpoint()?;
+                    return Ok(exit::RUNTIME);
+                }
+            }
+        }
+    };
     let mut forbidden_lanes = [false; 3];
     for lane in Lane::ALL {
         forbidden_lanes[lane.index()] =
@@ -569,7 +616,15 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         },
     };
     // Whatever happens, the job's end is recorded and checkpointed.
-    let mut outcome = execute(&query, &plan, &config, args, &mut log, job, progress);
+    let mut outcome = execute(
+        &query,
+        &plan,
+        &config,
+        args,
+        &mut log,
+        job,
+        attesting.as_mut().map(|a| (a, keystore_dir.join("zk"))),
+    );
     // The dataset's policies and metadata travel with its encrypted copy.
     if let (Ok(Ok(_)), Some(dest)) = (&outcome, &args.persist_encrypted) {
         let carried = [
@@ -619,13 +674,43 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         }
         Err(e) => serde_json::json!({"job": job, "status": "error", "error": format!("{e:#}")}),
     };
-    log.append(EntryKind::JobEnd, end)?;
+    let end = log.append(EntryKind::JobEnd, end)?;
     log.checkpoint()?;
+    if let (Ok(Ok(_)), Some(a), Some(path)) = (&outcome, attesting.as_mut(), &args.bundle) {
+        a.record_entry(end);
+        let policy_sha256 = policy_digest(&program, dataset_policy_path.as_deref())?;
+        a.write(
+            path,
+            &query,
+            (&args.file.display().to_string(), &program_sha256),
+            &policy_sha256,
+            log.path(),
+        )?;
+        eprintln!("symbi: wrote the attestation bundle {}", path.display());
+    }
     match outcome {
         Ok(Ok(_)) => Ok(exit::OK),
         Ok(Err(_)) => Ok(exit::RUNTIME),
         Err(e) => Err(e),
     }
+}
+
+/// SHA-256 over the policies a job answers to: the program's policy
+/// declarations (their structure, not their layout) and the dataset's
+/// policy file.
+fn policy_digest(program: &Program, dataset_policies: Option<&Path>) -> Result<String> {
+    let declared: Vec<serde_json::Value> = program
+        .items
+        .iter()
+        .filter(|i| matches!(i, symbiont_dsl::ast::Item::Policy(_)))
+        .map(serde_json::to_value)
+        .collect::<std::result::Result<_, _>>()?;
+    let file = match dataset_policies {
+        Some(f) => Some(audit::file_digest(f)?),
+        None => None,
+    };
+    let text = serde_json::json!({"program": declared, "dataset_policies": file}).to_string();
+    Ok(audit::digest(text.as_bytes()))
 }
 
 /// The encrypted lanes' keys for `dataset`, from the keystore in `dir`.
@@ -760,7 +845,7 @@ fn execute(
     args: &RunArgs,
     log: &mut symbiont_crypto::AuditLog,
     job: u64,
-    progress: Option<Arc<AtomicU64>>,
+    attesting: Option<(&mut crate::attest::Attesting, PathBuf)>,
 ) -> Result<std::result::Result<String, Failure>> {
     let running: Vec<_> = plan.nodes.iter().filter(|n| n.status == "runs").collect();
     for node in &running {
@@ -776,7 +861,7 @@ fn execute(
         config.input.clone()
     };
     let digesting = std::thread::spawn(move || audit::file_digest(&digest_path));
-    let bar = progress.map(show_progress);
+    let bar = config.progress.clone().map(show_progress);
     let result = run_batch(query, config);
     let input_digest = digesting
         .join()
@@ -800,8 +885,37 @@ fn execute(
             "symbi: warning: decrypted batches could not be locked into RAM ({why}); they were still zeroized after use"
         );
     }
+    // The prove stage: the result's attested fields, proved over the
+    // committed chunks.
+    let mut attested = None;
+    if let Some((a, keys_dir)) = attesting {
+        match a.prove(&keys_dir, &output.value)? {
+            Ok(created) => {
+                if created {
+                    log.append(
+                        EntryKind::KeyEvent,
+                        serde_json::json!({"job": job, "event": "created", "key": "Groth16 keys (trusted setup on this machine)", "dir": keys_dir.display().to_string()}),
+                    )?;
+                }
+                let entry = log.append(EntryKind::Proof, a.proof_entry(job))?;
+                a.record_entry(entry);
+                attested = Some(a.meta());
+            }
+            Err(why) => {
+                eprintln!("symbi: error: {why}");
+                return Ok(Err(Failure::Error(why)));
+            }
+        }
+    }
     let text = match args.format {
-        Output::Json => serde_json::to_string_pretty(&with_meta(&output, &running))? + "\n",
+        Output::Json => {
+            let mut value = with_meta(&output, &running);
+            if let (Some(meta), Some(path)) = (attested, &args.bundle) {
+                value["_meta"]["attestation"] = meta;
+                value["_meta"]["bundle"] = path.display().to_string().into();
+            }
+            serde_json::to_string_pretty(&value)? + "\n"
+        }
         Output::Table => table(&output),
     };
     let result_digest = audit::digest(text.as_bytes());
@@ -832,7 +946,7 @@ fn execute(
 
 /// Writes `bytes` to `path` whole or not at all: a temporary file beside
 /// it, then a rename.
-fn write_whole(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_whole(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     let mut name = path.file_name().unwrap_or_default().to_owned();
     name.push(format!(".partial-{}", std::process::id()));
     let tmp = path.with_file_name(name);

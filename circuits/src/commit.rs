@@ -1,20 +1,23 @@
 //! A chunk's commitment: what the data owner computes at ingestion and
 //! signs, and what the circuits open inside the proof.
 //!
-//! A chunk holds up to a circuit shape's `capacity` records, one attested
-//! `u32` value each. The values are packed [`LANES`] to a field element,
-//! value `i` of an element in bits `42·i .. 42·i + 32` (the 10 spare bits
-//! of each 42-bit lane let the circuit add [`BLOCK`] elements lane by lane
-//! without a carry), the chunk padded with zeros to its capacity. The
-//! commitment is the Poseidon hash of
+//! A chunk holds up to a circuit shape's `capacity` records, each with the
+//! same number of attested `u32` fields. The values, record by record, are
+//! packed [`LANES`] to a field element, value `i` of an element in bits
+//! `42·i .. 42·i + 32` (the 10 spare bits of each 42-bit lane let the sum
+//! circuit add [`BLOCK`] elements lane by lane without a carry), the chunk
+//! padded with zeros to its capacity. The chunk's commitment is the
+//! Poseidon hash of
 //!
 //! ```text
-//! salt, element_0, ..., element_{capacity/6 - 1}, count
+//! salt, element_0, ..., element_{m-1}, count      (m = ⌈capacity·fields/6⌉)
 //! ```
 //!
 //! where `salt` is 253 random bits (it hides the values: without it a
 //! verifier could test guesses of a small chunk) and `count` the number of
-//! real records (padding is not data).
+//! real records (padding is not data). A dataset's commitment
+//! ([`dataset`]) hashes its chunks' commitments in order and their number,
+//! so no chunk can be dropped, repeated or moved.
 
 use ark_ff::{BigInteger, PrimeField};
 
@@ -29,12 +32,12 @@ pub const LANE_BITS: usize = 42;
 /// 1,024 values below 2^32 sum below 2^42.
 pub const BLOCK: usize = 1024;
 
-/// The packed elements of `values`, padded to `capacity` records
-/// (a multiple of [`LANES`]).
+/// The packed elements of `values`, padded to `capacity` values.
 pub fn pack(values: &[u32], capacity: usize) -> Vec<Fr> {
-    assert!(capacity.is_multiple_of(LANES) && values.len() <= capacity);
-    let mut out = Vec::with_capacity(capacity / LANES);
-    for chunk in 0..capacity / LANES {
+    assert!(values.len() <= capacity);
+    let elements = capacity.div_ceil(LANES);
+    let mut out = Vec::with_capacity(elements);
+    for chunk in 0..elements {
         let mut bits = vec![false; LANES * LANE_BITS];
         for lane in 0..LANES {
             let v = values.get(chunk * LANES + lane).copied().unwrap_or(0);
@@ -47,13 +50,30 @@ pub fn pack(values: &[u32], capacity: usize) -> Vec<Fr> {
     out
 }
 
-/// The commitment to a chunk of `values` (at most `capacity`) under
-/// `salt`.
-pub fn commit(salt: Fr, values: &[u32], capacity: usize) -> Fr {
+/// The commitment to a chunk of records under `salt`: `values` holds
+/// `fields` values per record, for at most `capacity` records.
+pub fn commit(salt: Fr, values: &[u32], fields: usize, capacity: usize) -> Fr {
+    assert!(fields > 0 && values.len().is_multiple_of(fields));
     let mut input = vec![salt];
-    input.extend(pack(values, capacity));
-    input.push(Fr::from(values.len() as u64));
+    input.extend(pack(values, capacity * fields));
+    input.push(Fr::from((values.len() / fields) as u64));
     poseidon::hash(&input)
+}
+
+/// A dataset's commitment: its chunks' commitments, in order, and their
+/// number.
+pub fn dataset(chunks: &[Fr]) -> Fr {
+    let mut input = chunks.to_vec();
+    input.push(Fr::from(chunks.len() as u64));
+    poseidon::hash(&input)
+}
+
+/// A fresh salt: 253 bits from the operating system's generator.
+pub fn salt() -> Fr {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system's random generator");
+    bytes[31] &= 0x1f;
+    Fr::from_le_bytes_mod_order(&bytes)
 }
 
 #[cfg(test)]
@@ -80,11 +100,33 @@ mod tests {
     #[test]
     fn the_commitment_binds_values_count_and_salt() {
         let salt = Fr::from(12345u64);
-        let c = commit(salt, &[1, 2, 3], 6);
-        assert_ne!(c, commit(salt, &[1, 2, 4], 6));
+        let c = commit(salt, &[1, 2, 3], 1, 6);
+        assert_ne!(c, commit(salt, &[1, 2, 4], 1, 6));
         // Padding is not data: three records, not four.
-        assert_ne!(c, commit(salt, &[1, 2, 3, 0], 6));
-        assert_ne!(c, commit(Fr::from(12346u64), &[1, 2, 3], 6));
-        assert_eq!(c, commit(salt, &[1, 2, 3], 6));
+        assert_ne!(c, commit(salt, &[1, 2, 3, 0], 1, 6));
+        assert_ne!(c, commit(Fr::from(12346u64), &[1, 2, 3], 1, 6));
+        assert_eq!(c, commit(salt, &[1, 2, 3], 1, 6));
+        // Two fields: the same values are two records, not four.
+        assert_ne!(
+            commit(salt, &[1, 2, 3, 4], 2, 6),
+            commit(salt, &[1, 2, 3, 4], 1, 6)
+        );
+    }
+
+    #[test]
+    fn the_dataset_commitment_binds_the_chunks_and_their_order() {
+        let (a, b) = (Fr::from(1u64), Fr::from(2u64));
+        let d = dataset(&[a, b]);
+        assert_ne!(d, dataset(&[b, a]));
+        assert_ne!(d, dataset(&[a]));
+        assert_ne!(d, dataset(&[a, b, b]));
+        assert_eq!(d, dataset(&[a, b]));
+    }
+
+    #[test]
+    fn salts_are_fresh_and_below_2_to_the_253() {
+        let (a, b) = (salt(), salt());
+        assert_ne!(a, b);
+        assert!(a.into_bigint().num_bits() <= 253);
     }
 }

@@ -1,23 +1,29 @@
 //! Groth16 circuits (arkworks, BN254) that attest Symbiont's aggregates,
 //! each with its native reference function (STYLE.md #10).
 //!
-//! Built so far (the attestation issue is not finished; `docs/ATTESTATION.md`
-//! says what is missing):
-//!
-//! - [`poseidon`]: the sponge (Poseidon over BN254's scalar field, width 9:
-//!   rate 16, capacity 1, x^5, 8 full and 68 partial rounds, constants from
-//!   the Grain LFSR), natively and as a gadget.
+//! - [`poseidon`]: the sponge (Poseidon over BN254's scalar field, width
+//!   17: rate 16, capacity 1, x^5, 8 full and 68 partial rounds, constants
+//!   from the Grain LFSR), compiled once into flat straight-line code that
+//!   both the native hash and the gadget run.
 //! - [`commit`]: a chunk's commitment — its values packed 6 to a field
 //!   element in 42-bit lanes, absorbed after a 253-bit salt and followed by
-//!   the record count.
-//! - [`sum`]: the chunk sum circuit — public inputs (commitment, count,
-//!   sum); the packed elements are the witness, their lane sums are
-//!   decomposed once per 1,024 elements, so a record costs under 7
-//!   constraints, not a hash and a range check of its own.
+//!   the record count — and a dataset's, over its chunks' commitments.
+//! - [`sum`]: the lane-sum circuit for a plain count and sum of one field:
+//!   the lane sums are decomposed once per 1,024 elements, so a record
+//!   costs under 7 constraints, not a hash and a range check of its own.
+//! - [`statement`]: counts and sums behind filters (`>=`, `<`, `==` a
+//!   public threshold) over records of several fields, and the general
+//!   circuit that proves them.
+//! - [`attest`]: keys per circuit shape (cached), a dataset committed and
+//!   proved in chunks, and the verifier's check that adds them up.
+//! - [`snarkjs`]: proofs and verifying keys in snarkjs' JSON format.
 #![forbid(unsafe_code)]
 
+pub mod attest;
 pub mod commit;
 pub mod poseidon;
+pub mod snarkjs;
+pub mod statement;
 pub mod sum;
 
 /// The scalar field of BN254, where every circuit computes.

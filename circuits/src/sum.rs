@@ -59,7 +59,7 @@ impl SumCircuit {
     /// reference.
     pub fn chunk(capacity: usize, salt: Fr, values: Vec<u32>) -> SumCircuit {
         let (count, sum) = reference(&values);
-        let commitment = crate::commit::commit(salt, &values, capacity);
+        let commitment = crate::commit::commit(salt, &values, 1, capacity);
         SumCircuit {
             capacity,
             witness: Some((salt, values)),
@@ -84,7 +84,7 @@ impl ConstraintSynthesizer<Fr> for SumCircuit {
         let salt = FpVar::new_witness(cs.clone(), || {
             self.witness.as_ref().map(|w| w.0).ok_or_else(missing)
         })?;
-        let n = self.capacity / LANES;
+        let n = self.capacity.div_ceil(LANES);
         let elements: Vec<FpVar<Fr>> = (0..n)
             .map(|i| {
                 FpVar::new_witness(cs.clone(), || {
@@ -204,73 +204,5 @@ mod tests {
             cs.num_constraints()
         );
         assert!(per_record < 7.0, "{per_record} constraints per record");
-    }
-}
-
-/// Groth16 over BN254 for one capacity: keys, proofs, verification.
-pub mod groth16 {
-    use ark_bn254::Bn254;
-    use ark_groth16::{Groth16, PreparedVerifyingKey, Proof, ProvingKey};
-    use ark_snark::SNARK;
-    use ark_std::rand::{CryptoRng, RngCore};
-
-    use super::SumCircuit;
-    use crate::Fr;
-
-    /// The keys of a circuit shape (a trusted setup: whoever runs it could
-    /// forge proofs with its randomness).
-    pub fn setup<R: RngCore + CryptoRng>(
-        capacity: usize,
-        rng: &mut R,
-    ) -> (ProvingKey<Bn254>, PreparedVerifyingKey<Bn254>) {
-        let (pk, vk) = Groth16::<Bn254>::circuit_specific_setup(SumCircuit::shape(capacity), rng)
-            .expect("the shape synthesizes");
-        let pvk = Groth16::<Bn254>::process_vk(&vk).expect("a valid key");
-        (pk, pvk)
-    }
-
-    /// A proof of `circuit` (a chunk with its witness).
-    pub fn prove<R: RngCore + CryptoRng>(
-        pk: &ProvingKey<Bn254>,
-        circuit: SumCircuit,
-        rng: &mut R,
-    ) -> Proof<Bn254> {
-        Groth16::<Bn254>::prove(pk, circuit, rng).expect("an honest chunk proves")
-    }
-
-    /// Whether `proof` proves the public inputs (commitment, count, sum).
-    pub fn verify(
-        pvk: &PreparedVerifyingKey<Bn254>,
-        public: &[Fr; 3],
-        proof: &Proof<Bn254>,
-    ) -> bool {
-        Groth16::<Bn254>::verify_with_processed_vk(pvk, public, proof).unwrap_or(false)
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-        use ark_std::rand::SeedableRng;
-
-        #[test]
-        fn a_proof_verifies_its_public_inputs_only() {
-            let mut rng = ark_std::rand::rngs::StdRng::seed_from_u64(7);
-            let (pk, pvk) = setup(60, &mut rng);
-            let chunk = SumCircuit::chunk(60, Fr::from(11u64), (1..=50).collect());
-            let public = chunk.public.unwrap();
-            let proof = prove(&pk, chunk, &mut rng);
-            assert!(verify(&pvk, &public, &proof));
-            for i in 0..3 {
-                let mut wrong = public;
-                wrong[i] += Fr::from(1u64);
-                assert!(!verify(&pvk, &wrong, &proof), "public input {i}");
-            }
-            // Another chunk's proof does not verify this chunk's inputs.
-            let other = SumCircuit::chunk(60, Fr::from(12u64), (1..=50).collect());
-            let other_public = other.public.unwrap();
-            let other_proof = prove(&pk, other, &mut rng);
-            assert!(verify(&pvk, &other_public, &other_proof));
-            assert!(!verify(&pvk, &public, &other_proof));
-        }
     }
 }

@@ -183,9 +183,9 @@ impl Plan {
         );
         let commit = add(
             "commit",
-            "dataset commitment (Poseidon over records + salts), signed".into(),
+            "dataset commitment (Poseidon over the attested fields, a salt per chunk), signed and logged".into(),
             None,
-            "not built yet (attestation issue)",
+            "runs with --bundle (in process, on the owner's side)",
             vec![validate],
         );
         let classify = add(
@@ -317,7 +317,7 @@ impl Plan {
                 "prove",
                 format!("Groth16 proofs of {}", query.prove.join(", ")),
                 None,
-                "not built yet (attestation issue)",
+                "runs with --bundle (in process, on the owner's side)",
                 vec![merge],
             );
         }

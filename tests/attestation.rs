@@ -1,0 +1,332 @@
+//! Attestation end to end: `symbi run --bundle` on `clinic_costs`, the
+//! bundle checked by `symbi verify`, every kind of tampering refused with
+//! exit 4 and a reason naming it, and the exported proof checked by
+//! snarkjs (where `node` and snarkjs are installed: `scripts/setup`).
+//!
+//! One job makes the bundle (and the Groth16 keys) for all the tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+struct Env(PathBuf);
+
+impl Env {
+    fn symbi(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_symbi"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("XDG_STATE_HOME", self.0.join("state"))
+            .env("XDG_DATA_HOME", self.0.join("data"))
+            .output()
+            .unwrap()
+    }
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The shared job: its directory and bundle.
+fn bundle() -> &'static (Env, PathBuf) {
+    static BUNDLE: OnceLock<(Env, PathBuf)> = OnceLock::new();
+    BUNDLE.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("symbi-attestation-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let env = Env(dir.clone());
+        let path = dir.join("clinic.bundle.json");
+        let out = env.symbi(&[
+            "run",
+            "examples/clinic_costs.symbi",
+            "--input",
+            "patients=examples/data/patients.csv",
+            "--bundle",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+        let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(result["seniors"], 771);
+        assert_eq!(result["senior_cost_cents"], 1_890_850_561u64);
+        assert_eq!(result["_meta"]["bundle"], path.to_str().unwrap());
+        assert_eq!(result["_meta"]["attestation"]["records"], 2000);
+        (env, path)
+    })
+}
+
+fn read(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// `symbi verify` of `bundle` written to a file: exit code and output.
+fn verify(name: &str, bundle: &Value) -> (i32, String) {
+    let (env, _) = self::bundle();
+    let path = env.0.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(bundle).unwrap()).unwrap();
+    let out = env.symbi(&["verify", path.to_str().unwrap()]);
+    (code(&out), text(&out.stdout) + &text(&out.stderr))
+}
+
+#[test]
+fn the_bundle_verifies_offline_and_pins_its_signer() {
+    let (env, path) = bundle();
+    let out = env.symbi(&["verify", path.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stdout));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    let checks: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "the dataset commitment's signature",
+        "every chunk's proof",
+        "output `seniors`",
+        "output `senior_cost_cents`",
+        "the audit log records the commitment",
+        "the audit log records the proofs",
+    ] {
+        assert!(checks.contains(&expected), "{expected} in {checks:?}");
+    }
+    // With the signer's own public key, and with another key.
+    let public = env.0.join("data/symbiont/audit_ed25519.pub");
+    let pinned = env.symbi(&[
+        "verify",
+        path.to_str().unwrap(),
+        "--key",
+        public.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&pinned), 0, "{}", text(&pinned.stdout));
+    let other = env.0.join("other.pub");
+    std::fs::write(
+        &other,
+        "symbiont-audit+00000000+AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
+    )
+    .unwrap();
+    let foreign = env.symbi(&[
+        "verify",
+        path.to_str().unwrap(),
+        "--key",
+        other.to_str().unwrap(),
+    ]);
+    // The key may not even parse as this signer: either way not 0.
+    assert_ne!(code(&foreign), 0);
+}
+
+/// Each tampering, and the words the failure must name.
+#[test]
+fn any_change_fails_with_a_specific_reason() {
+    let (_, path) = bundle();
+    let original = read(path);
+    type Tamper = fn(&mut Value);
+    let cases: [(&str, Tamper, &str); 10] = [
+        (
+            "output",
+            |b| b["outputs"]["seniors"] = 772.into(),
+            "output `seniors`: the bundle says 772, the proofs attest 771",
+        ),
+        (
+            "sum",
+            |b| b["outputs"]["senior_cost_cents"] = 1_890_850_560u64.into(),
+            "output `senior_cost_cents`",
+        ),
+        (
+            "chunk-output",
+            |b| b["proofs"][0]["outputs"][0] = 770.into(),
+            "proof 0 (chunk 0): the proof does not verify",
+        ),
+        (
+            "threshold",
+            |b| b["statement"]["comparisons"][0]["threshold"] = 64.into(),
+            "proof 0 (chunk 0): the proof does not verify",
+        ),
+        (
+            "records",
+            |b| b["proofs"][0]["records"] = 1999.into(),
+            "proof",
+        ),
+        (
+            "proof-byte",
+            |b| {
+                let p = b["proofs"][0]["proof"].as_str().unwrap().to_string();
+                let flipped = if &p[10..11] == "0" { "1" } else { "0" };
+                b["proofs"][0]["proof"] = format!("{}{flipped}{}", &p[..10], &p[11..]).into();
+            },
+            "proofs[0].proof",
+        ),
+        (
+            "commitment",
+            |b| {
+                b["dataset"]["commitment"] = "12345".into();
+            },
+            "the dataset commitment's signature",
+        ),
+        (
+            "chunk-commitment",
+            |b| b["dataset"]["chunks"][0] = "12345".into(),
+            "`dataset.commitment` is not the commitment of `dataset.chunks`",
+        ),
+        (
+            "signature",
+            |b| {
+                let note = b["dataset"]["signed"].as_str().unwrap().to_string();
+                // The signature's base64 is the last word of the note.
+                let cut = note.trim_end().rfind(' ').unwrap() + 20;
+                let c = if &note[cut..cut + 1] == "A" { "B" } else { "A" };
+                b["dataset"]["signed"] = format!("{}{c}{}", &note[..cut], &note[cut + 1..]).into();
+            },
+            "the signed commitment does not verify",
+        ),
+        (
+            "audit-entry",
+            |b| {
+                let e = b["audit"]["entries"][1]["entry"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                let c = if &e[8..9] == "A" { "B" } else { "A" };
+                b["audit"]["entries"][1]["entry"] = format!("{}{c}{}", &e[..8], &e[9..]).into();
+            },
+            "audit entry 1",
+        ),
+    ];
+    for (name, tamper, reason) in cases {
+        let mut b = original.clone();
+        tamper(&mut b);
+        assert_ne!(b, original, "{name} changed nothing");
+        let (code, out) = verify(name, &b);
+        assert_eq!(code, 4, "{name}: {out}");
+        let failed: Vec<&str> = out.lines().filter(|l| l.starts_with("FAILED")).collect();
+        assert!(
+            failed.iter().any(|l| l.contains(reason)),
+            "{name}: expected a failure naming `{reason}`, got {failed:?}"
+        );
+    }
+    // Untouched, it still verifies.
+    assert_eq!(verify("untouched", &original).0, 0);
+}
+
+#[test]
+fn a_bundle_needs_a_file_input_and_a_prove_clause() {
+    let (env, _) = bundle();
+    let out = env.symbi(&[
+        "run",
+        "examples/diagnosis_breakdown.symbi",
+        "--input",
+        "patients=examples/data/patients.csv",
+        "--bundle",
+        env.0.join("grouped.json").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr).contains("grouped results are not attested yet"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!env.0.join("grouped.json").exists());
+}
+
+/// snarkjs, where installed: `scripts/setup` puts it in
+/// `~/.cache/symbiont/snarkjs` when `node` exists.
+fn snarkjs() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("SNARKJS") {
+        return Some(PathBuf::from(p));
+    }
+    Command::new("node").arg("--version").output().ok()?;
+    let cache = match std::env::var_os("XDG_CACHE_HOME").filter(|c| !c.is_empty()) {
+        Some(c) => PathBuf::from(c),
+        None => Path::new(&std::env::var_os("HOME")?).join(".cache"),
+    };
+    Some(cache.join("symbiont/snarkjs/node_modules/.bin/snarkjs"))
+}
+
+#[test]
+fn snarkjs_verifies_the_exported_proof_and_refuses_another_input() {
+    let Some(snarkjs) = snarkjs() else {
+        eprintln!("node is not installed: the snarkjs check does not run here");
+        return;
+    };
+    assert!(
+        snarkjs.exists(),
+        "node is installed but snarkjs is not at {} (run scripts/setup)",
+        snarkjs.display()
+    );
+    let (env, path) = bundle();
+    let out_dir = env.0.join("snarkjs");
+    let out = env.symbi(&[
+        "proof",
+        "export",
+        path.to_str().unwrap(),
+        "--format",
+        "snarkjs",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let run = |public: &Path| {
+        Command::new(&snarkjs)
+            .args(["groth16", "verify", "verification_key.json"])
+            .arg(public)
+            .arg("proof.json")
+            .current_dir(&out_dir)
+            .output()
+            .unwrap()
+    };
+    let ok = run(Path::new("public.json"));
+    assert!(
+        ok.status.success() && text(&ok.stdout).contains("OK"),
+        "{}{}",
+        text(&ok.stdout),
+        text(&ok.stderr)
+    );
+    let vk = read(&out_dir.join("verification_key.json"));
+    assert_eq!(vk["curve"], "bn128");
+    assert_eq!(vk["protocol"], "groth16");
+    // Another count of seniors: snarkjs refuses it.
+    let mut public = read(&out_dir.join("public.json"));
+    let seniors = public[3].as_str().unwrap().parse::<u64>().unwrap();
+    assert_eq!(seniors, 771);
+    public[3] = (seniors + 1).to_string().into();
+    std::fs::write(out_dir.join("wrong.json"), public.to_string()).unwrap();
+    let wrong = run(Path::new("wrong.json"));
+    assert!(
+        !wrong.status.success() || !text(&wrong.stdout).contains("OK!"),
+        "snarkjs accepted another public input: {}",
+        text(&wrong.stdout)
+    );
+}
+
+#[test]
+fn a_value_outside_the_attested_range_is_named_by_line_and_field_only() {
+    let (env, _) = bundle();
+    let csv = env.0.join("negative.csv");
+    let rows = [
+        "patient_id,name,ssn,email,age,sex,zip,diagnosis,cost_cents,visits",
+        "P1,A B,,a@example.org,70,F,11111,checkup,100,1",
+        "P2,C D,,c@example.org,71,M,22222,checkup,-98765,2",
+    ];
+    std::fs::write(&csv, rows.join("\n") + "\n").unwrap();
+    let bundle = env.0.join("negative.json");
+    let out = env.symbi(&[
+        "run",
+        "examples/clinic_costs.symbi",
+        "--input",
+        &format!("patients={}", csv.display()),
+        "--bundle",
+        bundle.to_str().unwrap(),
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(err.contains("line 3: field `cost_cents`"), "{err}");
+    assert!(!err.contains("98765"), "the value leaked: {err}");
+    assert!(out.stdout.is_empty());
+    assert!(!bundle.exists());
+}
