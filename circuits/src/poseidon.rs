@@ -10,16 +10,21 @@
 //! outputs ([`Permutation`]): every S-box input, and every output element,
 //! is written as one flat linear combination of the permutation's inputs
 //! and the S-box outputs before it. The round constants and the MDS matrix
-//! do not depend on the data, so this is done once; the native hash and the
-//! gadget then both run that code. The gadget hands arkworks flat
-//! combinations only — built with arkworks' own field arithmetic, a partial
-//! round's combinations nest 68 deep and dominate proving (inlining them
-//! took minutes for a 12,288-record chunk). The native hash is checked
-//! against arkworks' `PoseidonSponge` in the tests.
+//! do not depend on the data, so this is done once per process, when the
+//! first circuit is built. The gadget hands arkworks flat combinations only
+//! — built with arkworks' own field arithmetic, a partial round's
+//! combinations nest 68 deep and dominate proving (inlining them took
+//! minutes for a 12,288-record chunk). The native hash is arkworks'
+//! `PoseidonSponge` itself (compiling the permutation costs tens of
+//! milliseconds, which a verifier hashing one dataset commitment should not
+//! pay); the tests check the compiled code against it.
 
 use std::sync::OnceLock;
 
-use ark_crypto_primitives::sponge::poseidon::{PoseidonConfig, find_poseidon_ark_and_mds};
+use ark_crypto_primitives::sponge::CryptographicSponge;
+use ark_crypto_primitives::sponge::poseidon::{
+    PoseidonConfig, PoseidonSponge, find_poseidon_ark_and_mds,
+};
 use ark_ff::{AdditiveGroup, Field, PrimeField, Zero};
 use ark_r1cs_std::fields::fp::{AllocatedFp, FpVar};
 use ark_relations::gr1cs::{ConstraintSystemRef, LinearCombination, SynthesisError, Variable};
@@ -113,8 +118,9 @@ impl Permutation {
         }
     }
 
-    /// The permutation of `state`.
-    pub fn apply(&self, state: &[Fr; WIDTH]) -> [Fr; WIDTH] {
+    /// The permutation of `state`, natively (to check the compiled code).
+    #[cfg(test)]
+    fn apply(&self, state: &[Fr; WIDTH]) -> [Fr; WIDTH] {
         let mut basis = Vec::with_capacity(1 + WIDTH + self.sboxes.len());
         basis.push(Fr::ONE);
         basis.extend_from_slice(state);
@@ -173,6 +179,7 @@ fn sparse(dense: &[Fr]) -> Terms {
         .collect()
 }
 
+#[cfg(test)]
 fn eval(terms: &Terms, basis: &[Fr]) -> Fr {
     terms.iter().map(|(i, c)| *c * basis[*i]).sum()
 }
@@ -237,22 +244,12 @@ impl Lc {
     }
 }
 
-/// The hash of `elements`: absorbed 16 to a permutation into the rate
-/// (arkworks' `PoseidonSponge` absorbing them at once), then one element
-/// squeezed.
+/// The hash of `elements`: arkworks' `PoseidonSponge` absorbing them at
+/// once (16 to a permutation, into the rate), then one element squeezed.
 pub fn hash(elements: &[Fr]) -> Fr {
-    let p = Permutation::get();
-    let mut state = [Fr::ZERO; WIDTH];
-    for chunk in elements.chunks(RATE) {
-        for (s, e) in state[1..].iter_mut().zip(chunk) {
-            *s += e;
-        }
-        state = p.apply(&state);
-    }
-    if elements.is_empty() {
-        state = p.apply(&state);
-    }
-    state[1]
+    let mut sponge = PoseidonSponge::new(config());
+    sponge.absorb(&elements.to_vec());
+    sponge.squeeze_field_elements::<Fr>(1)[0]
 }
 
 /// [`hash`] in a circuit.
@@ -276,8 +273,6 @@ pub fn hash_var(
 
 #[cfg(test)]
 mod tests {
-    use ark_crypto_primitives::sponge::CryptographicSponge;
-    use ark_crypto_primitives::sponge::poseidon::PoseidonSponge;
     use ark_r1cs_std::GR1CSVar;
     use ark_r1cs_std::alloc::AllocVar;
     use ark_r1cs_std::eq::EqGadget;
@@ -285,10 +280,20 @@ mod tests {
 
     use super::*;
 
-    fn arkworks(elements: &[Fr]) -> Fr {
-        let mut sponge = PoseidonSponge::new(config());
-        sponge.absorb(&elements.to_vec());
-        sponge.squeeze_field_elements::<Fr>(1)[0]
+    /// The sponge of [`hash_var`] over the compiled permutation, natively.
+    fn compiled(elements: &[Fr]) -> Fr {
+        let p = Permutation::get();
+        let mut state = [Fr::ZERO; WIDTH];
+        for chunk in elements.chunks(RATE) {
+            for (s, e) in state[1..].iter_mut().zip(chunk) {
+                *s += e;
+            }
+            state = p.apply(&state);
+        }
+        if elements.is_empty() {
+            state = p.apply(&state);
+        }
+        state[1]
     }
 
     fn elements(n: u64) -> Vec<Fr> {
@@ -300,7 +305,7 @@ mod tests {
     #[test]
     fn the_compiled_hash_is_arkworks_poseidon() {
         for n in [0, 1, 15, 16, 17, 32, 33, 50] {
-            assert_eq!(hash(&elements(n)), arkworks(&elements(n)), "{n} elements");
+            assert_eq!(compiled(&elements(n)), hash(&elements(n)), "{n} elements");
         }
     }
 
