@@ -121,7 +121,8 @@ fn the_bundle_verifies_offline_and_pins_its_signer() {
     assert_ne!(code(&foreign), 0);
 }
 
-/// Each tampering, and the words the failure must name.
+/// Each tampering, and the words the failure must name (`|` between
+/// alternatives).
 #[test]
 fn any_change_fails_with_a_specific_reason() {
     let (_, path) = bundle();
@@ -160,7 +161,9 @@ fn any_change_fails_with_a_specific_reason() {
                 let flipped = if &p[10..11] == "0" { "1" } else { "0" };
                 b["proofs"][0]["proof"] = format!("{}{flipped}{}", &p[..10], &p[11..]).into();
             },
-            "proofs[0].proof",
+            // Either the digit breaks the point's encoding, or it is
+            // another point and the pairing check fails.
+            "`proofs[0].proof` does not decode|proof 0 (chunk 0): the proof does not verify",
         ),
         (
             "commitment",
@@ -206,7 +209,9 @@ fn any_change_fails_with_a_specific_reason() {
         assert_eq!(code, 4, "{name}: {out}");
         let failed: Vec<&str> = out.lines().filter(|l| l.starts_with("FAILED")).collect();
         assert!(
-            failed.iter().any(|l| l.contains(reason)),
+            failed
+                .iter()
+                .any(|l| reason.split('|').any(|r| l.contains(r))),
             "{name}: expected a failure naming `{reason}`, got {failed:?}"
         );
     }
