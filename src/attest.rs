@@ -16,6 +16,7 @@ use anyhow::{Context, Result};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
+use sha2::Digest;
 use symbiont_circuits::attest::{self, Chunk, Committed, Keys, encoding};
 use symbiont_circuits::statement::{Aggregate, Comparison, Kind, Op, Statement};
 use symbiont_crypto::programmable::{self as fhe, Kind as FheKind};
@@ -41,13 +42,80 @@ const LANES_CHUNK: usize = 6 * 2048;
 struct Attested {
     name: String,
     kind: AggKind,
-    /// Index of its count in the outputs (a sum follows it).
+    /// Index of its count in the outputs (a sum follows it). Before a
+    /// grouped statement is expanded: the index of its aggregate.
     output: usize,
+    /// Its group's index, for a grouped result.
+    group: Option<usize>,
+}
+
+/// How a group key becomes the `u32` the commitment holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyCode {
+    /// A string: the first four bytes of its SHA-256, big-endian.
+    Text,
+    /// An `int` in 0..2^32 (or a `bool`): itself.
+    Int,
+}
+
+impl KeyCode {
+    fn name(self) -> &'static str {
+        match self {
+            KeyCode::Text => "sha256-u32",
+            KeyCode::Int => "int",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<KeyCode> {
+        [KeyCode::Text, KeyCode::Int]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
+
+    /// The code of a key as the job's result shows it.
+    fn of(self, key: &Value) -> Option<u32> {
+        match (self, key) {
+            (KeyCode::Text, Value::String(s)) => Some(text_code(s)),
+            (KeyCode::Int, Value::Number(n)) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+            (KeyCode::Int, Value::Bool(b)) => Some(u32::from(*b)),
+            _ => None,
+        }
+    }
+}
+
+/// A string key's code: the first four bytes of its SHA-256.
+fn text_code(s: &str) -> u32 {
+    let digest = sha2::Sha256::digest(s.as_bytes());
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+}
+
+/// A grouped result's key, as planned.
+#[derive(Clone, Debug)]
+struct GroupPlan {
+    /// The result field that holds the key (`name: g.key`).
+    key_name: String,
+    /// The key's index among the attested fields.
+    field: usize,
+    code: KeyCode,
+}
+
+/// A grouped statement's groups, once the job has its result.
+#[derive(Clone, Debug)]
+struct Groups {
+    keys: Vec<Value>,
+    codes: Vec<u32>,
+    /// Per group, the output that counts its records.
+    counts: Vec<usize>,
+    /// The output that counts every record.
+    total: usize,
 }
 
 /// What a `--bundle` run attests, planned before it runs.
 #[derive(Clone, Debug)]
 pub(crate) struct Planned {
+    /// The statement; for a grouped result, the aggregates of one group
+    /// without the key's filter, expanded over the groups once the job
+    /// has its result ([`Planned::expand`]).
     statement: Statement,
     /// The schema indices of the attested fields, in statement order.
     fields: Vec<usize>,
@@ -55,6 +123,7 @@ pub(crate) struct Planned {
     field_names: Vec<String>,
     attested: Vec<Attested>,
     capacity: usize,
+    grouping: Option<GroupPlan>,
 }
 
 fn comparison(c: &fhe::Comparison, field: usize, label: &str) -> Result<Comparison, String> {
@@ -75,11 +144,38 @@ fn comparison(c: &fhe::Comparison, field: usize, label: &str) -> Result<Comparis
     })
 }
 
+/// A result struct's fields and how each is computed.
+type ResultFields<'a> = &'a [(String, OutExpr)];
+
+/// The result's fields (of the struct, or of each group's struct), and
+/// the grouping key's schema index.
+fn result_fields(query: &Query) -> Result<(ResultFields<'_>, Option<usize>), String> {
+    let (fields, grouping) = match (&query.output, &query.grouping) {
+        (Output::Struct { fields, .. }, None) => return Ok((fields, None)),
+        (Output::Groups(inner), Some(g)) => match &**inner {
+            Output::Struct { fields, .. } => (fields, g),
+            _ => return Err("a grouped result is attested as a struct per group".into()),
+        },
+        _ => return Err("attestation covers a struct result, or a struct per group".into()),
+    };
+    if !grouping.pipeline.steps.is_empty() {
+        return Err(
+            "a grouped result is attested when `group_by` is applied to the input stream itself (no filter or map before it)"
+                .into(),
+        );
+    }
+    let symbiont_operators::Scalar::Field(key) = grouping.key else {
+        return Err("a grouped result is attested when its key is a field of the record".into());
+    };
+    Ok((fields, Some(key)))
+}
+
 /// The statement behind `query`'s `prove(...)`, or why it cannot be
 /// attested. Attested outputs must be aggregates of the result struct
 /// (`count`, `sum`, `avg` of `int` fields), each behind filters the
 /// programmable path also evaluates (`field >= c`, `<`, `==`, `>`, `<=`,
-/// `&&`).
+/// `&&`). A grouped result (`group_by(p => p.key)` on the input) is
+/// attested per group, the key a `string`, `int` or `bool` field.
 pub(crate) fn plan(query: &Query) -> Result<Planned, String> {
     if query.prove.is_empty() {
         return Err(format!(
@@ -87,11 +183,7 @@ pub(crate) fn plan(query: &Query) -> Result<Planned, String> {
             query.agent
         ));
     }
-    let Output::Struct { fields, .. } = &query.output else {
-        return Err(
-            "attestation covers a struct result (grouped results are not attested yet)".into(),
-        );
-    };
+    let (fields, key) = result_fields(query)?;
     let mut chosen: Vec<usize> = Vec::new();
     let mut named = Vec::new();
     for name in &query.prove {
@@ -111,6 +203,7 @@ pub(crate) fn plan(query: &Query) -> Result<Planned, String> {
         named.push((name.clone(), *n));
     }
     let mut sub = query.clone();
+    sub.grouping = None;
     sub.aggregates = chosen
         .iter()
         .map(|n| query.aggregates[*n].clone())
@@ -128,7 +221,7 @@ pub(crate) fn plan(query: &Query) -> Result<Planned, String> {
         .collect();
     used.sort_unstable();
     used.dedup();
-    if used.is_empty() {
+    if used.is_empty() && key.is_none() {
         // Counts alone: the commitment still covers a field.
         used.push(
             *slots
@@ -145,6 +238,39 @@ pub(crate) fn plan(query: &Query) -> Result<Planned, String> {
             ));
         }
     }
+    let mut schema_fields: Vec<usize> = used.iter().map(|s| slots[*s]).collect();
+    let grouping = match key {
+        None => None,
+        Some(key) => {
+            let (key_name, ty) = &query.schema.fields[key];
+            let code = match ty {
+                FieldType::Str => KeyCode::Text,
+                FieldType::Int | FieldType::Bool => KeyCode::Int,
+                FieldType::Float => {
+                    return Err(format!(
+                        "the group key `{key_name}` is a float: attestation covers string, int and bool keys"
+                    ));
+                }
+            };
+            let result_key = fields
+                .iter()
+                .find(|(_, e)| matches!(e, OutExpr::Key))
+                .map(|(n, _)| n.clone())
+                .ok_or("a grouped result is attested with its key as a field (`name: g.key`)")?;
+            let field = match schema_fields.iter().position(|f| *f == key) {
+                Some(i) => i,
+                None => {
+                    schema_fields.push(key);
+                    schema_fields.len() - 1
+                }
+            };
+            Some(GroupPlan {
+                key_name: result_key,
+                field,
+                code,
+            })
+        }
+    };
     let mut comparisons = Vec::new();
     for (i, c) in compiled.spec.comparisons.iter().enumerate() {
         let label = sub
@@ -156,8 +282,6 @@ pub(crate) fn plan(query: &Query) -> Result<Planned, String> {
         comparisons.push(comparison(c, field_of(c.slot), label)?);
     }
     let mut aggregates = Vec::new();
-    let mut offsets = Vec::new();
-    let mut offset = 0;
     for (spec, a) in sub.aggregates.iter().zip(&compiled.spec.aggregates) {
         let kind = match (a.kind, a.slot) {
             (FheKind::Count, _) => Kind::Count,
@@ -169,19 +293,18 @@ pub(crate) fn plan(query: &Query) -> Result<Planned, String> {
                 ));
             }
         };
-        offsets.push(offset);
-        offset += if kind == Kind::Count { 1 } else { 2 };
         aggregates.push(Aggregate {
             kind,
             filters: a.filters.clone(),
         });
     }
     let statement = Statement {
-        fields: used.len(),
+        fields: schema_fields.len(),
         comparisons,
         aggregates,
     };
     statement.check()?;
+    let offsets = statement.offsets();
     let attested = named
         .into_iter()
         .map(|(name, n)| {
@@ -189,24 +312,125 @@ pub(crate) fn plan(query: &Query) -> Result<Planned, String> {
             Attested {
                 name,
                 kind: query.aggregates[n].kind,
-                output: offsets[i],
+                output: if grouping.is_some() { i } else { offsets[i] },
+                group: None,
             }
         })
         .collect();
-    let capacity = match attest::CircuitKind::of(&statement) {
-        attest::CircuitKind::Lanes => LANES_CHUNK,
-        attest::CircuitKind::General => GENERAL_CHUNK,
+    let capacity = match (&grouping, attest::CircuitKind::of(&statement)) {
+        (None, attest::CircuitKind::Lanes) => LANES_CHUNK,
+        _ => GENERAL_CHUNK,
     };
     Ok(Planned {
-        fields: used.iter().map(|s| slots[*s]).collect(),
-        field_names: used
+        field_names: schema_fields
             .iter()
-            .map(|s| query.schema.fields[slots[*s]].0.clone())
+            .map(|f| query.schema.fields[*f].0.clone())
             .collect(),
+        fields: schema_fields,
         statement,
         attested,
         capacity,
+        grouping,
     })
+}
+
+/// `aggregate` in `aggregates`, added if it is not there: its index.
+fn index_of(aggregates: &mut Vec<Aggregate>, aggregate: Aggregate) -> usize {
+    match aggregates.iter().position(|a| *a == aggregate) {
+        Some(i) => i,
+        None => {
+            aggregates.push(aggregate);
+            aggregates.len() - 1
+        }
+    }
+}
+
+impl Planned {
+    /// A grouped statement over the groups of `result` (the job's): every
+    /// attested aggregate once per group behind `key == code`, a count per
+    /// group and a count of every record, so that a verifier sees the
+    /// groups cover the dataset.
+    fn expand(&self, result: &Value) -> Result<(Statement, Vec<Attested>, Groups), String> {
+        let g = self.grouping.as_ref().expect("a grouped plan");
+        let rows = result
+            .as_array()
+            .ok_or("the grouped result is not a list")?;
+        let base = &self.statement;
+        let mut st = Statement {
+            fields: base.fields,
+            comparisons: base.comparisons.clone(),
+            aggregates: vec![Aggregate {
+                kind: Kind::Count,
+                filters: Vec::new(),
+            }],
+        };
+        let mut attested = Vec::new();
+        let (mut keys, mut codes, mut counts) = (Vec::new(), Vec::new(), Vec::new());
+        for (group, row) in rows.iter().enumerate() {
+            let key = row.get(&g.key_name).cloned().unwrap_or(Value::Null);
+            let code = g.code.of(&key).ok_or_else(|| {
+                format!(
+                    "the group key {key} cannot be attested ({} keys)",
+                    g.code.name()
+                )
+            })?;
+            if let Some(other) = codes.iter().position(|c| *c == code) {
+                return Err(format!(
+                    "the group keys {} and {key} have the same {} code",
+                    keys[other],
+                    g.code.name()
+                ));
+            }
+            let filter = st.comparisons.len();
+            st.comparisons.push(Comparison {
+                field: g.field,
+                op: Op::Eq,
+                threshold: code,
+            });
+            let mine: Vec<usize> = base
+                .aggregates
+                .iter()
+                .map(|a| {
+                    let mut filters = a.filters.clone();
+                    filters.push(filter);
+                    index_of(
+                        &mut st.aggregates,
+                        Aggregate {
+                            kind: a.kind,
+                            filters,
+                        },
+                    )
+                })
+                .collect();
+            counts.push(index_of(
+                &mut st.aggregates,
+                Aggregate {
+                    kind: Kind::Count,
+                    filters: vec![filter],
+                },
+            ));
+            attested.extend(self.attested.iter().map(|a| Attested {
+                name: a.name.clone(),
+                kind: a.kind,
+                output: mine[a.output],
+                group: Some(group),
+            }));
+            keys.push(key);
+            codes.push(code);
+        }
+        st.check()?;
+        let offsets = st.offsets();
+        for a in &mut attested {
+            a.output = offsets[a.output];
+        }
+        let groups = Groups {
+            keys,
+            codes,
+            counts: counts.iter().map(|c| offsets[*c]).collect(),
+            total: offsets[0],
+        };
+        Ok((st, attested, groups))
+    }
 }
 
 /// A `--bundle` run in progress: the commitment, then the proofs.
@@ -222,6 +446,8 @@ pub(crate) struct Attesting {
     entries: Vec<u64>,
     /// The job's result, once proved.
     result: Value,
+    /// A grouped result's groups, once proved.
+    groups: Option<Groups>,
 }
 
 /// Reads `input`'s attested fields (every record the job reads, in order)
@@ -263,6 +489,8 @@ pub(crate) fn commit(
                 let v = match record.values.get(*f) {
                     Some(Cell::Int(v)) => u32::try_from(*v).ok(),
                     Some(Cell::Bool(b)) => Some(u32::from(*b)),
+                    // Only a group key is a string.
+                    Some(Cell::Str(s)) => Some(text_code(s)),
                     _ => None,
                 };
                 match v {
@@ -306,6 +534,7 @@ pub(crate) fn commit(
         vk: None,
         entries: Vec::new(),
         result: Value::Null,
+        groups: None,
     }))
 }
 
@@ -365,19 +594,31 @@ impl Attesting {
         keys_dir: &Path,
         result: &Value,
     ) -> Result<std::result::Result<bool, String>> {
+        if self.planned.grouping.is_some() {
+            match self.planned.expand(result) {
+                Ok((statement, attested, groups)) => {
+                    self.planned.statement = statement;
+                    self.planned.attested = attested;
+                    self.groups = Some(groups);
+                }
+                Err(why) => return Ok(Err(why)),
+            }
+        }
         let st = &self.planned.statement;
         let (keys, created) = Keys::load_or_setup(keys_dir, st, self.planned.capacity)
             .with_context(|| format!("the proving keys in {}", keys_dir.display()))?;
         self.chunks = self.committed.prove(&keys, st, &mut attest::os_rng());
+        // A self-check of the proofs (34 ms for 82 of them) before the
+        // bundle claims them; it also gives the totals.
         let (_, totals) = attest::verify(&keys.vk, st, &self.chunks)
             .map_err(|(i, why)| anyhow::anyhow!("internal error: chunk {i}: {why}"))?;
         for a in &self.planned.attested {
             let proved = value_of(a, &totals);
-            let got = result.get(&a.name).cloned().unwrap_or(Value::Null);
+            let got = self.claimed(result, a);
             if !same(&proved, &got) {
                 return Ok(Err(format!(
                     "the proofs attest `{}` = {proved}, the job computed {got}",
-                    a.name
+                    self.label(a)
                 )));
             }
         }
@@ -386,10 +627,40 @@ impl Attesting {
         Ok(Ok(created))
     }
 
+    /// What `result` says of an attested output.
+    fn claimed(&self, result: &Value, a: &Attested) -> Value {
+        let row = match a.group {
+            Some(g) => result.get(g),
+            None => Some(result),
+        };
+        row.and_then(|r| r.get(&a.name))
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    /// An attested output's name, with its group's key.
+    fn label(&self, a: &Attested) -> String {
+        match (a.group, &self.groups) {
+            (Some(g), Some(groups)) => format!("{}` of group `{}", a.name, groups.keys[g]),
+            _ => a.name.clone(),
+        }
+    }
+
+    /// The attested outputs' names, each once.
+    fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for a in &self.planned.attested {
+            if !names.contains(&a.name) {
+                names.push(a.name.clone());
+            }
+        }
+        names
+    }
+
     /// `_meta.attestation` of the result.
     pub(crate) fn meta(&self) -> Value {
         json!({
-            "attested": self.planned.attested.iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
+            "attested": self.names(),
             "records": self.records(),
             "chunks": self.chunks.len(),
             "circuit": format!("{:?}", attest::CircuitKind::of(&self.planned.statement)),
@@ -403,7 +674,7 @@ impl Attesting {
             "job": job,
             "proofs": self.chunks.len(),
             "verifying_key_sha256": self.vk.as_deref().map(crate::audit::digest),
-            "attested": self.planned.attested.iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
+            "attested": self.names(),
         })
     }
 
@@ -457,12 +728,18 @@ impl Attesting {
                 "signed": self.note,
             },
             "statement": st,
-            "attested": self.planned.attested.iter().map(|a| json!({
-                "name": a.name,
-                "aggregate": a.kind.name(),
-                "output": a.output,
-            })).collect::<Vec<_>>(),
-            "outputs": self.planned.attested.iter().map(|a| (a.name.clone(), self.result.get(&a.name).cloned().unwrap_or(Value::Null))).collect::<serde_json::Map<_, _>>(),
+            "attested": self.planned.attested.iter().map(|a| {
+                let mut entry = json!({
+                    "name": a.name,
+                    "aggregate": a.kind.name(),
+                    "output": a.output,
+                });
+                if let Some(g) = a.group {
+                    entry["group"] = json!(g);
+                }
+                entry
+            }).collect::<Vec<_>>(),
+            "outputs": self.outputs(),
             "proofs": self.chunks.iter().enumerate().map(|(i, c)| json!({
                 "chunk": i,
                 "records": c.records,
@@ -478,8 +755,48 @@ impl Attesting {
                 "entries": entries,
             },
         });
+        let mut bundle = bundle;
+        if let (Some(plan), Some(groups)) = (&self.planned.grouping, &self.groups) {
+            bundle["grouping"] = json!({
+                "key": plan.key_name,
+                "field": plan.field,
+                "encoding": plan.code.name(),
+                "total": groups.total,
+                "groups": groups.keys.iter().zip(&groups.codes).zip(&groups.counts).map(|((key, code), count)| json!({
+                    "key": key,
+                    "code": code,
+                    "count": count,
+                })).collect::<Vec<_>>(),
+            });
+        }
         let text = serde_json::to_string_pretty(&bundle)? + "\n";
         crate::run::write_whole(path, text.as_bytes())
+    }
+}
+
+impl Attesting {
+    /// The bundle's `outputs`: the attested fields of the result, or of
+    /// each group's row (with its key).
+    fn outputs(&self) -> Value {
+        let (Some(plan), Some(groups)) = (&self.planned.grouping, &self.groups) else {
+            return Value::Object(
+                self.planned
+                    .attested
+                    .iter()
+                    .map(|a| (a.name.clone(), self.claimed(&self.result, a)))
+                    .collect(),
+            );
+        };
+        let mut rows: Vec<serde_json::Map<String, Value>> = groups
+            .keys
+            .iter()
+            .map(|k| [(plan.key_name.clone(), k.clone())].into_iter().collect())
+            .collect();
+        for a in &self.planned.attested {
+            let g = a.group.expect("grouped");
+            rows[g].insert(a.name.clone(), self.claimed(&self.result, a));
+        }
+        Value::Array(rows.into_iter().map(Value::Object).collect())
     }
 }
 
@@ -745,6 +1062,17 @@ fn checks(bundle: &Value, key: Option<&AuditVerifyingKey>) -> Vec<Check> {
                 _ => None,
             };
             let output = a.get("output").and_then(Value::as_u64).map(|o| o as usize);
+            let group = a.get("group").and_then(Value::as_u64).map(|g| g as usize);
+            let label = match group {
+                Some(g) => {
+                    let key = bundle
+                        .pointer(&format!("/grouping/groups/{g}/key"))
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    format!("output `{name}` of group {g} ({key})")
+                }
+                None => format!("output `{name}`"),
+            };
             let result = match (kind, output) {
                 (Some(kind), Some(output))
                     if output + usize::from(kind != AggKind::Count) < totals.len() =>
@@ -754,11 +1082,15 @@ fn checks(bundle: &Value, key: Option<&AuditVerifyingKey>) -> Vec<Check> {
                             name: name.clone(),
                             kind,
                             output,
+                            group,
                         },
                         &totals,
                     );
-                    let claimed = bundle
-                        .get("outputs")
+                    let row = match group {
+                        Some(g) => bundle.get("outputs").and_then(|o| o.get(g)),
+                        None => bundle.get("outputs"),
+                    };
+                    let claimed = row
                         .and_then(|o| o.get(&name))
                         .cloned()
                         .unwrap_or(Value::Null);
@@ -766,19 +1098,122 @@ fn checks(bundle: &Value, key: Option<&AuditVerifyingKey>) -> Vec<Check> {
                         Ok(())
                     } else {
                         Err(format!(
-                            "output `{name}`: the bundle says {claimed}, the proofs attest {proved}"
+                            "{label}: the bundle says {claimed}, the proofs attest {proved}"
                         ))
                     }
                 }
-                _ => Err(format!(
-                    "output `{name}`: no such aggregate in the statement"
-                )),
+                _ => Err(format!("{label}: no such aggregate in the statement")),
             };
-            check(&format!("output `{name}`"), result);
+            check(&label, result);
+        }
+        if let Some(grouping) = bundle.get("grouping") {
+            let attested = field(bundle, "attested")
+                .ok()
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            check(
+                "the groups cover every record",
+                group_checks(bundle, grouping, &attested, &d.statement, &totals),
+            );
         }
     }
     audit_checks(bundle, &d, &mut check);
     out
+}
+
+/// A grouped bundle's groups: each group's code is its key's, its count
+/// counts exactly the records with that code, every attested output of
+/// the group is behind that filter, and the group counts add up to the
+/// count of every record (so no group is left out and none counted
+/// twice: the codes differ).
+fn group_checks(
+    bundle: &Value,
+    grouping: &Value,
+    attested: &[Value],
+    st: &Statement,
+    totals: &[u64],
+) -> Result<(), String> {
+    let code = KeyCode::from_name(text(grouping, "encoding")?)
+        .ok_or("`grouping.encoding` is not one this symbi knows")?;
+    let key_name = text(grouping, "key")?;
+    let key_field = field(grouping, "field")?
+        .as_u64()
+        .ok_or("`grouping.field` is not an index")? as usize;
+    let count_at = |output: Option<u64>, what: &str| -> Result<(usize, Vec<usize>), String> {
+        let output = output.ok_or_else(|| format!("{what}: no output"))? as usize;
+        match st.aggregate_at(output) {
+            Some(a) if a.kind == Kind::Count => Ok((output, a.filters.clone())),
+            _ => Err(format!("{what}: output {output} is not a count")),
+        }
+    };
+    let (total, filters) = count_at(field(grouping, "total")?.as_u64(), "`grouping.total`")?;
+    if !filters.is_empty() {
+        return Err("`grouping.total` counts filtered records, not every record".into());
+    }
+    let groups = field(grouping, "groups")?
+        .as_array()
+        .ok_or("`grouping.groups` is not a list")?;
+    let rows = bundle.get("outputs").and_then(Value::as_array);
+    let mut codes = Vec::new();
+    let mut filter_of = Vec::new();
+    let mut counted = 0u64;
+    for (g, group) in groups.iter().enumerate() {
+        let key = group.get("key").cloned().unwrap_or(Value::Null);
+        let what = format!("group {g} ({key})");
+        let c = code
+            .of(&key)
+            .filter(|c| group.get("code").and_then(Value::as_u64) == Some(u64::from(*c)))
+            .ok_or_else(|| format!("{what}: its code is not its key's"))?;
+        if codes.contains(&c) {
+            return Err(format!("{what}: another group has its code"));
+        }
+        codes.push(c);
+        if rows.and_then(|r| r.get(g)).and_then(|r| r.get(key_name)) != Some(&key) {
+            return Err(format!("{what}: `outputs[{g}]` is another group's"));
+        }
+        let (output, filters) = count_at(group.get("count").and_then(Value::as_u64), &what)?;
+        let expected = Comparison {
+            field: key_field,
+            op: Op::Eq,
+            threshold: c,
+        };
+        match filters.as_slice() {
+            [f] if st.comparisons.get(*f) == Some(&expected) => filter_of.push(*f),
+            _ => {
+                return Err(format!(
+                    "{what}: its count is not of `{key_name}` == its code"
+                ));
+            }
+        }
+        counted += totals[output];
+    }
+    if counted != totals[total] {
+        return Err(format!(
+            "the groups hold {counted} records, the dataset {}",
+            totals[total]
+        ));
+    }
+    for a in attested {
+        let (Some(g), Some(output)) = (
+            a.get("group").and_then(Value::as_u64),
+            a.get("output").and_then(Value::as_u64),
+        ) else {
+            return Err("an attested output of a grouped result names no group".into());
+        };
+        let filter = filter_of
+            .get(g as usize)
+            .ok_or_else(|| format!("an attested output names group {g}, which is not listed"))?;
+        if !st
+            .aggregate_at(output as usize)
+            .is_some_and(|agg| agg.filters.contains(filter))
+        {
+            return Err(format!(
+                "output {output} is attested for group {g} but is not behind its key"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The audit checkpoint (signed by the same key) and the job's entries in

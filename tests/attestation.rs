@@ -219,24 +219,150 @@ fn any_change_fails_with_a_specific_reason() {
     assert_eq!(verify("untouched", &original).0, 0);
 }
 
+/// The grouped job: `diagnosis_breakdown`, attested per diagnosis.
+fn grouped() -> &'static PathBuf {
+    static BUNDLE: OnceLock<PathBuf> = OnceLock::new();
+    BUNDLE.get_or_init(|| {
+        let (env, _) = bundle();
+        let path = env.0.join("grouped.bundle.json");
+        let out = env.symbi(&[
+            "run",
+            "examples/diagnosis_breakdown.symbi",
+            "--input",
+            "patients=examples/data/patients.csv",
+            "--bundle",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+        path
+    })
+}
+
 #[test]
-fn a_bundle_needs_a_file_input_and_a_prove_clause() {
+fn a_grouped_result_is_attested_per_group() {
+    let original = read(grouped());
+    let expected: Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/diagnosis_breakdown.expected.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    // The bundle's outputs are the expected rows' attested fields.
+    let rows = original["outputs"].as_array().unwrap();
+    let expected = expected.as_array().unwrap();
+    assert_eq!(rows.len(), expected.len());
+    for (row, want) in rows.iter().zip(expected) {
+        for f in ["diagnosis", "patients", "cost_cents"] {
+            assert_eq!(row[f], want[f], "{f} of {want}");
+        }
+        assert!(
+            row.get("avg_visits").is_none(),
+            "avg_visits is not attested"
+        );
+    }
+    let (code, out) = verify("grouped-untouched", &original);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("ok      the groups cover every record"),
+        "{out}"
+    );
+
+    type Tamper = fn(&mut Value);
+    let cases: [(&str, Tamper, &str); 5] = [
+        (
+            "group-sum",
+            |b| b["outputs"][1]["cost_cents"] = 1.into(),
+            "output `cost_cents` of group 1 (\"asthma\"): the bundle says 1",
+        ),
+        (
+            "group-key",
+            // The key renamed: its code no longer matches.
+            |b| {
+                b["grouping"]["groups"][0]["key"] = "HIV/AIDS".into();
+                b["outputs"][0]["diagnosis"] = "HIV/AIDS".into();
+            },
+            "group 0 (\"HIV/AIDS\"): its code is not its key's",
+        ),
+        (
+            "dropped-group",
+            // A group left out of the listing and the outputs.
+            |b| {
+                b["grouping"]["groups"].as_array_mut().unwrap().remove(0);
+                b["outputs"].as_array_mut().unwrap().remove(0);
+                let attested = b["attested"].as_array_mut().unwrap();
+                attested.retain(|a| a["group"] != 0);
+                for a in attested {
+                    let g = a["group"].as_u64().unwrap();
+                    a["group"] = (g - 1).into();
+                }
+            },
+            "the groups hold 1921 records, the dataset 2000",
+        ),
+        (
+            "swapped-rows",
+            |b| {
+                let rows = b["outputs"].as_array_mut().unwrap();
+                rows.swap(0, 1);
+            },
+            "`outputs[0]` is another group's",
+        ),
+        (
+            "group-threshold",
+            // Group 0's filter moved to another diagnosis' code.
+            |b| {
+                let f = b["statement"]["aggregates"][1]["filters"][0]
+                    .as_u64()
+                    .unwrap() as usize;
+                b["statement"]["comparisons"][f]["threshold"] = 7.into();
+            },
+            "its count is not of `diagnosis` == its code|the proof does not verify",
+        ),
+    ];
+    for (name, tamper, reason) in cases {
+        let mut b = original.clone();
+        tamper(&mut b);
+        let (code, out) = verify(name, &b);
+        assert_eq!(code, 4, "{name}: {out}");
+        assert!(
+            out.lines()
+                .filter(|l| l.starts_with("FAILED"))
+                .any(|l| reason.split('|').any(|r| l.contains(r))),
+            "{name}: expected a failure naming `{reason}`, got {out}"
+        );
+    }
+}
+
+#[test]
+fn a_grouping_after_a_filter_is_refused() {
     let (env, _) = bundle();
+    let program = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/diagnosis_breakdown.symbi"
+    ))
+    .unwrap()
+    .replace(
+        "patients.group_by(",
+        "patients.filter(p => p.age >= 65).group_by(",
+    );
+    let file = env.0.join("filtered_groups.symbi");
+    std::fs::write(&file, program).unwrap();
     let out = env.symbi(&[
         "run",
-        "examples/diagnosis_breakdown.symbi",
+        file.to_str().unwrap(),
         "--input",
         "patients=examples/data/patients.csv",
         "--bundle",
-        env.0.join("grouped.json").to_str().unwrap(),
+        env.0.join("filtered.json").to_str().unwrap(),
     ]);
-    assert_eq!(code(&out), 1);
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
     assert!(
-        text(&out.stderr).contains("grouped results are not attested yet"),
+        text(&out.stderr).contains("`group_by` is applied to the input stream itself"),
         "{}",
         text(&out.stderr)
     );
-    assert!(!env.0.join("grouped.json").exists());
+    assert!(!env.0.join("filtered.json").exists());
 }
 
 /// snarkjs, where installed: `scripts/setup` puts it in

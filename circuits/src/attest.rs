@@ -26,7 +26,7 @@ use crate::sum::SumCircuit;
 
 /// Bumped whenever a circuit changes: keys of another version are not
 /// reused.
-pub const CIRCUIT_VERSION: u32 = 1;
+pub const CIRCUIT_VERSION: u32 = 2;
 
 /// The circuit a statement is proved with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,7 +18,8 @@
 //! (so the packed elements it hashes are exactly the owner's), marks the
 //! chunk's first `count` records as real (the rest is padding and never
 //! counted), and decides `v >= t` from the top bit of the 33-bit number
-//! `v - t + 2^32`. A record costs `32·fields + 33·comparisons + 2` plus one
+//! `v - t + 2^32`, and `v == t` from whether `v - t` has an inverse. A
+//! record costs `32·fields + 33·(>= and <) + 2·(==) + 2` plus one
 //! constraint per filter and per sum, and the hash `612 / (96 / fields)`.
 //! The plain count-and-sum of one field has a far cheaper circuit
 //! ([`crate::sum`]); [`Statement::lanes`] says when it applies.
@@ -133,6 +134,25 @@ impl Statement {
             }
         }
         Ok(())
+    }
+
+    /// Where each aggregate's outputs start (its count; a sum follows).
+    pub fn offsets(&self) -> Vec<usize> {
+        let mut at = 0;
+        self.aggregates
+            .iter()
+            .map(|a| {
+                let start = at;
+                at += if a.kind == Kind::Count { 1 } else { 2 };
+                start
+            })
+            .collect()
+    }
+
+    /// The aggregate whose count is output `output`.
+    pub fn aggregate_at(&self, output: usize) -> Option<&Aggregate> {
+        let i = self.offsets().iter().position(|o| *o == output)?;
+        self.aggregates.get(i)
     }
 
     /// Outputs per chunk: a count per aggregate and a sum per sum.
@@ -332,11 +352,11 @@ impl ConstraintSynthesizer<Fr> for StatementCircuit {
         let mut passes: Vec<Vec<Boolean<Fr>>> = vec![Vec::new(); self.capacity];
         for (c, t) in st.comparisons.iter().zip(thresholds) {
             for (r, out) in passes.iter_mut().enumerate() {
-                let at_least = ge(r, c, t, 0)?;
                 out.push(match c.op {
-                    Op::Ge => at_least,
-                    Op::Lt => !at_least,
-                    Op::Eq => at_least & !ge(r, c, t, 1)?,
+                    Op::Ge => ge(r, c, t, 0)?,
+                    Op::Lt => !ge(r, c, t, 0)?,
+                    // `v - t` is zero or has an inverse: two constraints.
+                    Op::Eq => fields[r][c.field].is_eq(t)?,
                 });
             }
         }
