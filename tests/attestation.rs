@@ -6,42 +6,22 @@
 //! One job makes the bundle (and the Groth16 keys) for all the tests.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::Value;
 
-struct Env(PathBuf);
-
-impl Env {
-    fn symbi(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_symbi"))
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("XDG_STATE_HOME", self.0.join("state"))
-            .env("XDG_DATA_HOME", self.0.join("data"))
-            .output()
-            .unwrap()
-    }
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod common;
+use common::{Tree, code, text};
 
 /// The shared job: its directory and bundle.
-fn bundle() -> &'static (Env, PathBuf) {
-    static BUNDLE: OnceLock<(Env, PathBuf)> = OnceLock::new();
+fn bundle() -> &'static (Tree, PathBuf) {
+    static BUNDLE: OnceLock<(Tree, PathBuf)> = OnceLock::new();
     BUNDLE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("symbi-attestation-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let env = Env(dir.clone());
-        let path = dir.join("clinic.bundle.json");
+        // A static is never dropped: the tree stays in the temporary
+        // directory for a look after a failure.
+        let env = Tree::new("attestation", "bundles");
+        let path = env.path("clinic.bundle.json");
         let out = env.symbi(&[
             "run",
             "examples/clinic_costs.symbi",

@@ -4,48 +4,21 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
 
-struct Env(PathBuf);
+mod common;
+use common::{Tree, code, stderr};
 
-impl Env {
-    fn new(name: &str) -> Env {
-        let dir =
-            std::env::temp_dir().join(format!("symbi-audit-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Env(dir)
-    }
-
-    fn log(&self) -> PathBuf {
-        self.0.join("state/symbiont/audit.log")
-    }
-
-    fn symbi(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_symbi"))
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("XDG_STATE_HOME", self.0.join("state"))
-            .env("XDG_DATA_HOME", self.0.join("data"))
-            .output()
-            .unwrap()
-    }
+/// A fresh scratch tree for test `name`.
+fn tree(name: &str) -> Tree {
+    Tree::new("audit-cli", name)
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+/// The audit log of `tree`'s jobs.
+fn log(tree: &Tree) -> PathBuf {
+    tree.path("state/symbiont/audit.log")
 }
 
 fn python(script_input: &[u8]) -> (i32, String) {
@@ -72,7 +45,7 @@ const RUN: [&str; 4] = [
 ];
 
 /// Two jobs, the second with a quarantine, then a failing job.
-fn three_jobs(env: &Env) {
+fn three_jobs(env: &Tree) {
     assert_eq!(code(&env.symbi(&RUN)), 0);
     assert_eq!(code(&env.symbi(&RUN)), 0);
     let o = env.symbi(&[
@@ -84,7 +57,7 @@ fn three_jobs(env: &Env) {
     assert_eq!(code(&o), 1, "{}", stderr(&o));
 }
 
-fn entries(env: &Env) -> Vec<serde_json::Value> {
+fn entries(env: &Tree) -> Vec<serde_json::Value> {
     let o = env.symbi(&["audit", "show", "--format", "json"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     serde_json::from_slice::<serde_json::Value>(&o.stdout)
@@ -96,7 +69,7 @@ fn entries(env: &Env) -> Vec<serde_json::Value> {
 
 #[test]
 fn every_job_writes_its_events_and_the_log_verifies() {
-    let env = Env::new("events");
+    let env = tree("events");
     three_jobs(&env);
     let o = env.symbi(&["audit", "verify"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
@@ -136,7 +109,7 @@ fn every_job_writes_its_events_and_the_log_verifies() {
 
 #[test]
 fn inclusion_and_consistency_proofs_verify_in_python() {
-    let env = Env::new("proofs");
+    let env = tree("proofs");
     three_jobs(&env);
     let total = entries(&env).len();
     for index in [0, 1, total / 2, total - 1] {
@@ -171,9 +144,9 @@ fn inclusion_and_consistency_proofs_verify_in_python() {
 
 #[test]
 fn a_tampered_log_or_a_foreign_key_fails_verification_with_exit_4() {
-    let env = Env::new("tamper");
+    let env = tree("tamper");
     three_jobs(&env);
-    let log = env.log();
+    let log = log(&env);
     let original = std::fs::read(&log).unwrap();
     // Change one digit inside the first job's recorded result digest.
     let text = String::from_utf8_lossy(&original);
@@ -191,7 +164,7 @@ fn a_tampered_log_or_a_foreign_key_fails_verification_with_exit_4() {
     std::fs::write(&log, &original).unwrap();
 
     // Another key's public half.
-    let other = Env::new("tamper-other");
+    let other = tree("tamper-other");
     assert_eq!(code(&other.symbi(&RUN)), 0);
     let pubkey = other.0.join("data/symbiont/audit_ed25519.pub");
     let o = env.symbi(&["audit", "verify", "--pubkey", pubkey.to_str().unwrap()]);
@@ -206,7 +179,7 @@ fn a_tampered_log_or_a_foreign_key_fails_verification_with_exit_4() {
 #[test]
 fn the_signing_key_is_private_and_a_readable_one_is_refused() {
     use std::os::unix::fs::PermissionsExt;
-    let env = Env::new("keymode");
+    let env = tree("keymode");
     assert_eq!(code(&env.symbi(&RUN)), 0);
     let key = env.0.join("data/symbiont/audit_ed25519.key");
     assert_eq!(
@@ -225,15 +198,12 @@ fn the_signing_key_is_private_and_a_readable_one_is_refused() {
 
 #[test]
 fn concurrent_jobs_take_turns_on_the_log() {
-    let env = Env::new("concurrent");
+    let env = tree("concurrent");
     assert_eq!(code(&env.symbi(&RUN)), 0);
     let children: Vec<_> = (0..4)
         .map(|_| {
-            Command::new(env!("CARGO_BIN_EXE_symbi"))
+            env.command(env!("CARGO_BIN_EXE_symbi"))
                 .args(RUN)
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .env("XDG_STATE_HOME", env.0.join("state"))
-                .env("XDG_DATA_HOME", env.0.join("data"))
                 .stdout(Stdio::null())
                 .spawn()
                 .unwrap()

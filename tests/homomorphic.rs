@@ -3,35 +3,17 @@
 //! no byte window of it), the results are exact, and what the additive
 //! path cannot compute is refused before the job runs.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
+
+mod common;
+use common::{Tree, stderr};
 
 const CLINIC: &str = "examples/clinic_costs.symbi";
 
-/// A scratch tree: the state and data directories (audit log, keystore)
-/// and outputs live under it.
-struct Tree(PathBuf);
-
 impl Tree {
-    fn new(name: &str) -> Tree {
-        let dir = std::env::temp_dir().join(format!("symbi-he-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        for sub in ["state", "data", "out"] {
-            std::fs::create_dir_all(dir.join(sub)).unwrap();
-        }
-        Tree(dir)
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.0.join(rel)
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(program);
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("XDG_STATE_HOME", self.0.join("state"))
-            .env("XDG_DATA_HOME", self.0.join("data"));
-        cmd
+    fn new_he(name: &str) -> Tree {
+        Tree::new("he", name)
     }
 
     /// `symbi ARGS` under strace, following children: opens, execs and
@@ -54,13 +36,6 @@ impl Tree {
             .unwrap()
     }
 
-    fn symbi(&self, args: &[&str]) -> Output {
-        self.command(env!("CARGO_BIN_EXE_symbi"))
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
     /// `clinic_costs` with no confidential class: its restricted records
     /// take the homomorphic lane, the rest stay public (no gVisor stage,
     /// which cannot run under strace: runsc is itself a ptrace tracer).
@@ -76,16 +51,6 @@ impl Tree {
         std::fs::write(&path, source).unwrap();
         path.display().to_string()
     }
-}
-
-impl Drop for Tree {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn json(o: &Output) -> serde_json::Value {
@@ -194,7 +159,7 @@ fn assert_no_window_of(key: &[u8], input: &[u8]) {
 
 #[test]
 fn the_compute_stage_never_holds_the_secret_key() {
-    let t = Tree::new("keyless");
+    let t = Tree::new_he("keyless");
     let program = t.two_lane_program();
     let keystore = t.path("keystore");
     let ks = keystore.display().to_string();
@@ -244,7 +209,7 @@ fn the_compute_stage_never_holds_the_secret_key() {
 
 #[test]
 fn min_and_max_over_restricted_records_are_refused_before_the_job_runs() {
-    let t = Tree::new("refused");
+    let t = Tree::new_he("refused");
     let source = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(CLINIC))
         .unwrap()
         .replace(
@@ -273,7 +238,7 @@ fn min_and_max_over_restricted_records_are_refused_before_the_job_runs() {
 
 #[test]
 fn a_restricted_value_beyond_the_range_fails_naming_its_line() {
-    let t = Tree::new("range");
+    let t = Tree::new_he("range");
     let mut csv =
         String::from("patient_id,name,ssn,email,age,sex,zip,diagnosis,cost_cents,visits\n");
     csv.push_str("p1,A,000-00-0000,a@x,70,F,1,HIV,10,1\n");
@@ -295,7 +260,7 @@ fn a_restricted_value_beyond_the_range_fails_naming_its_line() {
 
 #[test]
 fn many_lists_and_groups_give_the_plaintext_result() {
-    let t = Tree::new("scale");
+    let t = Tree::new_he("scale");
     let data = t.path("out/patients.csv");
     let o = t.symbi(&[
         "datasets",
@@ -410,7 +375,7 @@ fn sample_rows(t: &Tree, rows: usize) -> (String, u64) {
 
 #[test]
 fn the_programmable_path_filters_and_takes_extremes_under_encryption_without_the_client_key() {
-    let t = Tree::new("programmable");
+    let t = Tree::new_he("programmable");
     let keystore = t.path("keystore");
     let ks = keystore.display().to_string();
     let o = t.symbi(&["keys", "init", "--dir", &ks]);
@@ -506,7 +471,7 @@ fn the_programmable_path_filters_and_takes_extremes_under_encryption_without_the
 
 #[test]
 fn explain_and_run_say_which_path_each_aggregate_takes_over_a_tfhe_store() {
-    let t = Tree::new("explain-tfhe");
+    let t = Tree::new_he("explain-tfhe");
     let extremes = t.path("out/extremes.symbi");
     std::fs::write(&extremes, patients_program(EXTREMES, true)).unwrap();
     let program = extremes.to_str().unwrap();
