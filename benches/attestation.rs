@@ -1,6 +1,6 @@
 //! Attested sums: commit + prove, against the naive construction.
 //!
-//! - `attestation/commit_prove_chunk`: one chunk of 12,288 records —
+//! - `attestation/commit_prove_chunk`: one chunk of 12,276 records —
 //!   the commitment (Poseidon over the packed values) and its Groth16
 //!   proof (the lane-sum circuit, `symbiont_circuits::sum`), criterion's
 //!   median.
@@ -39,7 +39,7 @@ use symbiont_circuits::attest::{self, Chunk, CircuitKind, Committed, Keys};
 use symbiont_circuits::statement::{Aggregate, Kind, Statement};
 
 /// Records per chunk: `symbi run --bundle`'s chunk for the lane circuit.
-const CHUNK: usize = 6 * 2048;
+const CHUNK: usize = symbiont_circuits::sum::CHUNK;
 
 /// A plain count and sum of one field: the lane circuit's statement.
 fn sum_statement() -> Statement {

@@ -6,7 +6,7 @@
 #     the commitment and a 32-bit range check — proved once on NAIVE
 #     records (default 1,000) and extrapolated linearly;
 # (b) Symbiont's lane-sum circuit: 1,000,000 records committed and
-#     proved in chunks of 12,288, one after another (memory bounded by one
+#     proved in chunks of 12,276, one after another (memory bounded by one
 #     chunk), timed whole, with its peak memory;
 #     criterion's median of one chunk alone and of one verification.
 #
@@ -25,7 +25,7 @@ target="${CARGO_TARGET_DIR:-target}"
 out="$target/bench-data"
 mkdir -p "$out"
 
-echo "--- cargo bench --bench attestation (one chunk of 12,288 records; one verification)"
+echo "--- cargo bench --bench attestation (one chunk of 12,276 records; one verification)"
 cargo bench --quiet --bench attestation -- --noplot 2>/dev/null | grep -E "^attestation|time:|thrpt:" || true
 
 echo "--- naive construction on $naive records, then 1,000,000 records in chunks"

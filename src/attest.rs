@@ -32,9 +32,9 @@ pub(crate) const FORMAT: &str = "symbiont-attestation-bundle";
 pub(crate) const VERSION: u64 = 1;
 
 /// Records per chunk: the general circuit costs about a hundred
-/// constraints a record, the lane circuit under seven.
+/// constraints a record, the lane circuit about five.
 const GENERAL_CHUNK: usize = 2048;
-const LANES_CHUNK: usize = 6 * 2048;
+const LANES_CHUNK: usize = symbiont_circuits::sum::CHUNK;
 
 /// An attested output: its name in the result and where its value is in
 /// the statement's outputs.

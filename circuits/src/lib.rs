@@ -2,15 +2,15 @@
 //! each with its native reference function (STYLE.md #10).
 //!
 //! - [`poseidon`]: the sponge (Poseidon over BN254's scalar field, width
-//!   17: rate 16, capacity 1, x^5, 8 full and 68 partial rounds, constants
+//!   33: rate 32, capacity 1, x^5, 8 full and 59 partial rounds, constants
 //!   from the Grain LFSR), compiled once into flat straight-line code that
-//!   both the native hash and the gadget run.
+//!   the gadget runs; the native hash is arkworks' sponge.
 //! - [`commit`]: a chunk's commitment — its values packed 6 to a field
 //!   element in 42-bit lanes, absorbed after a 253-bit salt and followed by
 //!   the record count — and a dataset's, over its chunks' commitments.
 //! - [`sum`]: the lane-sum circuit for a plain count and sum of one field:
 //!   the lane sums are decomposed once per 1,024 elements, so a record
-//!   costs under 7 constraints, not a hash and a range check of its own.
+//!   costs 5.1 constraints, not a hash and a range check of its own.
 //! - [`statement`]: counts and sums behind filters (`>=`, `<`, `==` a
 //!   public threshold) over records of several fields, and the general
 //!   circuit that proves them.

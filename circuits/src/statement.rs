@@ -20,7 +20,7 @@
 //! counted), and decides `v >= t` from the top bit of the 33-bit number
 //! `v - t + 2^32`, and `v == t` from whether `v - t` has an inverse. A
 //! record costs `32·fields + 33·(>= and <) + 2·(==) + 2` plus one
-//! constraint per filter and per sum, and the hash `612 / (96 / fields)`.
+//! constraint per filter and per sum, and the hash `969 / (192 / fields)`.
 //! The plain count-and-sum of one field has a far cheaper circuit
 //! ([`crate::sum`]); [`Statement::lanes`] says when it applies.
 
