@@ -1075,7 +1075,11 @@ fn checks(bundle: &Value, key: Option<&AuditVerifyingKey>) -> Vec<Check> {
             };
             let result = match (kind, output) {
                 (Some(kind), Some(output))
-                    if output + usize::from(kind != AggKind::Count) < totals.len() =>
+                    if d.statement.aggregate_at(output).is_some_and(|agg| {
+                        // A count may be any aggregate's; a sum or an
+                        // average needs a sum.
+                        kind == AggKind::Count || matches!(agg.kind, Kind::Sum(_))
+                    }) =>
                 {
                     let proved = value_of(
                         &Attested {

@@ -108,7 +108,14 @@ fn any_change_fails_with_a_specific_reason() {
     let (_, path) = bundle();
     let original = read(path);
     type Tamper = fn(&mut Value);
-    let cases: [(&str, Tamper, &str); 10] = [
+    let cases: [(&str, Tamper, &str); 11] = [
+        (
+            "aggregate-kind",
+            // `seniors` read as a sum: the output after its count would
+            // be taken for it.
+            |b| b["attested"][0]["aggregate"] = "sum".into(),
+            "output `seniors`: no such aggregate in the statement",
+        ),
         (
             "output",
             |b| b["outputs"]["seniors"] = 772.into(),

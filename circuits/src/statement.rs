@@ -341,11 +341,11 @@ impl ConstraintSynthesizer<Fr> for StatementCircuit {
 
         // `v >= t`: the top bit of v - t + 2^32 (33 bits).
         let two_32 = Fr::from(1u64 << 32);
-        let ge = |r: usize, c: &crate::statement::Comparison, t: &FpVar<Fr>, plus: u32| {
-            let native = value(r, c.field)
-                .map(|v| u64::from(v) + (1u64 << 32) - u64::from(c.threshold) - u64::from(plus));
+        let ge = |r: usize, c: &crate::statement::Comparison, t: &FpVar<Fr>| {
+            let native =
+                value(r, c.field).map(|v| u64::from(v) + (1u64 << 32) - u64::from(c.threshold));
             let bits = bits_of(&cs, native, 33)?;
-            let d = &fields[r][c.field] - t - Fr::from(u64::from(plus)) + two_32;
+            let d = &fields[r][c.field] - t + two_32;
             Boolean::le_bits_to_fp(&bits)?.enforce_equal(&d)?;
             Ok::<_, SynthesisError>(bits[32].clone())
         };
@@ -353,8 +353,8 @@ impl ConstraintSynthesizer<Fr> for StatementCircuit {
         for (c, t) in st.comparisons.iter().zip(thresholds) {
             for (r, out) in passes.iter_mut().enumerate() {
                 out.push(match c.op {
-                    Op::Ge => ge(r, c, t, 0)?,
-                    Op::Lt => !ge(r, c, t, 0)?,
+                    Op::Ge => ge(r, c, t)?,
+                    Op::Lt => !ge(r, c, t)?,
                     // `v - t` is zero or has an inverse: two constraints.
                     Op::Eq => fields[r][c.field].is_eq(t)?,
                 });

@@ -28,7 +28,7 @@ use crate::poseidon;
 
 /// Records in a chunk of the lane circuit: 2,046 elements, which with the
 /// salt and the count fill exactly 64 permutations, and whose constraints
-/// (62,600) fit a 2^16 evaluation domain.
+/// (62,524) fit a 2^16 evaluation domain.
 pub const CHUNK: usize = 2046 * LANES;
 
 /// The native reference: the count and sum of `values`.
