@@ -1049,6 +1049,7 @@ fn checks(bundle: &Value, key: Option<&AuditVerifyingKey>) -> Vec<Check> {
                 Err("the bundle attests no output".into()),
             );
         }
+        let mut attested_names = Vec::new();
         for a in attested {
             let name = a
                 .get("name")
@@ -1063,6 +1064,7 @@ fn checks(bundle: &Value, key: Option<&AuditVerifyingKey>) -> Vec<Check> {
             };
             let output = a.get("output").and_then(Value::as_u64).map(|o| o as usize);
             let group = a.get("group").and_then(Value::as_u64).map(|g| g as usize);
+            attested_names.push((group, name.clone()));
             let label = match group {
                 Some(g) => {
                     let key = bundle
@@ -1110,6 +1112,10 @@ fn checks(bundle: &Value, key: Option<&AuditVerifyingKey>) -> Vec<Check> {
             };
             check(&label, result);
         }
+        check(
+            "every output is attested",
+            every_output_attested(bundle, &attested_names),
+        );
         if let Some(grouping) = bundle.get("grouping") {
             let attested = field(bundle, "attested")
                 .ok()
@@ -1124,6 +1130,43 @@ fn checks(bundle: &Value, key: Option<&AuditVerifyingKey>) -> Vec<Check> {
     }
     audit_checks(bundle, &d, &mut check);
     out
+}
+
+/// Every value the bundle's `outputs` shows has an attested entry (a
+/// group's key aside: the grouping checks cover it), so that no number in
+/// it stands there without a proof.
+fn every_output_attested(
+    bundle: &Value,
+    attested: &[(Option<usize>, String)],
+) -> Result<(), String> {
+    let covered =
+        |group: Option<usize>, name: &str| attested.iter().any(|(g, n)| *g == group && n == name);
+    match bundle.get("outputs") {
+        Some(Value::Object(outputs)) => {
+            for name in outputs.keys() {
+                if !covered(None, name) {
+                    return Err(format!("output `{name}`: no attested entry proves it"));
+                }
+            }
+        }
+        Some(Value::Array(rows)) => {
+            let key = bundle.pointer("/grouping/key").and_then(Value::as_str);
+            for (g, row) in rows.iter().enumerate() {
+                let row = row
+                    .as_object()
+                    .ok_or_else(|| format!("`outputs[{g}]` is not an object"))?;
+                for name in row.keys().filter(|n| Some(n.as_str()) != key) {
+                    if !covered(Some(g), name) {
+                        return Err(format!(
+                            "output `{name}` of group {g}: no attested entry proves it"
+                        ));
+                    }
+                }
+            }
+        }
+        _ => return Err("`outputs` is neither an object nor a list of rows".into()),
+    }
+    Ok(())
 }
 
 /// A grouped bundle's groups: each group's code is its key's, its count

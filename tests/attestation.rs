@@ -108,7 +108,18 @@ fn any_change_fails_with_a_specific_reason() {
     let (_, path) = bundle();
     let original = read(path);
     type Tamper = fn(&mut Value);
-    let cases: [(&str, Tamper, &str); 11] = [
+    let cases: [(&str, Tamper, &str); 12] = [
+        (
+            "unattested-output",
+            // Its attested entry dropped, so no proof is checked against
+            // the changed value.
+            |b| {
+                let attested = b["attested"].as_array_mut().unwrap();
+                attested.retain(|a| a["name"] != "senior_cost_cents");
+                b["outputs"]["senior_cost_cents"] = 1.into();
+            },
+            "output `senior_cost_cents`: no attested entry proves it",
+        ),
         (
             "aggregate-kind",
             // `seniors` read as a sum: the output after its count would
@@ -257,7 +268,16 @@ fn a_grouped_result_is_attested_per_group() {
     );
 
     type Tamper = fn(&mut Value);
-    let cases: [(&str, Tamper, &str); 5] = [
+    let cases: [(&str, Tamper, &str); 6] = [
+        (
+            "unattested-group-output",
+            |b| {
+                let attested = b["attested"].as_array_mut().unwrap();
+                attested.retain(|a| !(a["group"] == 1 && a["name"] == "cost_cents"));
+                b["outputs"][1]["cost_cents"] = 1.into();
+            },
+            "output `cost_cents` of group 1: no attested entry proves it",
+        ),
         (
             "group-sum",
             |b| b["outputs"][1]["cost_cents"] = 1.into(),
