@@ -1049,8 +1049,7 @@ fn checks(bundle: &Value, key: Option<&AuditVerifyingKey>) -> Vec<Check> {
                 Err("the bundle attests no output".into()),
             );
         }
-        let mut attested_names = Vec::new();
-        for a in attested {
+        for a in &attested {
             let name = a
                 .get("name")
                 .and_then(Value::as_str)
@@ -1064,7 +1063,6 @@ fn checks(bundle: &Value, key: Option<&AuditVerifyingKey>) -> Vec<Check> {
             };
             let output = a.get("output").and_then(Value::as_u64).map(|o| o as usize);
             let group = a.get("group").and_then(Value::as_u64).map(|g| g as usize);
-            attested_names.push((group, name.clone()));
             let label = match group {
                 Some(g) => {
                     let key = bundle
@@ -1114,14 +1112,9 @@ fn checks(bundle: &Value, key: Option<&AuditVerifyingKey>) -> Vec<Check> {
         }
         check(
             "every output is attested",
-            every_output_attested(bundle, &attested_names),
+            every_output_attested(bundle, &attested),
         );
         if let Some(grouping) = bundle.get("grouping") {
-            let attested = field(bundle, "attested")
-                .ok()
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
             check(
                 "the groups cover every record",
                 group_checks(bundle, grouping, &attested, &d.statement, &totals),
@@ -1135,12 +1128,13 @@ fn checks(bundle: &Value, key: Option<&AuditVerifyingKey>) -> Vec<Check> {
 /// Every value the bundle's `outputs` shows has an attested entry (a
 /// group's key aside: the grouping checks cover it), so that no number in
 /// it stands there without a proof.
-fn every_output_attested(
-    bundle: &Value,
-    attested: &[(Option<usize>, String)],
-) -> Result<(), String> {
-    let covered =
-        |group: Option<usize>, name: &str| attested.iter().any(|(g, n)| *g == group && n == name);
+fn every_output_attested(bundle: &Value, attested: &[Value]) -> Result<(), String> {
+    let covered = |group: Option<usize>, name: &str| {
+        attested.iter().any(|a| {
+            a.get("group").and_then(Value::as_u64) == group.map(|g| g as u64)
+                && a.get("name").and_then(Value::as_str) == Some(name)
+        })
+    };
     match bundle.get("outputs") {
         Some(Value::Object(outputs)) => {
             for name in outputs.keys() {
