@@ -1,14 +1,13 @@
 //! The `audit` verbs, where the audit log and its key live, and the audit
 //! trail of `symbi run`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use sha2::{Digest, Sha256};
 use symbiont_crypto::{
     AuditError, AuditLog, AuditSigningKey, AuditVerifyingKey, Verified, merkle, verify,
 };
@@ -119,27 +118,6 @@ pub(crate) fn open_log(log: &Path, key: &Path) -> Result<AuditLog> {
         );
     }
     Ok(log)
-}
-
-/// Hex SHA-256 of a file, streamed.
-pub(crate) fn file_digest(path: &Path) -> Result<String> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
-/// Hex SHA-256 of bytes.
-pub(crate) fn digest(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
 }
 
 fn hex(bytes: &[u8]) -> String {

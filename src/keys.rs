@@ -35,45 +35,6 @@ pub(crate) fn passphrase(var: Option<&str>) -> Result<Option<Zeroizing<Vec<u8>>>
     )))
 }
 
-/// Opens the keystore for a job. The default keystore is created (master
-/// key unsealed, unless a passphrase is given) when it does not exist yet,
-/// which is said on stderr and audited; a keystore named with `--keystore`
-/// must exist (a mistyped path must not become a new, empty keystore).
-pub(crate) fn open_for_job(
-    dir: &Path,
-    create: bool,
-    passphrase_env: Option<&str>,
-    log: &mut symbiont_crypto::AuditLog,
-) -> Result<Keystore> {
-    let pass = passphrase(passphrase_env)?;
-    if create && !Keystore::exists(dir) {
-        // Another process may create it at the same moment: then use theirs.
-        match Keystore::init(dir, pass.as_deref().map(|p| p.as_slice())) {
-            Ok(report) => {
-                eprintln!(
-                    "symbi: created the keystore {} (master key {}{})",
-                    dir.display(),
-                    report.master_id,
-                    if report.sealed {
-                        ", sealed under the passphrase"
-                    } else {
-                        ""
-                    }
-                );
-                log.append(
-                    EntryKind::KeyEvent,
-                    serde_json::json!({"event": "created", "key": "master key", "id": report.master_id, "keystore": dir.display().to_string()}),
-                )?;
-            }
-            Err(symbiont_crypto::KeystoreError::AlreadyInitialised(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let ks = Keystore::open(dir, pass.as_deref().map(|p| p.as_slice()))?;
-    report_recovery(&ks);
-    Ok(ks)
-}
-
 fn report_recovery(ks: &Keystore) {
     for path in ks.recovered() {
         eprintln!(

@@ -10,12 +10,11 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use symbiont_dsl::{Diagnostic, SourceFile, check, format_program, parse_bytes};
 
+mod approve;
 mod attest;
 mod audit;
-mod enforce;
 mod keys;
 mod run;
-mod stage;
 
 /// Exit codes shared by every verb.
 mod exit {
@@ -527,14 +526,20 @@ fn main() -> ExitCode {
     {
         symbiont_sandbox::init_main();
     }
-    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(stage::WORKER_ARG)) {
-        stage::worker_main();
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(symbiont_engine::stage::WORKER_ARG))
+    {
+        symbiont_engine::stage::worker_main();
     }
-    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(stage::REDUCE_ARG)) {
-        stage::reduce_worker_main();
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(symbiont_engine::stage::REDUCE_ARG))
+    {
+        symbiont_engine::stage::reduce_worker_main();
     }
-    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(stage::EVALUATE_ARG)) {
-        stage::evaluate_worker_main();
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(symbiont_engine::stage::EVALUATE_ARG))
+    {
+        symbiont_engine::stage::evaluate_worker_main();
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -621,7 +626,7 @@ fn main() -> ExitCode {
             key,
             keystore,
             out,
-        } => enforce::approve(
+        } => approve::approve(
             &request,
             &approver,
             key.as_deref(),

@@ -7,16 +7,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
-use symbiont_crypto::{ApprovalRequest, EntryKind};
 use symbiont_dsl::ast::Program;
 use symbiont_dsl::{Diagnostic, SourceFile, check, lower_query, parse_bytes};
-use symbiont_engine::{JobConfig, JobOutput, LaneKeys, OnError, run_batch};
-
+use symbiont_engine::{
+    Custody, Event, Job, JobOutput, JobResult, JobSpec, Observer, OnError, Outcome, ResultSink,
+    StageBinaries,
+};
 use symbiont_operators::{
-    Attributes, CompiledPolicies, Effect, InputKind, Lane, Plan, PolicyValue, Query,
+    Attributes, CompiledPolicies, Effect, InputKind, Plan, PolicyValue, Query,
 };
 
-use crate::{ExplainFormat, Format, Reporter, audit, display_name, enforce, exit, read_source};
+use crate::{ExplainFormat, Format, Reporter, audit, display_name, exit, read_source};
 
 pub(crate) enum Output {
     Json,
@@ -119,63 +120,6 @@ struct Loaded {
     program_sha256: String,
 }
 
-/// Where a dataset's own policies are: `PATH.policy.symbi` beside a file,
-/// `policy.symbi` inside an encrypted dataset directory.
-pub(crate) fn dataset_policy_file(input: &Path) -> PathBuf {
-    if symbiont_operators::is_store(input) {
-        input.join("policy.symbi")
-    } else {
-        let mut name = input.as_os_str().to_owned();
-        name.push(".policy.symbi");
-        PathBuf::from(name)
-    }
-}
-
-/// Where a dataset's metadata is: `PATH.meta.json` beside a file,
-/// `meta.json` inside an encrypted dataset directory.
-pub(crate) fn dataset_meta_file(input: &Path) -> PathBuf {
-    if symbiont_operators::is_store(input) {
-        input.join("meta.json")
-    } else {
-        let mut name = input.as_os_str().to_owned();
-        name.push(".meta.json");
-        PathBuf::from(name)
-    }
-}
-
-/// The attributes a dataset carries (`{"attributes": {"retention_period":
-/// "30.days", "geographic_restriction": "EU"}}`), for policy conditions.
-fn dataset_metadata(input: &Path) -> Result<Option<(PathBuf, Attrs)>> {
-    let file = dataset_meta_file(input);
-    if !file.exists() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(&file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not valid JSON", file.display()))?;
-    let Some(attributes) = json.get("attributes").and_then(|a| a.as_object()) else {
-        anyhow::bail!(
-            "{}: dataset metadata is {{\"attributes\": {{NAME: VALUE, ...}}}}",
-            file.display()
-        );
-    };
-    let mut out = Attrs::new();
-    for (k, v) in attributes {
-        let value = match v {
-            serde_json::Value::String(s) => PolicyValue::parse(s),
-            serde_json::Value::Number(n) => PolicyValue::Num(n.as_f64().unwrap_or(f64::NAN)),
-            serde_json::Value::Bool(b) => PolicyValue::Bool(*b),
-            _ => anyhow::bail!(
-                "{}: attribute `{k}` must be a string, a number or a boolean",
-                file.display()
-            ),
-        };
-        out.insert(k.clone(), value);
-    }
-    Ok(Some((file, out)))
-}
-
 /// A dataset's policy file and its policies.
 type DatasetPolicies = (PathBuf, Vec<symbiont_operators::Policy>);
 
@@ -184,7 +128,7 @@ type DatasetPolicies = (PathBuf, Vec<symbiont_operators::Policy>);
 /// each extends). A file that is not a valid policy-only program is
 /// reported, and its exit code returned.
 fn dataset_policies(input: &Path) -> Result<std::result::Result<Option<DatasetPolicies>, u8>> {
-    let file = dataset_policy_file(input);
+    let file = symbiont_engine::dataset_policy_file(input);
     if !file.exists() {
         return Ok(Ok(None));
     }
@@ -254,7 +198,7 @@ fn load(file: &Path, agent: Option<&str>) -> Result<std::result::Result<Loaded, 
     }
     match lower_query(&program, source.text(), agent) {
         Ok(query) => Ok(Ok(Loaded {
-            program_sha256: audit::digest(source.text().as_bytes()),
+            program_sha256: symbiont_engine::digest(source.text().as_bytes()),
             program,
             source,
             query,
@@ -270,13 +214,13 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
     let Loaded {
         program,
         source,
-        mut query,
+        query,
         program_sha256,
     } = match load(&args.file, args.agent.as_deref())? {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
-    let (principal, mut resource) = match both_attributes(&args.principal, &args.resource)? {
+    let (principal, resource) = match both_attributes(&args.principal, &args.resource)? {
         Ok(both) => both,
         Err(code) => return Ok(code),
     };
@@ -304,90 +248,11 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
             query.input
         ));
     };
-    if tfhe_input && !symbiont_operators::is_store(&input) {
-        return usage(format_args!(
-            "--input {}=tfhe:{}: not a dataset written by --persist-encrypted",
-            query.input,
-            input.display()
-        ));
-    }
-    // The programmable path's spec: refused here, before anything runs,
-    // if an aggregate cannot be evaluated under encryption.
-    let programmable = if tfhe_input {
-        match symbiont_operators::compile(&query) {
-            Ok(c) => Some(c),
-            Err(why) => {
-                eprintln!("symbi: error: {why}");
-                return Ok(exit::RUNTIME);
-            }
-        }
-    } else {
-        None
-    };
-    // What `--bundle` attests, decided before anything runs.
-    let planned = match &args.bundle {
-        None => None,
-        Some(_) if symbiont_operators::is_store(&input) => {
-            return usage(
-                "--bundle: attestation commits to the plaintext at ingestion, so it reads a file input, not a stored dataset",
-            );
-        }
-        Some(_) => match crate::attest::plan(&query) {
-            Ok(p) => Some(p),
-            Err(why) => {
-                eprintln!("symbi: error: --bundle: {why}");
-                return Ok(exit::RUNTIME);
-            }
-        },
-    };
-    if let Some(dest) = args.persist_encrypted.as_ref().filter(|d| d.exists()) {
-        return usage(format_args!(
-            "--persist-encrypted {}: it exists; give a new directory",
-            dest.display()
-        ));
-    }
-    // The dataset's metadata: its attributes hold; a `--resource` that
-    // says otherwise is refused, not silently overridden.
-    let dataset_meta = dataset_metadata(&input)?;
-    if let Some((file, attributes)) = &dataset_meta {
-        for (k, v) in attributes {
-            match resource.get(k) {
-                Some(given) if given != v => {
-                    return usage(format_args!(
-                        "--resource {k}={given} contradicts the dataset's metadata ({k} = {v} in {})",
-                        file.display()
-                    ));
-                }
-                _ => {
-                    resource.insert(k.clone(), v.clone());
-                }
-            }
-        }
-    }
-    // The dataset's own policies apply to every action, first; their
-    // allow, deny and requirements are decided before anything runs.
-    let (dataset_policy_path, dataset_policies) = match dataset_policies(&input)? {
-        Ok(Some((file, policies))) => (Some(file), policies),
-        Ok(None) => (None, Vec::new()),
+    let dataset_metadata = symbiont_engine::dataset_metadata(&input)?;
+    let dataset_policies = match dataset_policies(&input)? {
+        Ok(p) => p,
         Err(code) => return Ok(code),
     };
-    if let Some(file) = &dataset_policy_path {
-        let denials = symbiont_dsl::check_policies_with(
-            &program,
-            &dataset_policies,
-            &file.display().to_string(),
-        );
-        if !denials.is_empty() {
-            report(&source, &denials)?;
-            return Ok(exit::POLICY_DENIED);
-        }
-        if let Some(lane) = symbiont_dsl::forced_lane(&dataset_policies) {
-            query.min_lane = query.min_lane.max(lane);
-        }
-        query
-            .tier_requirements
-            .extend(symbiont_dsl::required_tiers(&dataset_policies));
-    }
     let on_error = match args.on_error.as_str() {
         "fail" => OnError::Fail,
         other => match other.strip_prefix("quarantine=") {
@@ -408,330 +273,109 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
     let progress = std::io::stderr()
         .is_terminal()
         .then(|| Arc::new(AtomicU64::new(0)));
-    let keystore_dir = crate::keys::dir_or_default(args.keystore.as_deref())?;
-    // The audit log keeps its own key (--audit-key, or the default
-    // keystore's) whichever keystore seals the data.
-    let mut log = args.audit.open()?;
-    let stored = symbiont_operators::is_store(&input);
-    let dataset = if stored {
-        // A persisted dataset keeps the id it was sealed under.
-        match symbiont_operators::StoreReader::open(&input, &query.schema) {
-            Ok(store) => store.manifest().dataset.clone(),
-            Err(e) => {
-                eprintln!("symbi: error: {e}");
-                return Ok(exit::RUNTIME);
-            }
-        }
-    } else {
-        match &args.dataset_id {
-            Some(id) => id.clone(),
-            None => std::fs::canonicalize(&input)
-                .unwrap_or_else(|_| input.clone())
-                .display()
-                .to_string(),
-        }
-    };
-    // Every stage runs in the tier the risk table gives it; one the host
-    // cannot provide fails the job here, before it starts.
-    let input_kind = match (stored, tfhe_input) {
-        (false, _) => InputKind::File,
-        (true, false) => InputKind::Store,
-        (true, true) => InputKind::StoreTfhe,
-    };
-    let plan = Plan::for_job(&query, None, input_kind);
-    let needs_keys = query.classifier.is_some()
-        || query.min_lane != Lane::Plaintext
-        || stored
-        || args.persist_encrypted.is_some()
-        // Public records cross into a sandbox sealed.
-        || plan.aggregate_tier(Lane::Plaintext) > 0;
-    let stage_tiers = match crate::stage::plan_tiers(&plan, needs_keys) {
-        Ok(t) => t,
-        Err(why) => {
-            eprintln!("symbi: error: {why}");
-            return Ok(exit::RUNTIME);
-        }
-    };
-    let (keys, keystore) = if needs_keys {
-        let (keys, ks) = lane_keys(&query, &keystore_dir, args, &dataset, &mut log)?;
-        (keys, Some(ks))
-    } else {
-        (LaneKeys::default(), None)
-    };
-    let job = log.append(
-        EntryKind::JobStart,
-        serde_json::json!({
-            "program": args.file.display().to_string(),
-            "program_sha256": program_sha256,
-            "agent": query.agent,
-            "input": input.display().to_string(),
-            "dataset": dataset,
-            "policies": query.policies,
-            "dataset_metadata": dataset_meta.as_ref().map(|(f, _)| serde_json::json!({
-                "file": f.display().to_string(),
-                "sha256": audit::file_digest(f).unwrap_or_default(),
-            })),
-            "dataset_policies": dataset_policy_path.as_ref().map(|f| serde_json::json!({
-                "file": f.display().to_string(),
-                "sha256": audit::file_digest(f).unwrap_or_default(),
-                "names": dataset_policies.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
-            })),
-            "workers": workers,
-        }),
-    )?;
-    let decision = match enforce::decide(
-        &program,
-        &query,
-        &dataset_policies,
-        &principal,
-        &resource,
-        &mut log,
-        job,
-    ) {
-        Ok(d) => d,
-        Err(e) => {
-            log.append(
-                EntryKind::JobEnd,
-                serde_json::json!({"job": job, "status": "error", "error": format!("{e:#}")}),
-            )?;
-            log.checkpoint()?;
-            return Err(e);
-        }
-    };
-    let this_job = ApprovalRequest {
-        program_sha256: program_sha256.clone(),
-        agent: query.agent.clone(),
-        dataset: dataset.clone(),
-        overrides: Vec::new(),
-    };
-    let approved = match &args.override_approval {
-        None => None,
-        Some(path) => match enforce::load_approval(path, &keystore_dir, &this_job, &mut log, job) {
-            Ok(a) => Some(a),
-            Err(why) => {
-                log.append(
-                    EntryKind::JobEnd,
-                    serde_json::json!({"job": job, "status": "denied", "error": why}),
-                )?;
-                log.checkpoint()?;
-                eprintln!("symbi: the approval is refused: {why}");
-                return Ok(exit::POLICY_DENIED);
-            }
-        },
-    };
-    let before = enforce::uncovered(&decision.before, approved.as_ref());
-    if !before.is_empty() {
-        enforce::suspend(
-            &mut log,
-            job,
-            serde_json::json!("start"),
-            ApprovalRequest {
-                overrides: before,
-                ..this_job
-            },
-        )?;
-        return Ok(exit::POLICY_DENIED);
-    }
-    // Ingestion: the attested fields committed to and the commitment
-    // signed and logged, before any lane sees a record.
-    let mut attesting = match planned {
-        None => None,
-        Some(planned) => {
-            let key_path = match &args.audit.key {
-                Some(k) => k.clone(),
-                None => audit::default_key()?,
-            };
-            let (key, _) = audit::signing_key(&key_path)?;
-            match crate::attest::commit(&query, planned, &input, &dataset, &key)? {
-                Ok(mut a) => {
-                    let entry =
-                        log.append(EntryKind::DatasetCommitment, a.commitment_entry(job))?;
-                    a.record_entry(job);
-                    a.record_entry(entry);
-                    Some(a)
-                }
-                Err(why) => {
-                    eprintln!("symbi: error: --bundle: {why}");
-                    log.append(
-                        EntryKind::JobEnd,
-                        serde_json::json!({"job": job, "status": "error", "error": why}),
-                    )?;
-                    log.checkpoint()?;
-                    return Ok(exit::RUNTIME);
-                }
-            }
-        }
-    };
-    let mut forbidden_lanes = [false; 3];
-    for lane in Lane::ALL {
-        forbidden_lanes[lane.index()] =
-            !enforce::uncovered(&decision.by_lane[lane.index()], approved.as_ref()).is_empty();
-    }
-    let config = JobConfig {
+    let (init, worker) = stage_binaries()?;
+    let job = Job::prepare(JobSpec {
+        program,
+        program_file: args.file.display().to_string(),
+        program_sha256,
+        query,
         input,
+        tfhe_input,
+        dataset_id: args.dataset_id.clone(),
+        dataset_metadata,
+        dataset_policies,
+        principal,
+        resource,
         workers,
         on_error,
+        approval: args.override_approval.clone(),
+        persist_encrypted: args.persist_encrypted.clone(),
+        bundle: args.bundle.clone(),
+        stage_limits: args.stage_limits.clone(),
+        binaries: StageBinaries { init, worker },
         progress: progress.clone(),
-        keys,
-        persist: args.persist_encrypted.clone(),
-        forbidden_lanes,
-        sealed_stage: match (stage_tiers, &keystore) {
-            (Some(tiers), Some(ks)) => {
-                let (init, worker) = stage_binaries()?;
-                Some(Arc::new(crate::stage::SandboxedStage {
-                    tiers,
-                    keystore: Arc::clone(ks),
-                    dataset: dataset.clone(),
-                    init,
-                    worker,
-                    limits: args.stage_limits.clone(),
-                }) as Arc<dyn symbiont_engine::SealedStage>)
+        cancel: None,
+    })?;
+    let outcome = match job {
+        Err(outcome) => outcome,
+        Ok(job) => {
+            let custody = Custody {
+                keystore: crate::keys::dir_or_default(args.keystore.as_deref())?,
+                create_keystore: args.keystore.is_none(),
+                passphrase: crate::keys::passphrase(args.passphrase_env.as_deref())?,
+                aes_backend: args.aes_backend,
+                // The audit log keeps its own key (--audit-key, or the
+                // default keystore's) whichever keystore seals the data.
+                audit_key: match &args.audit.key {
+                    Some(k) => k.clone(),
+                    None => audit::default_key()?,
+                },
+                requests: audit::home_dir("XDG_STATE_HOME", ".local/state")?.join("requests"),
+            };
+            let mut log = args.audit.open()?;
+            let bar = progress.map(show_progress);
+            let mut sink = Sink {
+                format: &args.format,
+                out: args.out.as_deref(),
+            };
+            let outcome = job.run(&custody, &mut log, &mut sink, &mut Printer);
+            if let Some((done, thread)) = bar {
+                done.store(true, Ordering::Relaxed);
+                let _ = thread.join();
             }
-            _ => None,
-        },
-        homomorphic: match &keystore {
-            Some(ks) if !stored && query.may_route(Lane::Homomorphic) => {
-                Some(homomorphic_lane(ks, &plan, args)?)
-            }
-            _ => None,
-        },
-        // Restricted records are also kept as TFHE integer ciphertexts
-        // for the programmable path (its keys made on first use).
-        persist_tfhe: match (&keystore, &args.persist_encrypted) {
-            (Some(ks), Some(_)) if !stored && query.may_route(Lane::Homomorphic) => {
-                let (key, created) = ks.programmable_public_key()?;
-                if created {
-                    log.append(
-                        EntryKind::KeyEvent,
-                        serde_json::json!({"job": job, "event": "created", "key": "tfhe integer keys (programmable path)"}),
-                    )?;
-                }
-                Some(Arc::new(key))
-            }
-            _ => None,
-        },
-        programmable: match (programmable, &keystore) {
-            (Some(compiled), Some(ks)) => Some(programmable_lane(ks, compiled, &plan, args)?),
-            _ => None,
-        },
+            outcome?
+        }
     };
-    // Whatever happens, the job's end is recorded and checkpointed.
-    let mut outcome = execute(
-        &query,
-        &plan,
-        &config,
-        args,
-        &mut log,
-        job,
-        attesting.as_mut().map(|a| (a, keystore_dir.join("zk"))),
-    );
-    // The dataset's policies and metadata travel with its encrypted copy.
-    if let (Ok(Ok(_)), Some(dest)) = (&outcome, &args.persist_encrypted) {
-        let carried = [
-            (dataset_policy_path.as_ref(), "policy.symbi"),
-            (dataset_meta.as_ref().map(|(f, _)| f), "meta.json"),
-        ];
-        for (file, name) in carried {
-            let Some(file) = file else { continue };
-            let to = dest.join(name);
-            if let Err(e) = std::fs::copy(file, &to) {
-                let why = format!("cannot copy {} to {}: {e}", file.display(), to.display());
-                eprintln!("symbi: error: {why}");
-                outcome = Ok(Err(Failure::Error(why)));
-            }
+    Ok(match outcome {
+        Outcome::Done { .. } => exit::OK,
+        Outcome::Failed(why) => {
+            eprintln!("symbi: error: {why}");
+            exit::RUNTIME
         }
-    }
-    for event in keystore.iter().flat_map(|ks| ks.created_data_keys()) {
-        log.append(
-            EntryKind::KeyEvent,
-            serde_json::json!({"job": job, "event": "created", "key": "data key", "id": event.id, "dataset": event.dataset, "retired": event.retired}),
-        )?;
-    }
-    if let Ok(Err(Failure::Suspended { lane, line })) = &outcome {
-        let violations = enforce::uncovered(&decision.by_lane[lane.index()], approved.as_ref());
-        enforce::suspend(
-            &mut log,
-            job,
-            serde_json::json!({"op": "classify", "line": line, "class": lane.class()}),
-            ApprovalRequest {
-                overrides: violations,
-                ..this_job
-            },
-        )?;
-        eprintln!(
-            "symbi: the first record classified {} is at {}:line {line}",
-            lane.class(),
-            config.input.display()
-        );
-        return Ok(exit::POLICY_DENIED);
-    }
-    let end = match &outcome {
-        Ok(Ok(result_digest)) => {
-            serde_json::json!({"job": job, "status": "ok", "result_sha256": result_digest})
+        Outcome::Cancelled => exit::RUNTIME,
+        Outcome::Suspended { .. } | Outcome::Denied => exit::POLICY_DENIED,
+        Outcome::PolicyDiagnostics(denials) => {
+            report(&source, &denials)?;
+            exit::POLICY_DENIED
         }
-        Ok(Err(failure)) => {
-            serde_json::json!({"job": job, "status": "error", "error": failure.to_string()})
+        Outcome::Usage(message) => return usage(message),
+    })
+}
+
+/// Prints a job's notices and warnings on stderr.
+struct Printer;
+
+impl Observer for Printer {
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::Notice(text) => eprintln!("symbi: {text}"),
+            Event::Warning(text) => eprintln!("symbi: warning: {text}"),
+            _ => {}
         }
-        Err(e) => serde_json::json!({"job": job, "status": "error", "error": format!("{e:#}")}),
-    };
-    let end = log.append(EntryKind::JobEnd, end)?;
-    log.checkpoint()?;
-    if let (Ok(Ok(_)), Some(a), Some(path)) = (&outcome, attesting.as_mut(), &args.bundle) {
-        a.record_entry(end);
-        let policy_sha256 = policy_digest(&program, dataset_policy_path.as_deref())?;
-        a.write(
-            path,
-            &query,
-            (&args.file.display().to_string(), &program_sha256),
-            &policy_sha256,
-            log.path(),
-        )?;
-        eprintln!("symbi: wrote the attestation bundle {}", path.display());
-    }
-    match outcome {
-        Ok(Ok(_)) => Ok(exit::OK),
-        Ok(Err(_)) => Ok(exit::RUNTIME),
-        Err(e) => Err(e),
     }
 }
 
-/// SHA-256 over the policies a job answers to: the program's policy
-/// declarations (their structure, not their layout) and the dataset's
-/// policy file.
-fn policy_digest(program: &Program, dataset_policies: Option<&Path>) -> Result<String> {
-    let declared: Vec<serde_json::Value> = program
-        .items
-        .iter()
-        .filter(|i| matches!(i, symbiont_dsl::ast::Item::Policy(_)))
-        .map(serde_json::to_value)
-        .collect::<std::result::Result<_, _>>()?;
-    let file = match dataset_policies {
-        Some(f) => Some(audit::file_digest(f)?),
-        None => None,
-    };
-    let text = serde_json::json!({"program": declared, "dataset_policies": file}).to_string();
-    Ok(audit::digest(text.as_bytes()))
+/// The result as `--format` renders it, to `--out` (whole or not at all)
+/// or stdout.
+struct Sink<'a> {
+    format: &'a Output,
+    out: Option<&'a Path>,
 }
 
-/// The encrypted lanes' keys for `dataset`, from the keystore in `dir`.
-fn lane_keys(
-    query: &Query,
-    dir: &std::path::Path,
-    args: &RunArgs,
-    dataset: &str,
-    log: &mut symbiont_crypto::AuditLog,
-) -> Result<(LaneKeys, Arc<symbiont_crypto::Keystore>)> {
-    let ks = crate::keys::open_for_job(
-        dir,
-        args.keystore.is_none(),
-        args.passphrase_env.as_deref(),
-        log,
-    )?;
-    let ks = Arc::new(ks.with_backend(args.aes_backend));
-    Ok((
-        LaneKeys::for_dataset(Arc::clone(&ks), dataset, &query.schema)?,
-        ks,
-    ))
+impl ResultSink for Sink<'_> {
+    fn render(&self, result: &JobResult) -> Result<String> {
+        Ok(match self.format {
+            Output::Json => serde_json::to_string_pretty(&result.to_json())? + "\n",
+            Output::Table => table(&result.output),
+        })
+    }
+
+    fn write(&mut self, text: &str) -> Result<()> {
+        match self.out {
+            Some(path) => symbiont_engine::write_whole(path, text.as_bytes()),
+            None => Ok(std::io::stdout().write_all(text.as_bytes())?),
+        }
+    }
 }
 
 /// The sandbox init and the stage worker: the small `symbi-sandbox-init`
@@ -745,216 +389,6 @@ fn stage_binaries() -> Result<(PathBuf, PathBuf)> {
         worker.clone()
     };
     Ok((init, worker))
-}
-
-/// Where the homomorphic lane's compute stage runs: in the sandbox of the
-/// tier the plan gives it, under `limits`; `None` in this process (tier 0).
-fn compute_sandbox(
-    plan: &Plan,
-    limits: symbiont_sandbox::Limits,
-) -> Result<Option<crate::stage::ComputeSandbox>> {
-    match symbiont_sandbox::Tier::from_number(plan.aggregate_tier(Lane::Homomorphic)) {
-        Some(tier) if tier as u8 > 0 => {
-            let (init, worker) = stage_binaries()?;
-            Ok(Some(crate::stage::ComputeSandbox {
-                tier,
-                init,
-                worker,
-                limits,
-            }))
-        }
-        _ => Ok(None),
-    }
-}
-
-/// The homomorphic lane's three roles for a job: the keystore's public key
-/// for ingestion, the compute stage in the tier the plan gives it, and the
-/// keystore as key holder.
-fn homomorphic_lane(
-    ks: &symbiont_crypto::Keystore,
-    plan: &Plan,
-    args: &RunArgs,
-) -> Result<symbiont_engine::HomomorphicLane> {
-    let public = ks.additive_public_key().with_context(|| {
-        "the keystore has no TFHE keys for the homomorphic lane (a keystore made before it: create a new one with `symbi keys init`)"
-    })?;
-    let stage: Arc<dyn symbiont_engine::HomomorphicStage> =
-        match compute_sandbox(plan, args.stage_limits.clone())? {
-            Some(sandbox) => Arc::new(crate::stage::SandboxedReduce(sandbox)),
-            None => Arc::new(symbiont_engine::InProcessReduce),
-        };
-    Ok(symbiont_engine::HomomorphicLane {
-        sink: Arc::new(symbiont_operators::PackSink::new(public)),
-        stage,
-        key_holder: Arc::new(symbiont_engine::KeystoreHolder {
-            dir: ks.dir().to_owned(),
-        }),
-    })
-}
-
-/// The programmable path's stages: the compute stage in the tier the plan
-/// gives it, with the server key on its stdin; the keystore's key holder.
-fn programmable_lane(
-    ks: &symbiont_crypto::Keystore,
-    compiled: symbiont_operators::Compiled,
-    plan: &Plan,
-    args: &RunArgs,
-) -> Result<symbiont_engine::ProgrammableLane> {
-    let dir = ks.dir().to_owned();
-    let limits = crate::stage::evaluate_limits(&args.stage_limits);
-    let stage: Arc<dyn symbiont_engine::ProgrammableStage> = match compute_sandbox(plan, limits)? {
-        Some(sandbox) => Arc::new(crate::stage::SandboxedEvaluate {
-            sandbox,
-            keystore: dir.clone(),
-        }),
-        None => Arc::new(symbiont_engine::InProcessEvaluate { dir: dir.clone() }),
-    };
-    Ok(symbiont_engine::ProgrammableLane {
-        compiled,
-        stage,
-        key_holder: Arc::new(symbiont_engine::KeystoreHolder { dir }),
-    })
-}
-
-/// How a job that ran did not produce a result.
-enum Failure {
-    /// A job error (already reported).
-    Error(String),
-    /// A record of a forbidden class was seen.
-    Suspended { lane: Lane, line: u64 },
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Error(e) => f.write_str(e),
-            Failure::Suspended { lane, line } => {
-                write!(f, "suspended at line {line} ({})", lane.class())
-            }
-        }
-    }
-}
-
-/// Runs the job, records its stages, and writes the result; returns the
-/// result's digest, or the job's error (already reported). Job errors name
-/// files, lines and fields, never values, so they can be audited.
-fn execute(
-    query: &Query,
-    plan: &Plan,
-    config: &JobConfig,
-    args: &RunArgs,
-    log: &mut symbiont_crypto::AuditLog,
-    job: u64,
-    attesting: Option<(&mut crate::attest::Attesting, PathBuf)>,
-) -> Result<std::result::Result<String, Failure>> {
-    let running: Vec<_> = plan.nodes.iter().filter(|n| n.status == "runs").collect();
-    for node in &running {
-        log.append(
-            EntryKind::StageStart,
-            serde_json::json!({"job": job, "stage": node.id, "op": node.op, "lane": node.lane, "tier": node.tier}),
-        )?;
-    }
-    // The source stage's read digest is computed beside the job, not before.
-    let digest_path = if symbiont_operators::is_store(&config.input) {
-        config.input.join("batches.bin")
-    } else {
-        config.input.clone()
-    };
-    let digesting = std::thread::spawn(move || audit::file_digest(&digest_path));
-    let bar = config.progress.clone().map(show_progress);
-    let result = run_batch(query, config);
-    let input_digest = digesting
-        .join()
-        .map_err(|_| anyhow::anyhow!("the input digest thread panicked"))??;
-    if let Some((done, thread)) = bar {
-        done.store(true, Ordering::Relaxed);
-        let _ = thread.join();
-    }
-    let output = match result {
-        Ok(output) => output,
-        Err(symbiont_engine::JobError::Suspended { lane, line, .. }) => {
-            return Ok(Err(Failure::Suspended { lane, line }));
-        }
-        Err(e) => {
-            eprintln!("symbi: error: {e}");
-            return Ok(Err(Failure::Error(e.to_string())));
-        }
-    };
-    if let Some(symbiont_crypto::LockStatus::Unlocked(why)) = &output.memory_lock {
-        eprintln!(
-            "symbi: warning: decrypted batches could not be locked into RAM ({why}); they were still zeroized after use"
-        );
-    }
-    // The prove stage: the result's attested fields, proved over the
-    // committed chunks.
-    let mut attested = None;
-    if let Some((a, keys_dir)) = attesting {
-        match a.prove(&keys_dir, &output.value)? {
-            Ok(created) => {
-                if created {
-                    log.append(
-                        EntryKind::KeyEvent,
-                        serde_json::json!({"job": job, "event": "created", "key": "Groth16 keys (trusted setup on this machine)", "dir": keys_dir.display().to_string()}),
-                    )?;
-                }
-                let entry = log.append(EntryKind::Proof, a.proof_entry(job))?;
-                a.record_entry(entry);
-                attested = Some(a.meta());
-            }
-            Err(why) => {
-                eprintln!("symbi: error: {why}");
-                return Ok(Err(Failure::Error(why)));
-            }
-        }
-    }
-    let text = match args.format {
-        Output::Json => {
-            let mut value = with_meta(&output, &running);
-            if let (Some(meta), Some(path)) = (attested, &args.bundle) {
-                value["_meta"]["attestation"] = meta;
-                value["_meta"]["bundle"] = path.display().to_string().into();
-            }
-            serde_json::to_string_pretty(&value)? + "\n"
-        }
-        Output::Table => table(&output),
-    };
-    let result_digest = audit::digest(text.as_bytes());
-    for node in &running {
-        let mut detail =
-            serde_json::json!({"job": job, "stage": node.id, "op": node.op, "lane": node.lane});
-        match node.op {
-            "source" => {
-                detail["read_sha256"] = input_digest.clone().into();
-                detail["rows"] = output.rows.into();
-                detail["quarantined"] = output.quarantined.into();
-            }
-            "route" => {
-                let lane = Lane::ALL.iter().find(|l| Some(l.name()) == node.lane);
-                detail["records"] = lane.map_or(0, |l| output.lanes[l.index()]).into();
-            }
-            "sink" => detail["wrote_sha256"] = result_digest.clone().into(),
-            _ => {}
-        }
-        log.append(EntryKind::StageEnd, detail)?;
-    }
-    match &args.out {
-        Some(path) => write_whole(path, text.as_bytes())?,
-        None => std::io::stdout().write_all(text.as_bytes())?,
-    }
-    Ok(Ok(result_digest))
-}
-
-/// Writes `bytes` to `path` whole or not at all: a temporary file beside
-/// it, then a rename.
-pub(crate) fn write_whole(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(format!(".partial-{}", std::process::id()));
-    let tmp = path.with_file_name(name);
-    let written = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// A spinner with the rows read so far, on stderr, while a job runs on a
@@ -976,39 +410,6 @@ fn show_progress(rows: Arc<AtomicU64>) -> (Arc<AtomicBool>, std::thread::JoinHan
         bar.finish_and_clear();
     });
     (done, thread)
-}
-
-/// The result with `_meta`: merged into a struct's object, or beside the
-/// value under `value`.
-fn with_meta(output: &JobOutput, running: &[&symbiont_operators::PlanNode]) -> serde_json::Value {
-    let mut object = match &output.value {
-        serde_json::Value::Object(o) => o.clone(),
-        other => {
-            let mut o = serde_json::Map::new();
-            o.insert("value".into(), other.clone());
-            o
-        }
-    };
-    let mut meta = output.meta();
-    // Each stage's tier (from the plan, which the job followed), the rule
-    // that chose it, and what provides it here.
-    meta["tiers"] = running
-        .iter()
-        .map(|n| (crate::stage::stage_name(n), n.tier.into()))
-        .collect::<serde_json::Map<_, _>>()
-        .into();
-    meta["tier_rules"] = running
-        .iter()
-        .map(|n| (crate::stage::stage_name(n), n.tier_rule.into()))
-        .collect::<serde_json::Map<_, _>>()
-        .into();
-    meta["tier_impl"] = running
-        .iter()
-        .map(|n| (crate::stage::stage_name(n), n.runs_in.clone().into()))
-        .collect::<serde_json::Map<_, _>>()
-        .into();
-    object.insert("_meta".into(), meta);
-    serde_json::Value::Object(object)
 }
 
 fn cell(v: &serde_json::Value) -> String {

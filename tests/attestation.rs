@@ -101,6 +101,34 @@ fn the_bundle_verifies_offline_and_pins_its_signer() {
     assert_ne!(code(&foreign), 0);
 }
 
+/// The auditor's own binary (`symbi-verify`, from the `symbiont-verify`
+/// crate alone) prints what `symbi verify` prints, and refuses what it
+/// refuses.
+#[test]
+fn the_auditors_verifier_agrees_with_symbi_verify() {
+    let (env, path) = bundle();
+    let binary = Path::new(env!("CARGO_BIN_EXE_symbi")).with_file_name("symbi-verify");
+    assert!(
+        binary.exists(),
+        "{} is not built: `cargo test --workspace` builds it (or `cargo build -p symbiont-verify`)",
+        binary.display()
+    );
+    let auditor = |bundle: &Path| {
+        let out = Command::new(&binary).arg(bundle).output().unwrap();
+        (code(&out), text(&out.stdout))
+    };
+    let ours = env.symbi(&["verify", path.to_str().unwrap()]);
+    assert_eq!(auditor(path), (0, text(&ours.stdout)));
+    // A changed output: both refuse it, with the same report.
+    let mut b = read(path);
+    b["outputs"]["seniors"] = 770.into();
+    let changed = env.0.join("auditor-changed.json");
+    std::fs::write(&changed, serde_json::to_vec_pretty(&b).unwrap()).unwrap();
+    let ours = env.symbi(&["verify", changed.to_str().unwrap()]);
+    assert_eq!(code(&ours), 4);
+    assert_eq!(auditor(&changed), (4, text(&ours.stdout)));
+}
+
 /// Each tampering, and the words the failure must name (`|` between
 /// alternatives).
 #[test]

@@ -45,7 +45,7 @@ use zeroize::Zeroizing;
 
 use crate::aead::{AeadError, Backend, KEY_LEN, NONCE_LEN, TAG_LEN};
 use crate::envelope::{DataKey, KEY_ID_LEN, KeyId, NonceSource};
-use crate::keys::{AuditSigningKey, KeyError};
+use symbiont_audit::{AuditSigningKey, KeyError};
 
 /// The homomorphic lane's secret (client) key, read by the key holder's
 /// decrypt stage only.

@@ -671,7 +671,7 @@ impl<'p> Checker<'p> {
                     }
                 }
                 MetaEntry::Pair { key, value, .. } if key.name == "sandbox" => {
-                    let known = symbiont_operators::risk::SANDBOX_NAMES;
+                    let known = symbiont_ir::risk::SANDBOX_NAMES;
                     let named = match &value.kind {
                         ExprKind::Str(name) => known.contains(&name.as_str()),
                         _ => false,

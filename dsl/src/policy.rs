@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use symbiont_operators::{
+use symbiont_ir::{
     Attributes, CmpOp, CompiledPolicies, Condition, Effect, Lane, Policy, PolicyValue, unit_seconds,
 };
 
@@ -229,7 +229,7 @@ pub fn job_required_tiers(program: &Program, entry: &Agent) -> Vec<(u8, String)>
         if let MetaEntry::Pair { key, value, .. } = m
             && key.name == "sandbox"
             && let ExprKind::Str(name) = &value.kind
-            && let Some(tier) = symbiont_operators::risk::tier_of_sandbox_name(name)
+            && let Some(tier) = symbiont_ir::risk::tier_of_sandbox_name(name)
         {
             out.push((
                 tier,

@@ -1,5 +1,5 @@
 //! Lowering: a checked program's entry agent becomes a
-//! [`Query`](symbiont_operators::Query) for the engine.
+//! [`Query`](symbiont_ir::Query) for the engine.
 //!
 //! The entry agent's body is evaluated symbolically: a name bound to a
 //! stream is a pipeline of filters and maps over the source; an aggregate
@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use symbiont_operators::{
+use symbiont_ir::{
     AggKind, AggregateSpec, BinOp, ClassStmt, Classifier, Detector, FieldType, Grouping, Lane,
     OutExpr, Output, Pipeline, Query, Scalar, Schema, Step, StrMethod, UnOp, Value,
 };

@@ -536,30 +536,30 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
                 .ok_err(|r| r);
             let mut routed = classified.concat(scope.input_from(&mut stored));
             if forbidden.iter().any(|f| *f) {
+                // Records of a class a policy forbids leave the dataflow
+                // here, before any stage could open or aggregate them: the
+                // job is suspended once the dataflow ends, before the
+                // sandboxed stage or the key holder is asked for anything.
                 let sink_forbidden = Arc::clone(&sink_forbidden);
-                routed = routed.inspect_core(move |event| {
-                    let Ok((_, batch)) = event else { return };
-                    let batch: &Vec<Routed> = batch;
-                    for r in batch.iter() {
-                        let (lane, line) = match r {
-                            Routed::Clear(lane, record) => (*lane, record.line),
-                            Routed::Sealed(b) => (
-                                b.lane,
-                                symbiont_crypto::read_header(&b.bytes)
-                                    .ok()
-                                    .and_then(|(h, _, _)| h.ids.first().copied())
-                                    .unwrap_or(0),
-                            ),
-                        };
-                        if forbidden[lane.index()] {
-                            let mut c = sink_forbidden
-                                .lock()
-                                .expect("no worker panicked holding the lock");
-                            let seen = &mut c.forbidden_seen[lane.index()];
-                            *seen = Some(seen.map_or(line, |s| s.min(line)));
+                let (allowed, held): (StreamVec<'_, u64, Routed>, StreamVec<'_, u64, Routed>) =
+                    routed.ok_err(move |r| {
+                        if forbidden[lane_of(&r).index()] {
+                            Err(r)
+                        } else {
+                            Ok(r)
                         }
-                    }
-                });
+                    });
+                held.inspect(move |r: &Routed| {
+                    let lane = lane_of(r);
+                    let line = first_line(r);
+                    let mut c = sink_forbidden
+                        .lock()
+                        .expect("no worker panicked holding the lock");
+                    let seen = &mut c.forbidden_seen[lane.index()];
+                    *seen = Some(seen.map_or(line, |s| s.min(line)));
+                })
+                .probe_with(&probe);
+                routed = allowed;
             }
             if let Some(persist) = persisting {
                 let sealer = persist_sealer.clone();
@@ -792,6 +792,11 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
     .map_err(JobError::Dataflow)?;
 
     let mut collected = std::mem::take(&mut *collected.lock().expect("the workers have finished"));
+    // Suspension comes before anything is opened or decrypted: no sealed
+    // batch reaches the sandboxed stage, no total the key holder.
+    if let Some(suspended) = suspension(config, &collected) {
+        return Err(suspended);
+    }
     let persist_error = collected.persist_error.take();
     let mut stage_lock = None;
     let mut stage_sandboxes = Vec::new();
@@ -847,11 +852,21 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
                 "the programmable path reads a stored dataset".into(),
             ));
         };
-        let records: Vec<Vec<u8>> = store
-            .tfhe_records()?
-            .into_iter()
-            .map(|(_, list)| list)
-            .collect();
+        let stored = store.tfhe_records()?;
+        // These records skipped the dataflow (their sealed batches were
+        // not read): a policy that forbids restricted records suspends the
+        // job here, before the compute stage or the key holder sees them.
+        if config.forbidden_lanes[Lane::Homomorphic.index()]
+            && let Some(line) = stored.iter().map(|(line, _)| *line).min()
+        {
+            return Err(JobError::Suspended {
+                path: config.input.clone(),
+                line,
+                lane: Lane::Homomorphic,
+                class: Lane::Homomorphic.class(),
+            });
+        }
+        let records: Vec<Vec<u8>> = stored.into_iter().map(|(_, list)| list).collect();
         let n = records.len() as i64;
         if n > 0 {
             // Compute (server key only), then the key holder: only the
@@ -927,6 +942,41 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
     Ok(output)
 }
 
+/// The suspension of a job in which a record of a forbidden lane was seen:
+/// at the first such record.
+fn suspension(config: &JobConfig, collected: &Collected) -> Option<JobError> {
+    let (lane, line) = Lane::ALL
+        .iter()
+        .filter_map(|l| collected.forbidden_seen[l.index()].map(|line| (*l, line)))
+        .min_by_key(|(_, line)| *line)?;
+    Some(JobError::Suspended {
+        path: config.input.clone(),
+        line,
+        lane,
+        class: lane.class(),
+    })
+}
+
+/// The lane a routed record or batch is in.
+fn lane_of(r: &Routed) -> Lane {
+    match r {
+        Routed::Clear(lane, _) => *lane,
+        Routed::Sealed(b) => b.lane,
+    }
+}
+
+/// The line of a routed record, or of a sealed batch's first record (read
+/// from its header, not opened).
+fn first_line(r: &Routed) -> u64 {
+    match r {
+        Routed::Clear(_, record) => record.line,
+        Routed::Sealed(b) => symbiont_crypto::read_header(&b.bytes)
+            .ok()
+            .and_then(|(h, _, _)| h.ids.first().copied())
+            .unwrap_or(0),
+    }
+}
+
 /// Records are handed to the dataflow in batches of this many.
 const BATCH: usize = 1024;
 
@@ -938,18 +988,6 @@ fn finish(
 ) -> Result<JobOutput, JobError> {
     if let Some(e) = collected.source_error {
         return Err(e.into());
-    }
-    if let Some((lane, line)) = Lane::ALL
-        .iter()
-        .filter_map(|l| collected.forbidden_seen[l.index()].map(|line| (*l, line)))
-        .min_by_key(|(_, line)| *line)
-    {
-        return Err(JobError::Suspended {
-            path: config.input.clone(),
-            line,
-            lane,
-            class: lane.class(),
-        });
     }
     if let Some(opener) = &config.keys.opener {
         let mut failures = opener.failures();

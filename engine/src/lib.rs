@@ -1,5 +1,14 @@
 //! The Symbiont engine: queries become timely + differential-dataflow jobs.
 //!
+//! [`Job`] is a job with its guarantees, the one every front end runs:
+//! [`Job::prepare`] checks and plans a [`JobSpec`] without touching
+//! anything; [`Job::run`], given the [`Custody`] of keys and an audit log,
+//! decides the policies (audited), verifies an approval, suspends before
+//! anything forbidden is opened, commits to the input, runs the dataflow
+//! with its sandboxed stages ([`stage`]), proves the attested aggregates,
+//! writes the result through a [`ResultSink`] and the bundle, and reports
+//! [`Event`]s to an [`Observer`] as it goes.
+//!
 //! [`run_batch`] runs a [`Query`](symbiont_operators::Query) over a dataset
 //! on `workers` threads: each worker types its share of the rows, the
 //! classify operator tags them with lanes, the aggregate operator computes
@@ -14,12 +23,24 @@
 //! encryption with the server key, decrypted by the key holder.
 #![forbid(unsafe_code)]
 
+mod attest;
+mod dataset_files;
 mod datasets;
+mod enforce;
+mod files;
 mod job;
+mod session;
+pub mod stage;
 
+pub use dataset_files::{dataset_meta_file, dataset_metadata, dataset_policy_file};
 pub use datasets::{PATIENTS_HEADER, generate_patients};
+pub use files::{digest, file_digest, write_whole};
 pub use job::{
     HomomorphicLane, HomomorphicStage, InProcessEvaluate, InProcessReduce, JobConfig, JobError,
     JobOutput, KeyHolder, KeystoreHolder, LaneKeys, OnError, ProgrammableLane, ProgrammableStage,
     SealedStage, StageOutput, run_batch,
+};
+pub use session::{
+    Attrs, Custody, Event, Job, JobResult, JobSpec, Observer, Outcome, ResultSink, StageBinaries,
+    open_keystore,
 };

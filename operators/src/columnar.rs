@@ -15,8 +15,8 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 
 use crate::query::{FieldType, Schema};
+use crate::read::{AfterError, SourceError, SourceStats};
 use crate::record::{Record, RowError};
-use crate::source::{AfterError, SourceError, SourceStats};
 use crate::value::Value;
 
 /// Which columnar format.

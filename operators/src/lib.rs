@@ -19,52 +19,48 @@
 mod aggregate;
 mod classify;
 mod columnar;
-mod expr;
 mod homomorphic;
 mod ndjson;
 mod partial;
-mod pii;
 mod plan;
-mod policy;
 mod programmable;
-mod query;
+mod read;
 mod record;
 mod sealed;
 mod source;
 mod store;
-mod value;
+
+// The query, expressions, values, policies and risk table: their own
+// crate, so that the DSL front end builds without the engine.
+use symbiont_ir::{expr, query, value};
 
 pub use aggregate::{
     AggKey, AggregatePartials, GROUP_KEYS, LANE_COUNT, PartialUpdate, aggregate_sealed,
 };
 pub use classify::{Classify, Routed};
-pub use expr::{BinOp, Element, Env, EvalError, Pipeline, Scalar, Step, StrMethod, UnOp};
 pub use homomorphic::{
     ColumnKey, FLOAT_SCALE, PackError, PackSink, Packed, PackedList, Packer, Quantity,
     decrypted_partials, reduce,
 };
 pub use partial::{AggregateError, Merged, Partial, TotalF64, assemble};
-pub use pii::Detector;
 pub use plan::{InputKind, LaneImpl, Plan, PlanNode};
-pub use policy::{
-    Attributes, CmpOp, CompiledPolicies, Condition, Decision, Effect, Policy, PolicyValue, Reason,
-    TooManyActions, unit_seconds,
-};
 pub use programmable::{Compiled, compile, encrypted_fields, record_values};
-pub use query::{
-    AggKind, AggregateSpec, ClassStmt, Classifier, FieldType, Grouping, Lane, OutExpr, Output,
-    Query, Schema,
-};
+pub use read::{AfterError, SourceError, SourceStats};
 pub use record::{Record, RowError};
 pub use sealed::{
     LaneOpener, Plain, SealedBatch, decode, encode, encoded_len, lane_byte, lane_of_byte,
     seal_records,
 };
-pub use source::{AfterError, Format, Source, SourceError, SourceStats, parse_value};
+pub use source::{Format, Source, parse_value};
 pub use store::{
     Manifest, ManifestField, STORE_MAGIC, StoreReader, StoreWriter, TFHE_MAGIC, TfheManifest,
     fuzz_store_bytes, is_store,
 };
 /// The risk table that gives each plan stage its sandbox tier.
-pub use symbiont_sandbox::risk;
-pub use value::Value;
+pub use symbiont_ir::risk;
+pub use symbiont_ir::{
+    AggKind, AggregateSpec, Attributes, BinOp, ClassStmt, Classifier, CmpOp, CompiledPolicies,
+    Condition, Decision, Detector, Effect, Element, Env, EvalError, FieldType, Grouping, Lane,
+    OutExpr, Output, Pipeline, Policy, PolicyValue, Query, Reason, Scalar, Schema, Step, StrMethod,
+    TooManyActions, UnOp, Value, unit_seconds,
+};

@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::query::{FieldType, Schema};
+use crate::read::{AfterError, SourceError, SourceStats, scan_lines};
 use crate::record::{Record, RowError};
-use crate::source::{AfterError, SourceError, SourceStats, scan_lines};
 use crate::value::Value;
 
 /// An NDJSON file divided among readers at line ends.

@@ -125,6 +125,16 @@ pub struct Plan {
 }
 
 const RUNS: &str = "runs";
+/// The status of the attestation's stages (commit, prove).
+const WITH_BUNDLE: &str = "runs with --bundle (in process, on the owner's side)";
+
+impl PlanNode {
+    /// Whether the operator runs in a job, given whether the job attests
+    /// (`--bundle`): what the job audits and reports in `_meta.tiers`.
+    pub fn runs(&self, bundle: bool) -> bool {
+        self.status == RUNS || (bundle && self.status == WITH_BUNDLE)
+    }
+}
 
 impl Plan {
     /// The plan of `query`, reading its input in `format` (`csv`, ...),
@@ -185,7 +195,7 @@ impl Plan {
             "commit",
             "dataset commitment (Poseidon over the attested fields, a salt per chunk), signed and logged".into(),
             None,
-            "runs with --bundle (in process, on the owner's side)",
+            WITH_BUNDLE,
             vec![validate],
         );
         let classify = add(
@@ -317,7 +327,7 @@ impl Plan {
                 "prove",
                 format!("Groth16 proofs of {}", query.prove.join(", ")),
                 None,
-                "runs with --bundle (in process, on the owner's side)",
+                WITH_BUNDLE,
                 vec![merge],
             );
         }

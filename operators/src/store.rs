@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::classify::Routed;
 use crate::query::{Lane, Schema};
+use crate::read::SourceError;
 use crate::record::Record;
 use crate::sealed::{SealedBatch, decode, encode, encoded_len, lane_of_byte};
-use crate::source::SourceError;
 
 /// The first bytes of `batches.bin`.
 pub const STORE_MAGIC: &[u8] = b"SYMBIONT-SEALED v1\n";

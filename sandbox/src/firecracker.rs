@@ -28,7 +28,7 @@ pub(crate) fn find() -> Option<PathBuf> {
 /// Whether tier 3 uses Firecracker here, and why (not).
 pub(crate) fn usable() -> Result<PathBuf, String> {
     let bin = find().ok_or("no firecracker binary (SYMBIONT_FIRECRACKER or PATH)")?;
-    crate::microvm::kvm_usable()?;
+    crate::kvm::kvm_usable()?;
     Ok(bin)
 }
 

@@ -26,10 +26,10 @@ mod cgroup;
 mod child;
 mod firecracker;
 mod gvisor;
+mod kvm;
 mod landlock;
 mod microvm;
 mod native;
-pub mod risk;
 mod seccomp;
 
 use std::path::{Path, PathBuf};

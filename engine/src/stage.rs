@@ -1,6 +1,9 @@
-//! The decrypting aggregation stage in a sandbox: the worker side
-//! (`symbi __stage-aggregate`, run inside the sandbox) and the job side
-//! (a [`SealedStage`] that starts it in its tier).
+//! Both ends of the sandboxed stages: the decrypting aggregation stage
+//! (the worker side, `symbi __stage-aggregate`, run inside the sandbox,
+//! and the job side, a [`SealedStage`] that starts it in its tier), and
+//! the homomorphic lane's compute stages (`__stage-homomorphic`,
+//! `__stage-programmable`). A binary that runs jobs calls the worker
+//! mains when it is started with their first argument.
 //!
 //! Protocol, version 2, over the worker's stdin and stdout (in tier 3, the
 //! guest's virtio-serial port, which has no end of file):
@@ -20,16 +23,16 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::{SealedStage, StageOutput};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use symbiont_crypto::{DataKey, KeyId, Keystore, LockStatus, Opener, SealContext};
-use symbiont_engine::{SealedStage, StageOutput};
 use symbiont_operators::{
     AggKey, Lane, LaneOpener, Partial, Query, RowError, SealedBatch, aggregate_sealed, lane_of_byte,
 };
 
 /// The first argument that makes `symbi` the stage worker.
-pub(crate) const WORKER_ARG: &str = "__stage-aggregate";
+pub const WORKER_ARG: &str = "__stage-aggregate";
 const VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
@@ -85,7 +88,7 @@ fn read_frame(input: &mut impl Read, what: &str) -> Result<Option<Vec<u8>>> {
 }
 
 /// The worker: reads the header and the batches, aggregates, answers.
-pub(crate) fn worker_main() -> ! {
+pub fn worker_main() -> ! {
     let code = match worker() {
         Ok(()) => 0,
         Err(e) => {
@@ -152,7 +155,7 @@ fn worker() -> Result<()> {
 
 /// A stage's name in `_meta.tiers`: its operator, and its lane in
 /// brackets for the per-lane ones (`aggregate[aes_gcm]`).
-pub(crate) fn stage_name(node: &symbiont_operators::PlanNode) -> String {
+pub fn stage_name(node: &symbiont_operators::PlanNode) -> String {
     match node.lane {
         Some(lane) => format!("{}[{lane}]", node.op),
         None => node.op.to_owned(),
@@ -164,7 +167,7 @@ pub(crate) fn stage_name(node: &symbiont_operators::PlanNode) -> String {
 /// provide them; or why the job cannot start. `sealing` says whether the
 /// job has encrypted lanes at all (without a classifier, a policy or an
 /// encrypted input, every record is public).
-pub(crate) fn plan_tiers(
+pub fn plan_tiers(
     plan: &symbiont_operators::Plan,
     sealing: bool,
 ) -> std::result::Result<Option<[u8; 3]>, String> {
@@ -188,16 +191,16 @@ pub(crate) fn plan_tiers(
 /// The job side: runs the worker in a sandbox of each encrypted lane's
 /// tier, giving it the dataset's data keys and that lane's batches.
 #[derive(Debug)]
-pub(crate) struct SandboxedStage {
+pub struct SandboxedStage {
     /// The tier of each lane's aggregation, in [`Lane::ALL`] order (0: in
     /// this process, where no sealed batch of the lane can come from).
-    pub(crate) tiers: [u8; 3],
-    pub(crate) keystore: Arc<Keystore>,
-    pub(crate) dataset: String,
-    pub(crate) init: PathBuf,
-    pub(crate) worker: PathBuf,
+    pub tiers: [u8; 3],
+    pub keystore: Arc<Keystore>,
+    pub dataset: String,
+    pub init: PathBuf,
+    pub worker: PathBuf,
     /// The limits of each sandbox.
-    pub(crate) limits: symbiont_sandbox::Limits,
+    pub limits: symbiont_sandbox::Limits,
 }
 
 impl SandboxedStage {
@@ -354,7 +357,7 @@ fn ended(report: &symbiont_sandbox::Report, limits: &symbiont_sandbox::Limits) -
 
 /// The first argument that makes `symbi` the homomorphic lane's compute
 /// stage worker.
-pub(crate) const REDUCE_ARG: &str = "__stage-homomorphic";
+pub const REDUCE_ARG: &str = "__stage-homomorphic";
 
 /// The homomorphic compute stage's input: each encrypted list as a u32
 /// little-endian length and its bincode, then a length of 0. It carries
@@ -372,7 +375,7 @@ pub(crate) fn reduce_input(lists: &[symbiont_operators::PackedList]) -> Result<V
 
 /// The homomorphic compute worker: reads lists, adds and reduces them,
 /// answers with the reduced columns (bincode). It opens no file.
-pub(crate) fn reduce_worker_main() -> ! {
+pub fn reduce_worker_main() -> ! {
     answer_and_exit("homomorphic", || {
         let mut input = std::io::BufReader::new(std::io::stdin().lock());
         let mut lists = Vec::new();
@@ -408,11 +411,11 @@ fn answer_and_exit(stage: &str, run: impl FnOnce() -> Result<Vec<u8>>) -> ! {
 /// Where a homomorphic compute worker runs: its tier, the binaries that
 /// set up the sandbox and run the worker, and the sandbox's limits.
 #[derive(Debug)]
-pub(crate) struct ComputeSandbox {
-    pub(crate) tier: symbiont_sandbox::Tier,
-    pub(crate) init: PathBuf,
-    pub(crate) worker: PathBuf,
-    pub(crate) limits: symbiont_sandbox::Limits,
+pub struct ComputeSandbox {
+    pub tier: symbiont_sandbox::Tier,
+    pub init: PathBuf,
+    pub worker: PathBuf,
+    pub limits: symbiont_sandbox::Limits,
 }
 
 impl ComputeSandbox {
@@ -462,9 +465,9 @@ impl ComputeSandbox {
 /// The job side of the homomorphic compute stage: runs the worker in its
 /// tier with the lists on its stdin.
 #[derive(Debug)]
-pub(crate) struct SandboxedReduce(pub(crate) ComputeSandbox);
+pub struct SandboxedReduce(pub ComputeSandbox);
 
-impl symbiont_engine::HomomorphicStage for SandboxedReduce {
+impl crate::HomomorphicStage for SandboxedReduce {
     fn reduce(
         &self,
         lists: Vec<symbiont_operators::PackedList>,
@@ -495,13 +498,13 @@ impl symbiont_engine::HomomorphicStage for SandboxedReduce {
 
 /// The first argument that makes `symbi` the programmable path's compute
 /// worker.
-pub(crate) const EVALUATE_ARG: &str = "__stage-programmable";
+pub const EVALUATE_ARG: &str = "__stage-programmable";
 
 /// The programmable compute stage's limits: the job's, with at least
 /// 1 GiB of memory (the server key alone is 180 MB once decompressed) and
 /// 30 minutes (an encrypted comparison costs a fraction of a second per
 /// record and core).
-pub(crate) fn evaluate_limits(limits: &symbiont_sandbox::Limits) -> symbiont_sandbox::Limits {
+pub fn evaluate_limits(limits: &symbiont_sandbox::Limits) -> symbiont_sandbox::Limits {
     symbiont_sandbox::Limits {
         memory_bytes: limits.memory_bytes.max(1 << 30),
         timeout: limits.timeout.max(std::time::Duration::from_secs(30 * 60)),
@@ -532,7 +535,7 @@ pub(crate) fn evaluate_input(
 /// The programmable compute worker: reads the server key, the spec and the
 /// records, answers with the encrypted aggregates (bincode). It opens no
 /// file and never sees the client key.
-pub(crate) fn evaluate_worker_main() -> ! {
+pub fn evaluate_worker_main() -> ! {
     answer_and_exit("programmable", || {
         let mut input = std::io::BufReader::new(std::io::stdin().lock());
         let server = read_frame(&mut input, "server key")?.context("no server key")?;
@@ -551,13 +554,13 @@ pub(crate) fn evaluate_worker_main() -> ! {
 /// The job side of the programmable compute stage: runs the worker in its
 /// tier with the server key and the records on its stdin.
 #[derive(Debug)]
-pub(crate) struct SandboxedEvaluate {
-    pub(crate) sandbox: ComputeSandbox,
+pub struct SandboxedEvaluate {
+    pub sandbox: ComputeSandbox,
     /// Where the server key is read (by the job, not the stage).
-    pub(crate) keystore: PathBuf,
+    pub keystore: PathBuf,
 }
 
-impl symbiont_engine::ProgrammableStage for SandboxedEvaluate {
+impl crate::ProgrammableStage for SandboxedEvaluate {
     fn evaluate(
         &self,
         spec: &symbiont_crypto::programmable::Spec,

@@ -1,13 +1,15 @@
-//! Runtime policy enforcement of `symbi run`: conditions on the principal,
-//! the dataset and the records actually seen; suspension, and resumption
-//! with a signed human approval.
+//! Runtime policy enforcement of a job: conditions on the principal, the
+//! dataset and the records actually seen; suspension, and resumption with
+//! a signed human approval.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use symbiont_crypto::{Approval, ApprovalRequest, AuditLog, EntryKind, Violation};
 use symbiont_dsl::ast::Program;
+
+use crate::session::{Event, Observer};
 use symbiont_operators::{
     Attributes, CompiledPolicies, Condition, Effect, Lane, Policy, PolicyValue, Query,
 };
@@ -163,17 +165,20 @@ fn describe(v: &Violation) -> String {
     )
 }
 
-/// Suspends the job: writes the approval request a human can sign,
-/// audits the suspension, and says what was violated and how to resume.
+/// Suspends the job: writes the approval request a human can sign into
+/// `requests`, audits the suspension, and says what was violated and how
+/// to resume. Returns the request's path.
 pub(crate) fn suspend(
     log: &mut AuditLog,
     job: u64,
     stage: serde_json::Value,
     request: ApprovalRequest,
-) -> Result<()> {
-    let dir = crate::audit::home_dir("XDG_STATE_HOME", ".local/state")?.join("requests");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join(format!("job-{job}.json"));
+    requests: &Path,
+    observer: &mut dyn Observer,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(requests)
+        .with_context(|| format!("cannot create {}", requests.display()))?;
+    let path = requests.join(format!("job-{job}.json"));
     std::fs::write(&path, serde_json::to_string_pretty(&request)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
     log.append(
@@ -190,15 +195,16 @@ pub(crate) fn suspend(
         serde_json::json!({"job": job, "status": "suspended"}),
     )?;
     log.checkpoint()?;
-    eprintln!("symbi: job {job} suspended: policy conditions violated:");
+    let mut text = format!("job {job} suspended: policy conditions violated:");
     for v in &request.overrides {
-        eprintln!("  {}", describe(v));
+        text.push_str(&format!("\n  {}", describe(v)));
     }
-    eprintln!(
-        "symbi: to resume, an approver signs the request: `symbi approve {} --approver NAME --reason TEXT --out APPROVAL`, then run again with `--override-approval APPROVAL`",
+    observer.event(Event::Notice(text));
+    observer.event(Event::Notice(format!(
+        "to resume, an approver signs the request: `symbi approve {} --approver NAME --reason TEXT --out APPROVAL`, then run again with `--override-approval APPROVAL`",
         path.display()
-    );
-    Ok(())
+    )));
+    Ok(path)
 }
 
 /// Verifies `--override-approval FILE` for this job and audits it.
@@ -208,6 +214,7 @@ pub(crate) fn load_approval(
     job_request: &ApprovalRequest,
     log: &mut AuditLog,
     job: u64,
+    observer: &mut dyn Observer,
 ) -> std::result::Result<Approved, String> {
     match symbiont_crypto::verify_approval(
         path,
@@ -228,12 +235,12 @@ pub(crate) fn load_approval(
                     "overrides": approval.overrides,
                 }),
             );
-            eprintln!(
-                "symbi: approval by {} ({key}) overrides {} violation(s): {}",
+            observer.event(Event::Notice(format!(
+                "approval by {} ({key}) overrides {} violation(s): {}",
                 approval.approver,
                 approval.overrides.len(),
                 approval.reason
-            );
+            )));
             Ok(Approved { approval })
         }
         Err(e) => {
@@ -244,50 +251,4 @@ pub(crate) fn load_approval(
             Err(e.to_string())
         }
     }
-}
-
-/// Where `symbi approve` reads the request.
-pub(crate) fn read_request(path: &Path) -> Result<ApprovalRequest> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{}: not an approval request", path.display()))
-}
-
-/// `symbi approve REQUEST --approver NAME --reason TEXT [--expires D] --out FILE`.
-pub(crate) fn approve(
-    request: &Path,
-    approver: &str,
-    key: Option<&Path>,
-    reason: &str,
-    expires: std::time::Duration,
-    keystore: Option<&Path>,
-    out: &Path,
-) -> Result<u8> {
-    let keystore = crate::keys::dir_or_default(keystore)?;
-    let keystore = keystore.as_path();
-    let req = read_request(request)?;
-    let text = symbiont_crypto::sign_approval(
-        keystore,
-        approver,
-        key,
-        req.clone(),
-        reason,
-        std::time::SystemTime::now() + expires,
-    )?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(out)
-        .with_context(|| format!("cannot create {} (it must not exist)", out.display()))?;
-    std::io::Write::write_all(&mut f, text.as_bytes())
-        .with_context(|| format!("cannot write {}", out.display()))?;
-    eprintln!(
-        "symbi: {approver} approved {} override(s) for agent `{}` on dataset `{}`; wrote {}",
-        req.overrides.len(),
-        req.agent,
-        req.dataset,
-        out.display()
-    );
-    Ok(crate::exit::OK)
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use symbiont_crypto::{AuditError, AuditLog, AuditSigningKey, EntryKind, MAGIC, verify};
+use symbiont_audit::{AuditError, AuditLog, AuditSigningKey, EntryKind, MAGIC, verify};
 
 struct Scratch(PathBuf);
 

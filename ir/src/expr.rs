@@ -130,7 +130,7 @@ fn kind(v: &Value) -> &'static str {
 }
 
 impl BinOp {
-    pub(crate) fn symbol(self) -> &'static str {
+    pub fn symbol(self) -> &'static str {
         match self {
             BinOp::Or => "||",
             BinOp::And => "&&",

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The plaintext pipeline of benches/plaintext_vs_duckdb.sh, timed for two
+# builds of symbi in the same run: REV (built in a temporary git worktree)
+# and the working tree, interleaved with DuckDB on the same file and query,
+# so that a change to the engine can be shown not to slow it down. Prints
+# each one's median wall time, the ratios to DuckDB, and new / old.
+#
+#   benches/plaintext_before_after.sh REV [ROWS] [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rev="${1:?usage: benches/plaintext_before_after.sh REV [ROWS] [RUNS]}"
+rows="${2:-1000000}"
+runs="${3:-7}"
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+
+python3 -c "import duckdb" 2>/dev/null || pip install --quiet duckdb
+work="$(mktemp -d)"
+trap 'git worktree remove --force "$work/old" 2>/dev/null || true; rm -rf "$work"' EXIT
+git worktree add --quiet --detach "$work/old" "$rev"
+# Both builds share the target directory's dependencies; each binary is
+# copied out as soon as it is built.
+(cd "$work/old" && CARGO_TARGET_DIR="$target" cargo build --release --quiet --bin symbi)
+cp "$target/release/symbi" "$work/symbi-old"
+CARGO_TARGET_DIR="$target" cargo build --release --quiet --bin symbi
+cp "$target/release/symbi" "$work/symbi-new"
+
+data="$target/bench-data/patients_${rows}_seed42.csv"
+if [ ! -f "$data" ]; then
+    mkdir -p "$(dirname "$data")"
+    "$work/symbi-new" datasets generate patients --rows "$rows" --seed 42 --out "$data"
+fi
+export XDG_STATE_HOME="$work/xdg-state" XDG_DATA_HOME="$work/xdg-data"
+
+python3 - "$work/symbi-old" "$work/symbi-new" "$data" "$runs" "$rev" <<'PY'
+import json, statistics, subprocess, sys, time
+import duckdb
+
+old, new, data, runs, rev = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+
+def symbi(binary):
+    cmd = [binary, "run", "benches/plaintext_1m.symbi", "--input", f"patients={data}",
+           "--format", "json", "--workers", "2"]
+    t = time.perf_counter()
+    out = subprocess.run(cmd, check=True, capture_output=True).stdout
+    return time.perf_counter() - t, json.loads(out)["value"]
+
+con = duckdb.connect()
+con.execute("SET threads TO 2")
+query = f"""
+SELECT diagnosis, count(*) AS patients,
+       coalesce(sum(cost_cents) FILTER (WHERE age >= 65), 0) AS senior_cost_cents
+FROM read_csv('{data}', header = true, columns = {{
+    'patient_id': 'VARCHAR', 'name': 'VARCHAR', 'ssn': 'VARCHAR', 'email': 'VARCHAR',
+    'age': 'BIGINT', 'sex': 'VARCHAR', 'zip': 'VARCHAR', 'diagnosis': 'VARCHAR',
+    'cost_cents': 'BIGINT', 'visits': 'BIGINT'}})
+GROUP BY diagnosis ORDER BY diagnosis"""
+
+def duck():
+    t = time.perf_counter()
+    con.execute(query).fetchall()
+    return time.perf_counter() - t
+
+# Warm-up (page cache), and the two builds must agree.
+_, a = symbi(old)
+_, b = symbi(new)
+duck()
+if a != b:
+    sys.exit(f"the builds disagree:\n{rev}: {a}\nnew: {b}")
+times = {"old": [], "new": [], "duckdb": []}
+for _ in range(runs):
+    times["old"].append(symbi(old)[0])
+    times["new"].append(symbi(new)[0])
+    times["duckdb"].append(duck())
+med = {k: statistics.median(v) for k, v in times.items()}
+print(f"rows {sum(r['patients'] for r in b)}, results identical in both builds")
+for k, label in [("old", f"symbi at {rev}"), ("new", "symbi, working tree"), ("duckdb", f"duckdb {duckdb.__version__}")]:
+    print(f"{label:28} median {med[k]*1000:8.1f} ms  runs {[round(x*1000) for x in times[k]]}")
+print(f"vs duckdb: old {med['old']/med['duckdb']:.2f}x, new {med['new']/med['duckdb']:.2f}x; new / old {med['new']/med['old']:.3f}")
+PY

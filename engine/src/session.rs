@@ -1,0 +1,961 @@
+//! A job with its guarantees, as a library: [`Job::prepare`] checks a
+//! program's request and plans it without touching anything, and
+//! [`Job::run`], given where the keys and audit trail are, does
+//! everything `symbi run` promises, in order: the dataset's policies and
+//! metadata, the runtime policy decisions (audited), a signed approval,
+//! suspension, the keystore, the commitment at ingestion, the dataflow
+//! with its sandboxed stages, the proofs, the result, persistence, and
+//! the bundle. A front end (the command line, a server, a test) parses
+//! its own arguments, renders the result through a [`ResultSink`] and
+//! hears what happens through an [`Observer`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use anyhow::{Context, Result};
+use symbiont_crypto::{ApprovalRequest, AuditLog, AuditSigningKey, Backend, EntryKind, Keystore};
+use symbiont_dsl::Diagnostic;
+use symbiont_dsl::ast::Program;
+use symbiont_operators::{InputKind, Lane, Plan, PlanNode, Policy, PolicyValue, Query};
+use zeroize::Zeroizing;
+
+use crate::attest::{Attesting, Planned};
+use crate::stage::{ComputeSandbox, SandboxedEvaluate, SandboxedReduce, SandboxedStage};
+use crate::{
+    HomomorphicLane, InProcessEvaluate, InProcessReduce, JobConfig, JobError, JobOutput,
+    KeystoreHolder, LaneKeys, OnError, ProgrammableLane, digest, enforce, file_digest, run_batch,
+};
+
+/// Attributes of a principal or a resource, for policy conditions.
+pub type Attrs = BTreeMap<String, PolicyValue>;
+
+/// What to run: the program, its input, and how.
+#[derive(Debug)]
+pub struct JobSpec {
+    /// The checked program.
+    pub program: Program,
+    /// Where it was read from, as the audit log names it.
+    pub program_file: String,
+    /// The SHA-256 of its text (hex).
+    pub program_sha256: String,
+    /// The entry agent's query.
+    pub query: Query,
+    /// The input bound to the agent's stream: a file or a stored dataset.
+    pub input: PathBuf,
+    /// Read a stored dataset's restricted records from their TFHE copy
+    /// (the programmable path).
+    pub tfhe_input: bool,
+    /// The dataset's id (default: the input's canonical path; a stored
+    /// dataset keeps the id it was sealed under).
+    pub dataset_id: Option<String>,
+    /// The dataset's metadata file and the attributes it gives.
+    pub dataset_metadata: Option<(PathBuf, Attrs)>,
+    /// The dataset's policy file and its policies (named `dataset:NAME`).
+    pub dataset_policies: Option<(PathBuf, Vec<Policy>)>,
+    /// The principal's attributes.
+    pub principal: Attrs,
+    /// The resource's attributes (the dataset's metadata must agree).
+    pub resource: Attrs,
+    /// Dataflow workers.
+    pub workers: usize,
+    /// Bad-row handling.
+    pub on_error: OnError,
+    /// A signed approval that overrides violations (`--override-approval`).
+    pub approval: Option<PathBuf>,
+    /// Keep the classified dataset here, encrypted lanes sealed.
+    pub persist_encrypted: Option<PathBuf>,
+    /// Attest the `prove(...)` fields and write the bundle here.
+    pub bundle: Option<PathBuf>,
+    /// The limits of every sandboxed stage.
+    pub stage_limits: symbiont_sandbox::Limits,
+    /// The binaries that start and run the sandboxed stages.
+    pub binaries: StageBinaries,
+    /// Counts rows read as the job goes.
+    pub progress: Option<Arc<AtomicU64>>,
+    /// Set to stop the job at its next phase.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// The sandbox init and the stage worker binaries.
+#[derive(Clone, Debug)]
+pub struct StageBinaries {
+    /// What a sandbox runs first (`symbi-sandbox-init`, or the worker).
+    pub init: PathBuf,
+    /// The binary whose stage arguments ([`crate::stage::WORKER_ARG`], ...)
+    /// make it a stage worker.
+    pub worker: PathBuf,
+}
+
+/// Where a job's keys and approval requests are.
+#[derive(Debug)]
+pub struct Custody {
+    /// The keystore directory.
+    pub keystore: PathBuf,
+    /// Whether to create the keystore if it does not exist (the default
+    /// keystore; a keystore named by the user must exist).
+    pub create_keystore: bool,
+    /// The passphrase that unseals the master key.
+    pub passphrase: Option<Zeroizing<Vec<u8>>>,
+    /// The AES-256-GCM implementation.
+    pub aes_backend: Backend,
+    /// The audit signing key, which also signs the dataset commitment.
+    pub audit_key: PathBuf,
+    /// Where a suspended job's approval request is written.
+    pub requests: PathBuf,
+}
+
+/// What a job reports as it goes, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// Something the person running the job should read.
+    Notice(String),
+    /// Something that went wrong but did not stop the job.
+    Warning(String),
+    /// The job has its number in the audit log.
+    Started {
+        /// The job's number (its `job_start` entry).
+        job: u64,
+    },
+    /// A stage of the plan started.
+    StageStarted {
+        /// Its name (`aggregate[aes_gcm]`).
+        stage: String,
+        /// Its sandbox tier.
+        tier: u8,
+    },
+    /// A sandboxed stage answered (its `_meta.sandboxes` entry).
+    Sandbox(serde_json::Value),
+    /// The attested aggregates were proved.
+    Proved {
+        /// Proofs made.
+        proofs: usize,
+    },
+    /// A stage of the plan ended, with its audited detail.
+    StageEnded {
+        /// Its name.
+        stage: String,
+        /// What the audit log records of it.
+        detail: serde_json::Value,
+    },
+}
+
+/// Hears a job's [`Event`]s.
+pub trait Observer {
+    /// One event.
+    fn event(&mut self, event: Event);
+}
+
+/// An observer that keeps every event.
+impl Observer for Vec<Event> {
+    fn event(&mut self, event: Event) {
+        self.push(event);
+    }
+}
+
+/// A finished job's result as a front end renders it.
+#[derive(Debug)]
+pub struct JobResult {
+    /// The dataflow's output.
+    pub output: JobOutput,
+    /// The stages that ran, from the plan.
+    pub stages: Vec<PlanNode>,
+    /// The attestation's summary, with `--bundle`.
+    pub attestation: Option<serde_json::Value>,
+    /// Where the bundle goes.
+    pub bundle: Option<PathBuf>,
+}
+
+impl JobResult {
+    /// The result with `_meta`: merged into a struct's object, or beside
+    /// the value under `value` (`symbi run --format json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut object = match &self.output.value {
+            serde_json::Value::Object(o) => o.clone(),
+            other => {
+                let mut o = serde_json::Map::new();
+                o.insert("value".into(), other.clone());
+                o
+            }
+        };
+        let mut meta = self.output.meta();
+        // Each stage's tier (from the plan, which the job followed), the
+        // rule that chose it, and what provides it here.
+        let by_stage = |f: &dyn Fn(&PlanNode) -> serde_json::Value| {
+            self.stages
+                .iter()
+                .map(|n| (crate::stage::stage_name(n), f(n)))
+                .collect::<serde_json::Map<_, _>>()
+        };
+        meta["tiers"] = by_stage(&|n| n.tier.into()).into();
+        meta["tier_rules"] = by_stage(&|n| n.tier_rule.into()).into();
+        meta["tier_impl"] = by_stage(&|n| n.runs_in.clone().into()).into();
+        if let (Some(a), Some(path)) = (&self.attestation, &self.bundle) {
+            meta["attestation"] = a.clone();
+            meta["bundle"] = path.display().to_string().into();
+        }
+        object.insert("_meta".into(), meta);
+        serde_json::Value::Object(object)
+    }
+}
+
+/// Where the result goes: rendered, then written.
+pub trait ResultSink {
+    /// The result as the bytes to write (their SHA-256 is audited).
+    fn render(&self, result: &JobResult) -> Result<String>;
+    /// Writes the rendered result.
+    fn write(&mut self, text: &str) -> Result<()>;
+}
+
+/// How a job ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The result was written.
+    Done {
+        /// The job's number.
+        job: u64,
+        /// The SHA-256 of what was written.
+        result_sha256: String,
+    },
+    /// The job failed, for this reason (audited once the job had started).
+    /// Reasons name files, lines and fields, never values.
+    Failed(String),
+    /// A policy suspended the job; an approver can sign the request.
+    Suspended {
+        /// The job's number.
+        job: u64,
+        /// The approval request.
+        request: PathBuf,
+    },
+    /// A policy denied the job (reported).
+    Denied,
+    /// The dataset's policies deny what the program does.
+    PolicyDiagnostics(Vec<Diagnostic>),
+    /// The request itself is wrong (a front end's usage error).
+    Usage(String),
+    /// [`JobSpec::cancel`] was set.
+    Cancelled,
+}
+
+/// A job whose request was checked and planned, and that touched nothing
+/// yet: no keystore, no audit log, no file.
+#[derive(Debug)]
+pub struct Job {
+    spec: JobSpec,
+    prepared: Prepared,
+}
+
+impl Job {
+    /// Checks `spec` and plans what needs no key: the programmable path's
+    /// spec, the attestation's statement, the dataset's metadata and
+    /// policies (which may raise the query's lane and tiers), and the
+    /// dataset's id. `Err` is how the job ends without running.
+    pub fn prepare(mut spec: JobSpec) -> Result<std::result::Result<Job, Outcome>> {
+        Ok(prepare(&mut spec)?.map(|prepared| Job { spec, prepared }))
+    }
+
+    /// The plan the job runs: each stage with its tier.
+    pub fn plan(&self) -> Plan {
+        Plan::for_job(&self.spec.query, None, self.prepared.input_kind)
+    }
+
+    /// Runs the job under `custody`, recording it in `log`, writing its
+    /// result to `sink` and telling `observer` what happens.
+    pub fn run(
+        self,
+        custody: &Custody,
+        log: &mut AuditLog,
+        sink: &mut dyn ResultSink,
+        observer: &mut dyn Observer,
+    ) -> Result<Outcome> {
+        let plan = self.plan();
+        run(self.spec, self.prepared, plan, custody, log, sink, observer)
+    }
+}
+
+fn run(
+    spec: JobSpec,
+    prepared: Prepared,
+    plan: Plan,
+    custody: &Custody,
+    log: &mut AuditLog,
+    sink: &mut dyn ResultSink,
+    observer: &mut dyn Observer,
+) -> Result<Outcome> {
+    let Prepared {
+        programmable,
+        planned,
+        dataset,
+        input_kind,
+    } = prepared;
+    let query = &spec.query;
+    let stored = input_kind != InputKind::File;
+    // Every stage runs in the tier the risk table gives it; one the host
+    // cannot provide fails the job here, before it starts.
+    let needs_keys = query.classifier.is_some()
+        || query.min_lane != Lane::Plaintext
+        || stored
+        || spec.persist_encrypted.is_some()
+        // Public records cross into a sandbox sealed.
+        || plan.aggregate_tier(Lane::Plaintext) > 0;
+    let stage_tiers = match crate::stage::plan_tiers(&plan, needs_keys) {
+        Ok(t) => t,
+        Err(why) => return Ok(Outcome::Failed(why)),
+    };
+    let keystore = if needs_keys {
+        Some(Arc::new(
+            open_keystore(custody, log, observer)?.with_backend(custody.aes_backend),
+        ))
+    } else {
+        None
+    };
+    let keys = match &keystore {
+        Some(ks) => LaneKeys::for_dataset(Arc::clone(ks), &dataset, &query.schema)?,
+        None => LaneKeys::default(),
+    };
+    let job = log.append(EntryKind::JobStart, job_start(&spec, &dataset))?;
+    observer.event(Event::Started { job });
+    let decision = match enforce::decide(
+        &spec.program,
+        query,
+        spec.dataset_policies
+            .as_ref()
+            .map_or(&[][..], |(_, p)| p.as_slice()),
+        &spec.principal,
+        &spec.resource,
+        log,
+        job,
+    ) {
+        Ok(d) => d,
+        Err(e) => {
+            end(log, job, "error", Some(format!("{e:#}")))?;
+            return Err(e);
+        }
+    };
+    let this_job = ApprovalRequest {
+        program_sha256: spec.program_sha256.clone(),
+        agent: query.agent.clone(),
+        dataset: dataset.clone(),
+        overrides: Vec::new(),
+    };
+    let approved = match &spec.approval {
+        None => None,
+        Some(path) => {
+            match enforce::load_approval(path, &custody.keystore, &this_job, log, job, observer) {
+                Ok(a) => Some(a),
+                Err(why) => {
+                    end(log, job, "denied", Some(why.clone()))?;
+                    observer.event(Event::Notice(format!("the approval is refused: {why}")));
+                    return Ok(Outcome::Denied);
+                }
+            }
+        }
+    };
+    let before = enforce::uncovered(&decision.before, approved.as_ref());
+    if !before.is_empty() {
+        let request = enforce::suspend(
+            log,
+            job,
+            serde_json::json!("start"),
+            ApprovalRequest {
+                overrides: before,
+                ..this_job
+            },
+            &custody.requests,
+            observer,
+        )?;
+        return Ok(Outcome::Suspended { job, request });
+    }
+    if cancelled(&spec) {
+        end(log, job, "cancelled", None)?;
+        return Ok(Outcome::Cancelled);
+    }
+    // Ingestion: the attested fields committed to and the commitment
+    // signed and logged, before any lane sees a record.
+    let mut attesting = match planned {
+        None => None,
+        Some(planned) => {
+            let key = AuditSigningKey::load(&custody.audit_key)?;
+            match crate::attest::commit(query, planned, &spec.input, &dataset, &key)? {
+                Ok(mut a) => {
+                    let entry =
+                        log.append(EntryKind::DatasetCommitment, a.commitment_entry(job))?;
+                    a.record_entry(job);
+                    a.record_entry(entry);
+                    Some(a)
+                }
+                Err(why) => {
+                    let why = format!("--bundle: {why}");
+                    end(log, job, "error", Some(why.clone()))?;
+                    return Ok(Outcome::Failed(why));
+                }
+            }
+        }
+    };
+    let mut forbidden_lanes = [false; 3];
+    for lane in Lane::ALL {
+        forbidden_lanes[lane.index()] =
+            !enforce::uncovered(&decision.by_lane[lane.index()], approved.as_ref()).is_empty();
+    }
+    let config = JobConfig {
+        input: spec.input.clone(),
+        workers: spec.workers,
+        on_error: spec.on_error.clone(),
+        progress: spec.progress.clone(),
+        keys,
+        persist: spec.persist_encrypted.clone(),
+        forbidden_lanes,
+        sealed_stage: match (stage_tiers, &keystore) {
+            (Some(tiers), Some(ks)) => Some(Arc::new(SandboxedStage {
+                tiers,
+                keystore: Arc::clone(ks),
+                dataset: dataset.clone(),
+                init: spec.binaries.init.clone(),
+                worker: spec.binaries.worker.clone(),
+                limits: spec.stage_limits.clone(),
+            }) as Arc<dyn crate::SealedStage>),
+            _ => None,
+        },
+        homomorphic: match &keystore {
+            Some(ks) if !stored && query.may_route(Lane::Homomorphic) => {
+                Some(homomorphic_lane(ks, &plan, &spec)?)
+            }
+            _ => None,
+        },
+        // Restricted records are also kept as TFHE integer ciphertexts
+        // for the programmable path (its keys made on first use).
+        persist_tfhe: match (&keystore, &spec.persist_encrypted) {
+            (Some(ks), Some(_)) if !stored && query.may_route(Lane::Homomorphic) => {
+                let (key, created) = ks.programmable_public_key()?;
+                if created {
+                    log.append(
+                        EntryKind::KeyEvent,
+                        serde_json::json!({"job": job, "event": "created", "key": "tfhe integer keys (programmable path)"}),
+                    )?;
+                }
+                Some(Arc::new(key))
+            }
+            _ => None,
+        },
+        programmable: match (programmable, &keystore) {
+            (Some(compiled), Some(ks)) => Some(programmable_lane(ks, compiled, &plan, &spec)?),
+            _ => None,
+        },
+    };
+    // Whatever happens, the job's end is recorded and checkpointed.
+    let running: Vec<PlanNode> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.runs(spec.bundle.is_some()))
+        .cloned()
+        .collect();
+    let mut outcome = execute(
+        &spec,
+        &running,
+        &config,
+        Audit { log, job },
+        attesting.as_mut().map(|a| (a, custody.keystore.join("zk"))),
+        sink,
+        observer,
+    );
+    // The dataset's policies and metadata travel with its encrypted copy.
+    if let (Ok(Ok(_)), Some(dest)) = (&outcome, &spec.persist_encrypted) {
+        let carried = [
+            (
+                spec.dataset_policies.as_ref().map(|(f, _)| f),
+                "policy.symbi",
+            ),
+            (spec.dataset_metadata.as_ref().map(|(f, _)| f), "meta.json"),
+        ];
+        for (file, name) in carried {
+            let Some(file) = file else { continue };
+            let to = dest.join(name);
+            if let Err(e) = std::fs::copy(file, &to) {
+                let why = format!("cannot copy {} to {}: {e}", file.display(), to.display());
+                outcome = Ok(Err(Failure::Error(why)));
+                break;
+            }
+        }
+    }
+    for event in keystore.iter().flat_map(|ks| ks.created_data_keys()) {
+        log.append(
+            EntryKind::KeyEvent,
+            serde_json::json!({"job": job, "event": "created", "key": "data key", "id": event.id, "dataset": event.dataset, "retired": event.retired}),
+        )?;
+    }
+    if let Ok(Err(Failure::Suspended { lane, line })) = &outcome {
+        let violations = enforce::uncovered(&decision.by_lane[lane.index()], approved.as_ref());
+        let request = enforce::suspend(
+            log,
+            job,
+            serde_json::json!({"op": "classify", "line": line, "class": lane.class()}),
+            ApprovalRequest {
+                overrides: violations,
+                ..this_job
+            },
+            &custody.requests,
+            observer,
+        )?;
+        observer.event(Event::Notice(format!(
+            "the first record classified {} is at {}:line {line}",
+            lane.class(),
+            config.input.display()
+        )));
+        return Ok(Outcome::Suspended { job, request });
+    }
+    let end_detail = match &outcome {
+        Ok(Ok(result_digest)) => {
+            serde_json::json!({"job": job, "status": "ok", "result_sha256": result_digest})
+        }
+        Ok(Err(failure)) => {
+            serde_json::json!({"job": job, "status": "error", "error": failure.to_string()})
+        }
+        Err(e) => serde_json::json!({"job": job, "status": "error", "error": format!("{e:#}")}),
+    };
+    let end_entry = log.append(EntryKind::JobEnd, end_detail)?;
+    log.checkpoint()?;
+    if let (Ok(Ok(_)), Some(a), Some(path)) = (&outcome, attesting.as_mut(), &spec.bundle) {
+        a.record_entry(end_entry);
+        let policy_sha256 = policy_digest(
+            &spec.program,
+            spec.dataset_policies.as_ref().map(|(f, _)| f.as_path()),
+        )?;
+        a.write(
+            path,
+            query,
+            (&spec.program_file, &spec.program_sha256),
+            &policy_sha256,
+            log.path(),
+        )?;
+        observer.event(Event::Notice(format!(
+            "wrote the attestation bundle {}",
+            path.display()
+        )));
+    }
+    match outcome {
+        Ok(Ok(result_sha256)) => Ok(Outcome::Done { job, result_sha256 }),
+        Ok(Err(Failure::Cancelled)) => Ok(Outcome::Cancelled),
+        Ok(Err(failure)) => Ok(Outcome::Failed(failure.to_string())),
+        Err(e) => Err(e),
+    }
+}
+
+/// What is decided about a job before its keystore and audit trail are
+/// touched.
+#[derive(Debug)]
+struct Prepared {
+    programmable: Option<symbiont_operators::Compiled>,
+    planned: Option<Planned>,
+    dataset: String,
+    input_kind: InputKind,
+}
+
+/// [`Job::prepare`].
+fn prepare(spec: &mut JobSpec) -> Result<std::result::Result<Prepared, Outcome>> {
+    let stored = symbiont_operators::is_store(&spec.input);
+    if spec.tfhe_input && !stored {
+        return Ok(Err(Outcome::Usage(format!(
+            "--input {}=tfhe:{}: not a dataset written by --persist-encrypted",
+            spec.query.input,
+            spec.input.display()
+        ))));
+    }
+    // The programmable path's spec: refused here, before anything runs,
+    // if an aggregate cannot be evaluated under encryption.
+    let programmable = if spec.tfhe_input {
+        match symbiont_operators::compile(&spec.query) {
+            Ok(c) => Some(c),
+            Err(why) => return Ok(Err(Outcome::Failed(why.to_string()))),
+        }
+    } else {
+        None
+    };
+    // What `--bundle` attests, decided before anything runs.
+    let planned = match &spec.bundle {
+        None => None,
+        Some(_) if stored => {
+            return Ok(Err(Outcome::Usage(
+                "--bundle: attestation commits to the plaintext at ingestion, so it reads a file input, not a stored dataset".into(),
+            )));
+        }
+        Some(_) => match crate::attest::plan(&spec.query) {
+            Ok(p) => Some(p),
+            Err(why) => return Ok(Err(Outcome::Failed(format!("--bundle: {why}")))),
+        },
+    };
+    if let Some(dest) = spec.persist_encrypted.as_ref().filter(|d| d.exists()) {
+        return Ok(Err(Outcome::Usage(format!(
+            "--persist-encrypted {}: it exists; give a new directory",
+            dest.display()
+        ))));
+    }
+    // The dataset's metadata: its attributes hold; a `--resource` that
+    // says otherwise is refused, not silently overridden.
+    if let Some((file, attributes)) = &spec.dataset_metadata {
+        for (k, v) in attributes {
+            match spec.resource.get(k) {
+                Some(given) if given != v => {
+                    return Ok(Err(Outcome::Usage(format!(
+                        "--resource {k}={given} contradicts the dataset's metadata ({k} = {v} in {})",
+                        file.display()
+                    ))));
+                }
+                _ => {
+                    spec.resource.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+    // The dataset's own policies apply to every action, first; their
+    // allow, deny and requirements are decided before anything runs.
+    if let Some((file, policies)) = &spec.dataset_policies {
+        let denials =
+            symbiont_dsl::check_policies_with(&spec.program, policies, &file.display().to_string());
+        if !denials.is_empty() {
+            return Ok(Err(Outcome::PolicyDiagnostics(denials)));
+        }
+        if let Some(lane) = symbiont_dsl::forced_lane(policies) {
+            spec.query.min_lane = spec.query.min_lane.max(lane);
+        }
+        spec.query
+            .tier_requirements
+            .extend(symbiont_dsl::required_tiers(policies));
+    }
+    let dataset = if stored {
+        // A persisted dataset keeps the id it was sealed under.
+        match symbiont_operators::StoreReader::open(&spec.input, &spec.query.schema) {
+            Ok(store) => store.manifest().dataset.clone(),
+            Err(e) => return Ok(Err(Outcome::Failed(e.to_string()))),
+        }
+    } else {
+        match &spec.dataset_id {
+            Some(id) => id.clone(),
+            None => std::fs::canonicalize(&spec.input)
+                .unwrap_or_else(|_| spec.input.clone())
+                .display()
+                .to_string(),
+        }
+    };
+    let input_kind = match (stored, spec.tfhe_input) {
+        (false, _) => InputKind::File,
+        (true, false) => InputKind::Store,
+        (true, true) => InputKind::StoreTfhe,
+    };
+    Ok(Ok(Prepared {
+        programmable,
+        planned,
+        dataset,
+        input_kind,
+    }))
+}
+
+fn cancelled(spec: &JobSpec) -> bool {
+    spec.cancel
+        .as_ref()
+        .is_some_and(|c| c.load(Ordering::Relaxed))
+}
+
+/// Records the job's end (a status and an error) and checkpoints.
+fn end(log: &mut AuditLog, job: u64, status: &str, error: Option<String>) -> Result<()> {
+    let mut detail = serde_json::json!({"job": job, "status": status});
+    if let Some(e) = error {
+        detail["error"] = e.into();
+    }
+    log.append(EntryKind::JobEnd, detail)?;
+    log.checkpoint()?;
+    Ok(())
+}
+
+/// The `job_start` entry.
+fn job_start(spec: &JobSpec, dataset: &str) -> serde_json::Value {
+    serde_json::json!({
+        "program": spec.program_file,
+        "program_sha256": spec.program_sha256,
+        "agent": spec.query.agent,
+        "input": spec.input.display().to_string(),
+        "dataset": dataset,
+        "policies": spec.query.policies,
+        "dataset_metadata": spec.dataset_metadata.as_ref().map(|(f, _)| serde_json::json!({
+            "file": f.display().to_string(),
+            "sha256": file_digest(f).unwrap_or_default(),
+        })),
+        "dataset_policies": spec.dataset_policies.as_ref().map(|(f, policies)| serde_json::json!({
+            "file": f.display().to_string(),
+            "sha256": file_digest(f).unwrap_or_default(),
+            "names": policies.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
+        })),
+        "workers": spec.workers,
+    })
+}
+
+/// Opens the keystore for a job. The default keystore is created (master
+/// key unsealed, unless a passphrase is given) when it does not exist yet,
+/// which is said and audited; a keystore named by the user must exist (a
+/// mistyped path must not become a new, empty keystore).
+pub fn open_keystore(
+    custody: &Custody,
+    log: &mut AuditLog,
+    observer: &mut dyn Observer,
+) -> Result<Keystore> {
+    let dir = &custody.keystore;
+    let pass = custody.passphrase.as_deref().map(|p| p.as_slice());
+    if custody.create_keystore && !Keystore::exists(dir) {
+        // Another process may create it at the same moment: then use theirs.
+        match Keystore::init(dir, pass) {
+            Ok(report) => {
+                observer.event(Event::Notice(format!(
+                    "created the keystore {} (master key {}{})",
+                    dir.display(),
+                    report.master_id,
+                    if report.sealed {
+                        ", sealed under the passphrase"
+                    } else {
+                        ""
+                    }
+                )));
+                log.append(
+                    EntryKind::KeyEvent,
+                    serde_json::json!({"event": "created", "key": "master key", "id": report.master_id, "keystore": dir.display().to_string()}),
+                )?;
+            }
+            Err(symbiont_crypto::KeystoreError::AlreadyInitialised(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let ks = Keystore::open(dir, pass)?;
+    for path in ks.recovered() {
+        observer.event(Event::Notice(format!(
+            "removed {} left by an interrupted key rotation",
+            path.display()
+        )));
+    }
+    Ok(ks)
+}
+
+/// SHA-256 over the policies a job answers to: the program's policy
+/// declarations (their structure, not their layout) and the dataset's
+/// policy file.
+fn policy_digest(program: &Program, dataset_policies: Option<&Path>) -> Result<String> {
+    let declared: Vec<serde_json::Value> = program
+        .items
+        .iter()
+        .filter(|i| matches!(i, symbiont_dsl::ast::Item::Policy(_)))
+        .map(serde_json::to_value)
+        .collect::<std::result::Result<_, _>>()?;
+    let file = match dataset_policies {
+        Some(f) => Some(file_digest(f)?),
+        None => None,
+    };
+    let text = serde_json::json!({"program": declared, "dataset_policies": file}).to_string();
+    Ok(digest(text.as_bytes()))
+}
+
+/// Where the homomorphic lane's compute stage runs: in the sandbox of the
+/// tier the plan gives it, under `limits`; `None` in this process (tier 0).
+fn compute_sandbox(
+    plan: &Plan,
+    binaries: &StageBinaries,
+    limits: symbiont_sandbox::Limits,
+) -> Option<ComputeSandbox> {
+    match symbiont_sandbox::Tier::from_number(plan.aggregate_tier(Lane::Homomorphic)) {
+        Some(tier) if tier as u8 > 0 => Some(ComputeSandbox {
+            tier,
+            init: binaries.init.clone(),
+            worker: binaries.worker.clone(),
+            limits,
+        }),
+        _ => None,
+    }
+}
+
+/// The homomorphic lane's three roles for a job: the keystore's public key
+/// for ingestion, the compute stage in the tier the plan gives it, and the
+/// keystore as key holder.
+fn homomorphic_lane(ks: &Keystore, plan: &Plan, spec: &JobSpec) -> Result<HomomorphicLane> {
+    let public = ks.additive_public_key().with_context(|| {
+        "the keystore has no TFHE keys for the homomorphic lane (a keystore made before it: create a new one with `symbi keys init`)"
+    })?;
+    let stage: Arc<dyn crate::HomomorphicStage> =
+        match compute_sandbox(plan, &spec.binaries, spec.stage_limits.clone()) {
+            Some(sandbox) => Arc::new(SandboxedReduce(sandbox)),
+            None => Arc::new(InProcessReduce),
+        };
+    Ok(HomomorphicLane {
+        sink: Arc::new(symbiont_operators::PackSink::new(public)),
+        stage,
+        key_holder: Arc::new(KeystoreHolder {
+            dir: ks.dir().to_owned(),
+        }),
+    })
+}
+
+/// The programmable path's stages: the compute stage in the tier the plan
+/// gives it, with the server key on its stdin; the keystore's key holder.
+fn programmable_lane(
+    ks: &Keystore,
+    compiled: symbiont_operators::Compiled,
+    plan: &Plan,
+    spec: &JobSpec,
+) -> Result<ProgrammableLane> {
+    let dir = ks.dir().to_owned();
+    let limits = crate::stage::evaluate_limits(&spec.stage_limits);
+    let stage: Arc<dyn crate::ProgrammableStage> =
+        match compute_sandbox(plan, &spec.binaries, limits) {
+            Some(sandbox) => Arc::new(SandboxedEvaluate {
+                sandbox,
+                keystore: dir.clone(),
+            }),
+            None => Arc::new(InProcessEvaluate { dir: dir.clone() }),
+        };
+    Ok(ProgrammableLane {
+        compiled,
+        stage,
+        key_holder: Arc::new(KeystoreHolder { dir }),
+    })
+}
+
+/// How a job that ran did not produce a result.
+enum Failure {
+    /// A job error.
+    Error(String),
+    /// A record of a forbidden class was seen.
+    Suspended { lane: Lane, line: u64 },
+    /// Stopped by [`JobSpec::cancel`].
+    Cancelled,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Error(e) => f.write_str(e),
+            Failure::Suspended { lane, line } => {
+                write!(f, "suspended at line {line} ({})", lane.class())
+            }
+            Failure::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+/// The audit log and the job's number in it.
+struct Audit<'a> {
+    log: &'a mut AuditLog,
+    job: u64,
+}
+
+/// Runs the job, records its stages, and writes the result; returns the
+/// result's digest, or why there is none. Job errors name
+/// files, lines and fields, never values, so they can be audited.
+fn execute(
+    spec: &JobSpec,
+    running: &[PlanNode],
+    config: &JobConfig,
+    audit: Audit<'_>,
+    attesting: Option<(&mut Attesting, PathBuf)>,
+    sink: &mut dyn ResultSink,
+    observer: &mut dyn Observer,
+) -> Result<std::result::Result<String, Failure>> {
+    let Audit { log, job } = audit;
+    for node in running {
+        log.append(
+            EntryKind::StageStart,
+            serde_json::json!({"job": job, "stage": node.id, "op": node.op, "lane": node.lane, "tier": node.tier}),
+        )?;
+        observer.event(Event::StageStarted {
+            stage: crate::stage::stage_name(node),
+            tier: node.tier,
+        });
+    }
+    // The source stage's read digest is computed beside the job, not before.
+    let digest_path = if symbiont_operators::is_store(&config.input) {
+        config.input.join("batches.bin")
+    } else {
+        config.input.clone()
+    };
+    let digesting = std::thread::spawn(move || file_digest(&digest_path));
+    let result = run_batch(&spec.query, config);
+    let input_digest = digesting
+        .join()
+        .map_err(|_| anyhow::anyhow!("the input digest thread panicked"))??;
+    let output = match result {
+        Ok(output) => output,
+        Err(JobError::Suspended { lane, line, .. }) => {
+            return Ok(Err(Failure::Suspended { lane, line }));
+        }
+        Err(e) => return Ok(Err(Failure::Error(e.to_string()))),
+    };
+    for sandbox in &output.sandboxes {
+        observer.event(Event::Sandbox(sandbox.clone()));
+    }
+    if let Some(symbiont_crypto::LockStatus::Unlocked(why)) = &output.memory_lock {
+        observer.event(Event::Warning(format!(
+            "decrypted batches could not be locked into RAM ({why}); they were still zeroized after use"
+        )));
+    }
+    if cancelled(spec) {
+        return Ok(Err(Failure::Cancelled));
+    }
+    // The prove stage: the result's attested fields, proved over the
+    // committed chunks.
+    let mut attestation = None;
+    if let Some((a, keys_dir)) = attesting {
+        match a.prove(&keys_dir, &output.value)? {
+            Ok(created) => {
+                if created {
+                    log.append(
+                        EntryKind::KeyEvent,
+                        serde_json::json!({"job": job, "event": "created", "key": "Groth16 keys (trusted setup on this machine)", "dir": keys_dir.display().to_string()}),
+                    )?;
+                }
+                let entry = log.append(EntryKind::Proof, a.proof_entry(job))?;
+                a.record_entry(entry);
+                let meta = a.meta();
+                // One proof per chunk.
+                observer.event(Event::Proved {
+                    proofs: meta["chunks"].as_u64().unwrap_or(0) as usize,
+                });
+                attestation = Some(meta);
+            }
+            Err(why) => return Ok(Err(Failure::Error(why))),
+        }
+    }
+    let result = JobResult {
+        output,
+        stages: running.to_vec(),
+        attestation,
+        bundle: spec.bundle.clone(),
+    };
+    let text = sink.render(&result)?;
+    let result_digest = digest(text.as_bytes());
+    let output = &result.output;
+    for node in running {
+        let mut detail =
+            serde_json::json!({"job": job, "stage": node.id, "op": node.op, "lane": node.lane});
+        match node.op {
+            "source" => {
+                detail["read_sha256"] = input_digest.clone().into();
+                detail["rows"] = output.rows.into();
+                detail["quarantined"] = output.quarantined.into();
+            }
+            "route" => {
+                let lane = Lane::ALL.iter().find(|l| Some(l.name()) == node.lane);
+                detail["records"] = lane.map_or(0, |l| output.lanes[l.index()]).into();
+            }
+            "sink" => detail["wrote_sha256"] = result_digest.clone().into(),
+            "commit" | "prove" => {
+                if let Some(a) = &result.attestation {
+                    detail["commitment"] = a["commitment"].clone();
+                    detail["chunks"] = a["chunks"].clone();
+                }
+            }
+            _ => {}
+        }
+        log.append(EntryKind::StageEnd, detail.clone())?;
+        observer.event(Event::StageEnded {
+            stage: crate::stage::stage_name(node),
+            detail,
+        });
+    }
+    sink.write(&text)?;
+    Ok(Ok(result_digest))
+}

@@ -1,0 +1,159 @@
+//! What every format's reader shares: the errors of a source, what to do
+//! after a bad row, what a pass saw, and the scan that cuts a text file
+//! into parts at line ends. The readers (CSV in `source`, NDJSON,
+//! Parquet and Arrow IPC) depend on this module, and `source` on them.
+
+use std::path::{Path, PathBuf};
+
+use crate::record::{Record, RowError};
+use crate::value::Value;
+
+/// Why a source cannot be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The file cannot be opened or read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The header does not match the record struct.
+    #[error("{path}:1: the header does not match `{schema}`: {reason}")]
+    Header {
+        /// The file.
+        path: PathBuf,
+        /// The struct's name.
+        schema: String,
+        /// What does not match.
+        reason: String,
+    },
+    /// The CSV itself is malformed beyond one row.
+    #[error("{path}: {reason}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// The parser's complaint.
+        reason: String,
+    },
+}
+
+/// What the reader does after a bad row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterError {
+    /// Keep reading.
+    Continue,
+    /// Stop reading.
+    Stop,
+}
+
+/// What one pass over a part of a source saw.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    /// Data rows in the part.
+    pub rows: u64,
+    /// Rows delivered as records.
+    pub delivered: u64,
+    /// Rows rejected.
+    pub rejected: u64,
+}
+
+impl SourceStats {
+    /// Hands a typed row to `on_record`, or its error to `on_error`,
+    /// counting it; says whether to go on.
+    pub(crate) fn deliver(
+        &mut self,
+        line: u64,
+        typed: Result<Vec<Value>, RowError>,
+        on_record: &mut impl FnMut(Record),
+        on_error: &mut impl FnMut(RowError) -> AfterError,
+    ) -> AfterError {
+        match typed {
+            Ok(values) => {
+                self.delivered += 1;
+                on_record(Record { line, values });
+                AfterError::Continue
+            }
+            Err(e) => {
+                self.rejected += 1;
+                on_error(e)
+            }
+        }
+    }
+}
+
+/// What one streaming pass over a file's data found.
+pub(crate) struct LineScan {
+    /// Whether the data holds a quote (then a line end may be inside a
+    /// quoted field).
+    pub(crate) quoted: bool,
+    /// `parts` byte ranges `(start, end, lines before start)` that end at
+    /// line ends.
+    pub(crate) ranges: Vec<(u64, u64, u64)>,
+}
+
+/// Streams the file once: finds quotes, and cuts the data after
+/// `data_start` into `parts` ranges near equal sizes, each ending after a
+/// line end, counting lines as it goes.
+pub(crate) fn scan_lines(path: &Path, data_start: u64, parts: usize) -> std::io::Result<LineScan> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let targets: Vec<u64> = (1..parts)
+        .map(|i| data_start + (len.saturating_sub(data_start)) * i as u64 / parts as u64)
+        .collect();
+    // cuts[i]: (offset, lines before it) of the start of part i + 1.
+    let mut cuts: Vec<(u64, u64)> = Vec::with_capacity(parts);
+    let mut quoted = false;
+    let mut lines = 0u64;
+    let mut offset = 0u64;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        let block = &buffer[..n];
+        let data_from = data_start.saturating_sub(offset).min(n as u64) as usize;
+        quoted |= memchr::memchr(b'"', &block[data_from..]).is_some();
+        // Cut after the first line end at or after each target in reach.
+        while let Some(&target) = targets.get(cuts.len()) {
+            let from = target.max(data_start).saturating_sub(offset);
+            if from >= n as u64 {
+                break;
+            }
+            match memchr::memchr(b'\n', &block[from as usize..]) {
+                Some(at) => {
+                    let end = from as usize + at + 1;
+                    let before = lines + bytecount::count(&block[..end], b'\n') as u64;
+                    cuts.push((offset + end as u64, before));
+                }
+                None => break,
+            }
+        }
+        lines += bytecount::count(block, b'\n') as u64;
+        offset += n as u64;
+    }
+    while cuts.len() < targets.len() {
+        cuts.push((len, lines));
+    }
+    let mut starts = vec![(data_start, count_lines_before(path, data_start)?)];
+    starts.extend(cuts);
+    let ranges = starts
+        .iter()
+        .enumerate()
+        .map(|(i, &(start, lines))| {
+            let end = starts.get(i + 1).map_or(len, |next| next.0);
+            (start, end.max(start), lines)
+        })
+        .collect();
+    Ok(LineScan { quoted, ranges })
+}
+
+fn count_lines_before(path: &Path, end: u64) -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut head = vec![0u8; end as usize];
+    std::fs::File::open(path)?.read_exact(&mut head)?;
+    Ok(memchr::memchr_iter(b'\n', &head).count() as u64)
+}

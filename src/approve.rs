@@ -1,0 +1,52 @@
+//! `symbi approve`: an approver signs a suspended job's request.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use symbiont_crypto::ApprovalRequest;
+
+/// Where `symbi approve` reads the request.
+fn read_request(path: &Path) -> Result<ApprovalRequest> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not an approval request", path.display()))
+}
+
+/// `symbi approve REQUEST --approver NAME --reason TEXT [--expires D] --out FILE`.
+pub(crate) fn approve(
+    request: &Path,
+    approver: &str,
+    key: Option<&Path>,
+    reason: &str,
+    expires: std::time::Duration,
+    keystore: Option<&Path>,
+    out: &Path,
+) -> Result<u8> {
+    let keystore = crate::keys::dir_or_default(keystore)?;
+    let keystore = keystore.as_path();
+    let req = read_request(request)?;
+    let text = symbiont_crypto::sign_approval(
+        keystore,
+        approver,
+        key,
+        req.clone(),
+        reason,
+        std::time::SystemTime::now() + expires,
+    )?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .with_context(|| format!("cannot create {} (it must not exist)", out.display()))?;
+    std::io::Write::write_all(&mut f, text.as_bytes())
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!(
+        "symbi: {approver} approved {} override(s) for agent `{}` on dataset `{}`; wrote {}",
+        req.overrides.len(),
+        req.agent,
+        req.dataset,
+        out.display()
+    );
+    Ok(crate::exit::OK)
+}

@@ -1,0 +1,777 @@
+//! The auditor's side of attestation: checks a `symbi run --bundle`
+//! bundle offline, and turns one of its proofs into snarkjs' files.
+//!
+//! This crate builds without tfhe, timely, arrow or nix (`cargo tree -p
+//! symbiont-verify` shows none), so an auditor can build just it and its
+//! `symbi-verify` binary: `cargo install --path verify`. `symbi verify`
+//! runs the same [`checks`]. `docs/ATTESTATION.md` describes the bundle
+//! field by field and what each check means.
+//!
+//! ```no_run
+//! let bundle = symbiont_verify::read_bundle(std::path::Path::new("job.bundle.json")).unwrap();
+//! let checks = symbiont_verify::checks(&bundle, None);
+//! assert!(checks.iter().all(|c| c.failure.is_none()));
+//! ```
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Value, json};
+use sha2::Digest;
+use symbiont_audit::{AuditVerifyingKey, EntryKind, merkle};
+use symbiont_circuits::attest::{self, Chunk, encoding};
+use symbiont_circuits::statement::{Comparison, Kind, Op, Statement};
+use symbiont_ir::AggKind;
+
+/// The bundle format's name and version.
+pub const FORMAT: &str = "symbiont-attestation-bundle";
+/// The bundle format version this crate reads and `symbi run` writes.
+pub const VERSION: u64 = 1;
+
+/// The lower-case hex SHA-256 of `bytes` (how a bundle names a key).
+pub fn digest(bytes: &[u8]) -> String {
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// How a group key becomes the `u32` the commitment holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyCode {
+    /// A string: the first four bytes of its SHA-256, big-endian.
+    Text,
+    /// An `int` in 0..2^32 (or a `bool`): itself.
+    Int,
+}
+
+impl KeyCode {
+    /// Its name in a bundle's `grouping.encoding`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyCode::Text => "sha256-u32",
+            KeyCode::Int => "int",
+        }
+    }
+
+    /// The code named `name`, if this crate knows it.
+    pub fn from_name(name: &str) -> Option<KeyCode> {
+        [KeyCode::Text, KeyCode::Int]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
+
+    /// The code of a key as the job's result shows it.
+    pub fn of(self, key: &Value) -> Option<u32> {
+        match (self, key) {
+            (KeyCode::Text, Value::String(s)) => Some(text_code(s)),
+            (KeyCode::Int, Value::Number(n)) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+            (KeyCode::Int, Value::Bool(b)) => Some(u32::from(*b)),
+            _ => None,
+        }
+    }
+}
+
+/// A string key's code: the first four bytes of its SHA-256.
+pub fn text_code(s: &str) -> u32 {
+    let digest = sha2::Sha256::digest(s.as_bytes());
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+}
+
+/// What the owner signs: the dataset, its record count, its chunks'
+/// commitments and the dataset commitment.
+pub fn note_body(
+    dataset: &str,
+    records: u64,
+    chunks: &[symbiont_circuits::Fr],
+    commitment: &symbiont_circuits::Fr,
+) -> String {
+    let mut body = format!(
+        "symbiont dataset commitment v1\ndataset {}\nrecords {records}\nchunks {}\n",
+        dataset.replace('\n', " "),
+        chunks.len()
+    );
+    for c in chunks {
+        body.push_str(&format!("chunk {}\n", encoding::fr_text(c)));
+    }
+    body.push_str(&format!("commitment {}\n", encoding::fr_text(commitment)));
+    body
+}
+
+/// An attested output's value from the statement's totals: `kind`
+/// (count, sum or avg) of the aggregate whose count is at `output` (its
+/// sum follows it).
+pub fn value_of(kind: AggKind, output: usize, totals: &[u64]) -> Value {
+    let count = totals[output];
+    match kind {
+        AggKind::Count => json!(count),
+        AggKind::Sum => json!(totals[output + 1]),
+        _ if count == 0 => Value::Null,
+        _ => json!(totals[output + 1] as f64 / count as f64),
+    }
+}
+
+/// Equal as numbers (an `avg` is a float; counts and sums are integers).
+pub fn same(a: &Value, b: &Value) -> bool {
+    match (a.as_u64(), b.as_u64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => match (a.as_f64(), b.as_f64()) {
+            (Some(x), Some(y)) => x == y || (x - y).abs() <= 1e-9 * x.abs().max(y.abs()),
+            _ => a == b,
+        },
+    }
+}
+
+/// One check of a bundle, and why it failed if it did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    /// What was checked, in words.
+    pub what: String,
+    /// Why it failed; `None` if it passed.
+    pub failure: Option<String>,
+}
+
+fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("not hex".into());
+    }
+    (0..text.len() / 2)
+        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|e| e.to_string()))
+        .collect()
+}
+
+fn field<'a>(v: &'a Value, path: &str) -> Result<&'a Value, String> {
+    path.split('.')
+        .try_fold(v, |v, k| v.get(k))
+        .ok_or_else(|| format!("the bundle has no `{path}`"))
+}
+
+fn text<'a>(v: &'a Value, path: &str) -> Result<&'a str, String> {
+    field(v, path)?
+        .as_str()
+        .ok_or_else(|| format!("`{path}` is not a string"))
+}
+
+/// Everything a bundle claims, decoded (or the first thing that does not
+/// decode). Nothing in it is checked yet: [`checks`] does that.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The key that signed the commitment and the audit checkpoint.
+    pub signer: AuditVerifyingKey,
+    /// The dataset's id.
+    pub dataset: String,
+    /// Its record count.
+    pub records: u64,
+    /// Each chunk's commitment.
+    pub chunks: Vec<symbiont_circuits::Fr>,
+    /// The dataset commitment.
+    pub commitment: symbiont_circuits::Fr,
+    /// The signed note over the commitment.
+    pub note: String,
+    /// The statement the proofs are of.
+    pub statement: Statement,
+    /// One proof per chunk.
+    pub proofs: Vec<Chunk>,
+    /// The Groth16 verifying key.
+    pub vk: attest::VerifyingKey,
+    /// The SHA-256 the bundle gives for it.
+    pub vk_sha256: String,
+    /// Its bytes.
+    pub vk_bytes: Vec<u8>,
+}
+
+/// Decodes a bundle's claims (the first field that does not decode is
+/// the error).
+pub fn decode(bundle: &Value) -> Result<Decoded, String> {
+    if text(bundle, "format")? != FORMAT {
+        return Err(format!("not a {FORMAT}"));
+    }
+    let version = field(bundle, "version")?.as_u64();
+    if version != Some(VERSION) {
+        return Err(format!(
+            "version {version:?}: this symbi reads version {VERSION}"
+        ));
+    }
+    let signer =
+        AuditVerifyingKey::parse(text(bundle, "signer")?).map_err(|e| format!("`signer`: {e}"))?;
+    let chunks = field(bundle, "dataset.chunks")?
+        .as_array()
+        .ok_or("`dataset.chunks` is not a list")?
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            c.as_str()
+                .ok_or_else(|| format!("`dataset.chunks[{i}]` is not a string"))
+                .and_then(|t| {
+                    encoding::fr_from(t).map_err(|e| format!("`dataset.chunks[{i}]`: {e}"))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let commitment = encoding::fr_from(text(bundle, "dataset.commitment")?)
+        .map_err(|e| format!("`dataset.commitment`: {e}"))?;
+    let statement: Statement = serde_json::from_value(field(bundle, "statement")?.clone())
+        .map_err(|e| format!("`statement`: {e}"))?;
+    let proofs = field(bundle, "proofs")?
+        .as_array()
+        .ok_or("`proofs` is not a list")?
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let at = |what: &str| format!("`proofs[{i}].{what}`");
+            let bytes = decode_hex(p.get("proof").and_then(Value::as_str).unwrap_or(""))
+                .map_err(|e| format!("{}: {e}", at("proof")))?;
+            let proof = encoding::proof_from(&bytes)
+                .map_err(|e| format!("{} does not decode: {e}", at("proof")))?;
+            let outputs: Vec<u64> =
+                serde_json::from_value(p.get("outputs").cloned().unwrap_or_default())
+                    .map_err(|e| format!("{}: {e}", at("outputs")))?;
+            Ok(Chunk {
+                commitment: chunks.get(i).copied().unwrap_or_default(),
+                records: p
+                    .get("records")
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| at("records"))?,
+                outputs,
+                proof,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let vk_bytes = decode_hex(text(bundle, "verifying_key.key")?)
+        .map_err(|e| format!("`verifying_key.key`: {e}"))?;
+    let vk = encoding::vk_from(&vk_bytes)
+        .map_err(|e| format!("the verifying key does not decode: {e}"))?;
+    Ok(Decoded {
+        signer,
+        dataset: text(bundle, "dataset.id")?.to_string(),
+        records: field(bundle, "dataset.records")?
+            .as_u64()
+            .ok_or("`dataset.records` is not a count")?,
+        chunks,
+        commitment,
+        note: text(bundle, "dataset.signed")?.to_string(),
+        statement,
+        proofs,
+        vk,
+        vk_sha256: text(bundle, "verifying_key.sha256")?.to_string(),
+        vk_bytes,
+    })
+}
+
+/// Runs every check of `bundle`; `key` pins the signer. The bundle
+/// verifies if no check has a failure.
+pub fn checks(bundle: &Value, key: Option<&AuditVerifyingKey>) -> Vec<Check> {
+    let mut out = Vec::new();
+    let mut check = |what: &str, result: Result<(), String>| {
+        out.push(Check {
+            what: what.into(),
+            failure: result.err(),
+        })
+    };
+    let d = match decode(bundle) {
+        Ok(d) => d,
+        Err(why) => {
+            check("the bundle decodes", Err(why));
+            return out;
+        }
+    };
+    check("the bundle decodes", Ok(()));
+    if let Some(k) = key {
+        check(
+            "the signer is the given key",
+            if *k == d.signer {
+                Ok(())
+            } else {
+                Err(format!(
+                    "signed by {}, not by {}",
+                    d.signer.to_note_key(),
+                    k.to_note_key()
+                ))
+            },
+        );
+    }
+    // The owner's signature over the dataset commitment.
+    let expected = note_body(&d.dataset, d.records, &d.chunks, &d.commitment);
+    check(
+        "the dataset commitment's signature",
+        match d.signer.verify_note(&d.note) {
+            Err(e) => Err(format!("the signed commitment does not verify: {e}")),
+            Ok(body) if body != expected => Err(
+                "the signed commitment is not this bundle's dataset, records, chunks and commitment"
+                    .into(),
+            ),
+            Ok(_) => Ok(()),
+        },
+    );
+    check(
+        "the dataset commitment covers the chunks",
+        if symbiont_circuits::commit::dataset(&d.chunks) == d.commitment {
+            Ok(())
+        } else {
+            Err("`dataset.commitment` is not the commitment of `dataset.chunks`".into())
+        },
+    );
+    check(
+        "the verifying key's hash",
+        if digest(&d.vk_bytes) == d.vk_sha256 {
+            Ok(())
+        } else {
+            Err("`verifying_key.sha256` is not the key's SHA-256".into())
+        },
+    );
+    check(
+        "a proof per chunk",
+        if d.proofs.len() == d.chunks.len() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} proofs for {} chunks",
+                d.proofs.len(),
+                d.chunks.len()
+            ))
+        },
+    );
+    let records: u64 = d.proofs.iter().map(|p| p.records).sum();
+    check(
+        "the chunks hold the dataset's records",
+        if records == d.records {
+            Ok(())
+        } else {
+            Err(format!(
+                "the proofs cover {records} records, the dataset has {}",
+                d.records
+            ))
+        },
+    );
+    let totals = match attest::verify(&d.vk, &d.statement, &d.proofs) {
+        Ok((_, totals)) => {
+            check("every chunk's proof", Ok(()));
+            Some(totals)
+        }
+        Err((i, why)) => {
+            check(
+                "every chunk's proof",
+                Err(format!("proof {i} (chunk {i}): {why}")),
+            );
+            None
+        }
+    };
+    if let Some(totals) = totals {
+        let attested = field(bundle, "attested")
+            .ok()
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if attested.is_empty() {
+            check(
+                "the attested outputs",
+                Err("the bundle attests no output".into()),
+            );
+        }
+        for a in &attested {
+            let name = a
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string();
+            let kind = match a.get("aggregate").and_then(Value::as_str) {
+                Some("count") => Some(AggKind::Count),
+                Some("sum") => Some(AggKind::Sum),
+                Some("avg") => Some(AggKind::Avg),
+                _ => None,
+            };
+            let output = a.get("output").and_then(Value::as_u64).map(|o| o as usize);
+            let group = a.get("group").and_then(Value::as_u64).map(|g| g as usize);
+            let label = match group {
+                Some(g) => {
+                    let key = bundle
+                        .pointer(&format!("/grouping/groups/{g}/key"))
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    format!("output `{name}` of group {g} ({key})")
+                }
+                None => format!("output `{name}`"),
+            };
+            let result = match (kind, output) {
+                (Some(kind), Some(output))
+                    if d.statement.aggregate_at(output).is_some_and(|agg| {
+                        // A count may be any aggregate's; a sum or an
+                        // average needs a sum.
+                        kind == AggKind::Count || matches!(agg.kind, Kind::Sum(_))
+                    }) =>
+                {
+                    let proved = value_of(kind, output, &totals);
+                    let row = match group {
+                        Some(g) => bundle.get("outputs").and_then(|o| o.get(g)),
+                        None => bundle.get("outputs"),
+                    };
+                    let claimed = row
+                        .and_then(|o| o.get(&name))
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    if same(&proved, &claimed) {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "{label}: the bundle says {claimed}, the proofs attest {proved}"
+                        ))
+                    }
+                }
+                _ => Err(format!("{label}: no such aggregate in the statement")),
+            };
+            check(&label, result);
+        }
+        check(
+            "every output is attested",
+            every_output_attested(bundle, &attested),
+        );
+        if let Some(grouping) = bundle.get("grouping") {
+            check(
+                "the groups cover every record",
+                group_checks(bundle, grouping, &attested, &d.statement, &totals),
+            );
+        }
+    }
+    audit_checks(bundle, &d, &mut check);
+    out
+}
+
+/// Every value the bundle's `outputs` shows has an attested entry (a
+/// group's key aside: the grouping checks cover it), so that no number in
+/// it stands there without a proof.
+fn every_output_attested(bundle: &Value, attested: &[Value]) -> Result<(), String> {
+    let covered = |group: Option<usize>, name: &str| {
+        attested.iter().any(|a| {
+            a.get("group").and_then(Value::as_u64) == group.map(|g| g as u64)
+                && a.get("name").and_then(Value::as_str) == Some(name)
+        })
+    };
+    match bundle.get("outputs") {
+        Some(Value::Object(outputs)) => {
+            for name in outputs.keys() {
+                if !covered(None, name) {
+                    return Err(format!("output `{name}`: no attested entry proves it"));
+                }
+            }
+        }
+        Some(Value::Array(rows)) => {
+            let key = bundle.pointer("/grouping/key").and_then(Value::as_str);
+            for (g, row) in rows.iter().enumerate() {
+                let row = row
+                    .as_object()
+                    .ok_or_else(|| format!("`outputs[{g}]` is not an object"))?;
+                for name in row.keys().filter(|n| Some(n.as_str()) != key) {
+                    if !covered(Some(g), name) {
+                        return Err(format!(
+                            "output `{name}` of group {g}: no attested entry proves it"
+                        ));
+                    }
+                }
+            }
+        }
+        _ => return Err("`outputs` is neither an object nor a list of rows".into()),
+    }
+    Ok(())
+}
+
+/// A grouped bundle's groups: each group's code is its key's, its count
+/// counts exactly the records with that code, every attested output of
+/// the group is behind that filter, and the group counts add up to the
+/// count of every record (so no group is left out and none counted
+/// twice: the codes differ).
+fn group_checks(
+    bundle: &Value,
+    grouping: &Value,
+    attested: &[Value],
+    st: &Statement,
+    totals: &[u64],
+) -> Result<(), String> {
+    let code = KeyCode::from_name(text(grouping, "encoding")?)
+        .ok_or("`grouping.encoding` is not one this symbi knows")?;
+    let key_name = text(grouping, "key")?;
+    let key_field = field(grouping, "field")?
+        .as_u64()
+        .ok_or("`grouping.field` is not an index")? as usize;
+    let count_at = |output: Option<u64>, what: &str| -> Result<(usize, Vec<usize>), String> {
+        let output = output.ok_or_else(|| format!("{what}: no output"))? as usize;
+        match st.aggregate_at(output) {
+            Some(a) if a.kind == Kind::Count => Ok((output, a.filters.clone())),
+            _ => Err(format!("{what}: output {output} is not a count")),
+        }
+    };
+    let (total, filters) = count_at(field(grouping, "total")?.as_u64(), "`grouping.total`")?;
+    if !filters.is_empty() {
+        return Err("`grouping.total` counts filtered records, not every record".into());
+    }
+    let groups = field(grouping, "groups")?
+        .as_array()
+        .ok_or("`grouping.groups` is not a list")?;
+    let rows = bundle.get("outputs").and_then(Value::as_array);
+    let mut codes = Vec::new();
+    let mut filter_of = Vec::new();
+    let mut counted = 0u64;
+    for (g, group) in groups.iter().enumerate() {
+        let key = group.get("key").cloned().unwrap_or(Value::Null);
+        let what = format!("group {g} ({key})");
+        let c = code
+            .of(&key)
+            .filter(|c| group.get("code").and_then(Value::as_u64) == Some(u64::from(*c)))
+            .ok_or_else(|| format!("{what}: its code is not its key's"))?;
+        if codes.contains(&c) {
+            return Err(format!("{what}: another group has its code"));
+        }
+        codes.push(c);
+        if rows.and_then(|r| r.get(g)).and_then(|r| r.get(key_name)) != Some(&key) {
+            return Err(format!("{what}: `outputs[{g}]` is another group's"));
+        }
+        let (output, filters) = count_at(group.get("count").and_then(Value::as_u64), &what)?;
+        let expected = Comparison {
+            field: key_field,
+            op: Op::Eq,
+            threshold: c,
+        };
+        match filters.as_slice() {
+            [f] if st.comparisons.get(*f) == Some(&expected) => filter_of.push(*f),
+            _ => {
+                return Err(format!(
+                    "{what}: its count is not of `{key_name}` == its code"
+                ));
+            }
+        }
+        counted += totals[output];
+    }
+    if counted != totals[total] {
+        return Err(format!(
+            "the groups hold {counted} records, the dataset {}",
+            totals[total]
+        ));
+    }
+    for a in attested {
+        let (Some(g), Some(output)) = (
+            a.get("group").and_then(Value::as_u64),
+            a.get("output").and_then(Value::as_u64),
+        ) else {
+            return Err("an attested output of a grouped result names no group".into());
+        };
+        let filter = filter_of
+            .get(g as usize)
+            .ok_or_else(|| format!("an attested output names group {g}, which is not listed"))?;
+        if !st
+            .aggregate_at(output as usize)
+            .is_some_and(|agg| agg.filters.contains(filter))
+        {
+            return Err(format!(
+                "output {output} is attested for group {g} but is not behind its key"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The audit checkpoint (signed by the same key) and the job's entries in
+/// it, among them the dataset commitment.
+fn audit_checks(bundle: &Value, d: &Decoded, check: &mut impl FnMut(&str, Result<(), String>)) {
+    let note = match text(bundle, "audit.checkpoint") {
+        Ok(n) => n,
+        Err(why) => return check("the audit checkpoint", Err(why)),
+    };
+    let (size, root) = match d
+        .signer
+        .verify_note(note)
+        .map_err(|e| e.to_string())
+        .and_then(parse_checkpoint)
+    {
+        Ok(x) => x,
+        Err(why) => {
+            return check(
+                "the audit checkpoint",
+                Err(format!("the checkpoint does not verify: {why}")),
+            );
+        }
+    };
+    check("the audit checkpoint", Ok(()));
+    let entries = field(bundle, "audit.entries")
+        .ok()
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let (mut committed, mut proved) = (false, false);
+    for (i, e) in entries.iter().enumerate() {
+        let result = (|| {
+            let index = e.get("index").and_then(Value::as_u64).ok_or("no index")?;
+            let body = BASE64
+                .decode(e.get("entry").and_then(Value::as_str).unwrap_or(""))
+                .map_err(|e| e.to_string())?;
+            let proof = e
+                .get("proof")
+                .and_then(Value::as_array)
+                .ok_or("no proof")?
+                .iter()
+                .map(|h| {
+                    decode_hex(h.as_str().unwrap_or("")).and_then(|b| {
+                        <[u8; 32]>::try_from(b).map_err(|_| "a hash is 32 bytes".to_string())
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if !merkle::verify_inclusion(&merkle::leaf_hash(&body), index, size, &proof, &root) {
+                return Err(format!("entry {index} is not in the checkpointed log"));
+            }
+            let entry: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+            let kind = entry.get("kind").and_then(Value::as_str);
+            let detail = |key: &str| {
+                entry
+                    .pointer(&format!("/detail/{key}"))
+                    .and_then(Value::as_str)
+            };
+            if kind == Some(EntryKind::DatasetCommitment.as_str())
+                && detail("commitment") == Some(encoding::fr_text(&d.commitment).as_str())
+            {
+                committed = true;
+            }
+            if kind == Some(EntryKind::Proof.as_str())
+                && detail("verifying_key_sha256") == Some(d.vk_sha256.as_str())
+            {
+                proved = true;
+            }
+            Ok(())
+        })();
+        check(&format!("audit entry {i}"), result);
+    }
+    check(
+        "the audit log records the commitment",
+        if committed {
+            Ok(())
+        } else {
+            Err("no included audit entry records this dataset commitment".into())
+        },
+    );
+    check(
+        "the audit log records the proofs",
+        if proved {
+            Ok(())
+        } else {
+            Err("no included audit entry records proofs under this verifying key".into())
+        },
+    );
+}
+
+/// A C2SP checkpoint body: origin, size, base64 root.
+fn parse_checkpoint(body: &str) -> Result<(u64, [u8; 32]), String> {
+    let mut lines = body.lines().skip(1);
+    let size = lines
+        .next()
+        .and_then(|l| l.parse().ok())
+        .ok_or("no tree size")?;
+    let root = lines
+        .next()
+        .and_then(|l| BASE64.decode(l).ok())
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or("no root hash")?;
+    Ok((size, root))
+}
+
+/// Reads a bundle file as JSON (the error names the file).
+pub fn read_bundle(path: &Path) -> Result<Value, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("{}: not JSON: {e}", path.display()))
+}
+
+/// Runs every check of the bundle at `path` (a bundle that cannot be read
+/// is one failed check).
+pub fn verify_file(path: &Path, key: Option<&AuditVerifyingKey>) -> Vec<Check> {
+    match read_bundle(path) {
+        Ok(bundle) => checks(&bundle, key),
+        Err(why) => vec![Check {
+            what: "the bundle decodes".into(),
+            failure: Some(why),
+        }],
+    }
+}
+
+/// The report of [`verify_file`] as `symbi verify` prints it: one line a
+/// check and `PATH: verified` at the end if all passed, or (with `json`)
+/// one object.
+pub fn report(path: &Path, results: &[Check], json_out: bool) -> String {
+    let ok = results.iter().all(|c| c.failure.is_none());
+    if json_out {
+        let out = json!({
+            "bundle": path.display().to_string(),
+            "ok": ok,
+            "checks": results.iter().map(|c| json!({
+                "check": c.what,
+                "ok": c.failure.is_none(),
+                "failure": c.failure,
+            })).collect::<Vec<_>>(),
+        });
+        return serde_json::to_string_pretty(&out).expect("JSON values serialize") + "\n";
+    }
+    let mut text = String::new();
+    for c in results {
+        match &c.failure {
+            None => text.push_str(&format!("ok      {}\n", c.what)),
+            Some(why) => text.push_str(&format!("FAILED  {}: {why}\n", c.what)),
+        }
+    }
+    if ok {
+        text.push_str(&format!("{}: verified\n", path.display()));
+    }
+    text
+}
+
+/// Why one proof of a bundle cannot be exported.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The bundle does not decode, or the proof's public inputs do not.
+    #[error("{0}")]
+    Invalid(String),
+    /// `chunk` is not one of the bundle's proofs.
+    #[error("the bundle has {proofs} proofs; --chunk {chunk} is not one")]
+    NoSuchChunk {
+        /// The index asked for.
+        chunk: usize,
+        /// How many proofs the bundle has.
+        proofs: usize,
+    },
+}
+
+/// Proof `chunk` of a decoded bundle as snarkjs' three files (name and
+/// JSON): `snarkjs groth16 verify verification_key.json public.json
+/// proof.json` checks it.
+pub fn snarkjs_files(d: &Decoded, chunk: usize) -> Result<[(&'static str, Value); 3], ExportError> {
+    let c = d.proofs.get(chunk).ok_or(ExportError::NoSuchChunk {
+        chunk,
+        proofs: d.proofs.len(),
+    })?;
+    let public = attest::chunk_public(&d.statement, c)
+        .map_err(|why| ExportError::Invalid(format!("proof {chunk}: {why}")))?;
+    Ok([
+        (
+            "verification_key.json",
+            symbiont_circuits::snarkjs::verifying_key(&d.vk),
+        ),
+        ("proof.json", symbiont_circuits::snarkjs::proof(&c.proof)),
+        ("public.json", symbiont_circuits::snarkjs::public(&public)),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_compare_as_numbers() {
+        assert!(same(&json!(3), &json!(3)));
+        assert!(!same(&json!(3), &json!(4)));
+        assert!(same(&json!(2.5), &json!(2.5)));
+        assert!(!same(&json!(2.5), &json!(2.6)));
+        assert!(!same(&json!(3), &Value::Null));
+    }
+
+    #[test]
+    fn hex_is_checked() {
+        assert_eq!(decode_hex("00ff").unwrap(), vec![0, 255]);
+        assert!(decode_hex("0").is_err());
+        assert!(decode_hex("zz").is_err());
+    }
+}
