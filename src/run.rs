@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use symbiont_dsl::ast::Program;
 use symbiont_dsl::{Diagnostic, SourceFile, check, lower_query, parse_bytes};
 use symbiont_engine::{
-    Custody, Event, Job, JobOutput, JobResult, JobSpec, Observer, OnError, Outcome, ResultSink,
-    StageBinaries,
+    Custody, Event, Job, JobOutput, JobResult, JobSpec, Observer, OnError, Outcome, Passphrase,
+    ResultSink, StageBinaries,
 };
 use symbiont_operators::{
     Attributes, CompiledPolicies, Effect, InputKind, Plan, PolicyValue, Query,
@@ -120,58 +120,6 @@ struct Loaded {
     program_sha256: String,
 }
 
-/// A dataset's policy file and its policies.
-type DatasetPolicies = (PathBuf, Vec<symbiont_operators::Policy>);
-
-/// The policies `input` carries, if it carries any: every policy of its
-/// policy file, named `dataset:NAME`, in the order written (after those
-/// each extends). A file that is not a valid policy-only program is
-/// reported, and its exit code returned.
-fn dataset_policies(input: &Path) -> Result<std::result::Result<Option<DatasetPolicies>, u8>> {
-    let file = symbiont_engine::dataset_policy_file(input);
-    if !file.exists() {
-        return Ok(Ok(None));
-    }
-    let f = match ProgramFile::open(&file)? {
-        Ok(f) => f,
-        Err(code) => return Ok(Err(code)),
-    };
-    let mut diagnostics = check(&f.program);
-    diagnostics.extend(symbiont_dsl::check_policies(&f.program));
-    for item in &f.program.items {
-        if !matches!(item, symbiont_dsl::ast::Item::Policy(_)) {
-            diagnostics.push(Diagnostic::error(
-                symbiont_dsl::Code::E0301,
-                item.span(),
-                "a dataset's policy file holds only `policy` definitions",
-            ));
-        }
-    }
-    if !diagnostics.is_empty() {
-        f.report(&diagnostics)?;
-        return Ok(Err(exit::INVALID_PROGRAM));
-    }
-    let defined = symbiont_dsl::policies(&f.program).map_err(|_| anyhow::anyhow!("invalid"))?;
-    let names: Vec<String> = f
-        .program
-        .items
-        .iter()
-        .filter_map(|i| match i {
-            symbiont_dsl::ast::Item::Policy(p) => Some(p.name.name.clone()),
-            _ => None,
-        })
-        .collect();
-    let policies = symbiont_dsl::with_ancestors(&f.program, &names)
-        .iter()
-        .filter_map(|n| defined.get(n))
-        .map(|p| symbiont_operators::Policy {
-            name: format!("dataset:{}", p.name),
-            ..p.clone()
-        })
-        .collect();
-    Ok(Ok(Some((file, policies))))
-}
-
 /// Parses, checks (types and policies) and lowers `file`; on failure prints
 /// its diagnostics and returns the exit code.
 fn load(file: &Path, agent: Option<&str>) -> Result<std::result::Result<Loaded, u8>> {
@@ -248,11 +196,6 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
             query.input
         ));
     };
-    let dataset_metadata = symbiont_engine::dataset_metadata(&input)?;
-    let dataset_policies = match dataset_policies(&input)? {
-        Ok(p) => p,
-        Err(code) => return Ok(code),
-    };
     let on_error = match args.on_error.as_str() {
         "fail" => OnError::Fail,
         other => match other.strip_prefix("quarantine=") {
@@ -282,8 +225,6 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         input,
         tfhe_input,
         dataset_id: args.dataset_id.clone(),
-        dataset_metadata,
-        dataset_policies,
         principal,
         resource,
         workers,
@@ -299,10 +240,13 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
     let outcome = match job {
         Err(outcome) => outcome,
         Ok(job) => {
+            let passphrase_env = args.passphrase_env.clone();
             let custody = Custody {
                 keystore: crate::keys::dir_or_default(args.keystore.as_deref())?,
                 create_keystore: args.keystore.is_none(),
-                passphrase: crate::keys::passphrase(args.passphrase_env.as_deref())?,
+                passphrase: Passphrase::from_fn(move || {
+                    crate::keys::passphrase(passphrase_env.as_deref())
+                }),
                 aes_backend: args.aes_backend,
                 // The audit log keeps its own key (--audit-key, or the
                 // default keystore's) whichever keystore seals the data.
@@ -310,20 +254,20 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
                     Some(k) => k.clone(),
                     None => audit::default_key()?,
                 },
-                requests: audit::home_dir("XDG_STATE_HOME", ".local/state")?.join("requests"),
+                requests: audit::home_dir("XDG_STATE_HOME", ".local/state")
+                    .map(|d| d.join("requests"))
+                    .map_err(|e| format!("{e:#}")),
             };
             let mut log = args.audit.open()?;
-            let bar = progress.map(show_progress);
             let mut sink = Sink {
                 format: &args.format,
                 out: args.out.as_deref(),
             };
-            let outcome = job.run(&custody, &mut log, &mut sink, &mut Printer);
-            if let Some((done, thread)) = bar {
-                done.store(true, Ordering::Relaxed);
-                let _ = thread.join();
-            }
-            outcome?
+            let mut printer = Printer {
+                progress,
+                spinner: None,
+            };
+            job.run(&custody, &mut log, &mut sink, &mut printer)?
         }
     };
     Ok(match outcome {
@@ -338,20 +282,57 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
             report(&source, &denials)?;
             exit::POLICY_DENIED
         }
+        Outcome::InvalidPolicyFile(file, diagnostics) => {
+            report(&file, &diagnostics)?;
+            exit::INVALID_PROGRAM
+        }
         Outcome::Usage(message) => return usage(message),
     })
 }
 
-/// Prints a job's notices and warnings on stderr.
-struct Printer;
+/// Prints a job's notices and warnings on stderr, and shows the rows read
+/// while its stages run (on a terminal).
+struct Printer {
+    progress: Option<Arc<AtomicU64>>,
+    spinner: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
+}
+
+impl Printer {
+    fn stop_spinner(&mut self) {
+        if let Some((done, thread)) = self.spinner.take() {
+            done.store(true, Ordering::Relaxed);
+            let _ = thread.join();
+        }
+    }
+}
 
 impl Observer for Printer {
     fn event(&mut self, event: Event) {
         match event {
-            Event::Notice(text) => eprintln!("symbi: {text}"),
-            Event::Warning(text) => eprintln!("symbi: warning: {text}"),
+            // The stages start just before the dataflow reads the input.
+            Event::StageStarted { .. } => {
+                if let Some(rows) = self.progress.take() {
+                    self.spinner = Some(show_progress(rows));
+                }
+                return;
+            }
+            Event::Notice(text) => {
+                self.stop_spinner();
+                eprintln!("symbi: {text}");
+            }
+            Event::Warning(text) => {
+                self.stop_spinner();
+                eprintln!("symbi: warning: {text}");
+            }
             _ => {}
         }
+        self.stop_spinner();
+    }
+}
+
+impl Drop for Printer {
+    fn drop(&mut self) {
+        self.stop_spinner();
     }
 }
 

@@ -10,7 +10,8 @@ use std::sync::atomic::AtomicBool;
 
 use serde_json::Value;
 use symbiont_engine::{
-    Custody, Event, Job, JobResult, JobSpec, OnError, Outcome, ResultSink, StageBinaries,
+    Custody, Event, Job, JobResult, JobSpec, OnError, Outcome, Passphrase, ResultSink,
+    StageBinaries,
 };
 
 mod common;
@@ -136,8 +137,6 @@ fn spec(env: &Tree, input: PathBuf) -> JobSpec {
         input,
         tfhe_input: false,
         dataset_id: Some("rows".into()),
-        dataset_metadata: None,
-        dataset_policies: None,
         principal: BTreeMap::new(),
         resource: BTreeMap::new(),
         workers: 2,
@@ -159,10 +158,10 @@ fn custody(env: &Tree) -> Custody {
     Custody {
         keystore: env.path("data/keystore"),
         create_keystore: true,
-        passphrase: None,
+        passphrase: Passphrase::none(),
         aes_backend: symbiont_crypto::Backend::DEFAULT,
         audit_key: env.path("data/audit.key"),
-        requests: env.path("state/requests"),
+        requests: Ok(env.path("state/requests")),
     }
 }
 
@@ -279,4 +278,26 @@ fn a_request_that_cannot_run_is_refused_before_anything_is_touched() {
     }
     assert!(!env.path("state/audit.log").exists());
     assert!(!env.path("data/keystore").exists());
+}
+
+#[test]
+fn a_front_end_cannot_leave_out_the_datasets_own_policies() {
+    // The library reads the policy file beside the input itself: a
+    // `JobSpec` has no way to omit it.
+    let env = Tree::new("job-api", "dataset-policy");
+    let input = env.path("out/rows.csv");
+    std::fs::write(&input, "k,v\na,1\n").unwrap();
+    std::fs::write(
+        env.path("out/rows.csv.policy.symbi"),
+        "policy owner {\n    allow: [\"read\", \"analyze\"];\n}\n",
+    )
+    .unwrap();
+    match Job::prepare(spec(&env, input)).unwrap() {
+        Err(Outcome::PolicyDiagnostics(denials)) => {
+            assert!(!denials.is_empty());
+            assert!(denials.iter().all(|d| d.code.is_policy()), "{denials:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!env.path("state/audit.log").exists());
 }

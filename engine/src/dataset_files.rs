@@ -1,10 +1,12 @@
 //! What a dataset carries beside its records: its policy file and its
-//! metadata file (attributes for policy conditions).
+//! metadata file (attributes for policy conditions). A job reads both
+//! itself ([`crate::Job::prepare`]): no front end can leave them out.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use symbiont_operators::PolicyValue;
+use symbiont_dsl::{Diagnostic, SourceFile};
+use symbiont_operators::{Policy, PolicyValue};
 
 use crate::Attrs;
 
@@ -63,4 +65,62 @@ pub fn dataset_metadata(input: &Path) -> Result<Option<(PathBuf, Attrs)>> {
         out.insert(k.clone(), value);
     }
     Ok(Some((file, out)))
+}
+
+/// What a dataset's policy file says.
+#[derive(Debug)]
+pub enum DatasetPolicies {
+    /// The dataset has no policy file.
+    None,
+    /// The file and its policies, each named `dataset:NAME`, in the order
+    /// written (after those each extends).
+    Policies(PathBuf, Vec<Policy>),
+    /// The file is not a valid policy-only program: what is wrong with it.
+    Invalid(SourceFile, Vec<Diagnostic>),
+}
+
+/// Reads and checks the policy file `input` carries, if it carries one.
+pub fn dataset_policies(input: &Path) -> Result<DatasetPolicies> {
+    let file = dataset_policy_file(input);
+    if !file.exists() {
+        return Ok(DatasetPolicies::None);
+    }
+    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    let parsed = symbiont_dsl::parse_bytes(&bytes);
+    let source = SourceFile::new(file.display().to_string(), parsed.text);
+    let Some(program) = parsed.program else {
+        return Ok(DatasetPolicies::Invalid(source, parsed.diagnostics));
+    };
+    let mut diagnostics = symbiont_dsl::check(&program);
+    diagnostics.extend(symbiont_dsl::check_policies(&program));
+    for item in &program.items {
+        if !matches!(item, symbiont_dsl::ast::Item::Policy(_)) {
+            diagnostics.push(Diagnostic::error(
+                symbiont_dsl::Code::E0301,
+                item.span(),
+                "a dataset's policy file holds only `policy` definitions",
+            ));
+        }
+    }
+    if !diagnostics.is_empty() {
+        return Ok(DatasetPolicies::Invalid(source, diagnostics));
+    }
+    let defined = symbiont_dsl::policies(&program).map_err(|_| anyhow::anyhow!("invalid"))?;
+    let names: Vec<String> = program
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            symbiont_dsl::ast::Item::Policy(p) => Some(p.name.name.clone()),
+            _ => None,
+        })
+        .collect();
+    let policies = symbiont_dsl::with_ancestors(&program, &names)
+        .iter()
+        .filter_map(|n| defined.get(n))
+        .map(|p| Policy {
+            name: format!("dataset:{}", p.name),
+            ..p.clone()
+        })
+        .collect();
+    Ok(DatasetPolicies::Policies(file, policies))
 }

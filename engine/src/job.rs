@@ -436,9 +436,8 @@ fn partial_dir(dest: &Path) -> PathBuf {
     dest.with_file_name(name)
 }
 
-/// Runs `query` over `config.input` and returns its result.
-pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobError> {
-    let workers = config.workers.max(1);
+/// The job's input, opened and checked against the query's schema.
+fn open_input(query: &Query, config: &JobConfig, workers: usize) -> Result<JobInput, JobError> {
     let input = if is_store(&config.input) {
         JobInput::Store(StoreReader::open(&config.input, &query.schema)?)
     } else {
@@ -455,28 +454,125 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
             spec.label
         )));
     }
-    let source = Arc::new(input);
+    Ok(input)
+}
+
+/// The persisted dataset's writer, into a temporary directory beside its
+/// destination (`--persist-encrypted`).
+fn start_persist(config: &JobConfig) -> Result<Option<Arc<Mutex<Persist>>>, JobError> {
+    let Some(dest) = &config.persist else {
+        return Ok(None);
+    };
+    if config.keys.sealer.is_none() {
+        return Err(JobError::PersistWithoutKeys);
+    }
+    let partial = partial_dir(dest);
+    let _ = std::fs::remove_dir_all(&partial);
+    let mut writer = StoreWriter::create(&partial).map_err(JobError::Persist)?;
+    if config.persist_tfhe.is_some() {
+        writer.with_tfhe().map_err(JobError::Persist)?;
+    }
+    Ok(Some(Arc::new(Mutex::new(Persist {
+        writer: Some(writer),
+        partial,
+        dest: dest.clone(),
+    }))))
+}
+
+/// Writes one batch of routed records into the persisted dataset: public
+/// records in the clear, restricted ones sealed (and, with `tfhe_key`,
+/// as TFHE ciphertexts), sealed batches as they are. The first error stops
+/// the writer and is kept for the job.
+fn persist_batch(
+    persist: &Mutex<Persist>,
+    sealer: Option<&Sealer>,
+    tfhe_key: Option<&programmable::PublicKey>,
+    schema: &Schema,
+    batch: &[Routed],
+) -> Result<(), SourceError> {
+    // The TFHE copy of the restricted records, encrypted before the
+    // writer is locked.
+    let tfhe: Result<Vec<(u64, Vec<u8>)>, SourceError> = match tfhe_key {
+        None => Ok(Vec::new()),
+        Some(key) => batch
+            .iter()
+            .filter_map(|r| match r {
+                Routed::Clear(Lane::Homomorphic, record) => Some(record),
+                _ => None,
+            })
+            .map(|record| {
+                let fail = |reason: String| SourceError::Malformed {
+                    path: PathBuf::from("tfhe.bin"),
+                    reason: format!(
+                        "line {}: the restricted record cannot be kept as TFHE ciphertexts: {reason}",
+                        record.line
+                    ),
+                };
+                let values = record_values(schema, &record.values).map_err(fail)?;
+                key.encrypt(&values)
+                    .map(|list| (record.line, list))
+                    .map_err(|e| fail(e.to_string()))
+            })
+            .collect(),
+    };
+    let mut p = persist.lock().expect("no worker panicked holding the lock");
+    let Some(writer) = p.writer.as_mut() else {
+        return Ok(());
+    };
+    let clear: Vec<&Record> = batch
+        .iter()
+        .filter_map(|r| match r {
+            Routed::Clear(Lane::Homomorphic, _) => None,
+            Routed::Clear(_, record) => Some(record),
+            Routed::Sealed(_) => None,
+        })
+        .collect();
+    let mut result = writer.clear(&clear);
+    // Restricted records kept in the clear for the packer rest sealed,
+    // like the other encrypted lanes.
+    let restricted: Vec<Record> = batch
+        .iter()
+        .filter_map(|r| match r {
+            Routed::Clear(Lane::Homomorphic, record) => Some(record.clone()),
+            _ => None,
+        })
+        .collect();
+    if let (Ok(()), false, Some(sealer)) = (&result, restricted.is_empty(), sealer) {
+        result = seal_records(sealer, Lane::Homomorphic, Plain(restricted))
+            .map_err(|e| SourceError::Io {
+                path: PathBuf::from("(sealing restricted records)"),
+                source: std::io::Error::other(e.to_string()),
+            })
+            .and_then(|b| writer.sealed(&b));
+    }
+    for r in batch.iter() {
+        if let (Ok(()), Routed::Sealed(b)) = (&result, r) {
+            result = writer.sealed(b);
+        }
+    }
+    match tfhe {
+        Ok(lists) => {
+            for (line, list) in lists {
+                if result.is_ok() {
+                    result = writer.tfhe(line, &list);
+                }
+            }
+        }
+        Err(e) => result = result.and(Err(e)),
+    }
+    if result.is_err() {
+        p.writer = None;
+    }
+    result
+}
+
+/// Runs `query` over `config.input` and returns its result.
+pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobError> {
+    let workers = config.workers.max(1);
+    let source = Arc::new(open_input(query, config, workers)?);
     // The programmable path reads the store again after the dataflow.
     let tfhe_source = config.programmable.as_ref().map(|_| Arc::clone(&source));
-    let persist = match &config.persist {
-        None => None,
-        Some(dest) => {
-            if config.keys.sealer.is_none() {
-                return Err(JobError::PersistWithoutKeys);
-            }
-            let partial = partial_dir(dest);
-            let _ = std::fs::remove_dir_all(&partial);
-            let mut writer = StoreWriter::create(&partial).map_err(JobError::Persist)?;
-            if config.persist_tfhe.is_some() {
-                writer.with_tfhe().map_err(JobError::Persist)?;
-            }
-            Some(Arc::new(Mutex::new(Persist {
-                writer: Some(writer),
-                partial,
-                dest: dest.clone(),
-            })))
-        }
-    };
+    let persist = start_persist(config)?;
     let collected = Arc::new(Mutex::new(Collected::default()));
     let quarantine = matches!(config.on_error, OnError::Quarantine(_));
     let shared_query = Arc::new(query.clone());
@@ -536,139 +632,19 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
                 .ok_err(|r| r);
             let mut routed = classified.concat(scope.input_from(&mut stored));
             if forbidden.iter().any(|f| *f) {
-                // Records of a class a policy forbids leave the dataflow
-                // here, before any stage could open or aggregate them: the
-                // job is suspended once the dataflow ends, before the
-                // sandboxed stage or the key holder is asked for anything.
-                let sink_forbidden = Arc::clone(&sink_forbidden);
-                let (allowed, held): (StreamVec<'_, u64, Routed>, StreamVec<'_, u64, Routed>) =
-                    routed.ok_err(move |r| {
-                        if forbidden[lane_of(&r).index()] {
-                            Err(r)
-                        } else {
-                            Ok(r)
-                        }
-                    });
-                held.inspect(move |r: &Routed| {
-                    let lane = lane_of(r);
-                    let line = first_line(r);
-                    let mut c = sink_forbidden
-                        .lock()
-                        .expect("no worker panicked holding the lock");
-                    let seen = &mut c.forbidden_seen[lane.index()];
-                    *seen = Some(seen.map_or(line, |s| s.min(line)));
-                })
-                .probe_with(&probe);
-                routed = allowed;
+                routed = hold_forbidden(routed, forbidden, Arc::clone(&sink_forbidden), &probe);
             }
             if let Some(persist) = persisting {
-                let sealer = persist_sealer.clone();
-                let tfhe_key = persist_tfhe.clone();
-                let schema = query.schema.clone();
-                routed = routed.inspect_core(move |event| {
-                    let Ok((_, batch)) = event else { return };
-                    let batch: &Vec<Routed> = batch;
-                    // The TFHE copy of the restricted records, encrypted
-                    // before the writer is locked.
-                    let tfhe: Result<Vec<(u64, Vec<u8>)>, SourceError> = match &tfhe_key {
-                        None => Ok(Vec::new()),
-                        Some(key) => batch
-                            .iter()
-                            .filter_map(|r| match r {
-                                Routed::Clear(Lane::Homomorphic, record) => Some(record),
-                                _ => None,
-                            })
-                            .map(|record| {
-                                let fail = |reason: String| SourceError::Malformed {
-                                    path: PathBuf::from("tfhe.bin"),
-                                    reason: format!(
-                                        "line {}: the restricted record cannot be kept as TFHE ciphertexts: {reason}",
-                                        record.line
-                                    ),
-                                };
-                                let values = record_values(&schema, &record.values).map_err(fail)?;
-                                key.encrypt(&values)
-                                    .map(|list| (record.line, list))
-                                    .map_err(|e| fail(e.to_string()))
-                            })
-                            .collect(),
-                    };
-                    let mut p = persist.lock().expect("no worker panicked holding the lock");
-                    let Some(writer) = p.writer.as_mut() else {
-                        return;
-                    };
-                    let clear: Vec<&Record> = batch
-                        .iter()
-                        .filter_map(|r| match r {
-                            Routed::Clear(Lane::Homomorphic, _) => None,
-                            Routed::Clear(_, record) => Some(record),
-                            Routed::Sealed(_) => None,
-                        })
-                        .collect();
-                    let mut result = writer.clear(&clear);
-                    // Restricted records kept in the clear for the packer
-                    // rest sealed, like the other encrypted lanes.
-                    let restricted: Vec<Record> = batch
-                        .iter()
-                        .filter_map(|r| match r {
-                            Routed::Clear(Lane::Homomorphic, record) => Some(record.clone()),
-                            _ => None,
-                        })
-                        .collect();
-                    if let (Ok(()), false, Some(sealer)) =
-                        (&result, restricted.is_empty(), sealer.as_deref())
-                    {
-                        result = seal_records(sealer, Lane::Homomorphic, Plain(restricted))
-                            .map_err(|e| SourceError::Io {
-                                path: PathBuf::from("(sealing restricted records)"),
-                                source: std::io::Error::other(e.to_string()),
-                            })
-                            .and_then(|b| writer.sealed(&b));
-                    }
-                    for r in batch.iter() {
-                        if let (Ok(()), Routed::Sealed(b)) = (&result, r) {
-                            result = writer.sealed(b);
-                        }
-                    }
-                    match tfhe {
-                        Ok(lists) => {
-                            for (line, list) in lists {
-                                if result.is_ok() {
-                                    result = writer.tfhe(line, &list);
-                                }
-                            }
-                        }
-                        Err(e) => result = result.and(Err(e)),
-                    }
-                    if let Err(e) = result {
-                        p.writer = None;
-                        sink_persist
-                            .lock()
-                            .expect("no worker panicked holding the lock")
-                            .persist_error
-                            .get_or_insert(e);
-                    }
-                });
+                let persisting = Persisting {
+                    persist,
+                    sealer: persist_sealer.clone(),
+                    tfhe_key: persist_tfhe.clone(),
+                    schema: query.schema.clone(),
+                };
+                routed = persist_routed(routed, persisting, Arc::clone(&sink_persist));
             }
             if delegate {
-                // The encrypted lanes leave the dataflow sealed, for the
-                // sandboxed stage.
-                let sink_sealed = Arc::clone(&sink_sealed);
-                let (clear, sealed): (StreamVec<'_, u64, Routed>, StreamVec<'_, u64, SealedBatch>) =
-                    routed.ok_err(|r| match r {
-                        Routed::Sealed(b) => Err(b),
-                        clear => Ok(clear),
-                    });
-                sealed
-                    .inspect(move |b: &SealedBatch| {
-                        sink_sealed
-                            .lock()
-                            .expect("no worker panicked holding the lock")
-                            .sealed
-                            .push(b.clone());
-                    })
-                    .probe_with(&probe);
-                routed = clear;
+                routed = delegate_sealed(routed, Arc::clone(&sink_sealed), &probe);
             }
             let (updates, aggregate_errors): (
                 StreamVec<'_, u64, PartialUpdate<u64>>,
@@ -705,72 +681,28 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
                 .probe_with(&probe);
         });
 
-        let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
         let mut source_errors: Vec<RowError> = Vec::new();
-        let result = match source.as_ref() {
-            JobInput::Store(store) => {
-                // Sealed batches keep their lanes and skip classification
-                // (they are not opened before aggregation); public records
-                // go through the classify stage, which may only raise them
-                // (this program's classifier, a policy's encryption
-                // requirement).
-                let mut items: Vec<Routed> = Vec::with_capacity(BATCH);
-                let result = store.read(index, worker.peers(), |item| match item {
-                    Routed::Clear(_, record) => {
-                        batch.push(record);
-                        if batch.len() == BATCH {
-                            input.send_batch(&mut batch);
-                            batch.clear();
-                            worker.step();
-                        }
-                    }
-                    // The programmable path reads these from tfhe.bin.
-                    Routed::Sealed(b) if skip_restricted_batches && b.lane == Lane::Homomorphic => {}
-                    sealed => {
-                        items.push(sealed);
-                        if items.len() == BATCH {
-                            stored.send_batch(&mut items);
-                            items.clear();
-                            worker.step();
-                        }
-                    }
-                });
-                if !items.is_empty() {
-                    stored.send_batch(&mut items);
-                }
-                result
-            }
-            JobInput::Records(source) => source
-                .read(
-                    index,
-                    &shared_query.schema,
-                    &used,
-                    |record| {
-                        batch.push(record);
-                        if batch.len() == BATCH {
-                            if let Some(p) = &progress {
-                                p.fetch_add(BATCH as u64, Ordering::Relaxed);
-                            }
-                            input.send_batch(&mut batch);
-                            batch.clear();
-                            batch.reserve(BATCH);
-                            worker.step();
-                        }
-                    },
-                    |error| {
-                        source_errors.push(error);
-                        if quarantine {
-                            AfterError::Continue
-                        } else {
-                            AfterError::Stop
-                        }
-                    },
-                )
-                .map(|stats| stats.rows),
+        let reading = Reading {
+            part: index,
+            parts: worker.peers(),
+            schema: &shared_query.schema,
+            used: &used,
+            skip_restricted_batches,
+            progress: progress.as_deref(),
+            quarantine,
         };
-        if !batch.is_empty() {
-            input.send_batch(&mut batch);
-        }
+        let result = feed(
+            source.as_ref(),
+            &reading,
+            &mut source_errors,
+            &mut |batch| {
+                match batch {
+                    Batch::Records(records) => input.send_batch(records),
+                    Batch::Stored(items) => stored.send_batch(items),
+                }
+                worker.step();
+            },
+        );
         input.close();
         stored.close();
         while !probe.done() {
@@ -792,14 +724,60 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
     .map_err(JobError::Dataflow)?;
 
     let mut collected = std::mem::take(&mut *collected.lock().expect("the workers have finished"));
+    before_stages(config, &mut collected, tfhe_source.as_deref())?;
+    let persist_error = collected.persist_error.take();
+    let (stage_lock, stage_sandboxes) =
+        lane_stages(query, config, &mut collected, tfhe_source.as_deref())?;
+    let mut output = finish(query, config, workers, collected)?;
+    if let Some(e) = persist_error {
+        return Err(JobError::Persist(e));
+    }
+    if let Some(persist) = persist {
+        output.persisted = Some(finish_persist(&persist, query, config)?);
+    }
+    output.sandboxes = stage_sandboxes;
+    if config.sealed_stage.is_some() {
+        output.memory_lock = stage_lock.map(|s| match s.strip_prefix("not locked: ") {
+            Some(why) => LockStatus::Unlocked(why.to_owned()),
+            None if s == "mlock" => LockStatus::Locked,
+            None => LockStatus::Empty,
+        });
+    }
+    Ok(output)
+}
+
+/// What ends a job once its dataflow has run and before any stage opens
+/// or decrypts anything: an input that could not be read, a record of a
+/// forbidden lane (on the programmable path too, whose restricted records
+/// skipped the dataflow), restricted records with no TFHE copy.
+fn before_stages(
+    config: &JobConfig,
+    collected: &mut Collected,
+    tfhe_source: Option<&JobInput>,
+) -> Result<(), JobError> {
+    // An input that could not be read fails the job as it is.
+    if let Some(e) = collected.source_error.take() {
+        return Err(e.into());
+    }
     // Suspension comes before anything is opened or decrypted: no sealed
     // batch reaches the sandboxed stage, no total the key holder.
-    if let Some(suspended) = suspension(config, &collected) {
+    if let Some(suspended) = suspension(config, collected) {
         return Err(suspended);
     }
-    let persist_error = collected.persist_error.take();
-    let mut stage_lock = None;
-    let mut stage_sandboxes = Vec::new();
+    // The programmable path's restricted records skipped the dataflow
+    // (their sealed batches were not read): a policy that forbids them
+    // suspends the job here too, before any stage is started.
+    if let (Some(_), Some(JobInput::Store(store))) = (&config.programmable, tfhe_source)
+        && config.forbidden_lanes[Lane::Homomorphic.index()]
+        && let Some(line) = store.tfhe_records()?.iter().map(|(line, _)| *line).min()
+    {
+        return Err(JobError::Suspended {
+            path: config.input.clone(),
+            line,
+            lane: Lane::Homomorphic,
+            class: Lane::Homomorphic.class(),
+        });
+    }
     if config.programmable.is_some()
         && (collected.sealed.iter().any(|b| b.lane == Lane::Homomorphic)
             || collected.partials.iter().any(|((agg, lane, _), p)| {
@@ -812,6 +790,21 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
             "this program classifies as restricted records the stored dataset keeps public; they have no TFHE copy: read the dataset with --input NAME=DIR instead of tfhe:DIR".into(),
         ));
     }
+    Ok(())
+}
+
+/// The lanes' stages after the dataflow: the sandboxed stage opens and
+/// aggregates the sealed batches, the homomorphic lane's compute stage and
+/// key holder its ciphertexts. Their partials join `collected`; returns
+/// the sealed stage's memory lock and every stage's sandbox report.
+fn lane_stages(
+    query: &Query,
+    config: &JobConfig,
+    collected: &mut Collected,
+    tfhe_source: Option<&JobInput>,
+) -> Result<(Option<String>, Vec<serde_json::Value>), JobError> {
+    let mut stage_lock = None;
+    let mut stage_sandboxes = Vec::new();
     if let Some(stage) = &config.sealed_stage {
         let sealed = std::mem::take(&mut collected.sealed);
         let out = stage.aggregate(query, sealed).map_err(JobError::Stage)?;
@@ -827,119 +820,299 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
         stage_sandboxes = out.sandboxes;
     }
     if let Some(h) = &config.homomorphic {
-        let lists = h.sink.take();
-        if !lists.is_empty() {
-            // Compute (no key), then the key holder: only the reduced
-            // columns are ever decrypted.
-            let (reduced, report) = h.stage.reduce(lists).map_err(JobError::Homomorphic)?;
-            let totals = h
-                .key_holder
-                .decrypt(&reduced)
-                .map_err(JobError::Homomorphic)?;
-            let partials =
-                decrypted_partials(&totals).map_err(|e| JobError::Homomorphic(e.to_string()))?;
-            for ((agg, group), p) in partials {
-                collected
-                    .partials
-                    .push(((agg, Lane::Homomorphic, group), p));
+        stage_sandboxes.extend(homomorphic_partials(h, &mut collected.partials)?);
+    }
+    if let (Some(p), Some(source)) = (&config.programmable, tfhe_source) {
+        stage_sandboxes.extend(programmable_partials(p, source, &mut collected.partials)?);
+    }
+    Ok((stage_lock, stage_sandboxes))
+}
+
+/// Records of a class a policy forbids leave the dataflow here, before
+/// any stage could open or aggregate them; the first line of each such
+/// lane is kept, and the job is suspended once the dataflow ends, before
+/// the sandboxed stage or the key holder is asked for anything.
+fn hold_forbidden<'s>(
+    routed: StreamVec<'s, u64, Routed>,
+    forbidden: [bool; 3],
+    sink: Arc<Mutex<Collected>>,
+    probe: &ProbeHandle<u64>,
+) -> StreamVec<'s, u64, Routed> {
+    let (allowed, held): (StreamVec<'s, u64, Routed>, StreamVec<'s, u64, Routed>) =
+        routed.ok_err(move |r| {
+            if forbidden[lane_of(&r).index()] {
+                Err(r)
+            } else {
+                Ok(r)
             }
-            stage_sandboxes.extend(report);
-        }
-    }
-    if let (Some(p), Some(source)) = (&config.programmable, &tfhe_source) {
-        let JobInput::Store(store) = source.as_ref() else {
-            return Err(JobError::Homomorphic(
-                "the programmable path reads a stored dataset".into(),
-            ));
-        };
-        let stored = store.tfhe_records()?;
-        // These records skipped the dataflow (their sealed batches were
-        // not read): a policy that forbids restricted records suspends the
-        // job here, before the compute stage or the key holder sees them.
-        if config.forbidden_lanes[Lane::Homomorphic.index()]
-            && let Some(line) = stored.iter().map(|(line, _)| *line).min()
-        {
-            return Err(JobError::Suspended {
-                path: config.input.clone(),
-                line,
-                lane: Lane::Homomorphic,
-                class: Lane::Homomorphic.class(),
-            });
-        }
-        let records: Vec<Vec<u8>> = stored.into_iter().map(|(_, list)| list).collect();
-        let n = records.len() as i64;
-        if n > 0 {
-            // Compute (server key only), then the key holder: only the
-            // aggregates are ever decrypted.
-            let (encrypted, report) = p
-                .stage
-                .evaluate(&p.compiled.spec, records)
-                .map_err(JobError::Homomorphic)?;
-            let decrypted = p
-                .key_holder
-                .decrypt_programmable(&encrypted)
-                .map_err(JobError::Homomorphic)?;
-            for (agg, partial) in p
-                .compiled
-                .partials(&decrypted)
-                .map_err(JobError::Homomorphic)?
-            {
-                collected
-                    .partials
-                    .push(((agg, Lane::Homomorphic, Value::Null), partial));
-            }
-            stage_sandboxes.extend(report);
-        }
-        collected.partials.push((
-            (LANE_COUNT, Lane::Homomorphic, Value::Null),
-            Partial {
-                count: n,
-                ..Partial::default()
-            },
-        ));
-    }
-    let mut output = finish(query, config, workers, collected)?;
-    if let Some(e) = persist_error {
-        return Err(JobError::Persist(e));
-    }
-    if let Some(persist) = persist {
-        let mut p = persist.lock().expect("the workers have finished");
-        let writer = p.writer.take().expect("no error, so the writer is there");
-        let dataset = config
-            .keys
-            .sealer
-            .as_ref()
-            .expect("checked before the job")
-            .context()
-            .dataset()
-            .to_owned();
-        writer
-            .finish(
-                &dataset,
-                &query.schema,
-                &symbiont_operators::encrypted_fields(&query.schema)
-                    .into_iter()
-                    .map(|i| query.schema.fields[i].0.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .map_err(JobError::Persist)?;
-        std::fs::rename(&p.partial, &p.dest).map_err(|source| {
-            JobError::Persist(SourceError::Io {
-                path: p.dest.clone(),
-                source,
-            })
-        })?;
-        output.persisted = Some(p.dest.clone());
-    }
-    output.sandboxes = stage_sandboxes;
-    if config.sealed_stage.is_some() {
-        output.memory_lock = stage_lock.map(|s| match s.strip_prefix("not locked: ") {
-            Some(why) => LockStatus::Unlocked(why.to_owned()),
-            None if s == "mlock" => LockStatus::Locked,
-            None => LockStatus::Empty,
         });
+    held.inspect(move |r: &Routed| {
+        let lane = lane_of(r);
+        let line = first_line(r);
+        let mut c = sink.lock().expect("no worker panicked holding the lock");
+        let seen = &mut c.forbidden_seen[lane.index()];
+        *seen = Some(seen.map_or(line, |s| s.min(line)));
+    })
+    .probe_with(probe);
+    allowed
+}
+
+/// What writing the persisted dataset needs.
+struct Persisting {
+    persist: Arc<Mutex<Persist>>,
+    sealer: Option<Arc<Sealer>>,
+    tfhe_key: Option<Arc<programmable::PublicKey>>,
+    schema: Schema,
+}
+
+/// Writes every routed batch into the persisted dataset as it passes
+/// ([`persist_batch`]); the first error is kept for the job.
+fn persist_routed<'s>(
+    routed: StreamVec<'s, u64, Routed>,
+    p: Persisting,
+    sink: Arc<Mutex<Collected>>,
+) -> StreamVec<'s, u64, Routed> {
+    routed.inspect_core(move |event| {
+        let Ok((_, batch)) = event else { return };
+        let batch: &Vec<Routed> = batch;
+        let written = persist_batch(
+            &p.persist,
+            p.sealer.as_deref(),
+            p.tfhe_key.as_deref(),
+            &p.schema,
+            batch,
+        );
+        if let Err(e) = written {
+            sink.lock()
+                .expect("no worker panicked holding the lock")
+                .persist_error
+                .get_or_insert(e);
+        }
+    })
+}
+
+/// The encrypted lanes leave the dataflow sealed, for the sandboxed stage;
+/// the records in the clear go on.
+fn delegate_sealed<'s>(
+    routed: StreamVec<'s, u64, Routed>,
+    sink: Arc<Mutex<Collected>>,
+    probe: &ProbeHandle<u64>,
+) -> StreamVec<'s, u64, Routed> {
+    let (clear, sealed): (StreamVec<'s, u64, Routed>, StreamVec<'s, u64, SealedBatch>) = routed
+        .ok_err(|r| match r {
+            Routed::Sealed(b) => Err(b),
+            clear => Ok(clear),
+        });
+    sealed
+        .inspect(move |b: &SealedBatch| {
+            sink.lock()
+                .expect("no worker panicked holding the lock")
+                .sealed
+                .push(b.clone());
+        })
+        .probe_with(probe);
+    clear
+}
+
+/// A full batch for the dataflow: typed records (to classify), or a stored
+/// dataset's routed items (already classified).
+enum Batch<'a> {
+    Records(&'a mut Vec<Record>),
+    Stored(&'a mut Vec<Routed>),
+}
+
+/// What one worker reads of the input.
+struct Reading<'a> {
+    part: usize,
+    parts: usize,
+    schema: &'a Schema,
+    used: &'a [bool],
+    skip_restricted_batches: bool,
+    progress: Option<&'a AtomicU64>,
+    quarantine: bool,
+}
+
+/// Reads the worker's part of `source`, handing each full batch to `send`
+/// (which gives it to the dataflow and steps the worker) and the last,
+/// partial one too; bad rows go to `errors`. Returns the rows read.
+fn feed(
+    source: &JobInput,
+    reading: &Reading<'_>,
+    errors: &mut Vec<RowError>,
+    send: &mut dyn FnMut(Batch<'_>),
+) -> Result<u64, SourceError> {
+    let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
+    let result = match source {
+        JobInput::Store(store) => {
+            // Sealed batches keep their lanes and skip classification
+            // (they are not opened before aggregation); public records go
+            // through the classify stage, which may only raise them (this
+            // program's classifier, a policy's encryption requirement).
+            let mut items: Vec<Routed> = Vec::with_capacity(BATCH);
+            let result = store.read(reading.part, reading.parts, |item| match item {
+                Routed::Clear(_, record) => {
+                    batch.push(record);
+                    if batch.len() == BATCH {
+                        send(Batch::Records(&mut batch));
+                        batch.clear();
+                    }
+                }
+                // The programmable path reads these from tfhe.bin.
+                Routed::Sealed(b)
+                    if reading.skip_restricted_batches && b.lane == Lane::Homomorphic => {}
+                sealed => {
+                    items.push(sealed);
+                    if items.len() == BATCH {
+                        send(Batch::Stored(&mut items));
+                        items.clear();
+                    }
+                }
+            });
+            if !items.is_empty() {
+                send(Batch::Stored(&mut items));
+            }
+            result
+        }
+        JobInput::Records(source) => source
+            .read(
+                reading.part,
+                reading.schema,
+                reading.used,
+                |record| {
+                    batch.push(record);
+                    if batch.len() == BATCH {
+                        if let Some(p) = reading.progress {
+                            p.fetch_add(BATCH as u64, Ordering::Relaxed);
+                        }
+                        send(Batch::Records(&mut batch));
+                        batch.clear();
+                        batch.reserve(BATCH);
+                    }
+                },
+                |error| {
+                    errors.push(error);
+                    if reading.quarantine {
+                        AfterError::Continue
+                    } else {
+                        AfterError::Stop
+                    }
+                },
+            )
+            .map(|stats| stats.rows),
+    };
+    if !batch.is_empty() {
+        send(Batch::Records(&mut batch));
     }
-    Ok(output)
+    result
+}
+
+/// The homomorphic lane's additive path after the dataflow: its compute
+/// stage adds and reduces the lists (no key), then the key holder decrypts
+/// only the reduced columns. Their partials go to `partials`; the stage's
+/// sandbox report is returned.
+fn homomorphic_partials(
+    h: &HomomorphicLane,
+    partials: &mut Vec<(AggKey, Partial)>,
+) -> Result<Option<serde_json::Value>, JobError> {
+    let lists = h.sink.take();
+    if lists.is_empty() {
+        return Ok(None);
+    }
+    let (reduced, report) = h.stage.reduce(lists).map_err(JobError::Homomorphic)?;
+    let totals = h
+        .key_holder
+        .decrypt(&reduced)
+        .map_err(JobError::Homomorphic)?;
+    let decrypted =
+        decrypted_partials(&totals).map_err(|e| JobError::Homomorphic(e.to_string()))?;
+    for ((agg, group), p) in decrypted {
+        partials.push(((agg, Lane::Homomorphic, group), p));
+    }
+    Ok(report)
+}
+
+/// The programmable path over a stored dataset's TFHE copy: its compute
+/// stage evaluates the spec with the server key only, then the key holder
+/// decrypts only the aggregates.
+fn programmable_partials(
+    p: &ProgrammableLane,
+    source: &JobInput,
+    partials: &mut Vec<(AggKey, Partial)>,
+) -> Result<Option<serde_json::Value>, JobError> {
+    let JobInput::Store(store) = source else {
+        return Err(JobError::Homomorphic(
+            "the programmable path reads a stored dataset".into(),
+        ));
+    };
+    let records: Vec<Vec<u8>> = store
+        .tfhe_records()?
+        .into_iter()
+        .map(|(_, list)| list)
+        .collect();
+    let n = records.len() as i64;
+    let mut report = None;
+    if n > 0 {
+        let (encrypted, r) = p
+            .stage
+            .evaluate(&p.compiled.spec, records)
+            .map_err(JobError::Homomorphic)?;
+        let decrypted = p
+            .key_holder
+            .decrypt_programmable(&encrypted)
+            .map_err(JobError::Homomorphic)?;
+        for (agg, partial) in p
+            .compiled
+            .partials(&decrypted)
+            .map_err(JobError::Homomorphic)?
+        {
+            partials.push(((agg, Lane::Homomorphic, Value::Null), partial));
+        }
+        report = r;
+    }
+    partials.push((
+        (LANE_COUNT, Lane::Homomorphic, Value::Null),
+        Partial {
+            count: n,
+            ..Partial::default()
+        },
+    ));
+    Ok(report)
+}
+
+/// Finishes the persisted dataset (manifest, then the directory renamed
+/// into place); its destination.
+fn finish_persist(
+    persist: &Mutex<Persist>,
+    query: &Query,
+    config: &JobConfig,
+) -> Result<PathBuf, JobError> {
+    let mut p = persist.lock().expect("the workers have finished");
+    let writer = p.writer.take().expect("no error, so the writer is there");
+    let dataset = config
+        .keys
+        .sealer
+        .as_ref()
+        .expect("checked before the job")
+        .context()
+        .dataset()
+        .to_owned();
+    writer
+        .finish(
+            &dataset,
+            &query.schema,
+            &symbiont_operators::encrypted_fields(&query.schema)
+                .into_iter()
+                .map(|i| query.schema.fields[i].0.clone())
+                .collect::<Vec<_>>(),
+        )
+        .map_err(JobError::Persist)?;
+    std::fs::rename(&p.partial, &p.dest).map_err(|source| {
+        JobError::Persist(SourceError::Io {
+            path: p.dest.clone(),
+            source,
+        })
+    })?;
+    Ok(p.dest.clone())
 }
 
 /// The suspension of a job in which a record of a forbidden lane was seen:
@@ -986,9 +1159,6 @@ fn finish(
     workers: usize,
     collected: Collected,
 ) -> Result<JobOutput, JobError> {
-    if let Some(e) = collected.source_error {
-        return Err(e.into());
-    }
     if let Some(opener) = &config.keys.opener {
         let mut failures = opener.failures();
         failures.sort();

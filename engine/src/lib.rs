@@ -32,7 +32,9 @@ mod job;
 mod session;
 pub mod stage;
 
-pub use dataset_files::{dataset_meta_file, dataset_metadata, dataset_policy_file};
+pub use dataset_files::{
+    DatasetPolicies, dataset_meta_file, dataset_metadata, dataset_policies, dataset_policy_file,
+};
 pub use datasets::{PATIENTS_HEADER, generate_patients};
 pub use files::{digest, file_digest, write_whole};
 pub use job::{
@@ -41,6 +43,6 @@ pub use job::{
     SealedStage, StageOutput, run_batch,
 };
 pub use session::{
-    Attrs, Custody, Event, Job, JobResult, JobSpec, Observer, Outcome, ResultSink, StageBinaries,
-    open_keystore,
+    Attrs, Custody, Event, Job, JobResult, JobSpec, Observer, Outcome, Passphrase, ResultSink,
+    StageBinaries,
 };

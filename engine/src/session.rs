@@ -16,9 +16,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 use symbiont_crypto::{ApprovalRequest, AuditLog, AuditSigningKey, Backend, EntryKind, Keystore};
-use symbiont_dsl::Diagnostic;
 use symbiont_dsl::ast::Program;
+use symbiont_dsl::{Diagnostic, SourceFile};
 use symbiont_operators::{InputKind, Lane, Plan, PlanNode, Policy, PolicyValue, Query};
+
+use crate::dataset_files::DatasetPolicies;
 use zeroize::Zeroizing;
 
 use crate::attest::{Attesting, Planned};
@@ -31,10 +33,13 @@ use crate::{
 /// Attributes of a principal or a resource, for policy conditions.
 pub type Attrs = BTreeMap<String, PolicyValue>;
 
-/// What to run: the program, its input, and how.
+/// What to run: the program, its input, and how. The dataset's own
+/// policies and metadata (files beside the input, or inside a stored
+/// dataset) are read by [`Job::prepare`], not given here.
 #[derive(Debug)]
 pub struct JobSpec {
-    /// The checked program.
+    /// The program, checked (`symbiont_dsl::check`) and with its static
+    /// policy checks passed (`symbiont_dsl::check_policies`).
     pub program: Program,
     /// Where it was read from, as the audit log names it.
     pub program_file: String,
@@ -50,10 +55,6 @@ pub struct JobSpec {
     /// The dataset's id (default: the input's canonical path; a stored
     /// dataset keeps the id it was sealed under).
     pub dataset_id: Option<String>,
-    /// The dataset's metadata file and the attributes it gives.
-    pub dataset_metadata: Option<(PathBuf, Attrs)>,
-    /// The dataset's policy file and its policies (named `dataset:NAME`).
-    pub dataset_policies: Option<(PathBuf, Vec<Policy>)>,
     /// The principal's attributes.
     pub principal: Attrs,
     /// The resource's attributes (the dataset's metadata must agree).
@@ -96,14 +97,40 @@ pub struct Custody {
     /// Whether to create the keystore if it does not exist (the default
     /// keystore; a keystore named by the user must exist).
     pub create_keystore: bool,
-    /// The passphrase that unseals the master key.
-    pub passphrase: Option<Zeroizing<Vec<u8>>>,
+    /// Where the passphrase that unseals the master key comes from: asked
+    /// only if the job needs the keystore, and dropped once it is open.
+    pub passphrase: Passphrase,
     /// The AES-256-GCM implementation.
     pub aes_backend: Backend,
     /// The audit signing key, which also signs the dataset commitment.
     pub audit_key: PathBuf,
-    /// Where a suspended job's approval request is written.
-    pub requests: PathBuf,
+    /// Where a suspended job's approval request is written (or why there
+    /// is no such place; an error only if a job is suspended).
+    pub requests: std::result::Result<PathBuf, String>,
+}
+
+/// What a [`Passphrase`] source returns: the passphrase, if there is one.
+type PassphraseRead = Result<Option<Zeroizing<Vec<u8>>>>;
+
+/// A source of the keystore's passphrase, asked only when needed.
+pub struct Passphrase(Box<dyn Fn() -> PassphraseRead + Send + Sync>);
+
+impl Passphrase {
+    /// No passphrase: the master key is not sealed.
+    pub fn none() -> Passphrase {
+        Passphrase(Box::new(|| Ok(None)))
+    }
+
+    /// A passphrase read by `source` when the keystore is opened.
+    pub fn from_fn(source: impl Fn() -> PassphraseRead + Send + Sync + 'static) -> Passphrase {
+        Passphrase(Box::new(source))
+    }
+}
+
+impl std::fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Passphrase(..)")
+    }
 }
 
 /// What a job reports as it goes, in order.
@@ -232,6 +259,8 @@ pub enum Outcome {
     Denied,
     /// The dataset's policies deny what the program does.
     PolicyDiagnostics(Vec<Diagnostic>),
+    /// The dataset's policy file is not a valid policy-only program.
+    InvalidPolicyFile(SourceFile, Vec<Diagnostic>),
     /// The request itself is wrong (a front end's usage error).
     Usage(String),
     /// [`JobSpec::cancel`] was set.
@@ -274,6 +303,21 @@ impl Job {
     }
 }
 
+/// The dataset's own files, as the job read them.
+#[derive(Clone, Copy)]
+struct DatasetFiles<'a> {
+    metadata: Option<&'a (PathBuf, Attrs)>,
+    policies: Option<&'a (PathBuf, Vec<Policy>)>,
+}
+
+/// A started job: its number, its policy decision and its approval.
+struct Decided {
+    job: u64,
+    decision: enforce::RuntimeDecision,
+    approved: Option<enforce::Approved>,
+    this_job: ApprovalRequest,
+}
+
 fn run(
     spec: JobSpec,
     prepared: Prepared,
@@ -284,11 +328,17 @@ fn run(
     observer: &mut dyn Observer,
 ) -> Result<Outcome> {
     let Prepared {
+        dataset_metadata,
+        dataset_policies,
         programmable,
         planned,
         dataset,
         input_kind,
     } = prepared;
+    let files = DatasetFiles {
+        metadata: dataset_metadata.as_ref(),
+        policies: dataset_policies.as_ref(),
+    };
     let query = &spec.query;
     let stored = input_kind != InputKind::File;
     // Every stage runs in the tier the risk table gives it; one the host
@@ -314,62 +364,30 @@ fn run(
         Some(ks) => LaneKeys::for_dataset(Arc::clone(ks), &dataset, &query.schema)?,
         None => LaneKeys::default(),
     };
-    let job = log.append(EntryKind::JobStart, job_start(&spec, &dataset))?;
-    observer.event(Event::Started { job });
-    let decision = match enforce::decide(
-        &spec.program,
-        query,
-        spec.dataset_policies
-            .as_ref()
-            .map_or(&[][..], |(_, p)| p.as_slice()),
-        &spec.principal,
-        &spec.resource,
-        log,
-        job,
-    ) {
-        Ok(d) => d,
-        Err(e) => {
-            end(log, job, "error", Some(format!("{e:#}")))?;
-            return Err(e);
-        }
+    let started = match start(&spec, files, &dataset, custody, log, observer)? {
+        Ok(s) => s,
+        Err(outcome) => return Ok(outcome),
     };
-    let this_job = ApprovalRequest {
-        program_sha256: spec.program_sha256.clone(),
-        agent: query.agent.clone(),
-        dataset: dataset.clone(),
-        overrides: Vec::new(),
-    };
-    let approved = match &spec.approval {
-        None => None,
-        Some(path) => {
-            match enforce::load_approval(path, &custody.keystore, &this_job, log, job, observer) {
-                Ok(a) => Some(a),
-                Err(why) => {
-                    end(log, job, "denied", Some(why.clone()))?;
-                    observer.event(Event::Notice(format!("the approval is refused: {why}")));
-                    return Ok(Outcome::Denied);
-                }
-            }
-        }
-    };
-    let before = enforce::uncovered(&decision.before, approved.as_ref());
-    if !before.is_empty() {
-        let request = enforce::suspend(
-            log,
-            job,
-            serde_json::json!("start"),
-            ApprovalRequest {
-                overrides: before,
-                ..this_job
-            },
-            &custody.requests,
-            observer,
-        )?;
-        return Ok(Outcome::Suspended { job, request });
-    }
+    let job = started.job;
     if cancelled(&spec) {
         end(log, job, "cancelled", None)?;
         return Ok(Outcome::Cancelled);
+    }
+    let running: Vec<PlanNode> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.runs(spec.bundle.is_some()))
+        .cloned()
+        .collect();
+    for node in &running {
+        log.append(
+            EntryKind::StageStart,
+            serde_json::json!({"job": job, "stage": node.id, "op": node.op, "lane": node.lane, "tier": node.tier}),
+        )?;
+        observer.event(Event::StageStarted {
+            stage: crate::stage::stage_name(node),
+            tier: node.tier,
+        });
     }
     // Ingestion: the attested fields committed to and the commitment
     // signed and logged, before any lane sees a record.
@@ -386,19 +404,158 @@ fn run(
                     Some(a)
                 }
                 Err(why) => {
-                    let why = format!("--bundle: {why}");
                     end(log, job, "error", Some(why.clone()))?;
-                    return Ok(Outcome::Failed(why));
+                    return Ok(Outcome::Failed(format!("--bundle: {why}")));
                 }
             }
         }
     };
     let mut forbidden_lanes = [false; 3];
     for lane in Lane::ALL {
-        forbidden_lanes[lane.index()] =
-            !enforce::uncovered(&decision.by_lane[lane.index()], approved.as_ref()).is_empty();
+        forbidden_lanes[lane.index()] = !enforce::uncovered(
+            &started.decision.by_lane[lane.index()],
+            started.approved.as_ref(),
+        )
+        .is_empty();
     }
-    let config = JobConfig {
+    let lanes = Lanes {
+        keystore: keystore.as_ref(),
+        dataset: &dataset,
+        stored,
+        tiers: stage_tiers,
+        programmable,
+    };
+    let config = job_config(&spec, &plan, keys, forbidden_lanes, lanes, log, job)?;
+    let outcome = execute(
+        &spec,
+        &running,
+        &config,
+        Audit { log, job },
+        attesting.as_mut().map(|a| (a, custody.keystore.join("zk"))),
+        sink,
+        observer,
+    );
+    finish(
+        &spec,
+        files,
+        outcome,
+        started,
+        keystore.as_deref(),
+        attesting.as_mut(),
+        custody,
+        log,
+        observer,
+    )
+}
+
+/// Records the job's start, decides its policies and verifies its
+/// approval; a job that cannot go on ends here (`Err`: denied or
+/// suspended, audited).
+fn start(
+    spec: &JobSpec,
+    files: DatasetFiles<'_>,
+    dataset: &str,
+    custody: &Custody,
+    log: &mut AuditLog,
+    observer: &mut dyn Observer,
+) -> Result<std::result::Result<Decided, Outcome>> {
+    let query = &spec.query;
+    let job = log.append(EntryKind::JobStart, job_start(spec, files, dataset))?;
+    observer.event(Event::Started { job });
+    let decision = match enforce::decide(
+        &spec.program,
+        query,
+        files.policies.map_or(&[][..], |(_, p)| p.as_slice()),
+        &spec.principal,
+        &spec.resource,
+        log,
+        job,
+    ) {
+        Ok(d) => d,
+        Err(e) => {
+            end(log, job, "error", Some(format!("{e:#}")))?;
+            return Err(e);
+        }
+    };
+    let this_job = ApprovalRequest {
+        program_sha256: spec.program_sha256.clone(),
+        agent: query.agent.clone(),
+        dataset: dataset.to_owned(),
+        overrides: Vec::new(),
+    };
+    let approved = match &spec.approval {
+        None => None,
+        Some(path) => {
+            match enforce::load_approval(path, &custody.keystore, &this_job, log, job, observer) {
+                Ok(a) => Some(a),
+                Err(why) => {
+                    end(log, job, "denied", Some(why.clone()))?;
+                    observer.event(Event::Notice(format!("the approval is refused: {why}")));
+                    return Ok(Err(Outcome::Denied));
+                }
+            }
+        }
+    };
+    let before = enforce::uncovered(&decision.before, approved.as_ref());
+    if !before.is_empty() {
+        let request = enforce::suspend(
+            log,
+            job,
+            serde_json::json!("start"),
+            ApprovalRequest {
+                overrides: before,
+                ..this_job
+            },
+            requests_dir(custody)?,
+            observer,
+        )?;
+        return Ok(Err(Outcome::Suspended { job, request }));
+    }
+    Ok(Ok(Decided {
+        job,
+        decision,
+        approved,
+        this_job,
+    }))
+}
+
+/// Where approval requests go, or why there is no such place.
+fn requests_dir(custody: &Custody) -> Result<&Path> {
+    custody
+        .requests
+        .as_deref()
+        .map_err(|why| anyhow::anyhow!("{why}"))
+}
+
+/// What the lanes of a job are given.
+struct Lanes<'a> {
+    keystore: Option<&'a Arc<Keystore>>,
+    dataset: &'a str,
+    stored: bool,
+    /// The tiers of the sealed lanes' aggregation ([`crate::stage::plan_tiers`]).
+    tiers: Option<[u8; 3]>,
+    programmable: Option<symbiont_operators::Compiled>,
+}
+
+/// The dataflow's configuration: each lane's keys and stages.
+fn job_config(
+    spec: &JobSpec,
+    plan: &Plan,
+    keys: LaneKeys,
+    forbidden_lanes: [bool; 3],
+    lanes: Lanes<'_>,
+    log: &mut AuditLog,
+    job: u64,
+) -> Result<JobConfig> {
+    let query = &spec.query;
+    let Lanes {
+        keystore,
+        dataset,
+        stored,
+        tiers,
+        programmable,
+    } = lanes;
+    Ok(JobConfig {
         input: spec.input.clone(),
         workers: spec.workers,
         on_error: spec.on_error.clone(),
@@ -406,26 +563,26 @@ fn run(
         keys,
         persist: spec.persist_encrypted.clone(),
         forbidden_lanes,
-        sealed_stage: match (stage_tiers, &keystore) {
+        sealed_stage: match (tiers, keystore) {
             (Some(tiers), Some(ks)) => Some(Arc::new(SandboxedStage {
                 tiers,
                 keystore: Arc::clone(ks),
-                dataset: dataset.clone(),
+                dataset: dataset.to_owned(),
                 init: spec.binaries.init.clone(),
                 worker: spec.binaries.worker.clone(),
                 limits: spec.stage_limits.clone(),
             }) as Arc<dyn crate::SealedStage>),
             _ => None,
         },
-        homomorphic: match &keystore {
+        homomorphic: match keystore {
             Some(ks) if !stored && query.may_route(Lane::Homomorphic) => {
-                Some(homomorphic_lane(ks, &plan, &spec)?)
+                Some(homomorphic_lane(ks, plan, spec)?)
             }
             _ => None,
         },
         // Restricted records are also kept as TFHE integer ciphertexts
         // for the programmable path (its keys made on first use).
-        persist_tfhe: match (&keystore, &spec.persist_encrypted) {
+        persist_tfhe: match (keystore, &spec.persist_encrypted) {
             (Some(ks), Some(_)) if !stored && query.may_route(Lane::Homomorphic) => {
                 let (key, created) = ks.programmable_public_key()?;
                 if created {
@@ -438,35 +595,34 @@ fn run(
             }
             _ => None,
         },
-        programmable: match (programmable, &keystore) {
-            (Some(compiled), Some(ks)) => Some(programmable_lane(ks, compiled, &plan, &spec)?),
+        programmable: match (programmable, keystore) {
+            (Some(compiled), Some(ks)) => Some(programmable_lane(ks, compiled, plan, spec)?),
             _ => None,
         },
-    };
-    // Whatever happens, the job's end is recorded and checkpointed.
-    let running: Vec<PlanNode> = plan
-        .nodes
-        .iter()
-        .filter(|n| n.runs(spec.bundle.is_some()))
-        .cloned()
-        .collect();
-    let mut outcome = execute(
-        &spec,
-        &running,
-        &config,
-        Audit { log, job },
-        attesting.as_mut().map(|a| (a, custody.keystore.join("zk"))),
-        sink,
-        observer,
-    );
+    })
+}
+
+/// After the dataflow: the dataset's files carried with its encrypted
+/// copy, the keys created, a suspension, the job's end (checkpointed) and
+/// the bundle.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    spec: &JobSpec,
+    files: DatasetFiles<'_>,
+    mut outcome: Result<std::result::Result<String, Failure>>,
+    started: Decided,
+    keystore: Option<&Keystore>,
+    attesting: Option<&mut Attesting>,
+    custody: &Custody,
+    log: &mut AuditLog,
+    observer: &mut dyn Observer,
+) -> Result<Outcome> {
+    let job = started.job;
     // The dataset's policies and metadata travel with its encrypted copy.
     if let (Ok(Ok(_)), Some(dest)) = (&outcome, &spec.persist_encrypted) {
         let carried = [
-            (
-                spec.dataset_policies.as_ref().map(|(f, _)| f),
-                "policy.symbi",
-            ),
-            (spec.dataset_metadata.as_ref().map(|(f, _)| f), "meta.json"),
+            (files.policies.map(|(f, _)| f), "policy.symbi"),
+            (files.metadata.map(|(f, _)| f), "meta.json"),
         ];
         for (file, name) in carried {
             let Some(file) = file else { continue };
@@ -485,22 +641,25 @@ fn run(
         )?;
     }
     if let Ok(Err(Failure::Suspended { lane, line })) = &outcome {
-        let violations = enforce::uncovered(&decision.by_lane[lane.index()], approved.as_ref());
+        let violations = enforce::uncovered(
+            &started.decision.by_lane[lane.index()],
+            started.approved.as_ref(),
+        );
         let request = enforce::suspend(
             log,
             job,
             serde_json::json!({"op": "classify", "line": line, "class": lane.class()}),
             ApprovalRequest {
                 overrides: violations,
-                ..this_job
+                ..started.this_job
             },
-            &custody.requests,
+            requests_dir(custody)?,
             observer,
         )?;
         observer.event(Event::Notice(format!(
             "the first record classified {} is at {}:line {line}",
             lane.class(),
-            config.input.display()
+            spec.input.display()
         )));
         return Ok(Outcome::Suspended { job, request });
     }
@@ -515,15 +674,12 @@ fn run(
     };
     let end_entry = log.append(EntryKind::JobEnd, end_detail)?;
     log.checkpoint()?;
-    if let (Ok(Ok(_)), Some(a), Some(path)) = (&outcome, attesting.as_mut(), &spec.bundle) {
+    if let (Ok(Ok(_)), Some(a), Some(path)) = (&outcome, attesting, &spec.bundle) {
         a.record_entry(end_entry);
-        let policy_sha256 = policy_digest(
-            &spec.program,
-            spec.dataset_policies.as_ref().map(|(f, _)| f.as_path()),
-        )?;
+        let policy_sha256 = policy_digest(&spec.program, files.policies.map(|(f, _)| f.as_path()))?;
         a.write(
             path,
-            query,
+            &spec.query,
             (&spec.program_file, &spec.program_sha256),
             &policy_sha256,
             log.path(),
@@ -545,6 +701,10 @@ fn run(
 /// touched.
 #[derive(Debug)]
 struct Prepared {
+    /// The dataset's metadata file and the attributes it gives.
+    dataset_metadata: Option<(PathBuf, Attrs)>,
+    /// The dataset's policy file and its policies.
+    dataset_policies: Option<(PathBuf, Vec<Policy>)>,
     programmable: Option<symbiont_operators::Compiled>,
     planned: Option<Planned>,
     dataset: String,
@@ -592,7 +752,8 @@ fn prepare(spec: &mut JobSpec) -> Result<std::result::Result<Prepared, Outcome>>
     }
     // The dataset's metadata: its attributes hold; a `--resource` that
     // says otherwise is refused, not silently overridden.
-    if let Some((file, attributes)) = &spec.dataset_metadata {
+    let dataset_metadata = crate::dataset_metadata(&spec.input)?;
+    if let Some((file, attributes)) = &dataset_metadata {
         for (k, v) in attributes {
             match spec.resource.get(k) {
                 Some(given) if given != v => {
@@ -609,7 +770,14 @@ fn prepare(spec: &mut JobSpec) -> Result<std::result::Result<Prepared, Outcome>>
     }
     // The dataset's own policies apply to every action, first; their
     // allow, deny and requirements are decided before anything runs.
-    if let Some((file, policies)) = &spec.dataset_policies {
+    let dataset_policies = match crate::dataset_policies(&spec.input)? {
+        DatasetPolicies::None => None,
+        DatasetPolicies::Policies(file, policies) => Some((file, policies)),
+        DatasetPolicies::Invalid(source, diagnostics) => {
+            return Ok(Err(Outcome::InvalidPolicyFile(source, diagnostics)));
+        }
+    };
+    if let Some((file, policies)) = &dataset_policies {
         let denials =
             symbiont_dsl::check_policies_with(&spec.program, policies, &file.display().to_string());
         if !denials.is_empty() {
@@ -643,6 +811,8 @@ fn prepare(spec: &mut JobSpec) -> Result<std::result::Result<Prepared, Outcome>>
         (true, true) => InputKind::StoreTfhe,
     };
     Ok(Ok(Prepared {
+        dataset_metadata,
+        dataset_policies,
         programmable,
         planned,
         dataset,
@@ -668,7 +838,7 @@ fn end(log: &mut AuditLog, job: u64, status: &str, error: Option<String>) -> Res
 }
 
 /// The `job_start` entry.
-fn job_start(spec: &JobSpec, dataset: &str) -> serde_json::Value {
+fn job_start(spec: &JobSpec, files: DatasetFiles<'_>, dataset: &str) -> serde_json::Value {
     serde_json::json!({
         "program": spec.program_file,
         "program_sha256": spec.program_sha256,
@@ -676,11 +846,11 @@ fn job_start(spec: &JobSpec, dataset: &str) -> serde_json::Value {
         "input": spec.input.display().to_string(),
         "dataset": dataset,
         "policies": spec.query.policies,
-        "dataset_metadata": spec.dataset_metadata.as_ref().map(|(f, _)| serde_json::json!({
+        "dataset_metadata": files.metadata.map(|(f, _)| serde_json::json!({
             "file": f.display().to_string(),
             "sha256": file_digest(f).unwrap_or_default(),
         })),
-        "dataset_policies": spec.dataset_policies.as_ref().map(|(f, policies)| serde_json::json!({
+        "dataset_policies": files.policies.map(|(f, policies)| serde_json::json!({
             "file": f.display().to_string(),
             "sha256": file_digest(f).unwrap_or_default(),
             "names": policies.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
@@ -693,13 +863,15 @@ fn job_start(spec: &JobSpec, dataset: &str) -> serde_json::Value {
 /// key unsealed, unless a passphrase is given) when it does not exist yet,
 /// which is said and audited; a keystore named by the user must exist (a
 /// mistyped path must not become a new, empty keystore).
-pub fn open_keystore(
+fn open_keystore(
     custody: &Custody,
     log: &mut AuditLog,
     observer: &mut dyn Observer,
 ) -> Result<Keystore> {
     let dir = &custody.keystore;
-    let pass = custody.passphrase.as_deref().map(|p| p.as_slice());
+    // Read now, dropped (wiped) when the keystore is open.
+    let passphrase = (custody.passphrase.0)()?;
+    let pass = passphrase.as_deref().map(|p| p.as_slice());
     if custody.create_keystore && !Keystore::exists(dir) {
         // Another process may create it at the same moment: then use theirs.
         match Keystore::init(dir, pass) {
@@ -856,16 +1028,6 @@ fn execute(
     observer: &mut dyn Observer,
 ) -> Result<std::result::Result<String, Failure>> {
     let Audit { log, job } = audit;
-    for node in running {
-        log.append(
-            EntryKind::StageStart,
-            serde_json::json!({"job": job, "stage": node.id, "op": node.op, "lane": node.lane, "tier": node.tier}),
-        )?;
-        observer.event(Event::StageStarted {
-            stage: crate::stage::stage_name(node),
-            tier: node.tier,
-        });
-    }
     // The source stage's read digest is computed beside the job, not before.
     let digest_path = if symbiont_operators::is_store(&config.input) {
         config.input.join("batches.bin")
