@@ -130,6 +130,43 @@ fn result_fields(query: &Query) -> Result<(ResultFields<'_>, Option<usize>), Str
 /// programmable path also evaluates (`field >= c`, `<`, `==`, `>`, `<=`,
 /// `&&`). A grouped result (`group_by(p => p.key)` on the input) is
 /// attested per group, the key a `string`, `int` or `bool` field.
+/// A grouped result's key among the attested fields (added to
+/// `schema_fields` if no aggregate reads it), and how it is encoded.
+fn group_plan(
+    query: &Query,
+    fields: ResultFields<'_>,
+    key: usize,
+    schema_fields: &mut Vec<usize>,
+) -> Result<GroupPlan, String> {
+    let (key_name, ty) = &query.schema.fields[key];
+    let code = match ty {
+        FieldType::Str => KeyCode::Text,
+        FieldType::Int | FieldType::Bool => KeyCode::Int,
+        FieldType::Float => {
+            return Err(format!(
+                "the group key `{key_name}` is a float: attestation covers string, int and bool keys"
+            ));
+        }
+    };
+    let result_key = fields
+        .iter()
+        .find(|(_, e)| matches!(e, OutExpr::Key))
+        .map(|(n, _)| n.clone())
+        .ok_or("a grouped result is attested with its key as a field (`name: g.key`)")?;
+    let field = match schema_fields.iter().position(|f| *f == key) {
+        Some(i) => i,
+        None => {
+            schema_fields.push(key);
+            schema_fields.len() - 1
+        }
+    };
+    Ok(GroupPlan {
+        key_name: result_key,
+        field,
+        code,
+    })
+}
+
 pub(crate) fn plan(query: &Query) -> Result<Planned, String> {
     if query.prove.is_empty() {
         return Err(format!(
@@ -195,35 +232,7 @@ pub(crate) fn plan(query: &Query) -> Result<Planned, String> {
     let mut schema_fields: Vec<usize> = used.iter().map(|s| slots[*s]).collect();
     let grouping = match key {
         None => None,
-        Some(key) => {
-            let (key_name, ty) = &query.schema.fields[key];
-            let code = match ty {
-                FieldType::Str => KeyCode::Text,
-                FieldType::Int | FieldType::Bool => KeyCode::Int,
-                FieldType::Float => {
-                    return Err(format!(
-                        "the group key `{key_name}` is a float: attestation covers string, int and bool keys"
-                    ));
-                }
-            };
-            let result_key = fields
-                .iter()
-                .find(|(_, e)| matches!(e, OutExpr::Key))
-                .map(|(n, _)| n.clone())
-                .ok_or("a grouped result is attested with its key as a field (`name: g.key`)")?;
-            let field = match schema_fields.iter().position(|f| *f == key) {
-                Some(i) => i,
-                None => {
-                    schema_fields.push(key);
-                    schema_fields.len() - 1
-                }
-            };
-            Some(GroupPlan {
-                key_name: result_key,
-                field,
-                code,
-            })
-        }
+        Some(key) => Some(group_plan(query, fields, key, &mut schema_fields)?),
     };
     let mut comparisons = Vec::new();
     for (i, c) in compiled.spec.comparisons.iter().enumerate() {

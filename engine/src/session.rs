@@ -373,6 +373,29 @@ fn run(
         end(log, job, "cancelled", None)?;
         return Ok(Outcome::Cancelled);
     }
+    let mut forbidden_lanes = [false; 3];
+    for lane in Lane::ALL {
+        forbidden_lanes[lane.index()] = !enforce::uncovered(
+            &started.decision.by_lane[lane.index()],
+            started.approved.as_ref(),
+        )
+        .is_empty();
+    }
+    let lanes = Lanes {
+        keystore: keystore.as_ref(),
+        dataset: &dataset,
+        stored,
+        tiers: stage_tiers,
+        programmable,
+    };
+    // The lanes' keys and stages; a job that cannot have them ends here.
+    let config = match job_config(&spec, &plan, keys, forbidden_lanes, lanes, log, job) {
+        Ok(c) => c,
+        Err(e) => {
+            end(log, job, "error", Some(format!("{e:#}")))?;
+            return Err(e);
+        }
+    };
     let running: Vec<PlanNode> = plan
         .nodes
         .iter()
@@ -410,22 +433,6 @@ fn run(
             }
         }
     };
-    let mut forbidden_lanes = [false; 3];
-    for lane in Lane::ALL {
-        forbidden_lanes[lane.index()] = !enforce::uncovered(
-            &started.decision.by_lane[lane.index()],
-            started.approved.as_ref(),
-        )
-        .is_empty();
-    }
-    let lanes = Lanes {
-        keystore: keystore.as_ref(),
-        dataset: &dataset,
-        stored,
-        tiers: stage_tiers,
-        programmable,
-    };
-    let config = job_config(&spec, &plan, keys, forbidden_lanes, lanes, log, job)?;
     let outcome = execute(
         &spec,
         &running,
@@ -667,6 +674,7 @@ fn finish(
         Ok(Ok(result_digest)) => {
             serde_json::json!({"job": job, "status": "ok", "result_sha256": result_digest})
         }
+        Ok(Err(Failure::Cancelled)) => serde_json::json!({"job": job, "status": "cancelled"}),
         Ok(Err(failure)) => {
             serde_json::json!({"job": job, "status": "error", "error": failure.to_string()})
         }

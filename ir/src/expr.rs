@@ -110,6 +110,7 @@ pub struct Env<'a> {
 
 impl<'a> Env<'a> {
     /// The environment of a record.
+    #[inline]
     pub fn record(record: &'a [Value]) -> Env<'a> {
         Env {
             record,
@@ -151,6 +152,7 @@ impl BinOp {
 
 impl Scalar {
     /// Evaluates the expression.
+    #[inline]
     pub fn eval<'a>(&'a self, env: &Env<'a>) -> Result<Cow<'a, Value>, EvalError> {
         Ok(match self {
             Scalar::Const(v) => Cow::Borrowed(v),
@@ -211,10 +213,12 @@ impl Scalar {
     }
 
     /// Evaluates a predicate: `true` only for `Bool(true)`.
+    #[inline]
     pub fn holds(&self, env: &Env<'_>) -> Result<bool, EvalError> {
         Ok(matches!(self.eval(env)?.as_ref(), Value::Bool(true)))
     }
 
+    #[inline]
     fn binary<'a>(
         &'a self,
         op: BinOp,
@@ -326,6 +330,7 @@ impl Pipeline {
     }
 
     /// Runs the pipeline over one record: `None` if a filter dropped it.
+    #[inline]
     pub fn run<'a>(&'a self, record: &'a [Value]) -> Result<Option<Element<'a>>, EvalError> {
         let mut element = Element::Record(record);
         for step in &self.steps {

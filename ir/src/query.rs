@@ -51,6 +51,7 @@ impl Lane {
     }
 
     /// The lane's index in [`Lane::ALL`].
+    #[inline]
     pub fn index(self) -> usize {
         self as usize
     }
@@ -114,6 +115,7 @@ pub struct Classifier {
 
 impl Classifier {
     /// The lane of one record.
+    #[inline]
     pub fn classify(&self, record: &[Value]) -> Result<Lane, EvalError> {
         let mut locals = vec![Value::Null; self.locals];
         run(&self.body, record, &mut locals)?.ok_or(EvalError::NoClass)
