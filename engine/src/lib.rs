@@ -1,8 +1,8 @@
 //! The Symbiont engine: queries become timely + differential-dataflow jobs.
 //!
 //! [`Job`] is a job with its guarantees, the one every front end runs:
-//! [`Job::prepare`] checks and plans a [`JobSpec`] without touching
-//! anything; [`Job::run`], given the [`Custody`] of keys and an audit log,
+//! [`Job::prepare`] checks and plans a [`JobSpec`], reading but writing
+//! nothing; [`Job::run`], given the [`Custody`] of keys and an audit log,
 //! decides the policies (audited), verifies an approval, suspends before
 //! anything forbidden is opened, commits to the input, runs the dataflow
 //! with its sandboxed stages ([`stage`]), proves the attested aggregates,

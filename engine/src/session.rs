@@ -1,5 +1,5 @@
 //! A job with its guarantees, as a library: [`Job::prepare`] checks a
-//! program's request and plans it without touching anything, and
+//! program's request and plans it, reading but writing nothing, and
 //! [`Job::run`], given where the keys and audit trail are, does
 //! everything `symbi run` promises, in order: the dataset's policies and
 //! metadata, the runtime policy decisions (audited), a signed approval,
@@ -267,8 +267,8 @@ pub enum Outcome {
     Cancelled,
 }
 
-/// A job whose request was checked and planned, and that touched nothing
-/// yet: no keystore, no audit log, no file.
+/// A job whose request was checked and planned, and that has written
+/// nothing yet: no keystore, no audit log, no file was opened for writing.
 #[derive(Debug)]
 pub struct Job {
     spec: JobSpec,
