@@ -19,11 +19,10 @@ use symbiont_crypto::{ApprovalRequest, AuditLog, AuditSigningKey, Backend, Entry
 use symbiont_dsl::ast::Program;
 use symbiont_dsl::{Diagnostic, SourceFile};
 use symbiont_operators::{InputKind, Lane, Plan, PlanNode, Policy, PolicyValue, Query};
-
-use crate::dataset_files::DatasetPolicies;
 use zeroize::Zeroizing;
 
 use crate::attest::{Attesting, Planned};
+use crate::dataset_files::DatasetPolicies;
 use crate::stage::{ComputeSandbox, SandboxedEvaluate, SandboxedReduce, SandboxedStage};
 use crate::{
     HomomorphicLane, InProcessEvaluate, InProcessReduce, JobConfig, JobError, JobOutput,
