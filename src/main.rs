@@ -526,21 +526,8 @@ fn main() -> ExitCode {
     {
         symbiont_sandbox::init_main();
     }
-    if std::env::args_os().nth(1).as_deref()
-        == Some(std::ffi::OsStr::new(symbiont_engine::stage::WORKER_ARG))
-    {
-        symbiont_engine::stage::worker_main();
-    }
-    if std::env::args_os().nth(1).as_deref()
-        == Some(std::ffi::OsStr::new(symbiont_engine::stage::REDUCE_ARG))
-    {
-        symbiont_engine::stage::reduce_worker_main();
-    }
-    if std::env::args_os().nth(1).as_deref()
-        == Some(std::ffi::OsStr::new(symbiont_engine::stage::EVALUATE_ARG))
-    {
-        symbiont_engine::stage::evaluate_worker_main();
-    }
+    // Started as a stage worker: that worker runs and exits.
+    symbiont_engine::stage::worker_if_asked();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

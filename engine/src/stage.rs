@@ -87,6 +87,22 @@ fn read_frame(input: &mut impl Read, what: &str) -> Result<Option<Vec<u8>>> {
     Ok(Some(bytes))
 }
 
+/// Runs the stage worker this process was started as, if its first
+/// argument names one ([`WORKER_ARG`], [`REDUCE_ARG`], [`EVALUATE_ARG`]),
+/// and exits; returns otherwise. A binary that runs jobs calls it first
+/// thing in `main` (after the sandbox's init).
+pub fn worker_if_asked() {
+    let Some(arg) = std::env::args_os().nth(1) else {
+        return;
+    };
+    match arg.to_str() {
+        Some(WORKER_ARG) => worker_main(),
+        Some(REDUCE_ARG) => reduce_worker_main(),
+        Some(EVALUATE_ARG) => evaluate_worker_main(),
+        _ => {}
+    }
+}
+
 /// The worker: reads the header and the batches, aggregates, answers.
 pub fn worker_main() -> ! {
     let code = match worker() {
