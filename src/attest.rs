@@ -1,10 +1,9 @@
 //! The auditor's verbs: `symbi verify` and `symbi proof export`, over the
 //! `symbiont-verify` crate (which `symbi-verify` also runs).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
-use symbiont_crypto::AuditVerifyingKey;
 
 use crate::exit;
 
@@ -13,14 +12,7 @@ use crate::exit;
 pub(crate) fn verify(path: &Path, key: Option<&Path>, json_out: bool) -> Result<u8> {
     let key = match key {
         None => None,
-        Some(k) => {
-            let text = std::fs::read_to_string(k)
-                .with_context(|| format!("cannot read {}", k.display()))?;
-            Some(
-                AuditVerifyingKey::parse(text.trim())
-                    .with_context(|| format!("{}", k.display()))?,
-            )
-        }
+        Some(k) => Some(symbiont_verify::read_key(k).map_err(anyhow::Error::msg)?),
     };
     let results = symbiont_verify::verify_file(path, key.as_ref());
     print!("{}", symbiont_verify::report(path, &results, json_out));
@@ -34,11 +26,7 @@ pub(crate) fn verify(path: &Path, key: Option<&Path>, json_out: bool) -> Result<
 
 /// `symbi proof export BUNDLE --format snarkjs --out DIR [--chunk N]`.
 pub(crate) fn export(path: &Path, out: &Path, chunk: usize) -> Result<u8> {
-    let files = symbiont_verify::read_bundle(path)
-        .and_then(|b| symbiont_verify::decode(&b))
-        .map_err(symbiont_verify::ExportError::Invalid)
-        .and_then(|d| Ok((d.proofs.len(), symbiont_verify::snarkjs_files(&d, chunk)?)));
-    let (proofs, files) = match files {
+    let (proofs, files) = match symbiont_verify::snarkjs_export(path, chunk) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("symbi: error: {e}");
@@ -49,12 +37,8 @@ pub(crate) fn export(path: &Path, out: &Path, chunk: usize) -> Result<u8> {
         }
     };
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    for (name, value) in files {
-        let p: PathBuf = out.join(name);
-        symbiont_engine::write_whole(
-            &p,
-            (serde_json::to_string_pretty(&value)? + "\n").as_bytes(),
-        )?;
+    for (name, text) in files {
+        symbiont_engine::write_whole(&out.join(name), text.as_bytes())?;
     }
     eprintln!(
         "symbi: wrote proof {chunk} of {proofs} to {} (snarkjs groth16 verify verification_key.json public.json proof.json)",

@@ -616,7 +616,7 @@ impl Attesting {
         json!({
             "job": job,
             "proofs": self.chunks.len(),
-            "verifying_key_sha256": self.vk.as_deref().map(symbiont_verify::digest),
+            "verifying_key_sha256": self.vk.as_deref().map(crate::digest),
             "attested": self.names(),
         })
     }
@@ -690,7 +690,7 @@ impl Attesting {
                 "proof": attest::hex(&encoding::proof_bytes(&c.proof)),
             })).collect::<Vec<_>>(),
             "verifying_key": {
-                "sha256": self.vk.as_deref().map(symbiont_verify::digest),
+                "sha256": self.vk.as_deref().map(crate::digest),
                 "key": self.vk.as_deref().map(attest::hex),
             },
             "audit": {

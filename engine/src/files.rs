@@ -30,15 +30,8 @@ pub fn file_digest(path: &std::path::Path) -> Result<String> {
         }
         hasher.update(&buffer[..n]);
     }
-    Ok(hex(&hasher.finalize()))
+    Ok(symbiont_verify::hex(&hasher.finalize()))
 }
 
-/// Hex SHA-256 of bytes.
-pub fn digest(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex(&sha2::Sha256::digest(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+/// Hex SHA-256 of bytes (the one the bundle's verifier computes too).
+pub use symbiont_verify::digest;

@@ -32,10 +32,20 @@ pub const VERSION: u64 = 1;
 
 /// The lower-case hex SHA-256 of `bytes` (how a bundle names a key).
 pub fn digest(bytes: &[u8]) -> String {
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&sha2::Sha256::digest(bytes))
+}
+
+/// `bytes` in lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The signer's public key in `path` (an `audit_ed25519.pub` file), for
+/// pinning; the error names the file.
+pub fn read_key(path: &Path) -> Result<AuditVerifyingKey, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    AuditVerifyingKey::parse(text.trim()).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// How a group key becomes the `u32` the commitment holds.
@@ -753,6 +763,24 @@ pub fn snarkjs_files(d: &Decoded, chunk: usize) -> Result<[(&'static str, Value)
         ("proof.json", symbiont_circuits::snarkjs::proof(&c.proof)),
         ("public.json", symbiont_circuits::snarkjs::public(&public)),
     ])
+}
+
+/// snarkjs' three files: each one's name and its pretty JSON text.
+pub type SnarkjsFiles = [(&'static str, String); 3];
+
+/// Proof `chunk` of the bundle at `path`, as snarkjs' three files, with
+/// the bundle's number of proofs.
+pub fn snarkjs_export(path: &Path, chunk: usize) -> Result<(usize, SnarkjsFiles), ExportError> {
+    let decoded = read_bundle(path)
+        .and_then(|b| decode(&b))
+        .map_err(ExportError::Invalid)?;
+    let files = snarkjs_files(&decoded, chunk)?.map(|(name, value)| {
+        (
+            name,
+            serde_json::to_string_pretty(&value).expect("JSON values serialize") + "\n",
+        )
+    });
+    Ok((decoded.proofs.len(), files))
 }
 
 #[cfg(test)]

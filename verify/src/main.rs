@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use symbiont_audit::AuditVerifyingKey;
 
 const VERIFICATION_FAILED: u8 = 4;
 const USAGE: u8 = 64;
@@ -77,14 +76,7 @@ fn run(cli: &Cli) -> Result<u8, (u8, String)> {
     }
     let key = match &cli.key {
         None => None,
-        Some(k) => {
-            let text = std::fs::read_to_string(k)
-                .map_err(|e| (USAGE, format!("cannot read {}: {e}", k.display())))?;
-            Some(
-                AuditVerifyingKey::parse(text.trim())
-                    .map_err(|e| (USAGE, format!("{}: {e}", k.display())))?,
-            )
-        }
+        Some(k) => Some(symbiont_verify::read_key(k).map_err(|why| (USAGE, why))?),
     };
     let results = symbiont_verify::verify_file(&cli.bundle, key.as_ref());
     print!(
@@ -103,25 +95,19 @@ fn run(cli: &Cli) -> Result<u8, (u8, String)> {
 }
 
 fn export(bundle: &Path, dir: &Path, chunk: usize) -> Result<u8, (u8, String)> {
-    let failed = |why: String| (VERIFICATION_FAILED, why);
-    let decoded = symbiont_verify::read_bundle(bundle)
-        .and_then(|b| symbiont_verify::decode(&b))
-        .map_err(failed)?;
-    let files = symbiont_verify::snarkjs_files(&decoded, chunk).map_err(|e| match e {
+    let (proofs, files) = symbiont_verify::snarkjs_export(bundle, chunk).map_err(|e| match e {
         symbiont_verify::ExportError::NoSuchChunk { .. } => (USAGE, e.to_string()),
-        symbiont_verify::ExportError::Invalid(_) => failed(e.to_string()),
+        symbiont_verify::ExportError::Invalid(_) => (VERIFICATION_FAILED, e.to_string()),
     })?;
     std::fs::create_dir_all(dir)
         .map_err(|e| (1, format!("cannot create {}: {e}", dir.display())))?;
-    for (name, value) in files {
+    for (name, text) in files {
         let path = dir.join(name);
-        let text = serde_json::to_string_pretty(&value).expect("JSON values serialize") + "\n";
         std::fs::write(&path, text)
             .map_err(|e| (1, format!("cannot write {}: {e}", path.display())))?;
     }
     eprintln!(
-        "symbi-verify: wrote proof {chunk} of {} to {}",
-        decoded.proofs.len(),
+        "symbi-verify: wrote proof {chunk} of {proofs} to {}",
         dir.display()
     );
     Ok(0)
