@@ -173,6 +173,16 @@ fn log(env: &Tree) -> symbiont_crypto::AuditLog {
         .0
 }
 
+/// The test's audit log, verified against its key.
+fn logged(env: &Tree) -> Vec<symbiont_crypto::Entry> {
+    let public = symbiont_crypto::AuditSigningKey::load(&env.path("data/audit.key"))
+        .unwrap()
+        .verifying_key();
+    symbiont_crypto::verify(&env.path("state/audit.log"), &public)
+        .unwrap()
+        .entries
+}
+
 #[test]
 fn a_job_run_through_the_library_is_audited_and_observed() {
     let env = Tree::new("job-api", "library");
@@ -202,10 +212,7 @@ fn a_job_run_through_the_library_is_audited_and_observed() {
         .nodes
         .iter()
         .filter(|n| n.runs(false))
-        .map(|n| match n.lane {
-            Some(lane) => format!("{}[{lane}]", n.op),
-            None => n.op.to_owned(),
-        })
+        .map(symbiont_engine::stage::stage_name)
         .collect();
     let started: Vec<String> = events
         .iter()
@@ -224,12 +231,7 @@ fn a_job_run_through_the_library_is_audited_and_observed() {
     assert_eq!(started, running);
     assert_eq!(ended, running);
     // The audit log holds the job from start to end, checkpointed.
-    let public = symbiont_crypto::AuditSigningKey::load(&env.path("data/audit.key"))
-        .unwrap()
-        .verifying_key();
-    let verified = symbiont_crypto::verify(&env.path("state/audit.log"), &public).unwrap();
-    let kinds: Vec<String> = verified
-        .entries
+    let kinds: Vec<String> = logged(&env)
         .iter()
         .map(|e| e.kind.as_str().to_owned())
         .collect();
@@ -256,11 +258,8 @@ fn a_cancelled_job_ends_without_a_result_and_says_so_in_the_log() {
         .unwrap();
     assert!(matches!(outcome, Outcome::Cancelled), "{outcome:?}");
     assert!(sink.written.is_none());
-    let public = symbiont_crypto::AuditSigningKey::load(&env.path("data/audit.key"))
-        .unwrap()
-        .verifying_key();
-    let verified = symbiont_crypto::verify(&env.path("state/audit.log"), &public).unwrap();
-    let last = verified.entries.last().unwrap();
+    let entries = logged(&env);
+    let last = entries.last().unwrap();
     assert_eq!(last.kind.as_str(), "job_end");
     assert_eq!(last.detail["status"], "cancelled");
 }

@@ -13,24 +13,25 @@ use crate::Attrs;
 /// Where a dataset's own policies are: `PATH.policy.symbi` beside a file,
 /// `policy.symbi` inside an encrypted dataset directory.
 pub fn dataset_policy_file(input: &Path) -> PathBuf {
-    if symbiont_operators::is_store(input) {
-        input.join("policy.symbi")
-    } else {
-        let mut name = input.as_os_str().to_owned();
-        name.push(".policy.symbi");
-        PathBuf::from(name)
-    }
+    carried_file(input, "policy.symbi")
 }
 
 /// Where a dataset's metadata is: `PATH.meta.json` beside a file,
 /// `meta.json` inside an encrypted dataset directory.
 pub fn dataset_meta_file(input: &Path) -> PathBuf {
+    carried_file(input, "meta.json")
+}
+
+/// The file `name` a dataset carries: inside a stored dataset's
+/// directory, or beside a file as `PATH.name`.
+fn carried_file(input: &Path, name: &str) -> PathBuf {
     if symbiont_operators::is_store(input) {
-        input.join("meta.json")
+        input.join(name)
     } else {
-        let mut name = input.as_os_str().to_owned();
-        name.push(".meta.json");
-        PathBuf::from(name)
+        let mut path = input.as_os_str().to_owned();
+        path.push(".");
+        path.push(name);
+        PathBuf::from(path)
     }
 }
 
