@@ -41,48 +41,33 @@ fi
 export XDG_STATE_HOME="$work/xdg-state" XDG_DATA_HOME="$work/xdg-data"
 
 python3 - "$old" "$work/symbi-new" "$data" "$runs" "$rev" <<'PY'
-import json, statistics, subprocess, sys, time
-import duckdb
+import statistics, sys
+sys.path.insert(0, "benches")
+from plaintext_duckdb import DuckDb, VERSION, time_symbi
 
 old, new, data, runs, rev = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+duck = DuckDb(data)
 
 def symbi(binary):
-    cmd = [binary, "run", "benches/plaintext_1m.symbi", "--input", f"patients={data}",
-           "--format", "json", "--workers", "2"]
-    t = time.perf_counter()
-    out = subprocess.run(cmd, check=True, capture_output=True).stdout
-    return time.perf_counter() - t, json.loads(out)["value"]
+    return time_symbi(binary, data)
 
-con = duckdb.connect()
-con.execute("SET threads TO 2")
-query = f"""
-SELECT diagnosis, count(*) AS patients,
-       coalesce(sum(cost_cents) FILTER (WHERE age >= 65), 0) AS senior_cost_cents
-FROM read_csv('{data}', header = true, columns = {{
-    'patient_id': 'VARCHAR', 'name': 'VARCHAR', 'ssn': 'VARCHAR', 'email': 'VARCHAR',
-    'age': 'BIGINT', 'sex': 'VARCHAR', 'zip': 'VARCHAR', 'diagnosis': 'VARCHAR',
-    'cost_cents': 'BIGINT', 'visits': 'BIGINT'}})
-GROUP BY diagnosis ORDER BY diagnosis"""
-
-def duck():
-    t = time.perf_counter()
-    con.execute(query).fetchall()
-    return time.perf_counter() - t
+def duckdb_time():
+    return duck.time()[0]
 
 # Warm-up (page cache), and the two builds must agree.
 _, a = symbi(old)
 _, b = symbi(new)
-duck()
+duckdb_time()
 if a != b:
     sys.exit(f"the builds disagree:\n{rev}: {a}\nnew: {b}")
 times = {"old": [], "new": [], "duckdb": []}
 for _ in range(runs):
     times["old"].append(symbi(old)[0])
     times["new"].append(symbi(new)[0])
-    times["duckdb"].append(duck())
+    times["duckdb"].append(duckdb_time())
 med = {k: statistics.median(v) for k, v in times.items()}
 print(f"rows {sum(r['patients'] for r in b)}, results identical in both builds")
-for k, label in [("old", f"symbi at {rev}"), ("new", "symbi, working tree"), ("duckdb", f"duckdb {duckdb.__version__}")]:
+for k, label in [("old", f"symbi at {rev}"), ("new", "symbi, working tree"), ("duckdb", f"duckdb {VERSION}")]:
     print(f"{label:28} median {med[k]*1000:8.1f} ms  runs {[round(x*1000) for x in times[k]]}")
 print(f"vs duckdb: old {med['old']/med['duckdb']:.2f}x, new {med['new']/med['duckdb']:.2f}x; new / old {med['new']/med['old']:.3f}")
 PY

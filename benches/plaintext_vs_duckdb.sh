@@ -24,38 +24,16 @@ fi
 export XDG_STATE_HOME="$target/bench-data/xdg-state" XDG_DATA_HOME="$target/bench-data/xdg-data"
 
 python3 - "$target/release/symbi" "$data" "$runs" <<'PY'
-import json, statistics, subprocess, sys, time
-import duckdb
+import statistics, sys
+sys.path.insert(0, "benches")
+from plaintext_duckdb import DuckDb, VERSION, time_symbi
 
 symbi, data, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
-cmd = [symbi, "run", "benches/plaintext_1m.symbi", "--input", f"patients={data}",
-       "--format", "json", "--workers", "2"]
-
-def time_symbi():
-    t = time.perf_counter()
-    out = subprocess.run(cmd, check=True, capture_output=True).stdout
-    return time.perf_counter() - t, json.loads(out)["value"]
-
-con = duckdb.connect()
-con.execute("SET threads TO 2")
-query = f"""
-SELECT diagnosis, count(*) AS patients,
-       coalesce(sum(cost_cents) FILTER (WHERE age >= 65), 0) AS senior_cost_cents
-FROM read_csv('{data}', header = true, columns = {{
-    'patient_id': 'VARCHAR', 'name': 'VARCHAR', 'ssn': 'VARCHAR', 'email': 'VARCHAR',
-    'age': 'BIGINT', 'sex': 'VARCHAR', 'zip': 'VARCHAR', 'diagnosis': 'VARCHAR',
-    'cost_cents': 'BIGINT', 'visits': 'BIGINT'}})
-GROUP BY diagnosis ORDER BY diagnosis"""
-
-def time_duckdb():
-    t = time.perf_counter()
-    rows = con.execute(query).fetchall()
-    return time.perf_counter() - t, [
-        {"diagnosis": d, "patients": n, "senior_cost_cents": int(s)} for d, n, s in rows]
+duck = DuckDb(data)
 
 # One warm-up each (page cache, lazy initialization), then interleaved runs.
-_, ours = time_symbi()
-_, theirs = time_duckdb()
+_, ours = time_symbi(symbi, data)
+_, theirs = duck.time()
 ours_sorted = sorted(ours, key=lambda r: r["diagnosis"].encode())
 theirs_sorted = sorted(theirs, key=lambda r: r["diagnosis"].encode())
 if ours_sorted != theirs_sorted:
@@ -63,11 +41,11 @@ if ours_sorted != theirs_sorted:
 
 s_times, d_times = [], []
 for _ in range(runs):
-    s_times.append(time_symbi()[0])
-    d_times.append(time_duckdb()[0])
+    s_times.append(time_symbi(symbi, data)[0])
+    d_times.append(duck.time()[0])
 s, d = statistics.median(s_times), statistics.median(d_times)
 print(f"rows: {sum(r['patients'] for r in ours)}, groups: {len(ours)}, results identical")
 print(f"symbiont (symbi run, 2 workers, whole process incl. audit) median {s*1000:8.1f} ms  runs {[round(x*1000) for x in s_times]}")
-print(f"duckdb {duckdb.__version__} (in-process, 2 threads)       median {d*1000:8.1f} ms  runs {[round(x*1000) for x in d_times]}")
+print(f"duckdb {VERSION} (in-process, 2 threads)       median {d*1000:8.1f} ms  runs {[round(x*1000) for x in d_times]}")
 print(f"ratio symbiont / duckdb: {s/d:.2f} (target <= 2.00: {'met' if s/d <= 2 else 'NOT met'})")
 PY
