@@ -2,15 +2,13 @@
 //! trail of `symbi run`.
 
 use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use symbiont_crypto::{
-    AuditError, AuditLog, AuditSigningKey, AuditVerifyingKey, Verified, merkle, verify,
-};
+use symbiont_crypto::{AuditError, AuditLog, AuditVerifyingKey, Verified, merkle, verify};
+use symbiont_engine::homes;
 
 /// Where the audit trail of a job goes.
 pub(crate) struct AuditArgs {
@@ -23,11 +21,11 @@ impl AuditArgs {
     pub(crate) fn open(&self) -> Result<AuditLog> {
         let log = match &self.log {
             Some(p) => p.clone(),
-            None => default_log()?,
+            None => homes::audit_log()?,
         };
         let key = match &self.key {
             Some(p) => p.clone(),
-            None => default_key()?,
+            None => homes::audit_key()?,
         };
         open_log(&log, &key)
     }
@@ -35,87 +33,12 @@ impl AuditArgs {
 
 use crate::exit;
 
-/// Entries between automatic checkpoints.
-pub(crate) const CHECKPOINT_EVERY: u64 = 1024;
-
-/// The audit signing key's name in checkpoints.
-const KEY_NAME: &str = "symbiont-audit";
-
-pub(crate) fn home_dir(var: &str, fallback: &str) -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os(var).filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir).join("symbiont"));
-    }
-    let home =
-        std::env::var_os("HOME").context("neither $".to_owned() + var + " nor $HOME is set")?;
-    Ok(PathBuf::from(home).join(fallback).join("symbiont"))
-}
-
-/// The default audit log: `$XDG_STATE_HOME/symbiont/audit.log`.
-pub(crate) fn default_log() -> Result<PathBuf> {
-    Ok(home_dir("XDG_STATE_HOME", ".local/state")?.join("audit.log"))
-}
-
-/// The default signing key: `$XDG_DATA_HOME/symbiont/audit_ed25519.key`
-/// (the keystore directory).
-pub(crate) fn default_key() -> Result<PathBuf> {
-    Ok(home_dir("XDG_DATA_HOME", ".local/share")?.join("audit_ed25519.key"))
-}
-
-/// The verifier key file next to a signing key.
-fn public_of(key: &Path) -> PathBuf {
-    key.with_extension("pub")
-}
-
-fn make_private_dir(dir: &Path) -> Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))
-}
-
-/// Loads the signing key, creating it (and its `.pub`) on first use; says
-/// whether it was created.
-pub(crate) fn signing_key(path: &Path) -> Result<(AuditSigningKey, bool)> {
-    if !path.exists() {
-        if let Some(dir) = path.parent() {
-            make_private_dir(dir)?;
-        }
-        let key = AuditSigningKey::generate(KEY_NAME)?;
-        key.save(path)?;
-        std::fs::write(public_of(path), key.verifying_key().to_note_key() + "\n")
-            .with_context(|| format!("cannot write {}", public_of(path).display()))?;
-        eprintln!(
-            "symbi: created the audit signing key {} (public key {})",
-            path.display(),
-            public_of(path).display()
-        );
-        return Ok((key, true));
-    }
-    Ok((AuditSigningKey::load(path)?, false))
-}
-
-/// Opens the audit log for a job, reporting a recovery on stderr.
+/// Opens the audit log for a job, telling on stderr of a key created or a
+/// recovery.
 pub(crate) fn open_log(log: &Path, key: &Path) -> Result<AuditLog> {
-    if let Some(dir) = log.parent().filter(|d| !d.as_os_str().is_empty()) {
-        make_private_dir(dir)?;
-    }
-    let (key, created) = signing_key(key)?;
-    let public = key.verifying_key().to_note_key();
-    let (mut log, report) = AuditLog::open(log, key, CHECKPOINT_EVERY)?;
-    if created {
-        log.append(
-            symbiont_crypto::EntryKind::KeyEvent,
-            serde_json::json!({"event": "created", "key": "audit signing key", "public": public}),
-        )?;
-    }
-    if let Some(r) = report.recovery {
-        eprintln!(
-            "symbi: the audit log {} was recovered after a crash: {} torn byte(s) cut, {} unsigned entr(y/ies) now checkpointed",
-            log.path().display(),
-            r.truncated_bytes,
-            r.unsigned_entries
-        );
+    let (log, notices) = homes::open_audit_log(log, key)?;
+    for notice in notices {
+        eprintln!("symbi: {notice}");
     }
     Ok(log)
 }
@@ -127,7 +50,7 @@ fn hex(bytes: &[u8]) -> String {
 fn verifying_key(pubkey: Option<&Path>) -> Result<AuditVerifyingKey> {
     let path = match pubkey {
         Some(p) => p.to_owned(),
-        None => public_of(&default_key()?),
+        None => homes::public_of(&homes::audit_key()?),
     };
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(

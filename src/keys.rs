@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use symbiont_crypto::{EntryKind, KeyId, Keystore};
@@ -10,30 +10,7 @@ use zeroize::Zeroizing;
 
 use crate::{audit, exit};
 
-/// The default keystore: `$XDG_DATA_HOME/symbiont` (or
-/// `~/.local/share/symbiont`), which also holds the audit signing key.
-pub(crate) fn default_dir() -> Result<PathBuf> {
-    audit::home_dir("XDG_DATA_HOME", ".local/share")
-}
-
-/// The keystore directory given, or the default.
-pub(crate) fn dir_or_default(dir: Option<&Path>) -> Result<PathBuf> {
-    match dir {
-        Some(d) => Ok(d.to_owned()),
-        None => default_dir(),
-    }
-}
-
-/// The passphrase in environment variable `var`, if one is named.
-pub(crate) fn passphrase(var: Option<&str>) -> Result<Option<Zeroizing<Vec<u8>>>> {
-    let Some(var) = var else { return Ok(None) };
-    let value = std::env::var_os(var)
-        .filter(|v| !v.is_empty())
-        .with_context(|| format!("--passphrase-env {var}: the variable is not set or empty"))?;
-    Ok(Some(Zeroizing::new(
-        std::os::unix::ffi::OsStrExt::as_bytes(value.as_os_str()).to_vec(),
-    )))
-}
+pub(crate) use symbiont_engine::homes::{keystore_or_default as dir_or_default, passphrase};
 
 fn report_recovery(ks: &Keystore) {
     for path in ks.recovered() {
@@ -222,13 +199,13 @@ pub(crate) fn export_data_key(
 /// Audits a key event when the keystore is the default one or a log is
 /// named (another keystore's audit key must not sign the default log).
 fn key_event(audit: &audit::AuditArgs, dir: &Path, detail: serde_json::Value) -> Result<()> {
-    let default = default_dir().ok().as_deref() == Some(dir);
+    let default = symbiont_engine::homes::keystore_dir().ok().as_deref() == Some(dir);
     if !default && audit.log.is_none() {
         return Ok(());
     }
     let log_path = match &audit.log {
         Some(p) => p.clone(),
-        None => audit::default_log()?,
+        None => symbiont_engine::homes::audit_log()?,
     };
     let key = match &audit.key {
         Some(k) => k.clone(),

@@ -664,7 +664,7 @@ fn main() -> ExitCode {
                     seed,
                     out,
                 },
-        } => run::generate(rows, seed, out.as_deref()),
+        } => symbiont_engine::write_patients(rows, seed, out.as_deref()).map(|()| exit::OK),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -678,7 +678,7 @@ fn main() -> ExitCode {
 fn log_path(log: Option<PathBuf>) -> Result<PathBuf> {
     match log {
         Some(p) => Ok(p),
-        None => audit::default_log(),
+        None => symbiont_engine::homes::audit_log(),
     }
 }
 
@@ -698,21 +698,13 @@ fn run_sandbox(command: SandboxCommand) -> Result<u8> {
             };
             let mut binds = Vec::new();
             for b in &bind {
-                match b.split_once(':') {
-                    Some((host, inside))
-                        if inside.starts_with('/')
-                            && !inside.split('/').any(|p| p == "..")
-                            && std::path::Path::new(host).is_file() =>
-                    {
-                        binds.push((PathBuf::from(host), PathBuf::from(inside)));
-                    }
-                    _ => {
-                        eprintln!(
-                            "symbi: usage error: --bind takes HOST:INSIDE, an existing host file and an absolute path without `..`, got `{b}`"
-                        );
-                        return Ok(exit::USAGE);
-                    }
-                }
+                let Some(pair) = symbiont_sandbox::parse_bind(b) else {
+                    eprintln!(
+                        "symbi: usage error: --bind takes HOST:INSIDE, an existing host file and an absolute path without `..`, got `{b}`"
+                    );
+                    return Ok(exit::USAGE);
+                };
+                binds.push(pair);
             }
             let limits = symbiont_sandbox::Limits {
                 memory_bytes: memory_mib << 20,
@@ -720,11 +712,8 @@ fn run_sandbox(command: SandboxCommand) -> Result<u8> {
                 timeout: timeout.into(),
                 ..Default::default()
             };
-            // The small init binary beside `symbi`, or `symbi` itself.
-            let symbi = std::env::current_exe().context("cannot find the symbi binary")?;
-            let small = symbi.with_file_name("symbi-sandbox-init");
-            let exe = if small.exists() { small } else { symbi };
-            let report = symbiont_sandbox::run_binding(tier, &exe, &command, &limits, binds)?;
+            let init = symbiont_engine::StageBinaries::this_binary()?.init;
+            let report = symbiont_sandbox::run_binding(tier, &init, &command, &limits, binds)?;
             use symbiont_sandbox::Outcome;
             let code = match report.outcome {
                 Outcome::Exited(c) => c,
@@ -951,7 +940,7 @@ fn run_fmt(files: &[PathBuf], check_only: bool, format: Format) -> Result<u8> {
                 eprintln!("{name}: not formatted (run `symbi fmt {name}`)");
                 unformatted = true;
             } else {
-                write_atomically(path, formatted.as_bytes())?;
+                symbiont_engine::write_whole(path, formatted.as_bytes())?;
             }
         }
     }
@@ -963,30 +952,4 @@ fn run_fmt(files: &[PathBuf], check_only: bool, format: Format) -> Result<u8> {
     } else {
         exit::OK
     })
-}
-
-/// Replaces `path` with `bytes` via a temporary file in the same directory,
-/// so a crash leaves either the old or the new file, and keeps its mode.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file", path.display()))?;
-    let tmp = dir.join(format!(".{}.symbi-fmt.tmp", file_name.to_string_lossy()));
-    let permissions = std::fs::metadata(path)?.permissions();
-    let result = (|| -> Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.set_permissions(permissions)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("cannot write {}", path.display()))
 }

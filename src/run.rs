@@ -5,19 +5,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::collections::BTreeMap;
 use symbiont_dsl::ast::Program;
-use symbiont_dsl::{Diagnostic, SourceFile, check, lower_query, parse_bytes};
+use symbiont_dsl::{Diagnostic, SourceFile, parse_bytes};
 use symbiont_engine::{
     Custody, Event, Job, JobOutput, JobResult, JobSpec, Observer, OnError, Outcome, Passphrase,
-    ResultSink, StageBinaries,
+    ResultSink, StageBinaries, homes,
 };
 use symbiont_operators::{
     Attributes, CompiledPolicies, Effect, InputKind, Plan, PolicyValue, Query,
 };
 
-use crate::{ExplainFormat, Format, Reporter, audit, display_name, exit, read_source};
+use crate::{ExplainFormat, Format, Reporter, display_name, exit, read_source};
 
 pub(crate) enum Output {
     Json,
@@ -53,25 +53,13 @@ fn both_attributes(
     principal: &[String],
     resource: &[String],
 ) -> Result<std::result::Result<(Attrs, Attrs), u8>> {
-    match (attributes(principal), attributes(resource)) {
+    use symbiont_operators::parse_attributes;
+    match (parse_attributes(principal), parse_attributes(resource)) {
         (Ok(p), Ok(r)) => Ok(Ok((p, r))),
         (Err(bad), _) | (_, Err(bad)) => {
             usage(format_args!("attributes are KEY=VALUE, got `{bad}`")).map(Err)
         }
     }
-}
-
-/// Parses `KEY=VALUE` attributes; the bad one on error.
-pub(crate) fn attributes(
-    pairs: &[String],
-) -> std::result::Result<BTreeMap<String, PolicyValue>, String> {
-    pairs
-        .iter()
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), PolicyValue::parse(v))),
-            _ => Err(p.clone()),
-        })
-        .collect()
 }
 
 fn usage(message: impl std::fmt::Display) -> Result<u8> {
@@ -127,33 +115,20 @@ fn load(file: &Path, agent: Option<&str>) -> Result<std::result::Result<Loaded, 
         Ok(f) => f,
         Err(code) => return Ok(Err(code)),
     };
-    let report = |diagnostics: &[Diagnostic]| report(&source, diagnostics);
-    let diagnostics = check(&program);
-    if !diagnostics.is_empty() {
-        report(&diagnostics)?;
-        return Ok(Err(exit::INVALID_PROGRAM));
-    }
-    // Static policy enforcement: nothing runs that a policy denies.
-    let denials = symbiont_dsl::check_policies(&program);
-    if !denials.is_empty() {
-        report(&denials)?;
-        let policy = denials.iter().all(|d| d.code.is_policy());
-        return Ok(Err(if policy {
-            exit::POLICY_DENIED
-        } else {
-            exit::INVALID_PROGRAM
-        }));
-    }
-    match lower_query(&program, source.text(), agent) {
+    match symbiont_dsl::runnable(&program, source.text(), agent) {
         Ok(query) => Ok(Ok(Loaded {
             program_sha256: symbiont_engine::digest(source.text().as_bytes()),
             program,
             source,
             query,
         })),
-        Err(d) => {
-            report(&[d])?;
-            Ok(Err(exit::INVALID_PROGRAM))
+        Err(rejected) => {
+            report(&source, &rejected.diagnostics)?;
+            Ok(Err(if rejected.denied {
+                exit::POLICY_DENIED
+            } else {
+                exit::INVALID_PROGRAM
+            }))
         }
     }
 }
@@ -216,7 +191,6 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
     let progress = std::io::stderr()
         .is_terminal()
         .then(|| Arc::new(AtomicU64::new(0)));
-    let (init, worker) = stage_binaries()?;
     let job = Job::prepare(JobSpec {
         program,
         program_file: args.file.display().to_string(),
@@ -233,7 +207,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         persist_encrypted: args.persist_encrypted.clone(),
         bundle: args.bundle.clone(),
         stage_limits: args.stage_limits.clone(),
-        binaries: StageBinaries { init, worker },
+        binaries: StageBinaries::this_binary()?,
         progress: progress.clone(),
         cancel: None,
     })?;
@@ -252,11 +226,9 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
                 // default keystore's) whichever keystore seals the data.
                 audit_key: match &args.audit.key {
                     Some(k) => k.clone(),
-                    None => audit::default_key()?,
+                    None => homes::audit_key()?,
                 },
-                requests: audit::home_dir("XDG_STATE_HOME", ".local/state")
-                    .map(|d| d.join("requests"))
-                    .map_err(|e| format!("{e:#}")),
+                requests: homes::requests_dir().map_err(|e| format!("{e:#}")),
             };
             let mut log = args.audit.open()?;
             let mut sink = Sink {
@@ -357,19 +329,6 @@ impl ResultSink for Sink<'_> {
             None => Ok(std::io::stdout().write_all(text.as_bytes())?),
         }
     }
-}
-
-/// The sandbox init and the stage worker: the small `symbi-sandbox-init`
-/// beside this binary if it is there (else this binary), and this binary.
-fn stage_binaries() -> Result<(PathBuf, PathBuf)> {
-    let worker = std::env::current_exe().context("cannot find the symbi binary")?;
-    let small = worker.with_file_name("symbi-sandbox-init");
-    let init = if small.exists() {
-        small
-    } else {
-        worker.clone()
-    };
-    Ok((init, worker))
 }
 
 /// A spinner with the rows read so far, on stderr, while a job runs on a
@@ -481,43 +440,9 @@ pub(crate) fn explain(
         ExplainFormat::Text => plan.to_text(),
         ExplainFormat::Json => serde_json::to_string_pretty(&plan)? + "\n",
         ExplainFormat::Dot => plan.to_dot(),
-        ExplainFormat::Svg => {
-            let mut child = std::process::Command::new("dot")
-                .arg("-Tsvg")
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .context("`--format svg` needs graphviz's `dot` (apt-get install graphviz); `--format dot` prints its input")?;
-            child
-                .stdin
-                .take()
-                .expect("stdin is piped")
-                .write_all(plan.to_dot().as_bytes())?;
-            let out = child.wait_with_output()?;
-            anyhow::ensure!(out.status.success(), "graphviz `dot` failed");
-            String::from_utf8(out.stdout).context("graphviz `dot` printed non-UTF-8")?
-        }
+        ExplainFormat::Svg => symbiont_engine::plan_svg(&plan)?,
     };
     std::io::stdout().write_all(text.as_bytes())?;
-    Ok(exit::OK)
-}
-
-pub(crate) fn generate(rows: u64, seed: u64, out: Option<&Path>) -> Result<u8> {
-    match out {
-        Some(path) => {
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            let mut w = std::io::BufWriter::new(file);
-            symbiont_engine::generate_patients(rows, seed, &mut w)?;
-            w.flush()?;
-        }
-        None => {
-            let stdout = std::io::stdout();
-            let mut w = std::io::BufWriter::new(stdout.lock());
-            symbiont_engine::generate_patients(rows, seed, &mut w)?;
-            w.flush()?;
-        }
-    }
     Ok(exit::OK)
 }
 

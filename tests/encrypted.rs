@@ -601,3 +601,39 @@ fn python_cryptography_decrypts_a_stored_record_from_the_documented_format() {
         .unwrap();
     assert!(!o.status.success());
 }
+
+/// The sandboxed stage runs beside the dataflow: a job that fails after
+/// the stage has started (a bad row at the end of the input) abandons it.
+/// The job fails with the row's error alone, writes no result, and its
+/// stage ends with it (the job waits for the sandbox; nothing of it is
+/// left in the scratch directory).
+#[test]
+fn a_job_that_fails_after_its_stage_started_abandons_the_stage() {
+    let t = Tree::new("abandon");
+    let data = t.path("out/patients.csv");
+    let o = t.symbi(&[
+        "datasets", "generate", "patients", "--rows", "20000", "--seed", "3", "--out", &data,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut text = std::fs::read_to_string(&data).unwrap();
+    text.push_str("P9,Late Row,123-45-6789,late@example.org,old,F,10001,checkup,100,1\n");
+    std::fs::write(&data, text).unwrap();
+    let input = format!("patients={data}");
+    let out = t.path("out/result.json");
+    let o = t.symbi(&["run", CLINIC, "--input", &input, "--out", &out]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("patients.csv:line 20002: field `age`: expected an int"),
+        "{err}"
+    );
+    assert!(!err.contains("stage"), "the abandoned stage spoke: {err}");
+    assert!(!Path::new(&out).exists(), "a result was written");
+    // The sandboxes' shared read-only root stays, for the next job.
+    let left: Vec<_> = std::fs::read_dir(t.0.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|name| !name.to_string_lossy().starts_with("symbiont-sandbox-root"))
+        .collect();
+    assert!(left.is_empty(), "left in the scratch directory: {left:?}");
+}

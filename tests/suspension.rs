@@ -17,7 +17,7 @@ use symbiont_crypto::additive::Reduced;
 use symbiont_crypto::programmable::Encrypted;
 use symbiont_engine::{
     HomomorphicLane, InProcessReduce, JobConfig, JobError, KeyHolder, LaneKeys, OnError,
-    SealedStage, StageOutput, run_batch,
+    SealedFeed, SealedStage, StageOutput, run_batch,
 };
 use symbiont_operators::{ColumnKey, Lane, Query, SealedBatch};
 
@@ -77,10 +77,17 @@ fn keystore(name: &str) -> Arc<Keystore> {
 }
 
 /// A sandboxed stage that records the lanes of the batches it is handed
-/// (and opens none).
+/// while the dataflow runs (and opens none), and whether the job asked
+/// for its answer.
 #[derive(Debug, Default)]
 struct RecordingStage {
-    given: Mutex<Vec<Lane>>,
+    given: Arc<Mutex<Vec<Lane>>>,
+    finished: Arc<Mutex<bool>>,
+}
+
+struct RecordingFeed {
+    given: Arc<Mutex<Vec<Lane>>>,
+    finished: Arc<Mutex<bool>>,
 }
 
 impl SealedStage for RecordingStage {
@@ -88,12 +95,29 @@ impl SealedStage for RecordingStage {
         u8::from(lane != Lane::Plaintext)
     }
 
-    fn aggregate(&self, _: &Query, batches: Vec<SealedBatch>) -> Result<StageOutput, String> {
-        self.given
-            .lock()
-            .unwrap()
-            .extend(batches.iter().map(|b| b.lane));
+    fn start(&self, _: &Query) -> Box<dyn SealedFeed> {
+        Box::new(RecordingFeed {
+            given: Arc::clone(&self.given),
+            finished: Arc::clone(&self.finished),
+        })
+    }
+}
+
+impl SealedFeed for RecordingFeed {
+    fn send(&self, batch: SealedBatch) {
+        self.given.lock().unwrap().push(batch.lane);
+    }
+
+    fn finish(&self) -> Result<StageOutput, String> {
+        *self.finished.lock().unwrap() = true;
         Ok(StageOutput::default())
+    }
+}
+
+impl RecordingStage {
+    /// Whether a batch of `lane` was handed to the stage.
+    fn given(&self, lane: Lane) -> bool {
+        self.given.lock().unwrap().contains(&lane)
     }
 }
 
@@ -165,10 +189,16 @@ fn forbidden_restricted_records_reach_neither_the_stage_nor_the_key_holder() {
         FIRST_RESTRICTED,
     );
     assert_eq!(*holder.asked.lock().unwrap(), 0, "the key holder decrypted");
-    assert_eq!(
-        *stage.given.lock().unwrap(),
-        vec![],
-        "the sandboxed stage was handed sealed batches"
+    // Confidential batches (an allowed class) stream to the stage while
+    // the dataflow runs; restricted ones never do, and the stage is
+    // abandoned, not asked for its answer.
+    assert!(
+        !stage.given(Lane::Homomorphic),
+        "the sandboxed stage was handed restricted batches"
+    );
+    assert!(
+        !*stage.finished.lock().unwrap(),
+        "the suspended job asked the stage for its answer"
     );
 }
 
@@ -198,7 +228,11 @@ fn forbidden_confidential_batches_are_not_handed_to_the_sandboxed_stage() {
     let mut config = config(patients(), keys, Lane::AesGcm);
     config.sealed_stage = Some(Arc::clone(&stage) as Arc<dyn SealedStage>);
     assert_suspended(run_batch(&query, &config), Lane::AesGcm, FIRST_CONFIDENTIAL);
-    assert_eq!(*stage.given.lock().unwrap(), vec![]);
+    assert!(
+        !stage.given(Lane::AesGcm),
+        "a confidential batch was handed over"
+    );
+    assert!(!*stage.finished.lock().unwrap());
 }
 
 /// A programmable compute stage that records each call (and computes

@@ -50,7 +50,7 @@ pub use policy::{
     check_policies_with, context_attributes, context_with_lane, context_with_tiers, forced_lane,
     job_forced_lane, job_required_tiers, policies, required_tiers, with_ancestors,
 };
-pub use query::{entry_agents, lower_query};
+pub use query::{Rejected, entry_agents, lower_query, runnable};
 pub use syntax::{language, parse_cst};
 
 /// The body of the `parse_check` fuzz target (`fuzz/`): parses `bytes`,

@@ -59,6 +59,38 @@ fn stream_element(ty: &Type) -> Option<&Ident> {
     }
 }
 
+/// Why a program cannot run: its diagnostics, and whether they are all
+/// policy denials (a valid program a policy forbids) rather than errors.
+#[derive(Debug)]
+pub struct Rejected {
+    pub diagnostics: Vec<Diagnostic>,
+    pub denied: bool,
+}
+
+/// What a job runs of a parsed program: checked (types, then, on a
+/// program otherwise valid, its policies: nothing runs that a policy
+/// denies), then its entry agent lowered with [`lower_query`].
+pub fn runnable(program: &Program, source: &str, entry: Option<&str>) -> Result<Query, Rejected> {
+    let diagnostics = crate::check(program);
+    if !diagnostics.is_empty() {
+        return Err(Rejected {
+            diagnostics,
+            denied: false,
+        });
+    }
+    let denials = crate::check_policies(program);
+    if !denials.is_empty() {
+        return Err(Rejected {
+            denied: denials.iter().all(|d| d.code.is_policy()),
+            diagnostics: denials,
+        });
+    }
+    lower_query(program, source, entry).map_err(|d| Rejected {
+        diagnostics: vec![d],
+        denied: false,
+    })
+}
+
 /// Lowers the entry agent (`entry`, or the only agent with a `Stream<T>`
 /// parameter) of a program that has passed [`crate::check`].
 /// `source` is the program's text, quoted in the plan's labels.

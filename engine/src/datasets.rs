@@ -3,6 +3,9 @@
 //! row (constant memory for any row count).
 
 use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -88,5 +91,20 @@ pub fn generate_patients(rows: u64, seed: u64, out: &mut impl Write) -> std::io:
             rng.random_range(1..41),
         )?;
     }
+    Ok(())
+}
+
+/// [`generate_patients`] into the file at `out` (created or truncated),
+/// or to stdout.
+pub fn write_patients(rows: u64, seed: u64, out: Option<&Path>) -> Result<()> {
+    let mut w: std::io::BufWriter<Box<dyn Write>> = std::io::BufWriter::new(match out {
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    });
+    generate_patients(rows, seed, &mut w)?;
+    w.flush()?;
     Ok(())
 }

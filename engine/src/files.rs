@@ -2,13 +2,29 @@
 
 use anyhow::{Context, Result};
 
-/// Writes `bytes` to `path` whole or not at all: a temporary file beside
-/// it, then a rename.
+/// Writes `bytes` to `path` whole or not at all: a new temporary file
+/// beside it (created exclusively, so a file or link someone else put
+/// there first is never written through), synced, then renamed over it.
+/// A file that was there keeps its permissions.
 pub fn write_whole(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let permissions = std::fs::metadata(path).ok().map(|m| m.permissions());
     let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(format!(".partial-{}", std::process::id()));
+    let nonce = getrandom::u64().map_err(|e| anyhow::anyhow!("the OS random source: {e}"))?;
+    name.push(format!(".partial-{}-{nonce:016x}", std::process::id()));
     let tmp = path.with_file_name(name);
-    let written = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            if let Some(p) = permissions {
+                file.set_permissions(p)?;
+            }
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

@@ -240,8 +240,22 @@ pub struct StageOutput {
 pub trait SealedStage: Send + Sync + std::fmt::Debug {
     /// The sandbox tier the stage of `lane` runs in (0: this process).
     fn tier(&self, lane: Lane) -> u8;
-    /// Opens and aggregates `batches` for `query`.
-    fn aggregate(&self, query: &Query, batches: Vec<SealedBatch>) -> Result<StageOutput, String>;
+    /// Starts the stage for `query`: the dataflow hands the feed each
+    /// sealed batch as it makes it, then finishes it. A feed dropped
+    /// unfinished (the job failed or was suspended) abandons the stage,
+    /// which then opens nothing more.
+    fn start(&self, query: &Query) -> Box<dyn SealedFeed>;
+}
+
+/// A started [`SealedStage`], fed while the dataflow runs.
+pub trait SealedFeed: Send + Sync {
+    /// Hands the stage a batch; waits while the stage is behind (the
+    /// dataflow's backpressure). A stage that has ended takes nothing
+    /// more, and [`SealedFeed::finish`] says why it ended.
+    fn send(&self, batch: SealedBatch);
+    /// Ends the stage's input; its answer (the partials of every batch it
+    /// was handed), or why it has none.
+    fn finish(&self) -> Result<StageOutput, String>;
 }
 
 /// What each stage of a job holds: the classify stage a [`Sealer`] (data
@@ -401,8 +415,9 @@ struct Collected {
     rows: u64,
     source_error: Option<SourceError>,
     persist_error: Option<SourceError>,
-    /// Sealed batches for a sandboxed stage.
-    sealed: Vec<SealedBatch>,
+    /// The sealed batches of each lane that left the dataflow for the
+    /// sandboxed stage (or were withheld from it).
+    sealed_lanes: [u64; 3],
     /// The first record (line) of each forbidden lane seen.
     forbidden_seen: [Option<u64>; 3],
 }
@@ -581,12 +596,19 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
     let keys = config.keys.clone();
     let persisting = persist.clone();
     let forbidden_lanes = config.forbidden_lanes;
-    let delegate = config.sealed_stage.is_some();
     let packing = config.homomorphic.as_ref().map(|h| Arc::clone(&h.sink));
     let pack_restricted = packing.is_some();
     let persist_sealer = config.keys.sealer.clone();
     let persist_tfhe = config.persist_tfhe.clone();
     let skip_restricted_batches = config.programmable.is_some();
+    // The sandboxed stage runs beside the dataflow and is handed each
+    // sealed batch as it is made; dropped unfinished (the job fails or is
+    // suspended), it is abandoned.
+    let stage_feed: Option<Arc<dyn SealedFeed>> = config
+        .sealed_stage
+        .as_ref()
+        .map(|s| Arc::from(s.start(query)));
+    let feeding = stage_feed.clone();
     // Public records cross into a sandboxed aggregation sealed, like the
     // others.
     let seal_public = config
@@ -614,6 +636,7 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
         let sink_persist = Arc::clone(&sink);
         let sink_forbidden = Arc::clone(&sink);
         let sink_sealed = Arc::clone(&sink);
+        let feeding = feeding.clone();
         let forbidden = forbidden_lanes;
         worker.dataflow::<u64, _, _>(|scope| {
             let records = scope.input_from(&mut input);
@@ -643,8 +666,12 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
                 };
                 routed = persist_routed(routed, persisting, Arc::clone(&sink_persist));
             }
-            if delegate {
-                routed = delegate_sealed(routed, Arc::clone(&sink_sealed), &probe);
+            if let Some(feed) = feeding {
+                // The programmable path's restricted records have their
+                // TFHE copy; sealed ones of this program's classifier are
+                // withheld (and fail the job after the dataflow).
+                let withhold = skip_restricted_batches.then_some(Lane::Homomorphic);
+                routed = delegate_sealed(routed, feed, withhold, Arc::clone(&sink_sealed), &probe);
             }
             let (updates, aggregate_errors): (
                 StreamVec<'_, u64, PartialUpdate<u64>>,
@@ -726,8 +753,12 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
     let mut collected = std::mem::take(&mut *collected.lock().expect("the workers have finished"));
     before_stages(config, &mut collected, tfhe_source.as_deref())?;
     let persist_error = collected.persist_error.take();
-    let (stage_lock, stage_sandboxes) =
-        lane_stages(query, config, &mut collected, tfhe_source.as_deref())?;
+    let (stage_lock, stage_sandboxes) = lane_stages(
+        config,
+        stage_feed.as_deref(),
+        &mut collected,
+        tfhe_source.as_deref(),
+    )?;
     let mut output = finish(query, config, workers, collected)?;
     if let Some(e) = persist_error {
         return Err(JobError::Persist(e));
@@ -779,7 +810,7 @@ fn before_stages(
         });
     }
     if config.programmable.is_some()
-        && (collected.sealed.iter().any(|b| b.lane == Lane::Homomorphic)
+        && (collected.sealed_lanes[Lane::Homomorphic.index()] > 0
             || collected.partials.iter().any(|((agg, lane, _), p)| {
                 *agg == LANE_COUNT && *lane == Lane::Homomorphic && p.count > 0
             }))
@@ -798,16 +829,15 @@ fn before_stages(
 /// key holder its ciphertexts. Their partials join `collected`; returns
 /// the sealed stage's memory lock and every stage's sandbox report.
 fn lane_stages(
-    query: &Query,
     config: &JobConfig,
+    stage_feed: Option<&dyn SealedFeed>,
     collected: &mut Collected,
     tfhe_source: Option<&JobInput>,
 ) -> Result<(Option<String>, Vec<serde_json::Value>), JobError> {
     let mut stage_lock = None;
     let mut stage_sandboxes = Vec::new();
-    if let Some(stage) = &config.sealed_stage {
-        let sealed = std::mem::take(&mut collected.sealed);
-        let out = stage.aggregate(query, sealed).map_err(JobError::Stage)?;
+    if let Some(feed) = stage_feed {
+        let out = feed.finish().map_err(JobError::Stage)?;
         if let Some(row) = out.failures.into_iter().min() {
             return Err(JobError::Integrity {
                 path: config.input.clone(),
@@ -891,10 +921,13 @@ fn persist_routed<'s>(
     })
 }
 
-/// The encrypted lanes leave the dataflow sealed, for the sandboxed stage;
-/// the records in the clear go on.
+/// The encrypted lanes leave the dataflow sealed and go to the sandboxed
+/// stage as they come (except a `withhold` lane's, only counted); the
+/// records in the clear go on.
 fn delegate_sealed<'s>(
     routed: StreamVec<'s, u64, Routed>,
+    feed: Arc<dyn SealedFeed>,
+    withhold: Option<Lane>,
     sink: Arc<Mutex<Collected>>,
     probe: &ProbeHandle<u64>,
 ) -> StreamVec<'s, u64, Routed> {
@@ -907,8 +940,10 @@ fn delegate_sealed<'s>(
         .inspect(move |b: &SealedBatch| {
             sink.lock()
                 .expect("no worker panicked holding the lock")
-                .sealed
-                .push(b.clone());
+                .sealed_lanes[b.lane.index()] += 1;
+            if withhold != Some(b.lane) {
+                feed.send(b.clone());
+            }
         })
         .probe_with(probe);
     clear

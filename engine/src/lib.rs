@@ -27,7 +27,9 @@ mod attest;
 mod dataset_files;
 mod datasets;
 mod enforce;
+mod explain;
 mod files;
+pub mod homes;
 mod job;
 mod session;
 pub mod stage;
@@ -35,12 +37,13 @@ pub mod stage;
 pub use dataset_files::{
     DatasetPolicies, dataset_meta_file, dataset_metadata, dataset_policies, dataset_policy_file,
 };
-pub use datasets::{PATIENTS_HEADER, generate_patients};
+pub use datasets::{PATIENTS_HEADER, generate_patients, write_patients};
+pub use explain::plan_svg;
 pub use files::{digest, file_digest, write_whole};
 pub use job::{
     HomomorphicLane, HomomorphicStage, InProcessEvaluate, InProcessReduce, JobConfig, JobError,
     JobOutput, KeyHolder, KeystoreHolder, LaneKeys, OnError, ProgrammableLane, ProgrammableStage,
-    SealedStage, StageOutput, run_batch,
+    SealedFeed, SealedStage, StageOutput, run_batch,
 };
 pub use session::{
     Attrs, Custody, Event, Job, JobResult, JobSpec, Observer, Outcome, Passphrase, ResultSink,

@@ -88,6 +88,22 @@ pub struct StageBinaries {
     pub worker: PathBuf,
 }
 
+impl StageBinaries {
+    /// This binary as the worker (its `main` calls
+    /// [`crate::stage::worker_if_asked`]), and as the init unless the small
+    /// `symbi-sandbox-init` is beside it.
+    pub fn this_binary() -> Result<StageBinaries> {
+        let worker = std::env::current_exe().context("cannot find this binary")?;
+        let small = worker.with_file_name("symbi-sandbox-init");
+        let init = if small.exists() {
+            small
+        } else {
+            worker.clone()
+        };
+        Ok(StageBinaries { init, worker })
+    }
+}
+
 /// Where a job's keys and approval requests are.
 #[derive(Debug)]
 pub struct Custody {

@@ -5,13 +5,17 @@
 //! `__stage-programmable`). A binary that runs jobs calls the worker
 //! mains when it is started with their first argument.
 //!
-//! Protocol, version 2, over the worker's stdin and stdout (in tier 3, the
+//! Protocol, version 3, over the worker's stdin and stdout (in tier 3, the
 //! guest's virtio-serial port, which has no end of file):
 //!
 //! - in: one line of JSON (`version`, the query, the dataset id and field
-//!   names, and the dataset's data keys as hex), then the sealed batches,
-//!   each a u32 little-endian length and the batch's bytes, then a length
-//!   of 0 that ends the input (input that stops before it is an error);
+//!   names, and the dataset's data keys as hex), then the sealed batches
+//!   as the job's dataflow makes them (the worker aggregates each as it
+//!   comes and keeps only the partial aggregates), each a u32
+//!   little-endian length and the batch's bytes, then a length of 0 that
+//!   ends the input. Input that stops before it is an error, and so is
+//!   the length `u32::MAX`: the job abandoned the stage (it failed, or a
+//!   forbidden record suspended it), and the worker opens nothing more;
 //! - out: one JSON object: the partial aggregates, the per-record errors,
 //!   the batches that did not open, and whether the worker's buffer was
 //!   locked into RAM.
@@ -21,9 +25,11 @@
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 
-use crate::{SealedStage, StageOutput};
+use crate::{SealedFeed, SealedStage, StageOutput};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use symbiont_crypto::{DataKey, KeyId, Keystore, LockStatus, Opener, SealContext};
@@ -33,7 +39,9 @@ use symbiont_operators::{
 
 /// The first argument that makes `symbi` the stage worker.
 pub const WORKER_ARG: &str = "__stage-aggregate";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
+/// The frame length that tells a worker its job abandoned it.
+const ABANDONED: u32 = u32::MAX;
 
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -68,6 +76,12 @@ fn unhex(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// The job abandoned the stage (it failed or was suspended): the job says
+/// why, so the worker ends without a word.
+#[derive(Debug, thiserror::Error)]
+#[error("the job abandoned this stage before its end")]
+struct Abandoned;
+
 /// One frame of a stage's input: a u32 little-endian length and that many
 /// bytes; `None` at the zero length that ends the input (input that stops
 /// before it is an error naming `what` it was reading).
@@ -76,7 +90,11 @@ fn read_frame(input: &mut impl Read, what: &str) -> Result<Option<Vec<u8>>> {
     input
         .read_exact(&mut len)
         .with_context(|| format!("reading a {what} (the input ended before its end marker)"))?;
-    let len = u32::from_le_bytes(len) as usize;
+    let len = u32::from_le_bytes(len);
+    if len == ABANDONED {
+        return Err(Abandoned.into());
+    }
+    let len = len as usize;
     if len == 0 {
         return Ok(None);
     }
@@ -107,6 +125,7 @@ pub fn worker_if_asked() {
 pub fn worker_main() -> ! {
     let code = match worker() {
         Ok(()) => 0,
+        Err(e) if e.is::<Abandoned>() => 1,
         Err(e) => {
             eprintln!("symbi stage worker: {e:#}");
             1
@@ -141,18 +160,33 @@ fn worker() -> Result<()> {
         })
         .collect::<Result<_>>()?;
     let opener = LaneOpener::new(Opener::new(context, keys));
-    let mut batches = Vec::new();
-    while let Some(bytes) = read_frame(&mut input, "batch")? {
-        let lane = bytes
-            .get(1)
-            .and_then(|b| lane_of_byte(*b))
-            .context("a batch's lane")?;
-        batches.push(SealedBatch {
-            lane,
-            bytes: bytes.into(),
+    // Each batch is aggregated as it comes; the first bad frame ends the
+    // input, and the worker with it.
+    let mut bad_frame = None;
+    let batches = std::iter::from_fn(|| {
+        let batch = read_frame(&mut input, "batch").and_then(|frame| {
+            frame
+                .map(|bytes| {
+                    let lane = bytes
+                        .get(1)
+                        .and_then(|b| lane_of_byte(*b))
+                        .context("a batch's lane")?;
+                    Ok(SealedBatch {
+                        lane,
+                        bytes: bytes.into(),
+                    })
+                })
+                .transpose()
         });
-    }
+        batch.unwrap_or_else(|e| {
+            bad_frame = Some(e);
+            None
+        })
+    });
     let (partials, errors) = aggregate_sealed(&header.query, &opener, batches);
+    if let Some(e) = bad_frame {
+        return Err(e);
+    }
     let output = Output {
         partials,
         errors,
@@ -206,7 +240,7 @@ pub fn plan_tiers(
 
 /// The job side: runs the worker in a sandbox of each encrypted lane's
 /// tier, giving it the dataset's data keys and that lane's batches.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct SandboxedStage {
     /// The tier of each lane's aggregation, in [`Lane::ALL`] order (0: in
     /// this process, where no sealed batch of the lane can come from).
@@ -236,120 +270,267 @@ impl SealedStage for SandboxedStage {
         self.tiers[lane.index()]
     }
 
-    fn aggregate(
-        &self,
-        query: &Query,
-        batches: Vec<SealedBatch>,
-    ) -> std::result::Result<StageOutput, String> {
-        // One sandbox per tier, with the batches of the lanes it serves.
+    fn start(&self, query: &Query) -> Box<dyn SealedFeed> {
+        Box::new(StreamedStage {
+            stage: self.clone(),
+            query: Arc::new(query.clone()),
+            running: Mutex::new(Vec::new()),
+            refused: Mutex::new(Vec::new()),
+            abandoned: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
+/// How many sealed batches wait for a tier's sandbox before the dataflow
+/// waits for it (backpressure): a few MB of ciphertext.
+const QUEUED_BATCHES: usize = 16;
+
+/// A sealed stage that is running: one sandbox per tier, each started at
+/// the first batch of a lane it serves and fed its batches as the
+/// dataflow makes them.
+struct StreamedStage {
+    stage: SandboxedStage,
+    query: Arc<Query>,
+    running: Mutex<Vec<TierRun>>,
+    /// Batches no tier could take (a lane the plan gave no sandbox).
+    refused: Mutex<Vec<String>>,
+    /// Set when the job abandons the stage: the sandboxes are told to
+    /// stop instead of being handed what is still queued.
+    abandoned: Arc<AtomicBool>,
+}
+
+/// One tier's sandbox of a [`StreamedStage`].
+struct TierRun {
+    tier: symbiont_sandbox::Tier,
+    to: SyncSender<Frame>,
+    answer: std::thread::JoinHandle<std::result::Result<StageOutput, String>>,
+}
+
+/// What the job hands a tier's sandbox.
+enum Frame {
+    Batch(Arc<[u8]>),
+    /// Every batch has been handed over.
+    End,
+}
+
+impl SealedFeed for StreamedStage {
+    fn send(&self, batch: SealedBatch) {
+        let tier = match self.stage.tier_of(batch.lane) {
+            Ok(tier) => tier,
+            Err(why) => {
+                self.refused.lock().expect("no panic holding it").push(why);
+                return;
+            }
+        };
+        let to = {
+            let mut running = self.running.lock().expect("no panic holding it");
+            match running.iter().find(|r| r.tier == tier) {
+                Some(r) => r.to.clone(),
+                None => {
+                    let (to, from) = sync_channel(QUEUED_BATCHES);
+                    let stage = self.stage.clone();
+                    let query = Arc::clone(&self.query);
+                    let abandoned = Arc::clone(&self.abandoned);
+                    let answer = std::thread::spawn(move || {
+                        stage
+                            .run_in(tier, &query, from, abandoned)
+                            .map_err(|e| format!("{e:#}"))
+                    });
+                    running.push(TierRun {
+                        tier,
+                        to: to.clone(),
+                        answer,
+                    });
+                    to
+                }
+            }
+        };
+        // Waits while the sandbox is behind. A sandbox that has ended
+        // takes nothing; `finish` says why it ended.
+        let _ = to.send(Frame::Batch(batch.bytes));
+    }
+
+    fn finish(&self) -> std::result::Result<StageOutput, String> {
+        let running = std::mem::take(&mut *self.running.lock().expect("no panic holding it"));
+        for r in &running {
+            let _ = r.to.send(Frame::End);
+        }
+        let mut failed: Vec<String> = self
+            .refused
+            .lock()
+            .expect("no panic holding it")
+            .drain(..)
+            .take(1)
+            .collect();
         let mut total = StageOutput::default();
-        let mut by_tier: Vec<(symbiont_sandbox::Tier, Vec<SealedBatch>)> = Vec::new();
-        for b in batches {
-            let tier = self.tier_of(b.lane)?;
-            match by_tier.iter_mut().find(|(t, _)| *t == tier) {
-                Some((_, v)) => v.push(b),
-                None => by_tier.push((tier, vec![b])),
+        for r in running {
+            drop(r.to);
+            match r.answer.join() {
+                Ok(Ok(out)) => {
+                    total.partials.extend(out.partials);
+                    total.errors.extend(out.errors);
+                    total.failures.extend(out.failures);
+                    total.sandboxes.extend(out.sandboxes);
+                    total.memory_lock = match (total.memory_lock.take(), out.memory_lock) {
+                        (Some(a), _) if a != "mlock" => Some(a),
+                        (_, b) => b,
+                    };
+                }
+                // Every failing tier is named, not just the first.
+                Ok(Err(e)) => failed.push(e),
+                Err(_) => failed.push("a stage thread panicked".into()),
             }
         }
-        // The tiers' sandboxes run side by side.
-        let outs: Vec<std::result::Result<StageOutput, String>> = std::thread::scope(|scope| {
-            let running: Vec<_> = by_tier
-                .into_iter()
-                .map(|(tier, batches)| scope.spawn(move || self.run_in(tier, query, batches)))
-                .collect();
-            running
-                .into_iter()
-                .map(|r| {
-                    r.join()
-                        .unwrap_or_else(|_| Err("a stage thread panicked".into()))
-                })
-                .collect()
-        });
-        // Every failing tier is named, not just the first.
-        let failed: Vec<&String> = outs.iter().filter_map(|o| o.as_ref().err()).collect();
-        if !failed.is_empty() {
-            return Err(failed
-                .iter()
-                .map(|e| e.as_str())
-                .collect::<Vec<_>>()
-                .join("; "));
+        if failed.is_empty() {
+            Ok(total)
+        } else {
+            Err(failed.join("; "))
         }
-        for out in outs.into_iter().flatten() {
-            total.partials.extend(out.partials);
-            total.errors.extend(out.errors);
-            total.failures.extend(out.failures);
-            total.sandboxes.extend(out.sandboxes);
-            total.memory_lock = match (total.memory_lock.take(), out.memory_lock) {
-                (Some(a), _) if a != "mlock" => Some(a),
-                (_, b) => b,
+    }
+}
+
+impl Drop for StreamedStage {
+    /// A stage the job did not finish (it failed or was suspended) is
+    /// abandoned: each sandbox is told so before the batches still queued
+    /// for it, opens nothing more and ends; this waits for them.
+    fn drop(&mut self) {
+        self.abandoned.store(true, Ordering::SeqCst);
+        let running = std::mem::take(self.running.get_mut().expect("no panic holding it"));
+        for r in running {
+            drop(r.to);
+            let _ = r.answer.join();
+        }
+    }
+}
+
+/// A tier's sandbox input as it is read: the header, then each batch as a
+/// frame as the job hands it over, then the end marker, or the abandon
+/// marker if the job abandons the stage.
+struct FrameReader {
+    pending: zeroize::Zeroizing<Vec<u8>>,
+    at: usize,
+    from: Receiver<Frame>,
+    abandoned: Arc<AtomicBool>,
+    batches: Arc<AtomicUsize>,
+    ended: bool,
+}
+
+impl Read for FrameReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.pending.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            // The header it may hold carries the data keys.
+            zeroize::Zeroize::zeroize(&mut *self.pending);
+            self.at = 0;
+            // Checked again after the wait: the job may have abandoned the
+            // stage meanwhile, and what is still queued is not handed on.
+            let frame = if self.abandoned.load(Ordering::SeqCst) {
+                None
+            } else {
+                self.from.recv().ok()
             };
+            if self.abandoned.load(Ordering::SeqCst) {
+                self.end(ABANDONED);
+                continue;
+            }
+            match frame {
+                Some(Frame::Batch(bytes)) => {
+                    let len = u32::try_from(bytes.len())
+                        .ok()
+                        .filter(|n| *n < ABANDONED)
+                        .ok_or_else(|| std::io::Error::other("a sealed batch over 4 GiB"))?;
+                    self.pending.extend_from_slice(&len.to_le_bytes());
+                    self.pending.extend_from_slice(&bytes);
+                    self.batches.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(Frame::End) => self.end(0),
+                // Every sender gone without an end: abandoned.
+                None => self.end(ABANDONED),
+            }
         }
-        Ok(total)
+        let n = buf.len().min(self.pending.len() - self.at);
+        buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+impl FrameReader {
+    fn end(&mut self, marker: u32) {
+        self.pending.extend_from_slice(&marker.to_le_bytes());
+        self.ended = true;
     }
 }
 
 impl SandboxedStage {
+    /// Runs the worker in `tier`, feeding it the batches that come `from`
+    /// the job until the end (or the abandon) marker; its answer.
     fn run_in(
         &self,
         tier: symbiont_sandbox::Tier,
         query: &Query,
-        batches: Vec<SealedBatch>,
-    ) -> std::result::Result<StageOutput, String> {
-        let run = || -> Result<StageOutput> {
-            let mut keys = Vec::new();
-            for key in self.keystore.data_keys(&self.dataset)? {
-                let bytes = self.keystore.export_data_key(key.id())?;
-                keys.push((key.id().to_string(), hex(bytes.as_ref())));
-            }
-            let header = Header {
-                version: VERSION,
-                query: query.clone(),
-                dataset: self.dataset.clone(),
-                fields: query.schema.fields.iter().map(|(n, _)| n.clone()).collect(),
-                keys,
-            };
-            let mut input = zeroize::Zeroizing::new(serde_json::to_vec(&header)?);
-            input.push(b'\n');
-            for b in &batches {
-                input.extend_from_slice(&(b.bytes.len() as u32).to_le_bytes());
-                input.extend_from_slice(&b.bytes);
-            }
-            input.extend_from_slice(&0u32.to_le_bytes());
-            let (report, out) = symbiont_sandbox::run_stage(
-                tier,
-                &self.init,
-                &self.worker,
-                &[WORKER_ARG.to_owned()],
-                &self.limits,
-                input.to_vec(),
-            )?;
-            if let Some(ended) = ended(&report, &self.limits) {
-                anyhow::bail!(
-                    "the stage worker in tier {} ({}) {ended}",
-                    tier as u8,
-                    symbiont_sandbox::tier_backend(tier as u8)
-                );
-            }
-            let output: Output =
-                serde_json::from_slice(&out).context("the stage worker's answer")?;
-            let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e5).round() / 100.0;
-            Ok(StageOutput {
-                partials: output.partials,
-                errors: output.errors,
-                failures: output.failures,
-                memory_lock: output.memory_lock,
-                sandboxes: vec![serde_json::json!({
-                    "tier": tier as u8,
-                    "runs_in": symbiont_sandbox::tier_backend(tier as u8),
-                    "batches": batches.len(),
-                    // From starting the sandbox to the worker's first byte
-                    // back (it answers once it has read every batch).
-                    "answer_ms": report.first_output.map(ms),
-                    "total_ms": ms(report.elapsed),
-                })],
-            })
+        from: Receiver<Frame>,
+        abandoned: Arc<AtomicBool>,
+    ) -> Result<StageOutput> {
+        let mut keys = Vec::new();
+        for key in self.keystore.data_keys(&self.dataset)? {
+            let bytes = self.keystore.export_data_key(key.id())?;
+            keys.push((key.id().to_string(), hex(bytes.as_ref())));
+        }
+        let header = Header {
+            version: VERSION,
+            query: query.clone(),
+            dataset: self.dataset.clone(),
+            fields: query.schema.fields.iter().map(|(n, _)| n.clone()).collect(),
+            keys,
         };
-        run().map_err(|e| format!("{e:#}"))
+        let mut pending = zeroize::Zeroizing::new(serde_json::to_vec(&header)?);
+        drop(header);
+        pending.push(b'\n');
+        let batches = Arc::new(AtomicUsize::new(0));
+        let input = FrameReader {
+            pending,
+            at: 0,
+            from,
+            abandoned,
+            batches: Arc::clone(&batches),
+            ended: false,
+        };
+        let (report, out) = symbiont_sandbox::run_stage(
+            tier,
+            &self.init,
+            &self.worker,
+            &[WORKER_ARG.to_owned()],
+            &self.limits,
+            input,
+        )?;
+        if let Some(ended) = ended(&report, &self.limits) {
+            anyhow::bail!(
+                "the stage worker in tier {} ({}) {ended}",
+                tier as u8,
+                symbiont_sandbox::tier_backend(tier as u8)
+            );
+        }
+        let output: Output = serde_json::from_slice(&out).context("the stage worker's answer")?;
+        let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e5).round() / 100.0;
+        Ok(StageOutput {
+            partials: output.partials,
+            errors: output.errors,
+            failures: output.failures,
+            memory_lock: output.memory_lock,
+            sandboxes: vec![serde_json::json!({
+                "tier": tier as u8,
+                "runs_in": symbiont_sandbox::tier_backend(tier as u8),
+                "batches": batches.load(Ordering::Relaxed),
+                // From starting the sandbox (at the lane's first batch,
+                // while the dataflow runs) to the worker's first byte back
+                // (it answers once it has read every batch).
+                "answer_ms": report.first_output.map(ms),
+                "total_ms": ms(report.elapsed),
+            })],
+        })
     }
 }
 
@@ -453,7 +634,7 @@ impl ComputeSandbox {
             &self.worker,
             &[arg.to_owned()],
             &self.limits,
-            input,
+            std::io::Cursor::new(zeroize::Zeroizing::new(input)),
         )?;
         if let Some(ended) = ended(&report, &self.limits) {
             anyhow::bail!(

@@ -23,7 +23,7 @@ pub use expr::{BinOp, Element, Env, EvalError, Pipeline, Scalar, Step, StrMethod
 pub use pii::Detector;
 pub use policy::{
     Attributes, CmpOp, CompiledPolicies, Condition, Decision, Effect, Policy, PolicyValue, Reason,
-    TooManyActions, unit_seconds,
+    TooManyActions, parse_attributes, unit_seconds,
 };
 pub use query::{
     AggKind, AggregateSpec, ClassStmt, Classifier, FieldType, Grouping, Lane, OutExpr, Output,

@@ -27,6 +27,20 @@ pub enum PolicyValue {
     Bool(bool),
 }
 
+/// Parses `KEY=VALUE` attributes (a principal's, a resource's), each
+/// value with [`PolicyValue::parse`]; the first malformed pair on error.
+pub fn parse_attributes<S: AsRef<str>>(
+    pairs: &[S],
+) -> Result<BTreeMap<String, PolicyValue>, String> {
+    pairs
+        .iter()
+        .map(|p| match p.as_ref().split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), PolicyValue::parse(v))),
+            _ => Err(p.as_ref().to_owned()),
+        })
+        .collect()
+}
+
 impl PolicyValue {
     /// Parses an attribute given on the command line: `true`/`false`, a
     /// number, or else a string.

@@ -62,5 +62,5 @@ pub use symbiont_ir::{
     AggKind, AggregateSpec, Attributes, BinOp, ClassStmt, Classifier, CmpOp, CompiledPolicies,
     Condition, Decision, Detector, Effect, Element, Env, EvalError, FieldType, Grouping, Lane,
     OutExpr, Output, Pipeline, Policy, PolicyValue, Query, Reason, Scalar, Schema, Step, StrMethod,
-    TooManyActions, UnOp, Value, unit_seconds,
+    TooManyActions, UnOp, Value, parse_attributes, unit_seconds,
 };

@@ -6,8 +6,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// A child's stdin fed from a buffer and its stdout read to the end, each
-/// on its own thread, so neither pipe can block the other.
+/// A child's stdin fed from its input as it comes and its stdout read to
+/// the end, each on its own thread, so neither pipe can block the other.
 pub(crate) struct Piped {
     feeder: Option<JoinHandle<()>>,
     reader: Option<JoinHandle<(Vec<u8>, Option<Duration>)>>,
@@ -36,21 +36,35 @@ pub(crate) fn read_all(
     (out, first)
 }
 
+/// Copies `input` to `to` until the input ends, fails, or `to` is closed
+/// (the stage ended), then drops `to` (the stage's end of file). The
+/// buffer is zeroized after: what crosses holds a stage's data keys.
+pub(crate) fn feed(mut input: crate::StageInput, mut to: impl std::io::Write) {
+    let mut buf = zeroize::Zeroizing::new(vec![0u8; 64 << 10]);
+    loop {
+        match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+}
+
 impl Piped {
     /// Starts both threads for the pipes `child` has (spawned with piped
     /// stdin and stdout when `input` is given).
     pub(crate) fn start(
         child: &mut Child,
-        input: Option<Vec<u8>>,
+        input: Option<crate::StageInput>,
         started: std::time::Instant,
     ) -> Piped {
         let feeder = match (input, child.stdin.take()) {
-            (Some(mut bytes), Some(mut stdin)) => Some(std::thread::spawn(move || {
-                use std::io::Write;
-                let _ = stdin.write_all(&bytes);
-                // It may hold key material for the stage (its data keys).
-                zeroize::Zeroize::zeroize(&mut bytes);
-            })),
+            (Some(input), Some(stdin)) => Some(std::thread::spawn(move || feed(input, stdin))),
             _ => None,
         };
         let reader = child

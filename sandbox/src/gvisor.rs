@@ -79,7 +79,7 @@ pub(crate) fn run_with(
     command: &[String],
     limits: &Limits,
     binds: Vec<(PathBuf, PathBuf)>,
-    input: Option<Vec<u8>>,
+    input: Option<crate::StageInput>,
 ) -> Result<(Report, Vec<u8>), SandboxError> {
     let started = Instant::now();
     let runsc = find_runsc()?;

@@ -207,6 +207,15 @@ pub fn run_binding(
     }
 }
 
+/// A bind for [`run_binding`] written `HOST:INSIDE`: an existing host
+/// file, and an absolute path inside the root with no `..`; `None` if it
+/// is not one.
+pub fn parse_bind(spec: &str) -> Option<(PathBuf, PathBuf)> {
+    let (host, inside) = spec.split_once(':')?;
+    let safe = inside.starts_with('/') && !inside.split('/').any(|p| p == "..");
+    (safe && Path::new(host).is_file()).then(|| (PathBuf::from(host), PathBuf::from(inside)))
+}
+
 /// The shared libraries this process has loaded (from `/proc/self/maps`),
 /// and where a copy of this binary run inside a sandbox looks for them.
 fn loaded_libraries() -> Vec<(PathBuf, PathBuf)> {
@@ -231,9 +240,16 @@ fn loaded_libraries() -> Vec<(PathBuf, PathBuf)> {
     libs
 }
 
+/// What a stage reads: a stream, read while the stage runs, so that a job
+/// can hand it batches as it makes them (with backpressure: the job waits
+/// while the stage is behind). The stage's stdin ends when `read` returns
+/// 0 or an error.
+pub type StageInput = Box<dyn std::io::Read + Send>;
+
 /// Runs `worker` (a binary of this build, e.g. `symbi` itself) with `args`
-/// in a sandbox of `tier`, feeding it `input` on stdin and returning what
-/// it wrote on stdout: how a stage of a job runs in its tier. The worker
+/// in a sandbox of `tier`, feeding it `input` on stdin as `input` yields it
+/// and returning what it wrote on stdout: how a stage of a job runs in its
+/// tier. The worker
 /// and the libraries it loads are bound read-only into the root. Tiers 1
 /// and 2 over the worker's stdin and stdout; tier 3 over a virtio-serial
 /// port (the worker's descriptors 0 and 1 in the guest).
@@ -243,8 +259,9 @@ pub fn run_stage(
     worker: &Path,
     args: &[String],
     limits: &Limits,
-    input: Vec<u8>,
+    input: impl std::io::Read + Send + 'static,
 ) -> Result<(Report, Vec<u8>), SandboxError> {
+    let input: StageInput = Box::new(input);
     let mut binds = loaded_libraries();
     binds.push((worker.to_owned(), PathBuf::from("/bin/symbi-worker")));
     let mut command = vec!["/bin/symbi-worker".to_owned()];

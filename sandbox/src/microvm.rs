@@ -331,14 +331,15 @@ pub(crate) fn run_stage(
     command: &[String],
     limits: &Limits,
     binds: Vec<(PathBuf, PathBuf)>,
-    input: Vec<u8>,
+    input: crate::StageInput,
 ) -> Result<(Report, Vec<u8>), SandboxError> {
     boot(command, limits, binds, Some(input))
 }
 
 /// The host side of a stage's virtio-serial port: QEMU connects to a UNIX
 /// socket in the job's scratch directory; one thread accepts, waits for
-/// the guest's `R` (its end of the port is open), feeds the input and
+/// the guest's `R` (its end of the port is open), feeds the input as it
+/// comes and
 /// reads the answer to the end (QEMU's exit closes it).
 struct Port {
     path: PathBuf,
@@ -346,7 +347,11 @@ struct Port {
 }
 
 impl Port {
-    fn listen(path: PathBuf, mut input: Vec<u8>, started: Instant) -> Result<Port, SandboxError> {
+    fn listen(
+        path: PathBuf,
+        input: crate::StageInput,
+        started: Instant,
+    ) -> Result<Port, SandboxError> {
         let listener = std::os::unix::net::UnixListener::bind(&path).map_err(io_err(&path))?;
         let thread = std::thread::spawn(move || {
             let Ok((stream, _)) = listener.accept() else {
@@ -358,13 +363,9 @@ impl Port {
             if std::io::Read::read_exact(&mut &stream, &mut ready).is_err() || ready != *b"R" {
                 return (Vec::new(), None);
             }
-            let feeder = stream.try_clone().map(|mut s| {
-                std::thread::spawn(move || {
-                    let _ = s.write_all(&input);
-                    // It holds the stage's data keys.
-                    zeroize::Zeroize::zeroize(&mut input);
-                })
-            });
+            let feeder = stream
+                .try_clone()
+                .map(|s| std::thread::spawn(move || crate::child::feed(input, s)));
             let out = crate::child::read_all(&stream, started);
             if let Ok(f) = feeder {
                 let _ = f.join();
@@ -390,7 +391,7 @@ fn boot(
     command: &[String],
     limits: &Limits,
     binds: Vec<(PathBuf, PathBuf)>,
-    input: Option<Vec<u8>>,
+    input: Option<crate::StageInput>,
 ) -> Result<(Report, Vec<u8>), SandboxError> {
     let started = Instant::now();
     let qemu = find_qemu()?;
