@@ -33,6 +33,7 @@ fn bench(c: &mut Criterion) {
             homomorphic: None,
             persist_tfhe: None,
             programmable: None,
+            commit: None,
         };
         group.bench_function(format!("{workers}_workers"), |b| {
             b.iter(|| run_batch(&query, &config).unwrap())

@@ -119,6 +119,7 @@ fn sealed_batches_reach_the_stage_while_the_input_is_being_read() {
         homomorphic: None,
         persist_tfhe: None,
         programmable: None,
+        commit: None,
     };
     let output = run_batch(&query, &config).unwrap();
     assert_eq!(output.rows, ROWS);

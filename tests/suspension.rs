@@ -155,6 +155,7 @@ fn config(input: PathBuf, keys: LaneKeys, forbidden: Lane) -> JobConfig {
         homomorphic: None,
         persist_tfhe: None,
         programmable: None,
+        commit: None,
     }
 }
 

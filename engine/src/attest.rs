@@ -3,8 +3,9 @@
 //!
 //! A run with `--bundle` plans the statement behind the agent's
 //! `prove(...)` fields before anything runs ([`plan`]), commits to the
-//! input's attested fields at ingestion and signs the commitment with the
-//! audit key ([`commit`]), proves the statement over the committed chunks
+//! input's attested fields, which the source stage keeps as it reads the
+//! records for the dataflow (one pass), and signs the commitment with the
+//! audit key ([`ToCommit::commit`]), proves the statement over the committed chunks
 //! once the job has its result and checks that the proofs attest exactly
 //! that result ([`Attesting::prove`]), and after the job's last audit
 //! checkpoint writes the bundle ([`Attesting::write`]). `docs/ATTESTATION.md`
@@ -20,9 +21,7 @@ use symbiont_circuits::attest::{self, Chunk, Committed, Keys, encoding};
 use symbiont_circuits::statement::{Aggregate, Comparison, Kind, Op, Statement};
 use symbiont_crypto::programmable::{self as fhe, Kind as FheKind};
 use symbiont_crypto::{AuditSigningKey, AuditVerifyingKey, merkle};
-use symbiont_operators::{
-    AfterError, AggKind, FieldType, Format, OutExpr, Output, Query, Source, Value as Cell,
-};
+use symbiont_operators::{AggKind, FieldType, Format, OutExpr, Output, Query, Value as Cell};
 use symbiont_verify::{FORMAT, KeyCode, VERSION, note_body, same, text_code};
 
 /// Records per chunk: the general circuit costs about a hundred
@@ -413,92 +412,84 @@ pub(crate) struct Attesting {
     groups: Option<Groups>,
 }
 
-/// Reads `input`'s attested fields (every record the job reads, in order)
-/// and commits to them: the ingestion side. Errors name the line and
-/// field, never a value.
-pub(crate) fn commit(
-    query: &Query,
+/// How a committed field's value enters the commitment: an `int` in
+/// 0..2^32 as itself, a `bool` as 0 or 1, a string (only a group key is
+/// one) as its text code; `None` for anything else.
+pub(crate) fn attested_value(cell: &Cell) -> Option<u32> {
+    match cell {
+        Cell::Int(v) => u32::try_from(*v).ok(),
+        Cell::Bool(b) => Some(u32::from(*b)),
+        Cell::Str(s) => Some(text_code(s)),
+        _ => None,
+    }
+}
+
+/// What a job with `--bundle` commits to once its source has read the
+/// input: the plan, the dataset and the key that signs the commitment.
+pub(crate) struct ToCommit {
+    planned: Planned,
+    dataset: String,
+    key: AuditSigningKey,
+}
+
+/// The ingestion side's plan: which fields of `input` the source stage
+/// keeps for the commitment, as it reads the records for the dataflow
+/// ([`crate::JobConfig::commit`]); or why `input` cannot be attested.
+pub(crate) fn to_commit(
     planned: Planned,
     input: &Path,
     dataset: &str,
-    key: &AuditSigningKey,
-) -> Result<std::result::Result<Attesting, String>> {
-    let Some(format) = Format::of_path(input) else {
-        return Ok(Err(format!(
+    key: AuditSigningKey,
+) -> std::result::Result<ToCommit, String> {
+    if Format::of_path(input).is_none() {
+        return Err(format!(
             "{}: attestation reads a .csv, .ndjson, .parquet or .arrow file",
             input.display()
-        )));
-    };
-    let source = match Source::open(input, format, &query.schema, 1) {
-        Ok(s) => s,
-        Err(e) => return Ok(Err(e.to_string())),
-    };
-    let mut used = vec![false; query.schema.fields.len()];
-    for f in &planned.fields {
-        used[*f] = true;
+        ));
     }
-    let mut values = Vec::new();
-    let mut bad = None;
-    let read = source.read(
-        0,
-        &query.schema,
-        &used,
-        |record| {
-            if bad.is_some() {
-                return;
-            }
-            for f in &planned.fields {
-                let name = &query.schema.fields[*f].0;
-                let v = match record.values.get(*f) {
-                    Some(Cell::Int(v)) => u32::try_from(*v).ok(),
-                    Some(Cell::Bool(b)) => Some(u32::from(*b)),
-                    // Only a group key is a string.
-                    Some(Cell::Str(s)) => Some(text_code(s)),
-                    _ => None,
-                };
-                match v {
-                    Some(v) => values.push(v),
-                    None => {
-                        bad = Some(format!(
-                            "{}:line {}: field `{name}`: attestation covers values in 0..2^32, this one is not",
-                            input.display(),
-                            record.line
-                        ));
-                        return;
-                    }
-                }
-            }
-        },
-        // A row the job rejects is rejected here too: it is not data.
-        |_| AfterError::Continue,
-    );
-    if let Err(e) = read {
-        return Ok(Err(e.to_string()));
-    }
-    if let Some(why) = bad {
-        return Ok(Err(why));
-    }
-    let fields = planned.statement.fields;
-    let committed = Committed::new(&values, fields, planned.capacity);
-    let records = values.len() / fields;
-    let note = key.sign_note(&note_body(
-        dataset,
-        records as u64,
-        &committed.chunks.iter().map(|c| c.2).collect::<Vec<_>>(),
-        &committed.dataset(),
-    ));
-    Ok(Ok(Attesting {
+    Ok(ToCommit {
         planned,
-        committed,
-        dataset: dataset.to_string(),
-        note,
-        signer: key.verifying_key(),
-        chunks: Vec::new(),
-        vk: None,
-        entries: Vec::new(),
-        result: Value::Null,
-        groups: None,
-    }))
+        dataset: dataset.to_owned(),
+        key,
+    })
+}
+
+impl ToCommit {
+    /// The schema indices of the committed fields, in statement order.
+    pub(crate) fn fields(&self) -> &[usize] {
+        &self.planned.fields
+    }
+
+    /// Commits to `values` (the committed fields of every record the job
+    /// read, in order) in chunks, and signs the commitment.
+    pub(crate) fn commit(self, values: &[u32]) -> Attesting {
+        let ToCommit {
+            planned,
+            dataset,
+            key,
+        } = self;
+        let fields = planned.statement.fields;
+        let committed = Committed::new(values, fields, planned.capacity);
+        let records = values.len() / fields;
+        let note = key.sign_note(&note_body(
+            &dataset,
+            records as u64,
+            &committed.chunks.iter().map(|c| c.2).collect::<Vec<_>>(),
+            &committed.dataset(),
+        ));
+        Attesting {
+            planned,
+            committed,
+            dataset,
+            note,
+            signer: key.verifying_key(),
+            chunks: Vec::new(),
+            vk: None,
+            entries: Vec::new(),
+            result: Value::Null,
+            groups: None,
+        }
+    }
 }
 
 impl Attesting {

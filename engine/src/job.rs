@@ -67,6 +67,11 @@ pub struct JobConfig {
     /// TFHE copy (`--input NAME=tfhe:DIR`): its restricted records are read
     /// from `tfhe.bin` instead of their sealed batches.
     pub programmable: Option<ProgrammableLane>,
+    /// The schema indices of the fields an attestation commits to: the
+    /// source stage keeps their values, in record order, as it reads the
+    /// records for the dataflow ([`JobOutput::attested`]), so the input
+    /// is not read again for the commitment.
+    pub commit: Option<Vec<usize>>,
 }
 
 /// The programmable path's roles: the compute stage holds the server key,
@@ -130,13 +135,24 @@ pub struct HomomorphicLane {
 /// The homomorphic lane's compute stage: ciphertexts in, reduced
 /// ciphertexts out; it holds no key.
 pub trait HomomorphicStage: Send + Sync + std::fmt::Debug {
-    /// Adds `lists` per column and reduces each column; with the stage's
-    /// sandbox report for `_meta.sandboxes`, if it ran in one.
-    #[allow(clippy::type_complexity)]
-    fn reduce(
-        &self,
-        lists: Vec<PackedList>,
-    ) -> Result<(Vec<(ColumnKey, Reduced)>, Option<serde_json::Value>), String>;
+    /// Starts the stage: the dataflow hands the feed each column's lists
+    /// as the packers fill them, then finishes it. A feed dropped
+    /// unfinished (the job failed or was suspended) abandons the stage.
+    fn start(&self) -> Box<dyn ListFeed>;
+}
+
+/// Reduced columns, and the compute stage's sandbox report for
+/// `_meta.sandboxes` if it ran in one.
+pub type ReducedColumns = (Vec<(ColumnKey, Reduced)>, Option<serde_json::Value>);
+
+/// A started [`HomomorphicStage`], fed while the dataflow runs.
+pub trait ListFeed: Send + Sync {
+    /// Hands the stage lists to add; waits while the stage is behind. A
+    /// stage that has ended takes nothing more, and
+    /// [`ListFeed::finish`] says why it ended.
+    fn send(&self, lists: Vec<PackedList>);
+    /// Ends the stage's input; each column it was handed, reduced.
+    fn finish(&self) -> Result<ReducedColumns, String>;
 }
 
 /// The homomorphic lane's compute stage in this process.
@@ -144,13 +160,32 @@ pub trait HomomorphicStage: Send + Sync + std::fmt::Debug {
 pub struct InProcessReduce;
 
 impl HomomorphicStage for InProcessReduce {
-    fn reduce(
-        &self,
-        lists: Vec<PackedList>,
-    ) -> Result<(Vec<(ColumnKey, Reduced)>, Option<serde_json::Value>), String> {
-        symbiont_operators::reduce(lists)
-            .map(|r| (r, None))
-            .map_err(|e| e.to_string())
+    fn start(&self) -> Box<dyn ListFeed> {
+        Box::new(Mutex::new(Ok(symbiont_operators::Reducer::default())))
+    }
+}
+
+/// [`InProcessReduce`]'s running sums, or the first error.
+impl ListFeed for Mutex<Result<symbiont_operators::Reducer, String>> {
+    fn send(&self, lists: Vec<PackedList>) {
+        let mut reducer = self.lock().expect("no panic holding it");
+        for list in &lists {
+            let added = match reducer.as_mut() {
+                Ok(r) => r.add(list).map_err(|e| e.to_string()),
+                Err(_) => return,
+            };
+            if let Err(e) = added {
+                *reducer = Err(e);
+            }
+        }
+    }
+
+    fn finish(&self) -> Result<ReducedColumns, String> {
+        let reducer = std::mem::replace(
+            &mut *self.lock().expect("no panic holding it"),
+            Err("the stage was finished".into()),
+        );
+        reducer.map(|r| (r.finish(), None))
     }
 }
 
@@ -370,6 +405,13 @@ pub struct JobOutput {
     pub sandboxes: Vec<serde_json::Value>,
     /// What the job read: a file, a stored dataset, or its TFHE copy.
     pub input: InputKind,
+    /// Hex SHA-256 of the input file, when the source took it as it read
+    /// (CSV and NDJSON: the scan that divides the file among the workers).
+    pub input_sha256: Option<String>,
+    /// With [`JobConfig::commit`]: the committed fields' values of every
+    /// record read, in the file's order, `fields` per record; or why they
+    /// cannot be committed (a value outside 0..2^32, by line and field).
+    pub attested: Option<Result<Vec<u32>, String>>,
 }
 
 impl JobOutput {
@@ -420,6 +462,72 @@ struct Collected {
     sealed_lanes: [u64; 3],
     /// The first record (line) of each forbidden lane seen.
     forbidden_seen: [Option<u64>; 3],
+    /// Each worker's committed values, by part.
+    attested: Vec<(usize, AttestedPart)>,
+}
+
+/// The committed fields' values of the records one worker read, with
+/// their lines (to put the parts back in the file's order), and the first
+/// value that cannot be committed.
+#[derive(Debug, Default)]
+struct AttestedPart {
+    values: Vec<u32>,
+    lines: Vec<u64>,
+    bad: Option<(u64, usize)>,
+}
+
+impl AttestedPart {
+    fn take(&mut self, record: &Record, fields: &[usize]) {
+        if self.bad.is_some() {
+            return;
+        }
+        for &f in fields {
+            match record.values.get(f).and_then(crate::attest::attested_value) {
+                Some(v) => self.values.push(v),
+                None => {
+                    self.values.truncate(self.lines.len() * fields.len());
+                    self.bad = Some((record.line, f));
+                    return;
+                }
+            }
+        }
+        self.lines.push(record.line);
+    }
+}
+
+/// The workers' committed values in the file's order (each part's lines
+/// rise; parts are merged by line), or the first value that cannot be
+/// committed.
+fn merge_attested(
+    mut parts: Vec<(usize, AttestedPart)>,
+    fields: &[usize],
+    query: &Query,
+    input: &Path,
+) -> Result<Vec<u32>, String> {
+    if let Some((line, f)) = parts.iter().filter_map(|(_, p)| p.bad).min() {
+        return Err(format!(
+            "{}:line {line}: field `{}`: attestation covers values in 0..2^32, this one is not",
+            input.display(),
+            query.schema.fields[f].0
+        ));
+    }
+    parts.sort_by_key(|(part, _)| *part);
+    let width = fields.len();
+    let total: usize = parts.iter().map(|(_, p)| p.lines.len()).sum();
+    let mut values = Vec::with_capacity(total * width);
+    let mut next = vec![0usize; parts.len()];
+    for _ in 0..total {
+        let (k, i) = next
+            .iter()
+            .enumerate()
+            .filter(|(k, i)| **i < parts[*k].1.lines.len())
+            .min_by_key(|(k, i)| parts[*k].1.lines[**i])
+            .map(|(k, i)| (k, *i))
+            .expect("records remain");
+        values.extend_from_slice(&parts[k].1.values[i * width..(i + 1) * width]);
+        next[k] += 1;
+    }
+    Ok(values)
 }
 
 /// Where the job's records come from.
@@ -585,6 +693,11 @@ fn persist_batch(
 pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobError> {
     let workers = config.workers.max(1);
     let source = Arc::new(open_input(query, config, workers)?);
+    // Taken by the scan that divided the file among the workers.
+    let input_sha256 = match source.as_ref() {
+        JobInput::Records(s) => s.sha256().map(|d| symbiont_verify::hex(&d)),
+        JobInput::Store(_) => None,
+    };
     // The programmable path reads the store again after the dataflow.
     let tfhe_source = config.programmable.as_ref().map(|_| Arc::clone(&source));
     let persist = start_persist(config)?;
@@ -601,6 +714,7 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
     let persist_sealer = config.keys.sealer.clone();
     let persist_tfhe = config.persist_tfhe.clone();
     let skip_restricted_batches = config.programmable.is_some();
+    let committing = config.commit.clone();
     // The sandboxed stage runs beside the dataflow and is handed each
     // sealed batch as it is made; dropped unfinished (the job fails or is
     // suspended), it is abandoned.
@@ -609,6 +723,14 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
         .as_ref()
         .map(|s| Arc::from(s.start(query)));
     let feeding = stage_feed.clone();
+    // The homomorphic lane's compute stage runs beside the dataflow too,
+    // given the packers' lists as they fill (a forbidden lane's are kept
+    // instead: they are never reduced or decrypted).
+    let list_feed = config
+        .homomorphic
+        .as_ref()
+        .filter(|_| !config.forbidden_lanes[Lane::Homomorphic.index()])
+        .map(ListStreaming::start);
     // Public records cross into a sandboxed aggregation sealed, like the
     // others.
     let seal_public = config
@@ -621,11 +743,14 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
         let query = Rc::new((*shared_query).clone());
         // A persisted dataset keeps every field, not just those this
         // program reads.
-        let used = if persisting.is_some() {
+        let mut used = if persisting.is_some() {
             vec![true; query.schema.fields.len()]
         } else {
             query.used_fields()
         };
+        for &f in committing.iter().flatten() {
+            used[f] = true;
+        }
         let sink_partials = Arc::clone(&sink);
         let sink_errors = Arc::clone(&sink);
 
@@ -709,6 +834,9 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
         });
 
         let mut source_errors: Vec<RowError> = Vec::new();
+        let mut attested = committing
+            .as_deref()
+            .map(|fields| (fields, AttestedPart::default()));
         let reading = Reading {
             part: index,
             parts: worker.peers(),
@@ -722,6 +850,7 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
             source.as_ref(),
             &reading,
             &mut source_errors,
+            attested.as_mut().map(|(fields, part)| (*fields, part)),
             &mut |batch| {
                 match batch {
                     Batch::Records(records) => input.send_batch(records),
@@ -737,6 +866,9 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
         }
         let mut c = sink.lock().expect("no worker panicked holding the lock");
         c.errors.extend(source_errors);
+        if let Some((_, part)) = attested {
+            c.attested.push((index, part));
+        }
         match result {
             Ok(rows) => c.rows += rows,
             Err(e) => {
@@ -753,9 +885,11 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
     let mut collected = std::mem::take(&mut *collected.lock().expect("the workers have finished"));
     before_stages(config, &mut collected, tfhe_source.as_deref())?;
     let persist_error = collected.persist_error.take();
+    let attested = std::mem::take(&mut collected.attested);
     let (stage_lock, stage_sandboxes) = lane_stages(
         config,
         stage_feed.as_deref(),
+        list_feed.as_ref().map(|l| l.feed.as_ref()),
         &mut collected,
         tfhe_source.as_deref(),
     )?;
@@ -767,6 +901,11 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
         output.persisted = Some(finish_persist(&persist, query, config)?);
     }
     output.sandboxes = stage_sandboxes;
+    output.input_sha256 = input_sha256;
+    output.attested = config
+        .commit
+        .as_ref()
+        .map(|fields| merge_attested(attested, fields, query, &config.input));
     if config.sealed_stage.is_some() {
         output.memory_lock = stage_lock.map(|s| match s.strip_prefix("not locked: ") {
             Some(why) => LockStatus::Unlocked(why.to_owned()),
@@ -831,6 +970,7 @@ fn before_stages(
 fn lane_stages(
     config: &JobConfig,
     stage_feed: Option<&dyn SealedFeed>,
+    list_feed: Option<&dyn ListFeed>,
     collected: &mut Collected,
     tfhe_source: Option<&JobInput>,
 ) -> Result<(Option<String>, Vec<serde_json::Value>), JobError> {
@@ -849,8 +989,8 @@ fn lane_stages(
         stage_lock = out.memory_lock;
         stage_sandboxes = out.sandboxes;
     }
-    if let Some(h) = &config.homomorphic {
-        stage_sandboxes.extend(homomorphic_partials(h, &mut collected.partials)?);
+    if let (Some(h), Some(feed)) = (&config.homomorphic, list_feed) {
+        stage_sandboxes.extend(homomorphic_partials(h, feed, &mut collected.partials)?);
     }
     if let (Some(p), Some(source)) = (&config.programmable, tfhe_source) {
         stage_sandboxes.extend(programmable_partials(p, source, &mut collected.partials)?);
@@ -969,11 +1109,13 @@ struct Reading<'a> {
 
 /// Reads the worker's part of `source`, handing each full batch to `send`
 /// (which gives it to the dataflow and steps the worker) and the last,
-/// partial one too; bad rows go to `errors`. Returns the rows read.
+/// partial one too; bad rows go to `errors`, and each record's committed
+/// fields to `attested` (the commitment's values). Returns the rows read.
 fn feed(
     source: &JobInput,
     reading: &Reading<'_>,
     errors: &mut Vec<RowError>,
+    mut attested: Option<(&[usize], &mut AttestedPart)>,
     send: &mut dyn FnMut(Batch<'_>),
 ) -> Result<u64, SourceError> {
     let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
@@ -1014,6 +1156,10 @@ fn feed(
                 reading.schema,
                 reading.used,
                 |record| {
+                    // The commitment is taken in the same pass.
+                    if let Some((fields, part)) = attested.as_mut() {
+                        part.take(&record, fields);
+                    }
                     batch.push(record);
                     if batch.len() == BATCH {
                         if let Some(p) = reading.progress {
@@ -1041,19 +1187,51 @@ fn feed(
     result
 }
 
-/// The homomorphic lane's additive path after the dataflow: its compute
-/// stage adds and reduces the lists (no key), then the key holder decrypts
-/// only the reduced columns. Their partials go to `partials`; the stage's
-/// sandbox report is returned.
+/// The homomorphic lane's compute stage, started beside the dataflow:
+/// while this lives, the lane's sink hands every list to it.
+struct ListStreaming<'a> {
+    sink: &'a PackSink,
+    feed: Arc<dyn ListFeed>,
+}
+
+impl<'a> ListStreaming<'a> {
+    fn start(h: &'a HomomorphicLane) -> ListStreaming<'a> {
+        let feed: Arc<dyn ListFeed> = Arc::from(h.stage.start());
+        let to = Arc::clone(&feed);
+        h.sink.forward(Some(Arc::new(move |lists| to.send(lists))));
+        ListStreaming {
+            sink: &h.sink,
+            feed,
+        }
+    }
+}
+
+impl Drop for ListStreaming<'_> {
+    /// The sink keeps lists again; the stage, unless finished, is
+    /// abandoned once the last handle to it goes.
+    fn drop(&mut self) {
+        self.sink.forward(None);
+    }
+}
+
+/// The homomorphic lane's additive path once the dataflow has run: its
+/// compute stage, fed the lists while the dataflow ran, reduces them (no
+/// key), then the key holder decrypts only the reduced columns. Their
+/// partials go to `partials`; the stage's sandbox report is returned.
 fn homomorphic_partials(
     h: &HomomorphicLane,
+    feed: &dyn ListFeed,
     partials: &mut Vec<(AggKey, Partial)>,
 ) -> Result<Option<serde_json::Value>, JobError> {
-    let lists = h.sink.take();
-    if lists.is_empty() {
-        return Ok(None);
+    // Lists kept before the stage started (none in a job that streamed).
+    let kept = h.sink.take();
+    if !kept.is_empty() {
+        feed.send(kept);
     }
-    let (reduced, report) = h.stage.reduce(lists).map_err(JobError::Homomorphic)?;
+    let (reduced, report) = feed.finish().map_err(JobError::Homomorphic)?;
+    if reduced.is_empty() {
+        return Ok(report);
+    }
     let totals = h
         .key_holder
         .decrypt(&reduced)
@@ -1257,6 +1435,8 @@ fn finish(
             (None, true) => InputKind::Store,
             (Some(_), true) => InputKind::StoreTfhe,
         },
+        input_sha256: None,
+        attested: None,
     })
 }
 

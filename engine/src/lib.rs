@@ -42,8 +42,8 @@ pub use explain::plan_svg;
 pub use files::{digest, file_digest, write_whole};
 pub use job::{
     HomomorphicLane, HomomorphicStage, InProcessEvaluate, InProcessReduce, JobConfig, JobError,
-    JobOutput, KeyHolder, KeystoreHolder, LaneKeys, OnError, ProgrammableLane, ProgrammableStage,
-    SealedFeed, SealedStage, StageOutput, run_batch,
+    JobOutput, KeyHolder, KeystoreHolder, LaneKeys, ListFeed, OnError, ProgrammableLane,
+    ProgrammableStage, ReducedColumns, SealedFeed, SealedStage, StageOutput, run_batch,
 };
 pub use session::{
     Attrs, Custody, Event, Job, JobResult, JobSpec, Observer, Outcome, Passphrase, ResultSink,

@@ -21,7 +21,7 @@ use symbiont_dsl::{Diagnostic, SourceFile};
 use symbiont_operators::{InputKind, Lane, Plan, PlanNode, Policy, PolicyValue, Query};
 use zeroize::Zeroizing;
 
-use crate::attest::{Attesting, Planned};
+use crate::attest::{Attesting, Planned, ToCommit};
 use crate::dataset_files::DatasetPolicies;
 use crate::stage::{ComputeSandbox, SandboxedEvaluate, SandboxedReduce, SandboxedStage};
 use crate::{
@@ -427,20 +427,15 @@ fn run(
             tier: node.tier,
         });
     }
-    // Ingestion: the attested fields committed to and the commitment
-    // signed and logged, before any lane sees a record.
-    let mut attesting = match planned {
+    // Ingestion: the source stage keeps the attested fields as it reads
+    // the records for the dataflow; the commitment is signed and logged
+    // once it has read them all, before the prove stage.
+    let to_commit = match planned {
         None => None,
         Some(planned) => {
             let key = AuditSigningKey::load(&custody.audit_key)?;
-            match crate::attest::commit(query, planned, &spec.input, &dataset, &key)? {
-                Ok(mut a) => {
-                    let entry =
-                        log.append(EntryKind::DatasetCommitment, a.commitment_entry(job))?;
-                    a.record_entry(job);
-                    a.record_entry(entry);
-                    Some(a)
-                }
+            match crate::attest::to_commit(planned, &spec.input, &dataset, key) {
+                Ok(c) => Some(c),
                 Err(why) => {
                     end(log, job, "error", Some(why.clone()))?;
                     return Ok(Outcome::Failed(format!("--bundle: {why}")));
@@ -448,12 +443,15 @@ fn run(
             }
         }
     };
+    let mut config = config;
+    config.commit = to_commit.as_ref().map(|c| c.fields().to_vec());
+    let mut attesting = None;
     let outcome = execute(
         &spec,
         &running,
         &config,
         Audit { log, job },
-        attesting.as_mut().map(|a| (a, custody.keystore.join("zk"))),
+        to_commit.map(|c| (c, custody.keystore.join("zk"), &mut attesting)),
         sink,
         observer,
     );
@@ -621,6 +619,8 @@ fn job_config(
             (Some(compiled), Some(ks)) => Some(programmable_lane(ks, compiled, plan, spec)?),
             _ => None,
         },
+        // Set once the attestation's fields are known.
+        commit: None,
     })
 }
 
@@ -1046,23 +1046,35 @@ fn execute(
     running: &[PlanNode],
     config: &JobConfig,
     audit: Audit<'_>,
-    attesting: Option<(&mut Attesting, PathBuf)>,
+    attesting: Option<(ToCommit, PathBuf, &mut Option<Attesting>)>,
     sink: &mut dyn ResultSink,
     observer: &mut dyn Observer,
 ) -> Result<std::result::Result<String, Failure>> {
     let Audit { log, job } = audit;
-    // The source stage's read digest is computed beside the job, not before.
-    let digest_path = if symbiont_operators::is_store(&config.input) {
-        config.input.join("batches.bin")
-    } else {
-        config.input.clone()
-    };
-    let digesting = std::thread::spawn(move || file_digest(&digest_path));
+    // The source stage's read digest: a CSV or NDJSON source takes it in
+    // the scan that divides the file among the workers; a columnar file or
+    // a stored dataset is read for it beside the job.
+    let digesting = (!matches!(
+        symbiont_operators::Format::of_path(&config.input),
+        Some(symbiont_operators::Format::Csv | symbiont_operators::Format::Ndjson)
+    ) || symbiont_operators::is_store(&config.input))
+    .then(|| {
+        let path = if symbiont_operators::is_store(&config.input) {
+            config.input.join("batches.bin")
+        } else {
+            config.input.clone()
+        };
+        std::thread::spawn(move || file_digest(&path))
+    });
     let result = run_batch(&spec.query, config);
-    let input_digest = digesting
-        .join()
-        .map_err(|_| anyhow::anyhow!("the input digest thread panicked"))??;
-    let output = match result {
+    let beside = digesting
+        .map(|d| {
+            d.join()
+                .map_err(|_| anyhow::anyhow!("the input digest thread panicked"))
+        })
+        .transpose()?
+        .transpose()?;
+    let mut output = match result {
         Ok(output) => output,
         Err(JobError::Suspended { lane, line, .. }) => {
             return Ok(Err(Failure::Suspended { lane, line }));
@@ -1077,9 +1089,30 @@ fn execute(
             "decrypted batches could not be locked into RAM ({why}); they were still zeroized after use"
         )));
     }
+    let input_digest = match beside.or_else(|| output.input_sha256.clone()) {
+        Some(d) => d,
+        None => anyhow::bail!("the source took no digest of {}", config.input.display()),
+    };
     if cancelled(spec) {
         return Ok(Err(Failure::Cancelled));
     }
+    // The commitment to what the source stage read, signed and logged.
+    let attesting = match attesting {
+        None => None,
+        Some((to_commit, keys_dir, slot)) => {
+            let values = match output.attested.take() {
+                Some(Ok(values)) => values,
+                Some(Err(why)) => return Ok(Err(Failure::Error(format!("--bundle: {why}")))),
+                None => anyhow::bail!("the source stage kept no values to commit to"),
+            };
+            let a = slot.insert(to_commit.commit(&values));
+            drop(values);
+            let entry = log.append(EntryKind::DatasetCommitment, a.commitment_entry(job))?;
+            a.record_entry(job);
+            a.record_entry(entry);
+            Some((a, keys_dir))
+        }
+    };
     // The prove stage: the result's attested fields, proved over the
     // committed chunks.
     let mut attestation = None;

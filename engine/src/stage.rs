@@ -276,40 +276,98 @@ impl SealedStage for SandboxedStage {
             query: Arc::new(query.clone()),
             running: Mutex::new(Vec::new()),
             refused: Mutex::new(Vec::new()),
-            abandoned: Arc::new(AtomicBool::new(false)),
         })
     }
 }
 
-/// How many sealed batches wait for a tier's sandbox before the dataflow
-/// waits for it (backpressure): a few MB of ciphertext.
-const QUEUED_BATCHES: usize = 16;
+/// How many frames wait for a stage's sandbox before the dataflow waits
+/// for it (backpressure): a few MB of ciphertext.
+const QUEUED_FRAMES: usize = 16;
 
-/// A sealed stage that is running: one sandbox per tier, each started at
-/// the first batch of a lane it serves and fed its batches as the
-/// dataflow makes them.
+/// A stage's sandbox that reads frames as the job hands them over: they go
+/// through a queue of [`QUEUED_FRAMES`] (the job waits when it is full),
+/// then the end marker ([`Streamed::finish`]); dropped unfinished, the
+/// sandbox is sent the abandon marker instead of what is still queued,
+/// and waited for.
+struct Streamed<T> {
+    to: Option<SyncSender<Frame>>,
+    answer: Option<std::thread::JoinHandle<std::result::Result<T, String>>>,
+    abandoned: Arc<AtomicBool>,
+    /// Frames read by the sandbox so far.
+    frames: Arc<AtomicUsize>,
+}
+
+impl<T: Send + 'static> Streamed<T> {
+    /// Starts `run` on its own thread with the reader of this stage's
+    /// input: `header` (which may hold keys; wiped once sent), then the
+    /// frames.
+    fn start(
+        header: zeroize::Zeroizing<Vec<u8>>,
+        run: impl FnOnce(FrameReader) -> Result<T> + Send + 'static,
+    ) -> Streamed<T> {
+        let (to, from) = sync_channel(QUEUED_FRAMES);
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let frames = Arc::new(AtomicUsize::new(0));
+        let reader = FrameReader {
+            pending: header,
+            at: 0,
+            from,
+            abandoned: Arc::clone(&abandoned),
+            frames: Arc::clone(&frames),
+            ended: false,
+        };
+        let answer = std::thread::spawn(move || run(reader).map_err(|e| format!("{e:#}")));
+        Streamed {
+            to: Some(to),
+            answer: Some(answer),
+            abandoned,
+            frames,
+        }
+    }
+
+    /// Hands the sandbox one frame; waits while it is behind. A sandbox
+    /// that has ended takes nothing ([`Streamed::finish`] says why).
+    fn send(to: &SyncSender<Frame>, bytes: Arc<[u8]>) {
+        let _ = to.send(Frame::Bytes(bytes));
+    }
+
+    /// Ends the input; the sandbox's answer.
+    fn finish(mut self) -> std::result::Result<T, String> {
+        if let Some(to) = self.to.take() {
+            let _ = to.send(Frame::End);
+        }
+        self.answer
+            .take()
+            .expect("finished once")
+            .join()
+            .unwrap_or_else(|_| Err("a stage thread panicked".into()))
+    }
+}
+
+impl<T> Drop for Streamed<T> {
+    fn drop(&mut self) {
+        self.abandoned.store(true, Ordering::SeqCst);
+        drop(self.to.take());
+        if let Some(answer) = self.answer.take() {
+            let _ = answer.join();
+        }
+    }
+}
+
+/// A sealed stage that is running: one [`Streamed`] sandbox per tier, each
+/// started at the first batch of a lane it serves.
 struct StreamedStage {
     stage: SandboxedStage,
     query: Arc<Query>,
-    running: Mutex<Vec<TierRun>>,
+    running: Mutex<Vec<(symbiont_sandbox::Tier, Streamed<StageOutput>)>>,
     /// Batches no tier could take (a lane the plan gave no sandbox).
     refused: Mutex<Vec<String>>,
-    /// Set when the job abandons the stage: the sandboxes are told to
-    /// stop instead of being handed what is still queued.
-    abandoned: Arc<AtomicBool>,
 }
 
-/// One tier's sandbox of a [`StreamedStage`].
-struct TierRun {
-    tier: symbiont_sandbox::Tier,
-    to: SyncSender<Frame>,
-    answer: std::thread::JoinHandle<std::result::Result<StageOutput, String>>,
-}
-
-/// What the job hands a tier's sandbox.
+/// What the job hands a stage's sandbox.
 enum Frame {
-    Batch(Arc<[u8]>),
-    /// Every batch has been handed over.
+    Bytes(Arc<[u8]>),
+    /// Everything has been handed over.
     End,
 }
 
@@ -324,37 +382,20 @@ impl SealedFeed for StreamedStage {
         };
         let to = {
             let mut running = self.running.lock().expect("no panic holding it");
-            match running.iter().find(|r| r.tier == tier) {
-                Some(r) => r.to.clone(),
+            let at = match running.iter().position(|(t, _)| *t == tier) {
+                Some(at) => at,
                 None => {
-                    let (to, from) = sync_channel(QUEUED_BATCHES);
-                    let stage = self.stage.clone();
-                    let query = Arc::clone(&self.query);
-                    let abandoned = Arc::clone(&self.abandoned);
-                    let answer = std::thread::spawn(move || {
-                        stage
-                            .run_in(tier, &query, from, abandoned)
-                            .map_err(|e| format!("{e:#}"))
-                    });
-                    running.push(TierRun {
-                        tier,
-                        to: to.clone(),
-                        answer,
-                    });
-                    to
+                    running.push((tier, self.stage.start_in(tier, &self.query)));
+                    running.len() - 1
                 }
-            }
+            };
+            running[at].1.to.clone().expect("not finished")
         };
-        // Waits while the sandbox is behind. A sandbox that has ended
-        // takes nothing; `finish` says why it ended.
-        let _ = to.send(Frame::Batch(batch.bytes));
+        Streamed::<StageOutput>::send(&to, batch.bytes);
     }
 
     fn finish(&self) -> std::result::Result<StageOutput, String> {
         let running = std::mem::take(&mut *self.running.lock().expect("no panic holding it"));
-        for r in &running {
-            let _ = r.to.send(Frame::End);
-        }
         let mut failed: Vec<String> = self
             .refused
             .lock()
@@ -363,10 +404,20 @@ impl SealedFeed for StreamedStage {
             .take(1)
             .collect();
         let mut total = StageOutput::default();
-        for r in running {
-            drop(r.to);
-            match r.answer.join() {
-                Ok(Ok(out)) => {
+        // Every tier's end marker goes out before any answer is awaited:
+        // the tiers' sandboxes finish side by side.
+        let ending: Vec<_> = running
+            .into_iter()
+            .map(|(_, mut streamed)| {
+                if let Some(to) = streamed.to.take() {
+                    let _ = to.send(Frame::End);
+                }
+                streamed
+            })
+            .collect();
+        for streamed in ending {
+            match streamed.finish() {
+                Ok(out) => {
                     total.partials.extend(out.partials);
                     total.errors.extend(out.errors);
                     total.failures.extend(out.failures);
@@ -377,8 +428,7 @@ impl SealedFeed for StreamedStage {
                     };
                 }
                 // Every failing tier is named, not just the first.
-                Ok(Err(e)) => failed.push(e),
-                Err(_) => failed.push("a stage thread panicked".into()),
+                Err(e) => failed.push(e),
             }
         }
         if failed.is_empty() {
@@ -389,29 +439,15 @@ impl SealedFeed for StreamedStage {
     }
 }
 
-impl Drop for StreamedStage {
-    /// A stage the job did not finish (it failed or was suspended) is
-    /// abandoned: each sandbox is told so before the batches still queued
-    /// for it, opens nothing more and ends; this waits for them.
-    fn drop(&mut self) {
-        self.abandoned.store(true, Ordering::SeqCst);
-        let running = std::mem::take(self.running.get_mut().expect("no panic holding it"));
-        for r in running {
-            drop(r.to);
-            let _ = r.answer.join();
-        }
-    }
-}
-
-/// A tier's sandbox input as it is read: the header, then each batch as a
-/// frame as the job hands it over, then the end marker, or the abandon
-/// marker if the job abandons the stage.
+/// A stage's input as its sandbox reads it: the header, then each frame as
+/// the job hands it over, then the end marker, or the abandon marker if
+/// the job abandons the stage.
 struct FrameReader {
     pending: zeroize::Zeroizing<Vec<u8>>,
     at: usize,
     from: Receiver<Frame>,
     abandoned: Arc<AtomicBool>,
-    batches: Arc<AtomicUsize>,
+    frames: Arc<AtomicUsize>,
     ended: bool,
 }
 
@@ -424,26 +460,26 @@ impl Read for FrameReader {
             // The header it may hold carries the data keys.
             zeroize::Zeroize::zeroize(&mut *self.pending);
             self.at = 0;
-            // Checked again after the wait: the job may have abandoned the
-            // stage meanwhile, and what is still queued is not handed on.
             let frame = if self.abandoned.load(Ordering::SeqCst) {
                 None
             } else {
                 self.from.recv().ok()
             };
+            // Checked again after the wait: the job may have abandoned the
+            // stage meanwhile, and what is still queued is not handed on.
             if self.abandoned.load(Ordering::SeqCst) {
                 self.end(ABANDONED);
                 continue;
             }
             match frame {
-                Some(Frame::Batch(bytes)) => {
+                Some(Frame::Bytes(bytes)) => {
                     let len = u32::try_from(bytes.len())
                         .ok()
                         .filter(|n| *n < ABANDONED)
-                        .ok_or_else(|| std::io::Error::other("a sealed batch over 4 GiB"))?;
+                        .ok_or_else(|| std::io::Error::other("a frame over 4 GiB"))?;
                     self.pending.extend_from_slice(&len.to_le_bytes());
                     self.pending.extend_from_slice(&bytes);
-                    self.batches.fetch_add(1, Ordering::Relaxed);
+                    self.frames.fetch_add(1, Ordering::Relaxed);
                 }
                 Some(Frame::End) => self.end(0),
                 // Every sender gone without an end: abandoned.
@@ -465,15 +501,9 @@ impl FrameReader {
 }
 
 impl SandboxedStage {
-    /// Runs the worker in `tier`, feeding it the batches that come `from`
-    /// the job until the end (or the abandon) marker; its answer.
-    fn run_in(
-        &self,
-        tier: symbiont_sandbox::Tier,
-        query: &Query,
-        from: Receiver<Frame>,
-        abandoned: Arc<AtomicBool>,
-    ) -> Result<StageOutput> {
+    /// The header of a tier's input: the query, the dataset and its data
+    /// keys.
+    fn header(&self, query: &Query) -> Result<zeroize::Zeroizing<Vec<u8>>> {
         let mut keys = Vec::new();
         for key in self.keystore.data_keys(&self.dataset)? {
             let bytes = self.keystore.export_data_key(key.id())?;
@@ -486,50 +516,56 @@ impl SandboxedStage {
             fields: query.schema.fields.iter().map(|(n, _)| n.clone()).collect(),
             keys,
         };
-        let mut pending = zeroize::Zeroizing::new(serde_json::to_vec(&header)?);
+        let mut bytes = zeroize::Zeroizing::new(serde_json::to_vec(&header)?);
         drop(header);
-        pending.push(b'\n');
-        let batches = Arc::new(AtomicUsize::new(0));
-        let input = FrameReader {
-            pending,
-            at: 0,
-            from,
-            abandoned,
-            batches: Arc::clone(&batches),
-            ended: false,
+        bytes.push(b'\n');
+        Ok(bytes)
+    }
+
+    /// Starts the worker in `tier`, to be fed the batches of the lanes it
+    /// serves as the dataflow seals them.
+    fn start_in(&self, tier: symbiont_sandbox::Tier, query: &Query) -> Streamed<StageOutput> {
+        let header = match self.header(query) {
+            Ok(h) => h,
+            Err(e) => return Streamed::start(Default::default(), move |_| Err(e)),
         };
-        let (report, out) = symbiont_sandbox::run_stage(
-            tier,
-            &self.init,
-            &self.worker,
-            &[WORKER_ARG.to_owned()],
-            &self.limits,
-            input,
-        )?;
-        if let Some(ended) = ended(&report, &self.limits) {
-            anyhow::bail!(
-                "the stage worker in tier {} ({}) {ended}",
-                tier as u8,
-                symbiont_sandbox::tier_backend(tier as u8)
-            );
-        }
-        let output: Output = serde_json::from_slice(&out).context("the stage worker's answer")?;
-        let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e5).round() / 100.0;
-        Ok(StageOutput {
-            partials: output.partials,
-            errors: output.errors,
-            failures: output.failures,
-            memory_lock: output.memory_lock,
-            sandboxes: vec![serde_json::json!({
-                "tier": tier as u8,
-                "runs_in": symbiont_sandbox::tier_backend(tier as u8),
-                "batches": batches.load(Ordering::Relaxed),
-                // From starting the sandbox (at the lane's first batch,
-                // while the dataflow runs) to the worker's first byte back
-                // (it answers once it has read every batch).
-                "answer_ms": report.first_output.map(ms),
-                "total_ms": ms(report.elapsed),
-            })],
+        let stage = self.clone();
+        Streamed::start(header, move |input| {
+            let batches = Arc::clone(&input.frames);
+            let (report, out) = symbiont_sandbox::run_stage(
+                tier,
+                &stage.init,
+                &stage.worker,
+                &[WORKER_ARG.to_owned()],
+                &stage.limits,
+                input,
+            )?;
+            if let Some(ended) = ended(&report, &stage.limits) {
+                anyhow::bail!(
+                    "the stage worker in tier {} ({}) {ended}",
+                    tier as u8,
+                    symbiont_sandbox::tier_backend(tier as u8)
+                );
+            }
+            let output: Output =
+                serde_json::from_slice(&out).context("the stage worker's answer")?;
+            let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e5).round() / 100.0;
+            Ok(StageOutput {
+                partials: output.partials,
+                errors: output.errors,
+                failures: output.failures,
+                memory_lock: output.memory_lock,
+                sandboxes: vec![serde_json::json!({
+                    "tier": tier as u8,
+                    "runs_in": symbiont_sandbox::tier_backend(tier as u8),
+                    "batches": batches.load(Ordering::Relaxed),
+                    // From starting the sandbox (at the lane's first batch,
+                    // while the dataflow runs) to the worker's first byte
+                    // back (it answers once it has read every batch).
+                    "answer_ms": report.first_output.map(ms),
+                    "total_ms": ms(report.elapsed),
+                })],
+            })
         })
     }
 }
@@ -556,40 +592,34 @@ fn ended(report: &symbiont_sandbox::Report, limits: &symbiont_sandbox::Limits) -
 /// stage worker.
 pub const REDUCE_ARG: &str = "__stage-homomorphic";
 
-/// The homomorphic compute stage's input: each encrypted list as a u32
-/// little-endian length and its bincode, then a length of 0. It carries
-/// ciphertexts only: no key of any kind.
-pub(crate) fn reduce_input(lists: &[symbiont_operators::PackedList]) -> Result<Vec<u8>> {
-    let mut input = Vec::new();
-    for list in lists {
-        let bytes = bincode::serialize(list)?;
-        input.extend_from_slice(&u32::try_from(bytes.len())?.to_le_bytes());
-        input.extend_from_slice(&bytes);
-    }
-    input.extend_from_slice(&0u32.to_le_bytes());
-    Ok(input)
-}
-
-/// The homomorphic compute worker: reads lists, adds and reduces them,
-/// answers with the reduced columns (bincode). It opens no file.
+/// The homomorphic compute worker: reads the encrypted lists (each a u32
+/// little-endian length and its bincode, as the job's packers fill them,
+/// then a length of 0, or the abandon marker), adds each to its column's
+/// running sum as it comes, and answers with the reduced columns
+/// (bincode). Its input carries ciphertexts only, no key of any kind; it
+/// opens no file.
 pub fn reduce_worker_main() -> ! {
     answer_and_exit("homomorphic", || {
         let mut input = std::io::BufReader::new(std::io::stdin().lock());
-        let mut lists = Vec::new();
+        let mut reducer = symbiont_operators::Reducer::default();
         while let Some(bytes) = read_frame(&mut input, "list")? {
             let list: symbiont_operators::PackedList =
                 bincode::deserialize(&bytes).context("a list")?;
-            lists.push(list);
+            reducer.add(&list)?;
         }
-        let reduced = symbiont_operators::reduce(lists)?;
-        Ok(bincode::serialize(&reduced)?)
+        Ok(bincode::serialize(&reducer.finish())?)
     })
 }
 
 /// Ends a compute worker: its answer on stdout and exit 0, or the error on
 /// stderr and exit 1.
 fn answer_and_exit(stage: &str, run: impl FnOnce() -> Result<Vec<u8>>) -> ! {
-    let written = run().and_then(|answer| {
+    let answer = run();
+    // Abandoned by its job, which says why.
+    if answer.as_ref().is_err_and(|e| e.is::<Abandoned>()) {
+        std::process::exit(1);
+    }
+    let written = answer.and_then(|answer| {
         let mut out = std::io::stdout().lock();
         out.write_all(&answer)?;
         out.flush()?;
@@ -607,7 +637,7 @@ fn answer_and_exit(stage: &str, run: impl FnOnce() -> Result<Vec<u8>>) -> ! {
 
 /// Where a homomorphic compute worker runs: its tier, the binaries that
 /// set up the sandbox and run the worker, and the sandbox's limits.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ComputeSandbox {
     pub tier: symbiont_sandbox::Tier,
     pub init: PathBuf,
@@ -624,7 +654,7 @@ impl ComputeSandbox {
         what: &str,
         stage: &str,
         arg: &str,
-        input: Vec<u8>,
+        input: impl Read + Send + 'static,
         details: serde_json::Value,
     ) -> Result<(Vec<u8>, serde_json::Value)> {
         let tier = self.tier as u8;
@@ -634,7 +664,7 @@ impl ComputeSandbox {
             &self.worker,
             &[arg.to_owned()],
             &self.limits,
-            std::io::Cursor::new(zeroize::Zeroizing::new(input)),
+            input,
         )?;
         if let Some(ended) = ended(&report, &self.limits) {
             anyhow::bail!(
@@ -660,36 +690,76 @@ impl ComputeSandbox {
 }
 
 /// The job side of the homomorphic compute stage: runs the worker in its
-/// tier with the lists on its stdin.
+/// tier, started at the first full list, with the lists on its stdin as
+/// the packers fill them.
 #[derive(Debug)]
 pub struct SandboxedReduce(pub ComputeSandbox);
 
 impl crate::HomomorphicStage for SandboxedReduce {
-    fn reduce(
-        &self,
-        lists: Vec<symbiont_operators::PackedList>,
-    ) -> std::result::Result<
-        (
-            Vec<(
-                symbiont_operators::ColumnKey,
-                symbiont_crypto::additive::Reduced,
-            )>,
-            Option<serde_json::Value>,
-        ),
-        String,
-    > {
-        let run = || -> Result<_> {
-            let (out, sandbox) = self.0.run(
-                "homomorphic",
-                "aggregate[homomorphic]",
-                REDUCE_ARG,
-                reduce_input(&lists)?,
-                serde_json::json!({"lists": lists.len()}),
-            )?;
-            let reduced = bincode::deserialize(&out).context("the compute stage's answer")?;
-            Ok((reduced, Some(sandbox)))
+    fn start(&self) -> Box<dyn crate::ListFeed> {
+        Box::new(StreamedReduce {
+            sandbox: self.0.clone(),
+            running: Mutex::new(None),
+            unsent: Mutex::new(None),
+        })
+    }
+}
+
+/// A compute stage's answer and its `_meta.sandboxes` entry.
+type Answered = (Vec<u8>, serde_json::Value);
+
+/// A [`SandboxedReduce`] that is running.
+struct StreamedReduce {
+    sandbox: ComputeSandbox,
+    running: Mutex<Option<Streamed<Answered>>>,
+    /// The first list that could not be encoded.
+    unsent: Mutex<Option<String>>,
+}
+
+impl crate::ListFeed for StreamedReduce {
+    fn send(&self, lists: Vec<symbiont_operators::PackedList>) {
+        for list in lists {
+            let bytes = match bincode::serialize(&list) {
+                Ok(b) => b,
+                Err(e) => {
+                    let mut unsent = self.unsent.lock().expect("no panic holding it");
+                    unsent.get_or_insert_with(|| format!("encoding a list: {e}"));
+                    return;
+                }
+            };
+            let to = {
+                let mut running = self.running.lock().expect("no panic holding it");
+                let streamed = running.get_or_insert_with(|| {
+                    let sandbox = self.sandbox.clone();
+                    Streamed::start(Default::default(), move |input| {
+                        sandbox.run(
+                            "homomorphic",
+                            "aggregate[homomorphic]",
+                            REDUCE_ARG,
+                            input,
+                            serde_json::json!({}),
+                        )
+                    })
+                });
+                streamed.to.clone().expect("not finished")
+            };
+            Streamed::<()>::send(&to, bytes.into());
+        }
+    }
+
+    fn finish(&self) -> std::result::Result<crate::ReducedColumns, String> {
+        if let Some(why) = self.unsent.lock().expect("no panic holding it").take() {
+            return Err(why);
+        }
+        let Some(streamed) = self.running.lock().expect("no panic holding it").take() else {
+            return Ok((Vec::new(), None));
         };
-        run().map_err(|e| format!("{e:#}"))
+        let lists = Arc::clone(&streamed.frames);
+        let (out, mut sandbox) = streamed.finish()?;
+        sandbox["lists"] = lists.load(Ordering::Relaxed).into();
+        let reduced =
+            bincode::deserialize(&out).map_err(|e| format!("the compute stage's answer: {e}"))?;
+        Ok((reduced, Some(sandbox)))
     }
 }
 
@@ -777,7 +847,7 @@ impl crate::ProgrammableStage for SandboxedEvaluate {
                 "programmable",
                 "aggregate[homomorphic, programmable]",
                 EVALUATE_ARG,
-                input,
+                std::io::Cursor::new(zeroize::Zeroizing::new(input)),
                 serde_json::json!({
                     "records": records.len(),
                     "comparisons": spec.comparisons.len(),

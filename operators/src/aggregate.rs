@@ -205,7 +205,15 @@ impl Accumulator {
         };
         let packer = self.packer.get_or_insert_with(|| sink.packer());
         match packer.add(query, &record.values) {
-            Ok(()) => self.lanes[Lane::Homomorphic.index()] += 1,
+            Ok(()) => {
+                self.lanes[Lane::Homomorphic.index()] += 1;
+                // A full list goes on at once (to the compute stage, when
+                // the job streams to it), not at the end of the epoch.
+                let full = packer.drain();
+                if !full.is_empty() {
+                    sink.put(full);
+                }
+            }
             Err(e) => self.errors.push(RowError {
                 line: record.line,
                 field: None,

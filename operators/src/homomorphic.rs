@@ -256,6 +256,12 @@ impl Packer {
         Ok(())
     }
 
+    /// The lists encrypted so far (each full list, as it fills), handed
+    /// over now so they need not wait for the end.
+    pub fn drain(&mut self) -> Vec<PackedList> {
+        std::mem::take(&mut self.out)
+    }
+
     /// Encrypts what is left and hands everything over.
     pub fn finish(mut self) -> Result<Packed, AdditiveError> {
         self.flush()?;
@@ -267,12 +273,23 @@ impl Packer {
     }
 }
 
+/// Where lists go as the packers fill them, while a job streams them to
+/// its compute stage.
+pub type Forward = std::sync::Arc<dyn Fn(Vec<PackedList>) + Send + Sync>;
+
 /// Where the workers' packers hand their lists: the ingestion side of the
-/// lane, with the public key each worker's packer encrypts under.
-#[derive(Debug)]
+/// lane, with the public key each worker's packer encrypts under. The
+/// lists are kept here, or handed on as they come ([`PackSink::forward`]).
 pub struct PackSink {
     key: PublicKey,
     lists: std::sync::Mutex<Vec<PackedList>>,
+    forward: std::sync::RwLock<Option<Forward>>,
+}
+
+impl std::fmt::Debug for PackSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackSink").finish_non_exhaustive()
+    }
 }
 
 impl PackSink {
@@ -281,7 +298,14 @@ impl PackSink {
         PackSink {
             key,
             lists: std::sync::Mutex::new(Vec::new()),
+            forward: std::sync::RwLock::new(None),
         }
+    }
+
+    /// Hands every list put from now on to `to` instead of keeping it
+    /// (`None`: keep them again).
+    pub fn forward(&self, to: Option<Forward>) {
+        *self.forward.write().expect("no panic holding it") = to;
     }
 
     /// A new packer under the sink's key.
@@ -289,12 +313,17 @@ impl PackSink {
         Packer::new(self.key.clone())
     }
 
-    /// Takes a packer's lists.
+    /// Takes a packer's lists: hands them on, or keeps them.
     pub fn put(&self, lists: Vec<PackedList>) {
-        self.lists
-            .lock()
-            .expect("no panic holding it")
-            .extend(lists);
+        let forward = self.forward.read().expect("no panic holding it").clone();
+        match forward {
+            Some(to) => to(lists),
+            None => self
+                .lists
+                .lock()
+                .expect("no panic holding it")
+                .extend(lists),
+        }
     }
 
     /// Every list handed over so far.
@@ -307,17 +336,44 @@ impl PackSink {
 /// one ciphertext per residue. Holds no key. A column beyond the noise
 /// budget is an error: nothing is decrypted.
 pub fn reduce(lists: Vec<PackedList>) -> Result<Vec<(ColumnKey, Reduced)>, AdditiveError> {
-    let mut columns: BTreeMap<ColumnKey, Column> = BTreeMap::new();
-    for list in lists {
-        columns
+    let mut reducer = Reducer::default();
+    for list in &lists {
+        reducer.add(list)?;
+    }
+    Ok(reducer.finish())
+}
+
+/// [`reduce`] a list at a time, as they come: it keeps one running sum
+/// per column, not the lists.
+#[derive(Default)]
+pub struct Reducer {
+    columns: BTreeMap<ColumnKey, Column>,
+}
+
+impl std::fmt::Debug for Reducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reducer")
+            .field("columns", &self.columns.len())
+            .finish()
+    }
+}
+
+impl Reducer {
+    /// Adds `list` to its column's sum.
+    pub fn add(&mut self, list: &PackedList) -> Result<(), AdditiveError> {
+        self.columns
             .entry(list.column.clone())
             .or_insert_with(|| Column::new(list.column.2.width()))
-            .add(&list.lists)?;
+            .add(&list.lists)
     }
-    Ok(columns
-        .into_iter()
-        .map(|(key, column)| (key, column.reduce()))
-        .collect())
+
+    /// Reduces every column to one ciphertext per residue.
+    pub fn finish(self) -> Vec<(ColumnKey, Reduced)> {
+        self.columns
+            .into_iter()
+            .map(|(key, column)| (key, column.reduce()))
+            .collect()
+    }
 }
 
 /// The key holder's totals as partials of the homomorphic lane: `(aggregate,

@@ -17,19 +17,24 @@ pub(crate) struct NdjsonLayout {
     path: PathBuf,
     /// Byte ranges `(start, end, lines before start)`.
     ranges: Vec<(u64, u64, u64)>,
+    /// SHA-256 of the whole file, from the scan that cut the ranges.
+    pub(crate) sha256: [u8; 32],
 }
 
 impl NdjsonLayout {
     pub(crate) fn new(path: &Path, parts: usize) -> Result<NdjsonLayout, SourceError> {
-        let scan = scan_lines(path, 0, parts.max(1)).map_err(|source| SourceError::Io {
+        let io = |source| SourceError::Io {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let scan = scan_lines(&file, 0, parts.max(1)).map_err(io)?;
         // A JSON string cannot hold a raw line end, so every line end
         // separates records, quotes or not.
         Ok(NdjsonLayout {
             path: path.to_owned(),
             ranges: scan.ranges,
+            sha256: scan.sha256,
         })
     }
 

@@ -3,7 +3,7 @@
 //! into parts at line ends. The readers (CSV in `source`, NDJSON,
 //! Parquet and Arrow IPC) depend on this module, and `source` on them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::record::{Record, RowError};
 use crate::value::Value;
@@ -91,15 +91,26 @@ pub(crate) struct LineScan {
     /// `parts` byte ranges `(start, end, lines before start)` that end at
     /// line ends.
     pub(crate) ranges: Vec<(u64, u64, u64)>,
+    /// SHA-256 of every byte of the file, header included: the digest a
+    /// job's audit entries give of its input, taken in this same pass.
+    pub(crate) sha256: [u8; 32],
 }
 
-/// Streams the file once: finds quotes, and cuts the data after
-/// `data_start` into `parts` ranges near equal sizes, each ending after a
-/// line end, counting lines as it goes.
-pub(crate) fn scan_lines(path: &Path, data_start: u64, parts: usize) -> std::io::Result<LineScan> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
+/// Streams `file` once from its start: finds quotes, and cuts the data
+/// after `data_start` into `parts` ranges near equal sizes, each ending
+/// after a line end, counting lines and hashing as it goes.
+pub(crate) fn scan_lines(
+    mut file: &std::fs::File,
+    data_start: u64,
+    parts: usize,
+) -> std::io::Result<LineScan> {
+    use sha2::Digest;
+    use std::io::{Read, Seek};
+    let mut hasher = sha2::Sha256::new();
+    file.seek(std::io::SeekFrom::Start(0))?;
     let len = file.metadata()?.len();
+    // Lines before the data (a CSV file's header).
+    let mut head_lines = 0u64;
     let targets: Vec<u64> = (1..parts)
         .map(|i| data_start + (len.saturating_sub(data_start)) * i as u64 / parts as u64)
         .collect();
@@ -115,6 +126,11 @@ pub(crate) fn scan_lines(path: &Path, data_start: u64, parts: usize) -> std::io:
             break;
         }
         let block = &buffer[..n];
+        hasher.update(block);
+        if offset < data_start {
+            let head = (data_start - offset).min(n as u64) as usize;
+            head_lines += bytecount::count(&block[..head], b'\n') as u64;
+        }
         let data_from = data_start.saturating_sub(offset).min(n as u64) as usize;
         quoted |= memchr::memchr(b'"', &block[data_from..]).is_some();
         // Cut after the first line end at or after each target in reach.
@@ -138,7 +154,7 @@ pub(crate) fn scan_lines(path: &Path, data_start: u64, parts: usize) -> std::io:
     while cuts.len() < targets.len() {
         cuts.push((len, lines));
     }
-    let mut starts = vec![(data_start, count_lines_before(path, data_start)?)];
+    let mut starts = vec![(data_start, head_lines)];
     starts.extend(cuts);
     let ranges = starts
         .iter()
@@ -148,12 +164,11 @@ pub(crate) fn scan_lines(path: &Path, data_start: u64, parts: usize) -> std::io:
             (start, end.max(start), lines)
         })
         .collect();
-    Ok(LineScan { quoted, ranges })
-}
-
-fn count_lines_before(path: &Path, end: u64) -> std::io::Result<u64> {
-    use std::io::Read;
-    let mut head = vec![0u8; end as usize];
-    std::fs::File::open(path)?.read_exact(&mut head)?;
-    Ok(memchr::memchr_iter(b'\n', &head).count() as u64)
+    let mut sha256 = [0u8; 32];
+    sha256.copy_from_slice(&hasher.finalize());
+    Ok(LineScan {
+        quoted,
+        ranges,
+        sha256,
+    })
 }

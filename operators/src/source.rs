@@ -83,6 +83,18 @@ impl Source {
         }))
     }
 
+    /// SHA-256 of the whole file, taken by the scan that divided a CSV or
+    /// NDJSON file among readers (so the file is not read again for it);
+    /// `None` for the columnar formats, whose readers do not read every
+    /// byte in order.
+    pub fn sha256(&self) -> Option<[u8; 32]> {
+        match &self.0 {
+            SourceKind::Csv(c) => Some(c.sha256),
+            SourceKind::Ndjson(n) => Some(n.sha256),
+            SourceKind::Columnar(_) => None,
+        }
+    }
+
     /// Reads part `part` (of `parts`, as opened; a part beyond the file's
     /// division reads nothing) as records of `schema`. Every field of every
     /// row is validated, but only the fields marked in `used` are kept;
@@ -133,6 +145,8 @@ pub(crate) struct CsvLayout {
     /// Lines before the data.
     header_lines: u64,
     parts: Parts,
+    /// SHA-256 of the whole file, from the scan that cut the parts.
+    sha256: [u8; 32],
 }
 
 impl CsvLayout {
@@ -149,15 +163,17 @@ impl CsvLayout {
             source,
         };
         let parts = parts.max(1);
+        // Opened once: the header is read, then the same file is scanned.
         let file = std::fs::File::open(path).map_err(io)?;
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
-            .from_reader(file);
+            .from_reader(&file);
         let columns = header_columns(path, schema, &mut reader)?;
         let width = reader.byte_headers().map(|h| h.len()).unwrap_or(0);
         let data_start = reader.position().byte();
-        let scan = scan_lines(path, data_start, parts).map_err(io)?;
+        drop(reader);
+        let scan = scan_lines(&file, data_start, parts).map_err(io)?;
         let header_lines = scan.ranges[0].2;
         let parts = if parts == 1 || scan.quoted {
             Parts::Interleaved(parts)
@@ -171,6 +187,7 @@ impl CsvLayout {
             data_start,
             header_lines,
             parts,
+            sha256: scan.sha256,
         })
     }
 
