@@ -115,8 +115,8 @@ enum Command {
         /// The memory limit of each sandboxed stage, MiB.
         #[arg(long, value_name = "MIB", default_value_t = 256)]
         stage_memory_mib: u64,
-        /// How long a sandboxed stage may run (from its start, while the
-        /// job reads) before it is killed and the job fails: `60s`, `5m`.
+        /// How long a sandboxed stage may run (not counting its waits for
+        /// the job's next batch) before it is killed, failing the job.
         #[arg(long, value_name = "DURATION", default_value = "60s")]
         stage_timeout: humantime::Duration,
         /// Keep the classified dataset in DIR (which must not exist):

@@ -105,3 +105,50 @@ fn with_a_bundle_the_input_is_opened_once_to_divide_it_and_once_per_worker() {
         "no commitment to the 2,000 records read"
     );
 }
+
+/// A value the commitment cannot hold (outside 0..2^32) fails the job by
+/// file, line and field, never the value, with no result and no bundle:
+/// the workers' values are checked once the input is read, before any
+/// stage is asked for its answer.
+#[test]
+fn a_value_outside_the_committed_range_fails_naming_line_and_field() {
+    let t = Tree::new("read-once", "range");
+    let program = t.path("out/report.symbi");
+    std::fs::write(&program, PROGRAM).unwrap();
+    let input = t.path("out/negative.csv");
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/patients.csv"),
+    )
+    .unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    // Line 1500 of the file: an age of 70 and a cost of -7654321.
+    let mut fields: Vec<String> = lines[1499].split(',').map(str::to_owned).collect();
+    fields[4] = "70".into();
+    fields[8] = "-7654321".into();
+    lines[1499] = fields.join(",");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let bundle = t.path("out/report.bundle.json");
+    let binding = format!("patients={}", input.display());
+    let o = t.symbi(&[
+        "run",
+        program.to_str().unwrap(),
+        "--input",
+        &binding,
+        "--workers",
+        "2",
+        "--bundle",
+        bundle.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 1, "{err}");
+    assert!(
+        err.contains("--bundle: ")
+            && err.contains(
+                "negative.csv:line 1500: field `cost_cents`: attestation covers values in 0..2^32"
+            ),
+        "{err}"
+    );
+    assert!(!err.contains("7654321"), "the value was echoed: {err}");
+    assert!(o.stdout.is_empty());
+    assert!(!bundle.exists());
+}

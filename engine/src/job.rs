@@ -378,6 +378,10 @@ pub enum JobError {
     /// The persisted dataset cannot be written.
     #[error("cannot persist the encrypted dataset: {0}")]
     Persist(SourceError),
+    /// A value the attestation must commit to cannot be committed (by
+    /// line and field, never the value).
+    #[error("--bundle: {0}")]
+    Attest(String),
 }
 
 /// A finished job's result and what it saw.
@@ -409,9 +413,8 @@ pub struct JobOutput {
     /// (CSV and NDJSON: the scan that divides the file among the workers).
     pub input_sha256: Option<String>,
     /// With [`JobConfig::commit`]: the committed fields' values of every
-    /// record read, in the file's order, `fields` per record; or why they
-    /// cannot be committed (a value outside 0..2^32, by line and field).
-    pub attested: Option<Result<Vec<u32>, String>>,
+    /// record read, in the file's order, `fields` per record.
+    pub attested: Option<Vec<u32>>,
 }
 
 impl JobOutput {
@@ -885,7 +888,20 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
     let mut collected = std::mem::take(&mut *collected.lock().expect("the workers have finished"));
     before_stages(config, &mut collected, tfhe_source.as_deref())?;
     let persist_error = collected.persist_error.take();
-    let attested = std::mem::take(&mut collected.attested);
+    // A value that cannot be committed ends the job before any stage is
+    // asked for its answer and before anything is persisted.
+    let attested = match &config.commit {
+        None => None,
+        Some(fields) => Some(
+            merge_attested(
+                std::mem::take(&mut collected.attested),
+                fields,
+                query,
+                &config.input,
+            )
+            .map_err(JobError::Attest)?,
+        ),
+    };
     let (stage_lock, stage_sandboxes) = lane_stages(
         config,
         stage_feed.as_deref(),
@@ -902,10 +918,7 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
     }
     output.sandboxes = stage_sandboxes;
     output.input_sha256 = input_sha256;
-    output.attested = config
-        .commit
-        .as_ref()
-        .map(|fields| merge_attested(attested, fields, query, &config.input));
+    output.attested = attested;
     if config.sealed_stage.is_some() {
         output.memory_lock = stage_lock.map(|s| match s.strip_prefix("not locked: ") {
             Some(why) => LockStatus::Unlocked(why.to_owned()),
@@ -916,10 +929,11 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
     Ok(output)
 }
 
-/// What ends a job once its dataflow has run and before any stage opens
-/// or decrypts anything: an input that could not be read, a record of a
-/// forbidden lane (on the programmable path too, whose restricted records
-/// skipped the dataflow), restricted records with no TFHE copy.
+/// What ends a job once its dataflow has run, before the stages are asked
+/// for their answers and before the key holder decrypts anything: an input
+/// that could not be read, a record of a forbidden lane (on the
+/// programmable path too, whose restricted records skipped the dataflow),
+/// restricted records with no TFHE copy.
 fn before_stages(
     config: &JobConfig,
     collected: &mut Collected,
@@ -929,8 +943,10 @@ fn before_stages(
     if let Some(e) = collected.source_error.take() {
         return Err(e.into());
     }
-    // Suspension comes before anything is opened or decrypted: no sealed
-    // batch reaches the sandboxed stage, no total the key holder.
+    // Suspension comes before anything of a forbidden class is opened or
+    // decrypted: its records left the dataflow before the sandboxed stage
+    // (which has opened only the allowed classes' batches, and is now
+    // abandoned), and the key holder is asked for no total.
     if let Some(suspended) = suspension(config, collected) {
         return Err(suspended);
     }

@@ -1100,10 +1100,8 @@ fn execute(
     let attesting = match attesting {
         None => None,
         Some((to_commit, keys_dir, slot)) => {
-            let values = match output.attested.take() {
-                Some(Ok(values)) => values,
-                Some(Err(why)) => return Ok(Err(Failure::Error(format!("--bundle: {why}")))),
-                None => anyhow::bail!("the source stage kept no values to commit to"),
+            let Some(values) = output.attested.take() else {
+                anyhow::bail!("the source stage kept no values to commit to");
             };
             let a = slot.insert(to_commit.commit(&values));
             drop(values);

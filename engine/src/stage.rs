@@ -473,10 +473,14 @@ impl Read for FrameReader {
             }
             match frame {
                 Some(Frame::Bytes(bytes)) => {
+                    // 0 would read as the end marker, and the largest
+                    // length as the abandon marker.
                     let len = u32::try_from(bytes.len())
                         .ok()
-                        .filter(|n| *n < ABANDONED)
-                        .ok_or_else(|| std::io::Error::other("a frame over 4 GiB"))?;
+                        .filter(|n| *n > 0 && *n < ABANDONED)
+                        .ok_or_else(|| {
+                            std::io::Error::other("an empty frame, or one over 4 GiB")
+                        })?;
                     self.pending.extend_from_slice(&len.to_le_bytes());
                     self.pending.extend_from_slice(&bytes);
                     self.frames.fetch_add(1, Ordering::Relaxed);

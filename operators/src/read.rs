@@ -106,7 +106,7 @@ pub(crate) fn scan_lines(
 ) -> std::io::Result<LineScan> {
     use sha2::Digest;
     use std::io::{Read, Seek};
-    let mut hasher = sha2::Sha256::new();
+    use std::sync::mpsc::sync_channel;
     file.seek(std::io::SeekFrom::Start(0))?;
     let len = file.metadata()?.len();
     // Lines before the data (a CSV file's header).
@@ -119,38 +119,61 @@ pub(crate) fn scan_lines(
     let mut quoted = false;
     let mut lines = 0u64;
     let mut offset = 0u64;
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        let block = &buffer[..n];
-        hasher.update(block);
-        if offset < data_start {
-            let head = (data_start - offset).min(n as u64) as usize;
-            head_lines += bytecount::count(&block[..head], b'\n') as u64;
-        }
-        let data_from = data_start.saturating_sub(offset).min(n as u64) as usize;
-        quoted |= memchr::memchr(b'"', &block[data_from..]).is_some();
-        // Cut after the first line end at or after each target in reach.
-        while let Some(&target) = targets.get(cuts.len()) {
-            let from = target.max(data_start).saturating_sub(offset);
-            if from >= n as u64 {
+    // The blocks are hashed on a thread of their own while the next one
+    // is scanned, and come back to be read into again.
+    let (to_hash, blocks) = sync_channel::<Vec<u8>>(2);
+    let (give_back, hashed) = sync_channel::<Vec<u8>>(4);
+    let sha256 = std::thread::scope(|scope| -> std::io::Result<[u8; 32]> {
+        let hashing = scope.spawn(move || {
+            let mut hasher = sha2::Sha256::new();
+            for block in blocks {
+                hasher.update(&block);
+                let _ = give_back.try_send(block);
+            }
+            let mut sha256 = [0u8; 32];
+            sha256.copy_from_slice(&hasher.finalize());
+            sha256
+        });
+        loop {
+            let mut buffer = hashed.try_recv().unwrap_or_default();
+            buffer.resize(1 << 20, 0);
+            let n = file.read(&mut buffer)?;
+            if n == 0 {
                 break;
             }
-            match memchr::memchr(b'\n', &block[from as usize..]) {
-                Some(at) => {
-                    let end = from as usize + at + 1;
-                    let before = lines + bytecount::count(&block[..end], b'\n') as u64;
-                    cuts.push((offset + end as u64, before));
+            buffer.truncate(n);
+            let block = &buffer[..];
+            if offset < data_start {
+                let head = (data_start - offset).min(n as u64) as usize;
+                head_lines += bytecount::count(&block[..head], b'\n') as u64;
+            }
+            let data_from = data_start.saturating_sub(offset).min(n as u64) as usize;
+            quoted |= memchr::memchr(b'"', &block[data_from..]).is_some();
+            // Cut after the first line end at or after each target in
+            // reach.
+            while let Some(&target) = targets.get(cuts.len()) {
+                let from = target.max(data_start).saturating_sub(offset);
+                if from >= n as u64 {
+                    break;
                 }
-                None => break,
+                match memchr::memchr(b'\n', &block[from as usize..]) {
+                    Some(at) => {
+                        let end = from as usize + at + 1;
+                        let before = lines + bytecount::count(&block[..end], b'\n') as u64;
+                        cuts.push((offset + end as u64, before));
+                    }
+                    None => break,
+                }
+            }
+            lines += bytecount::count(block, b'\n') as u64;
+            offset += n as u64;
+            if to_hash.send(buffer).is_err() {
+                break;
             }
         }
-        lines += bytecount::count(block, b'\n') as u64;
-        offset += n as u64;
-    }
+        drop(to_hash);
+        Ok(hashing.join().expect("the hashing thread does not panic"))
+    })?;
     while cuts.len() < targets.len() {
         cuts.push((len, lines));
     }
@@ -164,8 +187,6 @@ pub(crate) fn scan_lines(
             (start, end.max(start), lines)
         })
         .collect();
-    let mut sha256 = [0u8; 32];
-    sha256.copy_from_slice(&hasher.finalize());
     Ok(LineScan {
         quoted,
         ranges,

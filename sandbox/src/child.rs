@@ -2,9 +2,62 @@
 //! and drain its stdout on their own threads, and kill it at the timeout.
 
 use std::process::Child;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The clock a sandbox's timeout counts on. It runs from the sandbox's
+/// start, while the stage takes (or fails to take) its input, and once
+/// the input has ended; it stops while the feeder waits for the job's
+/// next frame, so a stage fed while the job's dataflow runs is not timed
+/// for the job's own work (a stage that stops reading is: the feeder then
+/// waits on it).
+#[derive(Debug)]
+pub(crate) struct StageClock {
+    started: Instant,
+    /// Milliseconds after `started` since which it runs; [`STOPPED`].
+    since: AtomicU64,
+}
+
+const STOPPED: u64 = u64::MAX;
+
+impl StageClock {
+    /// A clock running since `started`.
+    pub(crate) fn start(started: Instant) -> Arc<StageClock> {
+        Arc::new(StageClock {
+            started,
+            since: AtomicU64::new(0),
+        })
+    }
+
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn stop(&self) {
+        self.since.store(STOPPED, Ordering::SeqCst);
+    }
+
+    fn run(&self) {
+        let _ =
+            self.since
+                .compare_exchange(STOPPED, self.now(), Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// How long until it has run `timeout` without a stop (`None`: it is
+    /// stopped).
+    fn left(&self, timeout: Duration) -> Option<Duration> {
+        match self.since.load(Ordering::SeqCst) {
+            STOPPED => None,
+            since => {
+                let ran = Duration::from_millis(self.now().saturating_sub(since));
+                Some(timeout.saturating_sub(ran))
+            }
+        }
+    }
+}
 
 /// A child's stdin fed from its input as it comes and its stdout read to
 /// the end, each on its own thread, so neither pipe can block the other.
@@ -39,10 +92,14 @@ pub(crate) fn read_all(
 /// Copies `input` to `to` until the input ends, fails, or `to` is closed
 /// (the stage ended), then drops `to` (the stage's end of file). The
 /// buffer is zeroized after: what crosses holds a stage's data keys.
-pub(crate) fn feed(mut input: crate::StageInput, mut to: impl std::io::Write) {
+pub(crate) fn feed(mut input: crate::StageInput, mut to: impl std::io::Write, clock: &StageClock) {
     let mut buf = zeroize::Zeroizing::new(vec![0u8; 64 << 10]);
     loop {
-        match input.read(&mut buf) {
+        // Waiting for the job: the stage's clock stops.
+        clock.stop();
+        let read = input.read(&mut buf);
+        clock.run();
+        match read {
             Ok(0) => break,
             Ok(n) => {
                 if to.write_all(&buf[..n]).is_err() {
@@ -62,9 +119,13 @@ impl Piped {
         child: &mut Child,
         input: Option<crate::StageInput>,
         started: std::time::Instant,
+        clock: &Arc<StageClock>,
     ) -> Piped {
         let feeder = match (input, child.stdin.take()) {
-            (Some(input), Some(stdin)) => Some(std::thread::spawn(move || feed(input, stdin))),
+            (Some(input), Some(stdin)) => {
+                let clock = Arc::clone(clock);
+                Some(std::thread::spawn(move || feed(input, stdin, &clock)))
+            }
             _ => None,
         };
         let reader = child
@@ -86,21 +147,32 @@ impl Piped {
     }
 }
 
-/// Runs `kill` if `timeout` passes before [`Watchdog::disarm`].
+/// Runs `kill` once `clock` has run for `timeout` without a stop, unless
+/// [`Watchdog::disarm`] comes first.
 pub(crate) struct Watchdog {
     done: Sender<()>,
     thread: JoinHandle<bool>,
 }
 
 impl Watchdog {
-    pub(crate) fn start(timeout: Duration, kill: impl FnOnce() + Send + 'static) -> Watchdog {
+    pub(crate) fn start(
+        timeout: Duration,
+        clock: Arc<StageClock>,
+        kill: impl FnOnce() + Send + 'static,
+    ) -> Watchdog {
         let (done, watching): (Sender<()>, Receiver<()>) = channel();
         let thread = std::thread::spawn(move || {
-            if watching.recv_timeout(timeout) != Err(RecvTimeoutError::Timeout) {
-                return false;
+            loop {
+                // While the clock is stopped, it is looked at again soon.
+                let wait = clock.left(timeout).unwrap_or(Duration::from_millis(50));
+                if watching.recv_timeout(wait) != Err(RecvTimeoutError::Timeout) {
+                    return false;
+                }
+                if clock.left(timeout) == Some(Duration::ZERO) {
+                    kill();
+                    return true;
+                }
             }
-            kill();
-            true
         });
         Watchdog { done, thread }
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use crate::child::{Piped, Watchdog};
+use crate::child::{Piped, StageClock, Watchdog};
 use crate::native::{RootDir, find_busybox, shared_root};
 use crate::{Limits, Outcome, Report, SandboxError};
 
@@ -126,18 +126,16 @@ pub(crate) fn run_with(
         path: runsc.clone(),
         source,
     })?;
-    let piped = Piped::start(&mut child, input, started);
+    let clock = StageClock::start(started);
+    let piped = Piped::start(&mut child, input, started, &clock);
     // At the timeout everything in the container is killed, and runsc with
     // it; meanwhile this thread waits for runsc.
     let mut kill_all = runsc_cmd(&["kill", "--all", &id, "KILL"]);
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let watchdog = Watchdog::start(
-        limits.timeout.saturating_sub(started.elapsed()),
-        move || {
-            let _ = kill_all.status();
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        },
-    );
+    let watchdog = Watchdog::start(limits.timeout, clock, move || {
+        let _ = kill_all.status();
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    });
     let status = child.wait();
     let timed_out = watchdog.disarm();
     let outcome = match status {

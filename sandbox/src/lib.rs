@@ -73,7 +73,10 @@ pub struct Limits {
     pub pids: u64,
     /// The scratch `/tmp`, bytes (tmpfs size).
     pub scratch_bytes: u64,
-    /// Wall time before everything in the sandbox is killed.
+    /// Wall time before everything in the sandbox is killed, on a clock
+    /// that stops while a stage waits for the next bytes of its input from
+    /// the job: a stage fed as the job's dataflow runs is timed for its
+    /// own work and for holding up its input, not for the job's.
     pub timeout: Duration,
 }
 

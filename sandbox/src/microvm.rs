@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::child::Watchdog;
+use crate::child::{StageClock, Watchdog};
 use crate::kvm::kvm_usable;
 use crate::native::find_busybox;
 use crate::{Limits, Outcome, Report, SandboxError};
@@ -351,7 +351,9 @@ impl Port {
         path: PathBuf,
         input: crate::StageInput,
         started: Instant,
+        clock: &std::sync::Arc<StageClock>,
     ) -> Result<Port, SandboxError> {
+        let clock = std::sync::Arc::clone(clock);
         let listener = std::os::unix::net::UnixListener::bind(&path).map_err(io_err(&path))?;
         let thread = std::thread::spawn(move || {
             let Ok((stream, _)) = listener.accept() else {
@@ -365,7 +367,7 @@ impl Port {
             }
             let feeder = stream
                 .try_clone()
-                .map(|s| std::thread::spawn(move || crate::child::feed(input, s)));
+                .map(|s| std::thread::spawn(move || crate::child::feed(input, s, &clock)));
             let out = crate::child::read_all(&stream, started);
             if let Ok(f) = feeder {
                 let _ = f.join();
@@ -448,6 +450,7 @@ fn boot(
         .arg("-initrd")
         .arg(&initrd)
         .args(["-append", &append]);
+    let clock = StageClock::start(started);
     let port = match input {
         None => None,
         Some(input) => {
@@ -459,7 +462,7 @@ fn boot(
                     "-device",
                     "virtserialport,chardev=stage,name=symbiont.stage",
                 ]);
-            Some(Port::listen(path, input, started)?)
+            Some(Port::listen(path, input, started, &clock)?)
         }
     };
     // Firecracker, where it and KVM exist, runs commands (a stage's port
@@ -477,15 +480,22 @@ fn boot(
             (c, bin.clone(), Some(api))
         }
     };
-    let mut child = vmm
+    let mut child = match vmm
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(err_file)
         .spawn()
-        .map_err(|source| SandboxError::Spawn {
-            path: vmm_path,
-            source,
-        })?;
+    {
+        Ok(child) => child,
+        Err(source) => {
+            // The port's thread waits for a connection that will not come.
+            let _ = port.map(Port::finish);
+            return Err(SandboxError::Spawn {
+                path: vmm_path,
+                source,
+            });
+        }
+    };
     if let Some(api) = api {
         // Firecracker's API socket appears once it is up.
         let waiting = Instant::now();
@@ -502,12 +512,9 @@ fn boot(
         }
     }
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let watchdog = Watchdog::start(
-        limits.timeout.saturating_sub(started.elapsed()),
-        move || {
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        },
-    );
+    let watchdog = Watchdog::start(limits.timeout, clock, move || {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    });
     let mut exit = None;
     let mut oom = false;
     // A stage's console is its worker's stderr (diagnostics); a command's
@@ -550,9 +557,11 @@ fn boot(
         }
     }
     let status = child.wait();
+    // Disarmed before anything else: QEMU is reaped, its pid is no longer
+    // its own to kill.
+    let timed_out = watchdog.disarm();
     let (output, first_output) = port.map(Port::finish).unwrap_or_default();
     let qemu_err = std::fs::read_to_string(&err_path).unwrap_or_default();
-    let timed_out = watchdog.disarm();
     let outcome = match exit {
         _ if timed_out => Outcome::TimedOut,
         Some(_) if oom => Outcome::MemoryLimit,

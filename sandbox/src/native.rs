@@ -26,7 +26,7 @@ use nix::unistd::{ForkResult, Gid, Pid, Uid};
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::Cgroup;
-use crate::child::{Piped, Watchdog};
+use crate::child::{Piped, StageClock, Watchdog};
 use crate::{Limits, Outcome, Report, SandboxError};
 
 /// The environment variable carrying init's configuration.
@@ -258,20 +258,18 @@ pub(crate) fn run_with(
     let _ = warming.join();
     cgroup.add(pid.as_raw())?;
     kill(pid, Signal::SIGCONT).map_err(step("resuming init"))?;
-    let piped = Piped::start(&mut child, input, started);
+    let clock = StageClock::start(started);
+    let piped = Piped::start(&mut child, input, started, &clock);
 
     // A watchdog kills everything in the sandbox (all of it is in the
     // cgroup) at the timeout; meanwhile this thread blocks in waitpid.
     let procs = cgroup.procs_file();
-    let watchdog = Watchdog::start(
-        limits.timeout.saturating_sub(started.elapsed()),
-        move || {
-            for p in crate::cgroup::read_procs(&procs) {
-                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
-            }
-            let _ = kill(pid, Signal::SIGKILL);
-        },
-    );
+    let watchdog = Watchdog::start(limits.timeout, clock, move || {
+        for p in crate::cgroup::read_procs(&procs) {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        let _ = kill(pid, Signal::SIGKILL);
+    });
     let status = loop {
         match waitpid(pid, None) {
             Ok(WaitStatus::Continued(_) | WaitStatus::Stopped(..)) => {}
