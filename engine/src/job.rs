@@ -716,7 +716,13 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
     let pack_restricted = packing.is_some();
     let persist_sealer = config.keys.sealer.clone();
     let persist_tfhe = config.persist_tfhe.clone();
-    let skip_restricted_batches = config.programmable.is_some();
+    // The programmable path reads restricted records from their TFHE copy,
+    // not their sealed batches; unless a policy forbids them: then their
+    // sealed batches go through the dataflow, to be held there (never
+    // opened) and suspend the job like any forbidden record.
+    let programmable_path = config.programmable.is_some();
+    let skip_restricted_batches =
+        programmable_path && !config.forbidden_lanes[Lane::Homomorphic.index()];
     let committing = config.commit.clone();
     // The sandboxed stage runs beside the dataflow and is handed each
     // sealed batch as it is made; dropped unfinished (the job fails or is
@@ -765,6 +771,7 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
         let sink_forbidden = Arc::clone(&sink);
         let sink_sealed = Arc::clone(&sink);
         let feeding = feeding.clone();
+        let programmable = programmable_path;
         let forbidden = forbidden_lanes;
         worker.dataflow::<u64, _, _>(|scope| {
             let records = scope.input_from(&mut input);
@@ -798,7 +805,7 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
                 // The programmable path's restricted records have their
                 // TFHE copy; sealed ones of this program's classifier are
                 // withheld (and fail the job after the dataflow).
-                let withhold = skip_restricted_batches.then_some(Lane::Homomorphic);
+                let withhold = programmable.then_some(Lane::Homomorphic);
                 routed = delegate_sealed(routed, feed, withhold, Arc::clone(&sink_sealed), &probe);
             }
             let (updates, aggregate_errors): (
@@ -886,7 +893,7 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
     .map_err(JobError::Dataflow)?;
 
     let mut collected = std::mem::take(&mut *collected.lock().expect("the workers have finished"));
-    before_stages(config, &mut collected, tfhe_source.as_deref())?;
+    before_stages(config, &mut collected)?;
     let persist_error = collected.persist_error.take();
     // A value that cannot be committed ends the job before any stage is
     // asked for its answer and before anything is persisted.
@@ -932,13 +939,10 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
 /// What ends a job once its dataflow has run, before the stages are asked
 /// for their answers and before the key holder decrypts anything: an input
 /// that could not be read, a record of a forbidden lane (on the
-/// programmable path too, whose restricted records skipped the dataflow),
-/// restricted records with no TFHE copy.
-fn before_stages(
-    config: &JobConfig,
-    collected: &mut Collected,
-    tfhe_source: Option<&JobInput>,
-) -> Result<(), JobError> {
+/// programmable path too, whose forbidden restricted records are then
+/// read from their sealed batches and held like any other), restricted
+/// records with no TFHE copy.
+fn before_stages(config: &JobConfig, collected: &mut Collected) -> Result<(), JobError> {
     // An input that could not be read fails the job as it is.
     if let Some(e) = collected.source_error.take() {
         return Err(e.into());
@@ -949,20 +953,6 @@ fn before_stages(
     // abandoned), and the key holder is asked for no total.
     if let Some(suspended) = suspension(config, collected) {
         return Err(suspended);
-    }
-    // The programmable path's restricted records skipped the dataflow
-    // (their sealed batches were not read): a policy that forbids them
-    // suspends the job here too, before any stage is started.
-    if let (Some(_), Some(JobInput::Store(store))) = (&config.programmable, tfhe_source)
-        && config.forbidden_lanes[Lane::Homomorphic.index()]
-        && let Some(line) = store.tfhe_records()?.iter().map(|(line, _)| *line).min()
-    {
-        return Err(JobError::Suspended {
-            path: config.input.clone(),
-            line,
-            lane: Lane::Homomorphic,
-            class: Lane::Homomorphic.class(),
-        });
     }
     if config.programmable.is_some()
         && (collected.sealed_lanes[Lane::Homomorphic.index()] > 0
