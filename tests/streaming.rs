@@ -6,14 +6,14 @@
 //! the engine before streaming, every batch arrived after the whole input
 //! had been read.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use symbiont_crypto::Keystore;
-use symbiont_engine::{
-    JobConfig, LaneKeys, OnError, SealedFeed, SealedStage, StageOutput, run_batch,
-};
-use symbiont_operators::{Lane, Query, SealedBatch};
+use symbiont_engine::{JobConfig, LaneKeys, OnError, SealedStage, run_batch};
+use symbiont_operators::Lane;
+
+mod recording;
+use recording::RecordingStage;
 
 const PROGRAM: &str = r#"
 struct Patient {
@@ -37,53 +37,6 @@ agent total(patients: Stream<Patient>) -> int
 
 const ROWS: u64 = 50_000;
 
-/// Rows read when each batch was handed over, and whether the job asked
-/// for the stage's answer (after which no batch may come).
-#[derive(Debug, Default)]
-struct Seen {
-    rows_at_send: Vec<u64>,
-    finished: bool,
-    sent_after_finish: bool,
-}
-
-#[derive(Debug)]
-struct TimingStage {
-    seen: Arc<Mutex<Seen>>,
-    rows: Arc<AtomicU64>,
-}
-
-struct TimingFeed {
-    seen: Arc<Mutex<Seen>>,
-    rows: Arc<AtomicU64>,
-}
-
-impl SealedStage for TimingStage {
-    fn tier(&self, lane: Lane) -> u8 {
-        u8::from(lane != Lane::Plaintext)
-    }
-
-    fn start(&self, _: &Query) -> Box<dyn SealedFeed> {
-        Box::new(TimingFeed {
-            seen: Arc::clone(&self.seen),
-            rows: Arc::clone(&self.rows),
-        })
-    }
-}
-
-impl SealedFeed for TimingFeed {
-    fn send(&self, batch: SealedBatch) {
-        assert_eq!(batch.lane, Lane::AesGcm);
-        let mut seen = self.seen.lock().unwrap();
-        seen.sent_after_finish |= seen.finished;
-        seen.rows_at_send.push(self.rows.load(Ordering::SeqCst));
-    }
-
-    fn finish(&self) -> Result<StageOutput, String> {
-        self.seen.lock().unwrap().finished = true;
-        Ok(StageOutput::default())
-    }
-}
-
 #[test]
 fn sealed_batches_reach_the_stage_while_the_input_is_being_read() {
     let dir = std::env::temp_dir().join(format!("symbi-streaming-{}", std::process::id()));
@@ -102,20 +55,16 @@ fn sealed_batches_reach_the_stage_while_the_input_is_being_read() {
     let ks = Arc::new(Keystore::open(&keys_dir, None).unwrap());
     let keys = LaneKeys::for_dataset(ks, "streaming", &query.schema).unwrap();
 
-    let rows = Arc::new(AtomicU64::new(0));
-    let seen = Arc::new(Mutex::new(Seen::default()));
+    let stage = Arc::new(RecordingStage::default());
     let config = JobConfig {
         input,
         workers: 1,
         on_error: OnError::Fail,
-        progress: Some(Arc::clone(&rows)),
+        progress: Some(Arc::clone(&stage.rows)),
         keys,
         persist: None,
         forbidden_lanes: [false; 3],
-        sealed_stage: Some(Arc::new(TimingStage {
-            seen: Arc::clone(&seen),
-            rows: Arc::clone(&rows),
-        }) as Arc<dyn SealedStage>),
+        sealed_stage: Some(Arc::clone(&stage) as Arc<dyn SealedStage>),
         homomorphic: None,
         persist_tfhe: None,
         programmable: None,
@@ -124,7 +73,13 @@ fn sealed_batches_reach_the_stage_while_the_input_is_being_read() {
     let output = run_batch(&query, &config).unwrap();
     assert_eq!(output.rows, ROWS);
 
-    let seen = seen.lock().unwrap();
+    let seen = stage.seen.lock().unwrap();
+    // The program's only encrypted class is confidential.
+    assert!(
+        seen.lanes.iter().all(|l| *l == Lane::AesGcm),
+        "{:?}",
+        seen.lanes
+    );
     assert!(seen.finished, "the job never asked for the stage's answer");
     assert!(!seen.sent_after_finish, "a batch came after the answer");
     let first = *seen.rows_at_send.first().expect("no sealed batch at all");

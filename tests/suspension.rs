@@ -17,9 +17,12 @@ use symbiont_crypto::additive::Reduced;
 use symbiont_crypto::programmable::Encrypted;
 use symbiont_engine::{
     HomomorphicLane, InProcessReduce, JobConfig, JobError, KeyHolder, LaneKeys, OnError,
-    SealedFeed, SealedStage, StageOutput, run_batch,
+    SealedStage, run_batch,
 };
-use symbiont_operators::{ColumnKey, Lane, Query, SealedBatch};
+use symbiont_operators::{ColumnKey, Lane, Query};
+
+mod recording;
+use recording::RecordingStage;
 
 const PROGRAM: &str = r#"
 struct Patient {
@@ -74,51 +77,6 @@ fn keystore(name: &str) -> Arc<Keystore> {
     let _ = std::fs::remove_dir_all(&dir);
     Keystore::init(&dir, None).unwrap();
     Arc::new(Keystore::open(&dir, None).unwrap())
-}
-
-/// A sandboxed stage that records the lanes of the batches it is handed
-/// while the dataflow runs (and opens none), and whether the job asked
-/// for its answer.
-#[derive(Debug, Default)]
-struct RecordingStage {
-    given: Arc<Mutex<Vec<Lane>>>,
-    finished: Arc<Mutex<bool>>,
-}
-
-struct RecordingFeed {
-    given: Arc<Mutex<Vec<Lane>>>,
-    finished: Arc<Mutex<bool>>,
-}
-
-impl SealedStage for RecordingStage {
-    fn tier(&self, lane: Lane) -> u8 {
-        u8::from(lane != Lane::Plaintext)
-    }
-
-    fn start(&self, _: &Query) -> Box<dyn SealedFeed> {
-        Box::new(RecordingFeed {
-            given: Arc::clone(&self.given),
-            finished: Arc::clone(&self.finished),
-        })
-    }
-}
-
-impl SealedFeed for RecordingFeed {
-    fn send(&self, batch: SealedBatch) {
-        self.given.lock().unwrap().push(batch.lane);
-    }
-
-    fn finish(&self) -> Result<StageOutput, String> {
-        *self.finished.lock().unwrap() = true;
-        Ok(StageOutput::default())
-    }
-}
-
-impl RecordingStage {
-    /// Whether a batch of `lane` was handed to the stage.
-    fn given(&self, lane: Lane) -> bool {
-        self.given.lock().unwrap().contains(&lane)
-    }
 }
 
 /// A key holder that records each request to decrypt (and decrypts
@@ -198,7 +156,7 @@ fn forbidden_restricted_records_reach_neither_the_stage_nor_the_key_holder() {
         "the sandboxed stage was handed restricted batches"
     );
     assert!(
-        !*stage.finished.lock().unwrap(),
+        !stage.finished(),
         "the suspended job asked the stage for its answer"
     );
 }
@@ -233,7 +191,7 @@ fn forbidden_confidential_batches_are_not_handed_to_the_sandboxed_stage() {
         !stage.given(Lane::AesGcm),
         "a confidential batch was handed over"
     );
-    assert!(!*stage.finished.lock().unwrap());
+    assert!(!stage.finished());
 }
 
 /// A programmable compute stage that records each call (and computes
