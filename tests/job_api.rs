@@ -20,6 +20,20 @@ use common::{Tree, code, text};
 /// `(stage, tier)` of every node `symbi explain --format json` says runs
 /// (the attestation's stages with `--bundle`).
 fn explained(env: &Tree, program: &str, bundle: bool) -> BTreeMap<String, u64> {
+    explained_as(env, program, bundle, |n| n["tier"].clone())
+        .into_iter()
+        .map(|(k, v)| (k, v.as_u64().unwrap()))
+        .collect()
+}
+
+/// `(stage, what)` of every node `symbi explain --format json` says runs,
+/// `what` taken from the node by `field`.
+fn explained_as(
+    env: &Tree,
+    program: &str,
+    bundle: bool,
+    field: impl Fn(&Value) -> Value,
+) -> BTreeMap<String, Value> {
     let out = env.symbi(&["explain", program, "--format", "json"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -37,7 +51,7 @@ fn explained(env: &Tree, program: &str, bundle: bool) -> BTreeMap<String, u64> {
                 Some(lane) => format!("{op}[{lane}]"),
                 None => op.to_owned(),
             };
-            (name, n["tier"].as_u64().unwrap())
+            (name, field(n))
         })
         .collect()
 }
@@ -74,6 +88,22 @@ fn the_stages_a_job_reports_are_the_plans() {
         let result: Value = serde_json::from_slice(&out.stdout).unwrap();
         let expected = explained(&env, program, bundle);
         assert_eq!(reported(&result["_meta"]), expected, "{program}");
+        // Each node became what the plan says: a dataflow operator, or a
+        // stage beside the dataflow (the sandboxed aggregations, the
+        // homomorphic lane's compute stage, the key holder, the prover).
+        let runs_as = explained_as(&env, program, bundle, |n| n["runs_as"].clone());
+        let built: BTreeMap<String, Value> = result["_meta"]["built"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert_eq!(built, runs_as, "{program}");
+        assert!(built.values().any(|v| v == "stage"), "{program}: {built:?}");
+        assert!(
+            built.values().any(|v| v == "dataflow operator"),
+            "{program}: {built:?}"
+        );
         if bundle {
             assert!(expected.contains_key("commit") && expected.contains_key("prove"));
         }

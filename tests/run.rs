@@ -370,11 +370,13 @@ fn explain_shows_every_stage_in_text_json_and_dot() {
     let text = String::from_utf8(o.stdout).unwrap();
     for op in [
         "source",
-        "validate",
         "commit",
         "classify",
+        "persist",
         "route",
+        "encrypt",
         "aggregate",
+        "decrypt",
         "merge",
         "prove",
         "sink",

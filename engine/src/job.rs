@@ -2,22 +2,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use differential_dataflow::AsCollection;
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::{Concat, Input, Inspect, OkErr, Probe};
-use timely::dataflow::{InputHandle, ProbeHandle, StreamVec};
+
+use crate::graph::{EpochStages, Shared, run_worker};
 
 use symbiont_crypto::additive::Reduced;
 use symbiont_crypto::programmable::{self, Encrypted, Spec};
 use symbiont_crypto::{DataKeys, Keystore, KeystoreError, LockStatus, Opener, SealContext, Sealer};
 use symbiont_operators::{
-    AfterError, AggKey, AggregateError, AggregatePartials, Classify, ColumnKey, Compiled, Format,
+    AfterError, AggKey, AggregateError, ColumnKey, Compiled, Format,
     GROUP_KEYS, InputKind, LANE_COUNT, Lane, LaneImpl, LaneOpener, Merged, PackSink, PackedList,
-    Partial, PartialUpdate, Plain, Query, Record, Routed, RowError, Schema, SealedBatch, Source,
+    Partial, PartialUpdate, Plain, Plan, Query, Record, Routed, RowError, Schema, SealedBatch, Source,
     SourceError, StoreReader, StoreWriter, Value, assemble, decrypted_partials, is_store,
     record_values, seal_records,
 };
@@ -279,7 +276,7 @@ pub trait SealedStage: Send + Sync + std::fmt::Debug {
     /// sealed batch as it makes it, then finishes it. A feed dropped
     /// unfinished (the job failed or was suspended) abandons the stage,
     /// which then opens nothing more.
-    fn start(&self, query: &Query) -> Box<dyn SealedFeed>;
+    fn start(&self, query: &Query, epoch: u64) -> Box<dyn SealedFeed>;
 }
 
 /// A started [`SealedStage`], fed while the dataflow runs.
@@ -415,6 +412,10 @@ pub struct JobOutput {
     /// With [`JobConfig::commit`]: the committed fields' values of every
     /// record read, in the file's order, `fields` per record.
     pub attested: Option<Vec<u32>>,
+    /// Each plan node that ran, by stage name, and what the engine built
+    /// for it: `dataflow operator`, `stage`, or `held at route` (the
+    /// aggregation of a lane a policy forbids, which `route` holds).
+    pub built: Vec<(String, &'static str)>,
 }
 
 impl JobOutput {
@@ -442,6 +443,11 @@ impl JobOutput {
             "persisted": self.persisted.as_ref().map(|p| p.display().to_string()),
             "min_lane": self.min_lane.name(),
             "sandboxes": self.sandboxes,
+            "built": self
+                .built
+                .iter()
+                .map(|(stage, kind)| (stage.clone(), serde_json::Value::from(*kind)))
+                .collect::<serde_json::Map<_, _>>(),
             "memory_lock": match &self.memory_lock {
                 None => serde_json::Value::Null,
                 Some(LockStatus::Locked) => "mlock".into(),
@@ -454,33 +460,45 @@ impl JobOutput {
 
 /// What the workers hand back.
 #[derive(Default)]
-struct Collected {
-    partials: Vec<(AggKey, Partial)>,
-    errors: Vec<RowError>,
-    rows: u64,
-    source_error: Option<SourceError>,
-    persist_error: Option<SourceError>,
+pub(crate) struct Collected {
+    pub partials: Vec<(AggKey, Partial)>,
+    pub errors: Vec<RowError>,
+    pub rows: u64,
+    pub source_error: Option<SourceError>,
+    pub persist_error: Option<SourceError>,
     /// The sealed batches of each lane that left the dataflow for the
     /// sandboxed stage (or were withheld from it).
-    sealed_lanes: [u64; 3],
+    pub sealed_lanes: [u64; 3],
     /// The first record (line) of each forbidden lane seen.
-    forbidden_seen: [Option<u64>; 3],
+    pub forbidden_seen: [Option<u64>; 3],
     /// Each worker's committed values, by part.
-    attested: Vec<(usize, AttestedPart)>,
+    pub attested: Vec<(usize, AttestedPart)>,
+    /// Their merge, in the input's order.
+    attested_values: Option<Vec<u32>>,
+    /// The workers that have reported the end of the epoch.
+    pub reported: usize,
+    /// Why the job ended at the end of the epoch.
+    pub ended: Option<JobError>,
+    /// What each node of the plan that runs became (the first worker's
+    /// to build it; every worker builds the same).
+    pub built: Vec<(String, &'static str)>,
+    /// The stages' memory lock and sandbox reports.
+    stage_lock: Option<String>,
+    sandboxes: Vec<serde_json::Value>,
 }
 
 /// The committed fields' values of the records one worker read, with
 /// their lines (to put the parts back in the file's order), and the first
 /// value that cannot be committed.
 #[derive(Debug, Default)]
-struct AttestedPart {
+pub(crate) struct AttestedPart {
     values: Vec<u32>,
     lines: Vec<u64>,
     bad: Option<(u64, usize)>,
 }
 
 impl AttestedPart {
-    fn take(&mut self, record: &Record, fields: &[usize]) {
+    pub(crate) fn take(&mut self, record: &Record, fields: &[usize]) {
         if self.bad.is_some() {
             return;
         }
@@ -534,7 +552,7 @@ fn merge_attested(
 }
 
 /// Where the job's records come from.
-enum JobInput {
+pub(crate) enum JobInput {
     /// A file of records, classified by the job.
     Records(Source),
     /// A persisted dataset, already classified.
@@ -543,7 +561,7 @@ enum JobInput {
 
 /// A persisted dataset being written into a temporary directory beside its
 /// destination; renamed into place only when the job succeeds.
-struct Persist {
+pub(crate) struct Persist {
     writer: Option<StoreWriter>,
     partial: PathBuf,
     dest: PathBuf,
@@ -609,7 +627,7 @@ fn start_persist(config: &JobConfig) -> Result<Option<Arc<Mutex<Persist>>>, JobE
 /// records in the clear, restricted ones sealed (and, with `tfhe_key`,
 /// as TFHE ciphertexts), sealed batches as they are. The first error stops
 /// the writer and is kept for the job.
-fn persist_batch(
+pub(crate) fn persist_batch(
     persist: &Mutex<Persist>,
     sealer: Option<&Sealer>,
     tfhe_key: Option<&programmable::PublicKey>,
@@ -692,7 +710,22 @@ fn persist_batch(
     result
 }
 
-/// Runs `query` over `config.input` and returns its result.
+/// The plan a job over `query` runs: its input read from `config`.
+pub fn job_plan(query: &Query, config: &JobConfig) -> Plan {
+    Plan::for_job(query, None, input_kind(config))
+}
+
+fn input_kind(config: &JobConfig) -> InputKind {
+    match (&config.programmable, is_store(&config.input)) {
+        (_, false) => InputKind::File,
+        (None, true) => InputKind::Store,
+        (Some(_), true) => InputKind::StoreTfhe,
+    }
+}
+
+/// Runs `query` over `config.input` and returns its result: the dataflow
+/// of its plan ([`job_plan`], built node by node in [`crate::graph`]) on
+/// `config.workers` threads, one epoch.
 pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobError> {
     let workers = config.workers.max(1);
     let source = Arc::new(open_input(query, config, workers)?);
@@ -701,221 +734,100 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
         JobInput::Records(s) => s.sha256().map(|d| symbiont_verify::hex(&d)),
         JobInput::Store(_) => None,
     };
-    // The programmable path reads the store again after the dataflow.
-    let tfhe_source = config.programmable.as_ref().map(|_| Arc::clone(&source));
+    if config.commit.is_some() && matches!(source.as_ref(), JobInput::Store(_)) {
+        // Its sealed records are not opened in this process: a commitment
+        // to what the source read would leave them out.
+        return Err(JobError::Attest(
+            "attestation of a stored dataset is not built: attest the job that reads its file"
+                .into(),
+        ));
+    }
     let persist = start_persist(config)?;
-    let collected = Arc::new(Mutex::new(Collected::default()));
-    let quarantine = matches!(config.on_error, OnError::Quarantine(_));
-    let shared_query = Arc::new(query.clone());
-    let sink = Arc::clone(&collected);
-    let progress = config.progress.clone();
-    let keys = config.keys.clone();
-    let persisting = persist.clone();
-    let forbidden_lanes = config.forbidden_lanes;
-    let packing = config.homomorphic.as_ref().map(|h| Arc::clone(&h.sink));
-    let pack_restricted = packing.is_some();
-    let persist_sealer = config.keys.sealer.clone();
-    let persist_tfhe = config.persist_tfhe.clone();
-    // The programmable path reads restricted records from their TFHE copy,
-    // not their sealed batches; unless a policy forbids them: then their
-    // sealed batches go through the dataflow, to be held there (never
-    // opened) and suspend the job like any forbidden record.
-    let programmable_path = config.programmable.is_some();
-    let skip_restricted_batches =
-        programmable_path && !config.forbidden_lanes[Lane::Homomorphic.index()];
-    let committing = config.commit.clone();
-    // The sandboxed stage runs beside the dataflow and is handed each
-    // sealed batch as it is made; dropped unfinished (the job fails or is
-    // suspended), it is abandoned.
-    let stage_feed: Option<Arc<dyn SealedFeed>> = config
-        .sealed_stage
-        .as_ref()
-        .map(|s| Arc::from(s.start(query)));
-    let feeding = stage_feed.clone();
-    // The homomorphic lane's compute stage runs beside the dataflow too,
-    // given the packers' lists as they fill (a forbidden lane's are kept
-    // instead: they are never reduced or decrypted).
-    let list_feed = config
+    let plan = job_plan(query, config);
+    let runs = plan
+        .nodes
+        .iter()
+        .map(|n| n.runs_in_job(config.commit.is_some(), config.persist.is_some()))
+        .collect();
+    let stages = Arc::new(EpochStages::new(query, config));
+    // The homomorphic lane's packers hand each full list to the compute
+    // stage of its epoch (a forbidden lane's lists are kept: never reduced
+    // or decrypted).
+    let forwarding = config
         .homomorphic
         .as_ref()
         .filter(|_| !config.forbidden_lanes[Lane::Homomorphic.index()])
-        .map(ListStreaming::start);
-    // Public records cross into a sandboxed aggregation sealed, like the
-    // others.
-    let seal_public = config
-        .sealed_stage
-        .as_ref()
-        .is_some_and(|s| s.tier(Lane::Plaintext) > 0);
-
+        .map(|h| Forwarding::start(h, &stages));
+    let shared = Arc::new(Shared {
+        query: query.clone(),
+        config: config.clone(),
+        plan: plan.nodes,
+        runs,
+        source,
+        collected: Mutex::default(),
+        stages,
+        persist: persist.clone(),
+        // Public records cross into a sandboxed aggregation sealed, like
+        // the others.
+        seal_public: config
+            .sealed_stage
+            .as_ref()
+            .is_some_and(|s| s.tier(Lane::Plaintext) > 0),
+    });
+    let worker_shared = Arc::clone(&shared);
     timely::execute(timely::Config::process(workers), move |worker| {
-        let index = worker.index();
-        let query = Rc::new((*shared_query).clone());
+        let shared = &worker_shared;
+        let query = &shared.query;
+        let config = &shared.config;
         // A persisted dataset keeps every field, not just those this
-        // program reads.
-        let mut used = if persisting.is_some() {
+        // program reads; the attested fields are read too.
+        let mut used = if config.persist.is_some() {
             vec![true; query.schema.fields.len()]
         } else {
             query.used_fields()
         };
-        for &f in committing.iter().flatten() {
+        for &f in config.commit.iter().flatten() {
             used[f] = true;
         }
-        let sink_partials = Arc::clone(&sink);
-        let sink_errors = Arc::clone(&sink);
-
-        let mut input: InputHandle<u64, _> = InputHandle::new();
-        let mut stored: InputHandle<u64, _> = InputHandle::new();
-        let probe = ProbeHandle::new();
-        let persisting = persisting.clone();
-        let sink_persist = Arc::clone(&sink);
-        let sink_forbidden = Arc::clone(&sink);
-        let sink_sealed = Arc::clone(&sink);
-        let feeding = feeding.clone();
-        let programmable = programmable_path;
-        let forbidden = forbidden_lanes;
-        worker.dataflow::<u64, _, _>(|scope| {
-            let records = scope.input_from(&mut input);
-            let (classified, classify_errors): (
-                StreamVec<'_, u64, Routed>,
-                StreamVec<'_, u64, RowError>,
-            ) = records
-                .classify(
-                    query.classifier.clone(),
-                    query.min_lane,
-                    keys.sealer.clone(),
-                    seal_public,
-                    pack_restricted,
-                    Pipeline,
-                )
-                .ok_err(|r| r);
-            let mut routed = classified.concat(scope.input_from(&mut stored));
-            if forbidden.iter().any(|f| *f) {
-                routed = hold_forbidden(routed, forbidden, Arc::clone(&sink_forbidden), &probe);
-            }
-            if let Some(persist) = persisting {
-                let persisting = Persisting {
-                    persist,
-                    sealer: persist_sealer.clone(),
-                    tfhe_key: persist_tfhe.clone(),
-                    schema: query.schema.clone(),
-                };
-                routed = persist_routed(routed, persisting, Arc::clone(&sink_persist));
-            }
-            if let Some(feed) = feeding {
-                // The programmable path's restricted records have their
-                // TFHE copy; sealed ones of this program's classifier are
-                // withheld (and fail the job after the dataflow).
-                let withhold = programmable.then_some(Lane::Homomorphic);
-                routed = delegate_sealed(routed, feed, withhold, Arc::clone(&sink_sealed), &probe);
-            }
-            let (updates, aggregate_errors): (
-                StreamVec<'_, u64, PartialUpdate<u64>>,
-                StreamVec<'_, u64, RowError>,
-            ) = routed
-                .aggregate_partials(
-                    Rc::clone(&query),
-                    keys.opener.clone(),
-                    packing.clone(),
-                    Pipeline,
-                )
-                .ok_err(|r| r);
-            updates
-                .as_collection()
-                .consolidate()
-                .inner
-                .inspect(move |(key, _time, partial): &(AggKey, u64, Partial)| {
-                    sink_partials
-                        .lock()
-                        .expect("no worker panicked holding the lock")
-                        .partials
-                        .push((key.clone(), partial.clone()));
-                })
-                .probe_with(&probe);
-            classify_errors
-                .concat(aggregate_errors)
-                .inspect(move |e: &RowError| {
-                    sink_errors
-                        .lock()
-                        .expect("no worker panicked holding the lock")
-                        .errors
-                        .push(e.clone());
-                })
-                .probe_with(&probe);
-        });
-
-        let mut source_errors: Vec<RowError> = Vec::new();
-        let mut attested = committing
-            .as_deref()
-            .map(|fields| (fields, AttestedPart::default()));
         let reading = Reading {
-            part: index,
+            part: worker.index(),
             parts: worker.peers(),
-            schema: &shared_query.schema,
+            schema: &query.schema,
             used: &used,
-            skip_restricted_batches,
-            progress: progress.as_deref(),
-            quarantine,
+            // The programmable path reads restricted records from their
+            // TFHE copy, not their sealed batches; unless a policy forbids
+            // them: then their sealed batches go through the dataflow, to
+            // be held there (never opened) and suspend the job like any
+            // forbidden record.
+            skip_restricted_batches: config.programmable.is_some()
+                && !config.forbidden_lanes[Lane::Homomorphic.index()],
+            progress: config.progress.as_deref(),
+            quarantine: matches!(config.on_error, OnError::Quarantine(_)),
         };
-        let result = feed(
-            source.as_ref(),
-            &reading,
-            &mut source_errors,
-            attested.as_mut().map(|(fields, part)| (*fields, part)),
-            &mut |batch| {
-                match batch {
-                    Batch::Records(records) => input.send_batch(records),
-                    Batch::Stored(items) => stored.send_batch(items),
-                }
-                worker.step();
-            },
-        );
-        input.close();
-        stored.close();
-        while !probe.done() {
-            worker.step();
-        }
-        let mut c = sink.lock().expect("no worker panicked holding the lock");
-        c.errors.extend(source_errors);
-        if let Some((_, part)) = attested {
-            c.attested.push((index, part));
-        }
-        match result {
-            Ok(rows) => c.rows += rows,
-            Err(e) => {
-                c.source_error.get_or_insert(e);
-            }
-        }
+        run_worker(worker, shared, |send| {
+            let mut errors = Vec::new();
+            let rows = feed(&shared.source, &reading, &mut errors, send);
+            (rows, errors)
+        });
     })
     .map_err(JobError::Dataflow)?
     .join()
     .into_iter()
     .collect::<Result<Vec<()>, String>>()
     .map_err(JobError::Dataflow)?;
+    drop(forwarding);
 
-    let mut collected = std::mem::take(&mut *collected.lock().expect("the workers have finished"));
-    before_stages(config, &mut collected)?;
+    let mut collected =
+        std::mem::take(&mut *shared.collected.lock().expect("the workers have finished"));
+    // Ended at the epoch's end: before the stages answered, or by them.
+    if let Some(e) = collected.ended.take() {
+        return Err(e);
+    }
     let persist_error = collected.persist_error.take();
-    // A value that cannot be committed ends the job before any stage is
-    // asked for its answer and before anything is persisted.
-    let attested = match &config.commit {
-        None => None,
-        Some(fields) => Some(
-            merge_attested(
-                std::mem::take(&mut collected.attested),
-                fields,
-                query,
-                &config.input,
-            )
-            .map_err(JobError::Attest)?,
-        ),
-    };
-    let (stage_lock, stage_sandboxes) = lane_stages(
-        config,
-        stage_feed.as_deref(),
-        list_feed.as_ref().map(|l| l.feed.as_ref()),
-        &mut collected,
-        tfhe_source.as_deref(),
-    )?;
+    let stage_lock = collected.stage_lock.take();
+    let sandboxes = std::mem::take(&mut collected.sandboxes);
+    let attested = collected.attested_values.take();
+    let built = std::mem::take(&mut collected.built);
     let mut output = finish(query, config, workers, collected)?;
     if let Some(e) = persist_error {
         return Err(JobError::Persist(e));
@@ -923,9 +835,10 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
     if let Some(persist) = persist {
         output.persisted = Some(finish_persist(&persist, query, config)?);
     }
-    output.sandboxes = stage_sandboxes;
+    output.sandboxes = sandboxes;
     output.input_sha256 = input_sha256;
     output.attested = attested;
+    output.built = built;
     if config.sealed_stage.is_some() {
         output.memory_lock = stage_lock.map(|s| match s.strip_prefix("not locked: ") {
             Some(why) => LockStatus::Unlocked(why.to_owned()),
@@ -934,6 +847,50 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
         });
     }
     Ok(output)
+}
+
+/// The end of an epoch, once everything before `merge` has passed it (the
+/// workers have read their parts): what ends the job first
+/// ([`before_stages`], a value the commitment cannot hold), then the
+/// epoch's stages' answers, as updates for `merge`.
+pub(crate) fn close_epoch(shared: &Shared, epoch: u64) -> Result<Vec<PartialUpdate<u64>>, JobError> {
+    let config = &shared.config;
+    let lock = || {
+        shared
+            .collected
+            .lock()
+            .expect("no worker panicked holding the lock")
+    };
+    let parts = {
+        let mut c = lock();
+        before_stages(config, &mut c)?;
+        std::mem::take(&mut c.attested)
+    };
+    // A value that cannot be committed ends the job before any stage is
+    // asked for its answer and before anything is persisted.
+    if let Some(fields) = &config.commit {
+        let values = merge_attested(parts, fields, &shared.query, &config.input)
+            .map_err(JobError::Attest)?;
+        lock().attested_values = Some(values);
+    }
+    let (sealed, lists) = shared.stages.take(epoch);
+    let mut answers = Answers::default();
+    lane_stages(
+        config,
+        sealed.as_deref(),
+        lists.as_deref(),
+        &shared.source,
+        &mut answers,
+    )?;
+    let mut c = lock();
+    c.errors.append(&mut answers.errors);
+    c.stage_lock = answers.memory_lock;
+    c.sandboxes.append(&mut answers.sandboxes);
+    Ok(answers
+        .partials
+        .into_iter()
+        .map(|(key, partial)| (key, epoch, partial))
+        .collect())
 }
 
 /// What ends a job once its dataflow has run, before the stages are asked
@@ -948,18 +905,13 @@ fn before_stages(config: &JobConfig, collected: &mut Collected) -> Result<(), Jo
         return Err(e.into());
     }
     // Suspension comes before anything of a forbidden class is opened or
-    // decrypted: its records left the dataflow before the sandboxed stage
-    // (which has opened only the allowed classes' batches, and is now
-    // abandoned), and the key holder is asked for no total.
+    // decrypted: its records were held at route (the sandboxed stage has
+    // opened only the allowed classes' batches, and is now abandoned), and
+    // the key holder is asked for no total.
     if let Some(suspended) = suspension(config, collected) {
         return Err(suspended);
     }
-    if config.programmable.is_some()
-        && (collected.sealed_lanes[Lane::Homomorphic.index()] > 0
-            || collected.partials.iter().any(|((agg, lane, _), p)| {
-                *agg == LANE_COUNT && *lane == Lane::Homomorphic && p.count > 0
-            }))
-    {
+    if config.programmable.is_some() && collected.sealed_lanes[Lane::Homomorphic.index()] > 0 {
         // This program's classifier made restricted records of some the
         // store keeps public: they have no TFHE copy.
         return Err(JobError::Unsupported(
@@ -969,20 +921,26 @@ fn before_stages(config: &JobConfig, collected: &mut Collected) -> Result<(), Jo
     Ok(())
 }
 
-/// The lanes' stages after the dataflow: the sandboxed stage opens and
-/// aggregates the sealed batches, the homomorphic lane's compute stage and
-/// key holder its ciphertexts. Their partials join `collected`; returns
-/// the sealed stage's memory lock and every stage's sandbox report.
+/// What an epoch's stages answered.
+#[derive(Default)]
+struct Answers {
+    partials: Vec<(AggKey, Partial)>,
+    errors: Vec<RowError>,
+    memory_lock: Option<String>,
+    sandboxes: Vec<serde_json::Value>,
+}
+
+/// An epoch's stages, once the dataflow has handed them everything: the
+/// sandboxed stage opens and aggregates the sealed batches, the
+/// homomorphic lane's compute stage and key holder its ciphertexts.
 fn lane_stages(
     config: &JobConfig,
-    stage_feed: Option<&dyn SealedFeed>,
-    list_feed: Option<&dyn ListFeed>,
-    collected: &mut Collected,
-    tfhe_source: Option<&JobInput>,
-) -> Result<(Option<String>, Vec<serde_json::Value>), JobError> {
-    let mut stage_lock = None;
-    let mut stage_sandboxes = Vec::new();
-    if let Some(feed) = stage_feed {
+    sealed: Option<&dyn SealedFeed>,
+    lists: Option<&dyn ListFeed>,
+    source: &JobInput,
+    answers: &mut Answers,
+) -> Result<(), JobError> {
+    if let Some(feed) = sealed {
         let out = feed.finish().map_err(JobError::Stage)?;
         if let Some(row) = out.failures.into_iter().min() {
             return Err(JobError::Integrity {
@@ -990,114 +948,27 @@ fn lane_stages(
                 row,
             });
         }
-        collected.partials.extend(out.partials);
-        collected.errors.extend(out.errors);
-        stage_lock = out.memory_lock;
-        stage_sandboxes = out.sandboxes;
+        answers.partials.extend(out.partials);
+        answers.errors.extend(out.errors);
+        answers.memory_lock = out.memory_lock;
+        answers.sandboxes = out.sandboxes;
     }
-    if let (Some(h), Some(feed)) = (&config.homomorphic, list_feed) {
-        stage_sandboxes.extend(homomorphic_partials(h, feed, &mut collected.partials)?);
+    if let (Some(h), Some(feed)) = (&config.homomorphic, lists) {
+        answers
+            .sandboxes
+            .extend(homomorphic_partials(h, feed, &mut answers.partials)?);
     }
-    if let (Some(p), Some(source)) = (&config.programmable, tfhe_source) {
-        stage_sandboxes.extend(programmable_partials(p, source, &mut collected.partials)?);
+    if let Some(p) = &config.programmable {
+        answers
+            .sandboxes
+            .extend(programmable_partials(p, source, &mut answers.partials)?);
     }
-    Ok((stage_lock, stage_sandboxes))
-}
-
-/// Records of a class a policy forbids leave the dataflow here, before
-/// any stage could open or aggregate them; the first line of each such
-/// lane is kept, and the job is suspended once the dataflow ends, before
-/// the sandboxed stage or the key holder is asked for anything.
-fn hold_forbidden<'s>(
-    routed: StreamVec<'s, u64, Routed>,
-    forbidden: [bool; 3],
-    sink: Arc<Mutex<Collected>>,
-    probe: &ProbeHandle<u64>,
-) -> StreamVec<'s, u64, Routed> {
-    let (allowed, held): (StreamVec<'s, u64, Routed>, StreamVec<'s, u64, Routed>) =
-        routed.ok_err(move |r| {
-            if forbidden[lane_of(&r).index()] {
-                Err(r)
-            } else {
-                Ok(r)
-            }
-        });
-    held.inspect(move |r: &Routed| {
-        let lane = lane_of(r);
-        let line = first_line(r);
-        let mut c = sink.lock().expect("no worker panicked holding the lock");
-        let seen = &mut c.forbidden_seen[lane.index()];
-        *seen = Some(seen.map_or(line, |s| s.min(line)));
-    })
-    .probe_with(probe);
-    allowed
-}
-
-/// What writing the persisted dataset needs.
-struct Persisting {
-    persist: Arc<Mutex<Persist>>,
-    sealer: Option<Arc<Sealer>>,
-    tfhe_key: Option<Arc<programmable::PublicKey>>,
-    schema: Schema,
-}
-
-/// Writes every routed batch into the persisted dataset as it passes
-/// ([`persist_batch`]); the first error is kept for the job.
-fn persist_routed<'s>(
-    routed: StreamVec<'s, u64, Routed>,
-    p: Persisting,
-    sink: Arc<Mutex<Collected>>,
-) -> StreamVec<'s, u64, Routed> {
-    routed.inspect_core(move |event| {
-        let Ok((_, batch)) = event else { return };
-        let batch: &Vec<Routed> = batch;
-        let written = persist_batch(
-            &p.persist,
-            p.sealer.as_deref(),
-            p.tfhe_key.as_deref(),
-            &p.schema,
-            batch,
-        );
-        if let Err(e) = written {
-            sink.lock()
-                .expect("no worker panicked holding the lock")
-                .persist_error
-                .get_or_insert(e);
-        }
-    })
-}
-
-/// The encrypted lanes leave the dataflow sealed and go to the sandboxed
-/// stage as they come (except a `withhold` lane's, only counted); the
-/// records in the clear go on.
-fn delegate_sealed<'s>(
-    routed: StreamVec<'s, u64, Routed>,
-    feed: Arc<dyn SealedFeed>,
-    withhold: Option<Lane>,
-    sink: Arc<Mutex<Collected>>,
-    probe: &ProbeHandle<u64>,
-) -> StreamVec<'s, u64, Routed> {
-    let (clear, sealed): (StreamVec<'s, u64, Routed>, StreamVec<'s, u64, SealedBatch>) = routed
-        .ok_err(|r| match r {
-            Routed::Sealed(b) => Err(b),
-            clear => Ok(clear),
-        });
-    sealed
-        .inspect(move |b: &SealedBatch| {
-            sink.lock()
-                .expect("no worker panicked holding the lock")
-                .sealed_lanes[b.lane.index()] += 1;
-            if withhold != Some(b.lane) {
-                feed.send(b.clone());
-            }
-        })
-        .probe_with(probe);
-    clear
+    Ok(())
 }
 
 /// A full batch for the dataflow: typed records (to classify), or a stored
 /// dataset's routed items (already classified).
-enum Batch<'a> {
+pub(crate) enum Batch<'a> {
     Records(&'a mut Vec<Record>),
     Stored(&'a mut Vec<Routed>),
 }
@@ -1115,13 +986,11 @@ struct Reading<'a> {
 
 /// Reads the worker's part of `source`, handing each full batch to `send`
 /// (which gives it to the dataflow and steps the worker) and the last,
-/// partial one too; bad rows go to `errors`, and each record's committed
-/// fields to `attested` (the commitment's values). Returns the rows read.
+/// partial one too; bad rows go to `errors`. Returns the rows read.
 fn feed(
     source: &JobInput,
     reading: &Reading<'_>,
     errors: &mut Vec<RowError>,
-    mut attested: Option<(&[usize], &mut AttestedPart)>,
     send: &mut dyn FnMut(Batch<'_>),
 ) -> Result<u64, SourceError> {
     let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
@@ -1162,10 +1031,6 @@ fn feed(
                 reading.schema,
                 reading.used,
                 |record| {
-                    // The commitment is taken in the same pass.
-                    if let Some((fields, part)) = attested.as_mut() {
-                        part.take(&record, fields);
-                    }
                     batch.push(record);
                     if batch.len() == BATCH {
                         if let Some(p) = reading.progress {
@@ -1193,30 +1058,26 @@ fn feed(
     result
 }
 
-/// The homomorphic lane's compute stage, started beside the dataflow:
-/// while this lives, the lane's sink hands every list to it.
-struct ListStreaming<'a> {
-    sink: &'a PackSink,
-    feed: Arc<dyn ListFeed>,
-}
+/// While this lives, the homomorphic lane's packers hand each full list to
+/// the compute stage of its epoch.
+struct Forwarding<'a>(&'a PackSink);
 
-impl<'a> ListStreaming<'a> {
-    fn start(h: &'a HomomorphicLane) -> ListStreaming<'a> {
-        let feed: Arc<dyn ListFeed> = Arc::from(h.stage.start());
-        let to = Arc::clone(&feed);
-        h.sink.forward(Some(Arc::new(move |lists| to.send(lists))));
-        ListStreaming {
-            sink: &h.sink,
-            feed,
-        }
+impl<'a> Forwarding<'a> {
+    fn start(h: &'a HomomorphicLane, stages: &Arc<EpochStages>) -> Forwarding<'a> {
+        let stages = Arc::clone(stages);
+        h.sink.forward(Some(Arc::new(move |epoch, lists| {
+            if let Some(feed) = stages.list_feed(epoch) {
+                feed.send(lists);
+            }
+        })));
+        Forwarding(&h.sink)
     }
 }
 
-impl Drop for ListStreaming<'_> {
-    /// The sink keeps lists again; the stage, unless finished, is
-    /// abandoned once the last handle to it goes.
+impl Drop for Forwarding<'_> {
+    /// The sink keeps lists again, and lets go of the stages.
     fn drop(&mut self) {
-        self.sink.forward(None);
+        self.0.forward(None);
     }
 }
 
@@ -1229,11 +1090,6 @@ fn homomorphic_partials(
     feed: &dyn ListFeed,
     partials: &mut Vec<(AggKey, Partial)>,
 ) -> Result<Option<serde_json::Value>, JobError> {
-    // Lists kept before the stage started (none in a job that streamed).
-    let kept = h.sink.take();
-    if !kept.is_empty() {
-        feed.send(kept);
-    }
     let (reduced, report) = feed.finish().map_err(JobError::Homomorphic)?;
     if reduced.is_empty() {
         return Ok(report);
@@ -1350,7 +1206,7 @@ fn suspension(config: &JobConfig, collected: &Collected) -> Option<JobError> {
 }
 
 /// The lane a routed record or batch is in.
-fn lane_of(r: &Routed) -> Lane {
+pub(crate) fn lane_of(r: &Routed) -> Lane {
     match r {
         Routed::Clear(lane, _) => *lane,
         Routed::Sealed(b) => b.lane,
@@ -1359,7 +1215,7 @@ fn lane_of(r: &Routed) -> Lane {
 
 /// The line of a routed record, or of a sealed batch's first record (read
 /// from its header, not opened).
-fn first_line(r: &Routed) -> u64 {
+pub(crate) fn first_line(r: &Routed) -> u64 {
     match r {
         Routed::Clear(_, record) => record.line,
         Routed::Sealed(b) => symbiont_crypto::read_header(&b.bytes)
@@ -1436,13 +1292,10 @@ fn finish(
         persisted: None,
         min_lane: query.min_lane,
         sandboxes: Vec::new(),
-        input: match (&config.programmable, is_store(&config.input)) {
-            (_, false) => InputKind::File,
-            (None, true) => InputKind::Store,
-            (Some(_), true) => InputKind::StoreTfhe,
-        },
+        input: input_kind(config),
         input_sha256: None,
         attested: None,
+        built: Vec::new(),
     })
 }
 

@@ -29,6 +29,7 @@ mod datasets;
 mod enforce;
 mod explain;
 mod files;
+mod graph;
 pub mod homes;
 mod job;
 mod session;
@@ -43,7 +44,7 @@ pub use files::{digest, file_digest, write_whole};
 pub use job::{
     HomomorphicLane, HomomorphicStage, InProcessEvaluate, InProcessReduce, JobConfig, JobError,
     JobOutput, KeyHolder, KeystoreHolder, LaneKeys, ListFeed, OnError, ProgrammableLane,
-    ProgrammableStage, ReducedColumns, SealedFeed, SealedStage, StageOutput, run_batch,
+    ProgrammableStage, ReducedColumns, SealedFeed, SealedStage, StageOutput, job_plan, run_batch,
 };
 pub use session::{
     Attrs, Custody, Event, Job, JobResult, JobSpec, Observer, Outcome, Passphrase, ResultSink,

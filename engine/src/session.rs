@@ -414,7 +414,7 @@ fn run(
     let running: Vec<PlanNode> = plan
         .nodes
         .iter()
-        .filter(|n| n.runs(spec.bundle.is_some()))
+        .filter(|n| n.runs_in_job(spec.bundle.is_some(), spec.persist_encrypted.is_some()))
         .cloned()
         .collect();
     for node in &running {
@@ -1154,8 +1154,11 @@ fn execute(
                 detail["quarantined"] = output.quarantined.into();
             }
             "route" => {
-                let lane = Lane::ALL.iter().find(|l| Some(l.name()) == node.lane);
-                detail["records"] = lane.map_or(0, |l| output.lanes[l.index()]).into();
+                let records: serde_json::Map<String, serde_json::Value> = Lane::ALL
+                    .iter()
+                    .map(|l| (l.name().to_owned(), output.lanes[l.index()].into()))
+                    .collect();
+                detail["records"] = records.into();
             }
             "sink" => detail["wrote_sha256"] = result_digest.clone().into(),
             "commit" | "prove" => {

@@ -5,20 +5,22 @@
 //! `__stage-programmable`). A binary that runs jobs calls the worker
 //! mains when it is started with their first argument.
 //!
-//! Protocol, version 3, over the worker's stdin and stdout (in tier 3, the
+//! Protocol, version 4, over the worker's stdin and stdout (in tier 3, the
 //! guest's virtio-serial port, which has no end of file):
 //!
-//! - in: one line of JSON (`version`, the query, the dataset id and field
-//!   names, and the dataset's data keys as hex), then the sealed batches
+//! - in: one line of JSON (`version`, the epoch whose batches it is given,
+//!   the query, the dataset id and field names, and the dataset's data
+//!   keys as hex), then the epoch's sealed batches
 //!   as the job's dataflow makes them (the worker aggregates each as it
 //!   comes and keeps only the partial aggregates), each a u32
 //!   little-endian length and the batch's bytes, then a length of 0 that
 //!   ends the input. Input that stops before it is an error, and so is
 //!   the length `u32::MAX`: the job abandoned the stage (it failed, or a
 //!   forbidden record suspended it), and the worker opens nothing more;
-//! - out: one JSON object: the partial aggregates, the per-record errors,
-//!   the batches that did not open, and whether the worker's buffer was
-//!   locked into RAM.
+//! - out: one JSON object: its epoch, the partial aggregates, the
+//!   per-record errors, the batches that did not open, and whether the
+//!   worker's buffer was locked into RAM. The job takes the answer only
+//!   for the epoch it asked (one epoch's answer is not another's).
 //!
 //! The data keys cross the sandbox boundary because this stage is the one
 //! that decrypts; the master key never does.
@@ -39,13 +41,14 @@ use symbiont_operators::{
 
 /// The first argument that makes `symbi` the stage worker.
 pub const WORKER_ARG: &str = "__stage-aggregate";
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 /// The frame length that tells a worker its job abandoned it.
 const ABANDONED: u32 = u32::MAX;
 
 #[derive(Serialize, Deserialize)]
 struct Header {
     version: u32,
+    epoch: u64,
     query: Query,
     dataset: String,
     fields: Vec<String>,
@@ -55,6 +58,7 @@ struct Header {
 
 #[derive(Serialize, Deserialize)]
 struct Output {
+    epoch: u64,
     partials: Vec<(AggKey, Partial)>,
     errors: Vec<RowError>,
     failures: Vec<RowError>,
@@ -188,6 +192,7 @@ fn worker() -> Result<()> {
         return Err(e);
     }
     let output = Output {
+        epoch: header.epoch,
         partials,
         errors,
         failures: opener.failures(),
@@ -270,10 +275,11 @@ impl SealedStage for SandboxedStage {
         self.tiers[lane.index()]
     }
 
-    fn start(&self, query: &Query) -> Box<dyn SealedFeed> {
+    fn start(&self, query: &Query, epoch: u64) -> Box<dyn SealedFeed> {
         Box::new(StreamedStage {
             stage: self.clone(),
             query: Arc::new(query.clone()),
+            epoch,
             running: Mutex::new(Vec::new()),
             refused: Mutex::new(Vec::new()),
         })
@@ -359,6 +365,7 @@ impl<T> Drop for Streamed<T> {
 struct StreamedStage {
     stage: SandboxedStage,
     query: Arc<Query>,
+    epoch: u64,
     running: Mutex<Vec<(symbiont_sandbox::Tier, Streamed<StageOutput>)>>,
     /// Batches no tier could take (a lane the plan gave no sandbox).
     refused: Mutex<Vec<String>>,
@@ -385,7 +392,7 @@ impl SealedFeed for StreamedStage {
             let at = match running.iter().position(|(t, _)| *t == tier) {
                 Some(at) => at,
                 None => {
-                    running.push((tier, self.stage.start_in(tier, &self.query)));
+                    running.push((tier, self.stage.start_in(tier, &self.query, self.epoch)));
                     running.len() - 1
                 }
             };
@@ -507,7 +514,7 @@ impl FrameReader {
 impl SandboxedStage {
     /// The header of a tier's input: the query, the dataset and its data
     /// keys.
-    fn header(&self, query: &Query) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    fn header(&self, query: &Query, epoch: u64) -> Result<zeroize::Zeroizing<Vec<u8>>> {
         let mut keys = Vec::new();
         for key in self.keystore.data_keys(&self.dataset)? {
             let bytes = self.keystore.export_data_key(key.id())?;
@@ -515,6 +522,7 @@ impl SandboxedStage {
         }
         let header = Header {
             version: VERSION,
+            epoch,
             query: query.clone(),
             dataset: self.dataset.clone(),
             fields: query.schema.fields.iter().map(|(n, _)| n.clone()).collect(),
@@ -528,8 +536,13 @@ impl SandboxedStage {
 
     /// Starts the worker in `tier`, to be fed the batches of the lanes it
     /// serves as the dataflow seals them.
-    fn start_in(&self, tier: symbiont_sandbox::Tier, query: &Query) -> Streamed<StageOutput> {
-        let header = match self.header(query) {
+    fn start_in(
+        &self,
+        tier: symbiont_sandbox::Tier,
+        query: &Query,
+        epoch: u64,
+    ) -> Streamed<StageOutput> {
+        let header = match self.header(query, epoch) {
             Ok(h) => h,
             Err(e) => return Streamed::start(Default::default(), move |_| Err(e)),
         };
@@ -553,6 +566,12 @@ impl SandboxedStage {
             }
             let output: Output =
                 serde_json::from_slice(&out).context("the stage worker's answer")?;
+            anyhow::ensure!(
+                output.epoch == epoch,
+                "the stage worker in tier {} answered for epoch {} when asked for epoch {epoch}",
+                tier as u8,
+                output.epoch
+            );
             let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e5).round() / 100.0;
             Ok(StageOutput {
                 partials: output.partials,

@@ -38,8 +38,21 @@ pub type AggKey = (u32, Lane, Value);
 /// A differential update carrying a partial aggregate.
 pub type PartialUpdate<T> = (AggKey, T, Partial);
 
+/// A timestamp's epoch: what seals, packed lists and the stages' answers
+/// are kept apart by. A batch job is one epoch.
+pub trait Epoch: Timestamp + TotalOrder {
+    /// The epoch of this time.
+    fn epoch(&self) -> u64;
+}
+
+impl Epoch for u64 {
+    fn epoch(&self) -> u64 {
+        *self
+    }
+}
+
 /// Extension trait: partial aggregates of a classified stream.
-pub trait AggregatePartials<'scope, T: Timestamp + TotalOrder> {
+pub trait AggregatePartials<'scope, T: Epoch> {
     /// Computes the partials of every aggregate of `query` by lane and
     /// group, plus the record count of each lane, and emits them when
     /// their time is complete. An expression that fails on a record
@@ -61,7 +74,7 @@ pub trait AggregatePartials<'scope, T: Timestamp + TotalOrder> {
         P: ParallelizationContract<T, Vec<Routed>>;
 }
 
-impl<'scope, T: Timestamp + TotalOrder> AggregatePartials<'scope, T>
+impl<'scope, T: Epoch> AggregatePartials<'scope, T>
     for StreamVec<'scope, T, Routed>
 {
     fn aggregate_partials<P>(
@@ -83,7 +96,7 @@ impl<'scope, T: Timestamp + TotalOrder> AggregatePartials<'scope, T>
                     let t = time.least().expect("a message has a timestamp").clone();
                     let (_, acc) = pending
                         .entry(t.clone())
-                        .or_insert_with(|| (time.delayed(&t, 0), Accumulator::new(&query)));
+                        .or_insert_with(|| (time.delayed(&t, 0), Accumulator::new(&query, t.epoch())));
                     for routed in data.iter() {
                         match routed {
                             Routed::Clear(Lane::Homomorphic, record) => {
@@ -119,7 +132,7 @@ impl<'scope, T: Timestamp + TotalOrder> AggregatePartials<'scope, T>
                     if let (Some(packer), Some(sink)) = (acc.packer.take(), packing.as_deref()) {
                         match packer.finish() {
                             Ok(packed) => {
-                                sink.put(packed.lists);
+                                sink.put(acc.epoch, packed.lists);
                                 acc.restricted_groups = packed.groups;
                             }
                             Err(e) => acc.errors.push(RowError {
@@ -155,11 +168,14 @@ struct Accumulator {
     packer: Option<Packer>,
     /// The group keys the packer saw.
     restricted_groups: std::collections::BTreeSet<Value>,
+    /// The epoch of its time, which its packed lists carry.
+    epoch: u64,
 }
 
 impl Accumulator {
-    fn new(query: &Query) -> Accumulator {
+    fn new(query: &Query, epoch: u64) -> Accumulator {
         Accumulator {
+            epoch,
             slots: FxHashMap::default(),
             keys: Vec::new(),
             partials: Default::default(),
@@ -211,7 +227,7 @@ impl Accumulator {
                 // the job streams to it), not at the end of the epoch.
                 let full = packer.drain();
                 if !full.is_empty() {
-                    sink.put(full);
+                    sink.put(self.epoch, full);
                 }
             }
             Err(e) => self.errors.push(RowError {
@@ -327,7 +343,9 @@ pub fn aggregate_sealed(
     opener: &LaneOpener,
     batches: impl IntoIterator<Item = crate::sealed::SealedBatch>,
 ) -> (Vec<(AggKey, Partial)>, Vec<RowError>) {
-    let mut acc = Accumulator::new(query);
+    // Sealed batches are opened and added, never packed: the epoch, which
+    // only packed lists carry, is the stage's own.
+    let mut acc = Accumulator::new(query, 0);
     let mut buf = LockedBuf::new();
     let width = query.schema.fields.len();
     for batch in batches {

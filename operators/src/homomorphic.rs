@@ -273,16 +273,16 @@ impl Packer {
     }
 }
 
-/// Where lists go as the packers fill them, while a job streams them to
-/// its compute stage.
-pub type Forward = std::sync::Arc<dyn Fn(Vec<PackedList>) + Send + Sync>;
+/// Where lists go as the packers fill them, with their epoch, while a job
+/// streams them to its compute stage.
+pub type Forward = std::sync::Arc<dyn Fn(u64, Vec<PackedList>) + Send + Sync>;
 
 /// Where the workers' packers hand their lists: the ingestion side of the
 /// lane, with the public key each worker's packer encrypts under. The
 /// lists are kept here, or handed on as they come ([`PackSink::forward`]).
 pub struct PackSink {
     key: PublicKey,
-    lists: std::sync::Mutex<Vec<PackedList>>,
+    lists: std::sync::Mutex<Vec<(u64, PackedList)>>,
     forward: std::sync::RwLock<Option<Forward>>,
 }
 
@@ -313,21 +313,21 @@ impl PackSink {
         Packer::new(self.key.clone())
     }
 
-    /// Takes a packer's lists: hands them on, or keeps them.
-    pub fn put(&self, lists: Vec<PackedList>) {
+    /// Takes a packer's lists of `epoch`: hands them on, or keeps them.
+    pub fn put(&self, epoch: u64, lists: Vec<PackedList>) {
         let forward = self.forward.read().expect("no panic holding it").clone();
         match forward {
-            Some(to) => to(lists),
+            Some(to) => to(epoch, lists),
             None => self
                 .lists
                 .lock()
                 .expect("no panic holding it")
-                .extend(lists),
+                .extend(lists.into_iter().map(|l| (epoch, l))),
         }
     }
 
-    /// Every list handed over so far.
-    pub fn take(&self) -> Vec<PackedList> {
+    /// Every list kept so far, with its epoch.
+    pub fn take(&self) -> Vec<(u64, PackedList)> {
         std::mem::take(&mut *self.lists.lock().expect("no panic holding it"))
     }
 }

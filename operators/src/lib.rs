@@ -35,7 +35,7 @@ mod store;
 use symbiont_ir::{expr, query, value};
 
 pub use aggregate::{
-    AggKey, AggregatePartials, GROUP_KEYS, LANE_COUNT, PartialUpdate, aggregate_sealed,
+    AggKey, AggregatePartials, Epoch, GROUP_KEYS, LANE_COUNT, PartialUpdate, aggregate_sealed,
 };
 pub use classify::{Classify, Routed};
 pub use homomorphic::{
@@ -43,7 +43,7 @@ pub use homomorphic::{
     Reducer, decrypted_partials, reduce,
 };
 pub use partial::{AggregateError, Merged, Partial, TotalF64, assemble};
-pub use plan::{InputKind, LaneImpl, Plan, PlanNode};
+pub use plan::{InputKind, LaneImpl, Plan, PlanNode, PlanStep};
 pub use programmable::{Compiled, compile, encrypted_fields, record_values};
 pub use read::{AfterError, SourceError, SourceStats};
 pub use record::{Record, RowError};

@@ -105,8 +105,16 @@ impl Partial {
 }
 
 impl IsZero for Partial {
+    /// Nothing at all: a partial that counts no record may still carry a
+    /// sum (the homomorphic lane decrypts a column's sum apart from its
+    /// count), and consolidation must keep it.
     fn is_zero(&self) -> bool {
         self.count == 0
+            && self.int_sum == 0
+            && self.float_sum.0 == 0.0
+            && self.floats == 0
+            && self.min.is_none()
+            && self.max.is_none()
     }
 }
 

@@ -1,11 +1,13 @@
-//! The logical plan of a query: the operator graph `symbi explain` shows.
+//! The plan of a query: the graph `symbi explain` shows and the engine
+//! builds, node by node ([`PlanStep`]): each node is one dataflow operator
+//! or one stage beside the dataflow.
 //!
-//! Every operator has a lane (for the per-lane branches) and a sandbox
-//! tier, given by the risk table ([`crate::risk`]) from what the operator
-//! sees, whether it decrypts, whether it runs the program's code and what
-//! the policies require, with the rule that chose it. Operators whose
-//! capability is not built yet are in the graph with their status, so the
-//! plan never claims work that does not happen.
+//! Every node has a lane (for the per-lane branches) and a sandbox tier,
+//! given by the risk table ([`crate::risk`]) from what the node sees,
+//! whether it decrypts, whether it runs the program's code and what the
+//! policies require, with the rule that chose it. A node that runs only
+//! with a flag (`commit`, `prove`: `--bundle`; `persist`:
+//! `--persist-encrypted`) says so in its status.
 
 use serde::Serialize;
 
@@ -86,20 +88,86 @@ impl LaneImpl {
     }
 }
 
+/// What a plan node is in the job: the engine builds the dataflow by one
+/// loop over the plan, matching each node's step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanStep {
+    /// The input: rows read, parsed and validated into typed records.
+    Source,
+    /// Keeps the attested fields' values for the dataset commitment.
+    Commit,
+    /// Gives each record its lane, sealing or packing as the lane needs.
+    Classify,
+    /// Splits the classified stream by lane; holds a forbidden lane's.
+    Route,
+    /// Writes the classified records into the persisted dataset.
+    Persist,
+    /// The additive path's ingestion: packs and encrypts a lane's records.
+    Encrypt(Lane),
+    /// A lane's partial aggregates: an operator in the job's process, or
+    /// a stage (a sandbox, or a compute stage on ciphertexts).
+    Aggregate(Lane),
+    /// The key holder's decryption of a lane's results.
+    Decrypt(Lane),
+    /// Consolidates every lane's partials, the stages' answers included.
+    Merge,
+    /// The Groth16 proofs of the attested results.
+    Prove,
+    /// Collects the merged partials and writes the result.
+    Sink,
+}
+
+impl PlanStep {
+    /// The operator's name (`op` in the plan, the audit log and
+    /// `_meta.tiers`).
+    pub fn op(self) -> &'static str {
+        match self {
+            PlanStep::Source => "source",
+            PlanStep::Commit => "commit",
+            PlanStep::Classify => "classify",
+            PlanStep::Route => "route",
+            PlanStep::Persist => "persist",
+            PlanStep::Encrypt(_) => "encrypt",
+            PlanStep::Aggregate(_) => "aggregate",
+            PlanStep::Decrypt(_) => "decrypt",
+            PlanStep::Merge => "merge",
+            PlanStep::Prove => "prove",
+            PlanStep::Sink => "sink",
+        }
+    }
+
+    /// The lane of a per-lane step.
+    pub fn lane(self) -> Option<Lane> {
+        match self {
+            PlanStep::Encrypt(l) | PlanStep::Aggregate(l) | PlanStep::Decrypt(l) => Some(l),
+            _ => None,
+        }
+    }
+}
+
 /// One operator of the plan.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PlanNode {
     /// Index in [`Plan::nodes`].
     pub id: usize,
-    /// The operator: `source`, `validate`, `commit`, `classify`, `route`,
-    /// `aggregate`, `decrypt`, `merge`, `prove`, `sink`.
+    /// The operator: `source`, `commit`, `classify`, `route`, `persist`,
+    /// `encrypt`, `aggregate`, `decrypt`, `merge`, `prove`, `sink`
+    /// ([`PlanStep::op`]).
     pub op: &'static str,
+    /// What the engine builds for it.
+    #[serde(skip)]
+    pub step: PlanStep,
     /// What it does, in one line.
     pub label: String,
     /// The lane of a per-lane operator.
     pub lane: Option<&'static str>,
     /// How that lane is implemented.
     pub lane_impl: Option<&'static str>,
+    /// `dataflow operator` (in every worker's timely dataflow) or `stage`
+    /// (outside the dataflow: a sandbox, a compute stage on ciphertexts,
+    /// the key holder, the prover; fed by the dataflow, its answers enter
+    /// it at merge).
+    pub runs_as: &'static str,
     /// The sandbox tier the operator runs in: 0 is the job's own process.
     pub tier: u8,
     /// The risk table's rule that chose it.
@@ -127,12 +195,25 @@ pub struct Plan {
 const RUNS: &str = "runs";
 /// The status of the attestation's stages (commit, prove).
 const WITH_BUNDLE: &str = "runs with --bundle (in process, on the owner's side)";
+/// The status of the persisting operator.
+const WITH_PERSIST: &str = "runs with --persist-encrypted";
+const OPERATOR: &str = "dataflow operator";
+const STAGE: &str = "stage";
 
 impl PlanNode {
     /// Whether the operator runs in a job, given whether the job attests
-    /// (`--bundle`): what the job audits and reports in `_meta.tiers`.
+    /// (`--bundle`), not persisting its input.
     pub fn runs(&self, bundle: bool) -> bool {
-        self.status == RUNS || (bundle && self.status == WITH_BUNDLE)
+        self.runs_in_job(bundle, false)
+    }
+
+    /// Whether the operator runs in a job, given whether it attests
+    /// (`--bundle`) and persists its input (`--persist-encrypted`): what
+    /// the job builds, audits and reports in `_meta.tiers`.
+    pub fn runs_in_job(&self, bundle: bool, persist: bool) -> bool {
+        self.status == RUNS
+            || (bundle && self.status == WITH_BUNDLE)
+            || (persist && self.status == WITH_PERSIST)
     }
 }
 
@@ -149,14 +230,17 @@ impl Plan {
     pub fn for_job(query: &Query, format: Option<&str>, input: InputKind) -> Plan {
         let stored = input != InputKind::File;
         let mut nodes: Vec<PlanNode> = Vec::new();
-        let mut add = |op, label: String, lane: Option<Lane>, status, inputs: Vec<usize>| {
+        let mut add = |step: PlanStep, label: String, status, inputs: Vec<usize>| {
             let id = nodes.len();
+            let lane = step.lane();
             nodes.push(PlanNode {
                 id,
-                op,
+                op: step.op(),
+                step,
                 label,
                 lane: lane.map(Lane::name),
                 lane_impl: lane.map(|l| LaneImpl::for_input(l, input).name()),
+                runs_as: OPERATOR,
                 tier: 0,
                 tier_rule: "",
                 tier_why: String::new(),
@@ -173,49 +257,66 @@ impl Plan {
             .map(|(n, t)| format!("{n}: {}", t.name()))
             .collect();
         let source = add(
-            "source",
+            PlanStep::Source,
             format!(
-                "`{}` ({}, --input {}=PATH)",
+                "`{}` ({}, --input {}=PATH): rows read and parsed as {} {{ {} }}; a row that does not parse is an error naming its line",
                 query.input,
                 format.unwrap_or("csv, ndjson, parquet or arrow-ipc by extension"),
-                query.input
+                query.input,
+                schema.name,
+                fields.join(", ")
             ),
-            None,
             RUNS,
             vec![],
         );
-        let validate = add(
-            "validate",
-            format!("parse rows as {} {{ {} }}", schema.name, fields.join(", ")),
-            None,
-            RUNS,
+        let commit = add(
+            PlanStep::Commit,
+            "keeps the attested fields of each record, in order, for the dataset commitment (Poseidon, a salt per chunk; signed and logged once the source has read everything)".into(),
+            WITH_BUNDLE,
             vec![source],
         );
-        let commit = add(
-            "commit",
-            "dataset commitment (Poseidon over the attested fields, a salt per chunk), signed and logged".into(),
-            None,
-            WITH_BUNDLE,
-            vec![validate],
-        );
         let classify = add(
-            "classify",
-            match (&query.classifier, query.min_lane) {
-                (Some(c), Lane::Plaintext) => format!("@classifier `{}` per record", c.name),
-                (None, Lane::Plaintext) => "no classifier: every record is public".into(),
-                (Some(c), lane) => format!(
-                    "@classifier `{}` per record, raised to at least {} (a policy requires its encryption)",
-                    c.name,
-                    class_of(lane)
-                ),
-                (None, lane) => format!(
-                    "no classifier: every record is {} (a policy requires its encryption)",
-                    class_of(lane)
-                ),
-            },
-            None,
+            PlanStep::Classify,
+            format!(
+                "{}; confidential records sealed per batch under the dataset's data key{}{}",
+                match (&query.classifier, query.min_lane) {
+                    (Some(c), Lane::Plaintext) => format!("@classifier `{}` per record", c.name),
+                    (None, Lane::Plaintext) => "no classifier: every record is public".into(),
+                    (Some(c), lane) => format!(
+                        "@classifier `{}` per record, raised to at least {} (a policy requires its encryption)",
+                        c.name,
+                        class_of(lane)
+                    ),
+                    (None, lane) => format!(
+                        "no classifier: every record is {} (a policy requires its encryption)",
+                        class_of(lane)
+                    ),
+                },
+                match input {
+                    InputKind::File => ", restricted ones kept for the homomorphic lane's encryption",
+                    InputKind::Store => ", and so are restricted ones",
+                    InputKind::StoreTfhe => "",
+                },
+                if stored {
+                    "; a stored dataset's sealed batches keep their lanes (not opened)"
+                } else {
+                    ""
+                }
+            ),
             RUNS,
             vec![commit],
+        );
+        let persist = add(
+            PlanStep::Persist,
+            "writes the classified records into the persisted dataset, encrypted lanes sealed (a lane a policy forbids is not written)".into(),
+            WITH_PERSIST,
+            vec![classify],
+        );
+        let route = add(
+            PlanStep::Route,
+            "each record or sealed batch to its lane's aggregation; a lane a policy forbids is held here (never opened) and suspends the job".into(),
+            RUNS,
+            vec![persist],
         );
         let aggregates: Vec<String> = query.aggregates.iter().map(|a| a.label.clone()).collect();
         let grouping = match &query.grouping {
@@ -225,51 +326,42 @@ impl Plan {
         let mut lane_outputs = Vec::new();
         for lane in Lane::ALL {
             let sealed = lane != Lane::Plaintext;
-            let additive = lane == Lane::Homomorphic && !stored;
-            let route = add(
-                "route",
-                format!(
-                    "records classified {}{}",
-                    class_of(lane),
-                    if additive {
-                        ": filters, maps and group keys evaluated here, values packed 2048 per list and encrypted under the TFHE public key"
-                    } else if lane == Lane::Homomorphic && input == InputKind::StoreTfhe {
-                        ": the stored dataset's tfhe.bin, one compact list of FheInt64 per record (its sealed batches are not read)"
-                    } else if sealed {
-                        ", sealed per batch under the dataset's data key"
-                    } else {
-                        ""
-                    }
-                ),
-                Some(lane),
-                RUNS,
-                vec![classify],
-            );
             // The homomorphic lane's TFHE paths: compute on ciphertexts,
             // then the key holder decrypts (the labels say which path each
             // aggregate takes).
             let tfhe = match (lane, input) {
-                (Lane::Homomorphic, InputKind::File) => Some((
-                    format!(
-                        "add ciphertext lists per column and reduce each to one LWE ciphertext per residue, holding no key; {grouping}"
-                    ),
-                    "the key holder decrypts the reduced columns (secret key read here only) and recombines their residues",
-                    query
-                        .aggregates
-                        .iter()
-                        .map(|a| match a.kind {
-                            crate::query::AggKind::Min | crate::query::AggKind::Max => format!(
-                                "{} [no additive path: a job whose restricted records it reaches is refused]",
-                                a.label
-                            ),
-                            _ => format!("{} [additive]", a.label),
-                        })
-                        .collect::<Vec<_>>(),
-                )),
+                (Lane::Homomorphic, InputKind::File) => {
+                    let encrypt = add(
+                        PlanStep::Encrypt(lane),
+                        "filters, maps and group keys evaluated here, values packed 2048 per list and encrypted under the TFHE public key; each full list goes to the compute stage at once, the lane's counts and group keys to merge".into(),
+                        RUNS,
+                        vec![route],
+                    );
+                    lane_outputs.push(encrypt);
+                    Some((
+                        encrypt,
+                        format!(
+                            "add ciphertext lists per column and reduce each to one LWE ciphertext per residue, holding no key; {grouping}"
+                        ),
+                        "the key holder decrypts the reduced columns (secret key read here only) and recombines their residues",
+                        query
+                            .aggregates
+                            .iter()
+                            .map(|a| match a.kind {
+                                crate::query::AggKind::Min | crate::query::AggKind::Max => format!(
+                                    "{} [no additive path: a job whose restricted records it reaches is refused]",
+                                    a.label
+                                ),
+                                _ => format!("{} [additive]", a.label),
+                            })
+                            .collect::<Vec<_>>(),
+                    ))
+                }
                 (Lane::Homomorphic, InputKind::StoreTfhe) => {
                     let compiled = crate::programmable::compile(query);
                     Some((
-                        "compare, select and aggregate the stored TFHE ciphertexts with the server key, in parallel over the cores, holding no client key; ".to_owned(),
+                        route,
+                        "reads the stored dataset's tfhe.bin (one compact list of FheInt64 per record; its sealed batches are not read), then compares, selects and aggregates the ciphertexts with the server key, in parallel over the cores, holding no client key; ".to_owned(),
                         "the key holder decrypts each aggregate's count and value (client key read here only)",
                         query
                             .aggregates
@@ -283,58 +375,54 @@ impl Plan {
                 }
                 _ => None,
             };
-            if let Some((compute, decrypt, paths)) = tfhe {
+            if let Some((from, compute, decrypt, paths)) = tfhe {
                 let compute = add(
-                    "aggregate",
+                    PlanStep::Aggregate(lane),
                     format!("{compute}{}", paths.join("; ")),
-                    Some(lane),
                     RUNS,
-                    vec![route],
+                    vec![from],
                 );
                 lane_outputs.push(add(
-                    "decrypt",
+                    PlanStep::Decrypt(lane),
                     decrypt.into(),
-                    Some(lane),
                     RUNS,
                     vec![compute],
                 ));
                 continue;
             }
             let label = format!(
-                "{}partial {grouping}{}",
+                "records classified {}: {}partial {grouping}{}",
+                class_of(lane),
                 if sealed {
-                    "open into a locked, zeroized buffer; "
+                    "each sealed batch opened into a locked, zeroized buffer; "
                 } else {
                     ""
                 },
                 aggregates.join("; ")
             );
-            lane_outputs.push(add("aggregate", label, Some(lane), RUNS, vec![route]));
+            lane_outputs.push(add(PlanStep::Aggregate(lane), label, RUNS, vec![route]));
         }
         let merge = add(
-            "merge",
-            format!(
-                "consolidate partials across lanes into {}",
-                output_shape(&query.output)
-            ),
-            None,
+            PlanStep::Merge,
+            "consolidates the lanes' partials per epoch across the workers: the in-process aggregates' and the stages' answers, which enter the dataflow at the end of the epoch".into(),
             RUNS,
             lane_outputs,
         );
         let mut last = merge;
         if !query.prove.is_empty() {
             last = add(
-                "prove",
+                PlanStep::Prove,
                 format!("Groth16 proofs of {}", query.prove.join(", ")),
-                None,
                 WITH_BUNDLE,
                 vec![merge],
             );
         }
         add(
-            "sink",
-            "result to stdout (or --out)".into(),
-            None,
+            PlanStep::Sink,
+            format!(
+                "sums each aggregate over its lanes into {}, written to stdout (or --out)",
+                output_shape(&query.output)
+            ),
             RUNS,
             vec![last],
         );
@@ -364,17 +452,21 @@ impl Plan {
             })
             .collect();
         for node in &mut self.nodes {
-            let lane = Lane::ALL.into_iter().find(|l| Some(l.name()) == node.lane);
-            let facts = match node.op {
-                "source" | "validate" | "commit" | "classify" | "route" | "decrypt" => StageFacts {
+            let facts = match node.step {
+                PlanStep::Source
+                | PlanStep::Commit
+                | PlanStep::Classify
+                | PlanStep::Route
+                | PlanStep::Persist
+                | PlanStep::Encrypt(_)
+                | PlanStep::Decrypt(_) => StageFacts {
                     boundary: Boundary::Owner,
-                    sees: lane.map_or(Sees::Restricted, sees_of),
+                    sees: node.step.lane().map_or(Sees::Restricted, sees_of),
                     decrypts: false,
-                    user_code: node.op == "classify" && query.classifier.is_some(),
+                    user_code: node.step == PlanStep::Classify && query.classifier.is_some(),
                     reachable: true,
                 },
-                "aggregate" => {
-                    let lane = lane.expect("aggregates are per lane");
+                PlanStep::Aggregate(lane) => {
                     StageFacts {
                         boundary: Boundary::Compute,
                         sees: sees_of(lane),
@@ -398,6 +490,14 @@ impl Plan {
                 },
             };
             let a = assess(&facts, &requirements);
+            // What runs beside the dataflow: a sandbox, the homomorphic
+            // lane's compute stages, the key holder, the prover.
+            node.runs_as = match node.step {
+                PlanStep::Aggregate(Lane::Homomorphic) if input != InputKind::Store => STAGE,
+                PlanStep::Aggregate(_) if a.tier > 0 => STAGE,
+                PlanStep::Decrypt(_) | PlanStep::Prove => STAGE,
+                _ => OPERATOR,
+            };
             node.tier = a.tier;
             node.tier_rule = a.rule;
             node.tier_why = a.why;
@@ -409,7 +509,7 @@ impl Plan {
     pub fn aggregate_tier(&self, lane: Lane) -> u8 {
         self.nodes
             .iter()
-            .find(|n| n.op == "aggregate" && n.lane == Some(lane.name()))
+            .find(|n| n.step == PlanStep::Aggregate(lane))
             .map_or(0, |n| n.tier)
     }
 
@@ -427,8 +527,8 @@ impl Plan {
                 out.push_str(&format!("  <- {}", inputs.join(", ")));
             }
             out.push_str(&format!(
-                "\n     tier {}, {} (rule `{}`: {}); {}\n",
-                n.tier, n.runs_in, n.tier_rule, n.tier_why, n.status
+                "\n     {}, tier {}, {} (rule `{}`: {}); {}\n",
+                n.runs_as, n.tier, n.runs_in, n.tier_rule, n.tier_why, n.status
             ));
         }
         out

@@ -21,6 +21,8 @@ pub(crate) struct Seen {
     pub(crate) finished: bool,
     /// Whether a batch came after the answer was asked for.
     pub(crate) sent_after_finish: bool,
+    /// The epoch of each start of the stage.
+    pub(crate) epochs: Vec<u64>,
 }
 
 /// A stage in tier 1 for the encrypted lanes (0 for the public one) that
@@ -55,7 +57,8 @@ impl SealedStage for RecordingStage {
         u8::from(lane != Lane::Plaintext)
     }
 
-    fn start(&self, _: &Query) -> Box<dyn SealedFeed> {
+    fn start(&self, _: &Query, epoch: u64) -> Box<dyn SealedFeed> {
+        self.seen.lock().unwrap().epochs.push(epoch);
         Box::new(RecordingFeed {
             seen: Arc::clone(&self.seen),
             rows: Arc::clone(&self.rows),
