@@ -11,7 +11,8 @@ use symbiont_crypto::Keystore;
 use symbiont_engine::stage::SandboxedStage;
 use symbiont_engine::{JobConfig, LaneKeys, OnError, SealedStage, run_batch};
 use symbiont_operators::{
-    AggregatePartials, GROUP_KEYS, LANE_COUNT, Lane, PartialUpdate, Query, Record, Routed, SealedBatch, Value,
+    AggregatePartials, GROUP_KEYS, LANE_COUNT, Lane, PartialUpdate, Query, Record, Routed,
+    SealedBatch, Value,
 };
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
@@ -180,9 +181,7 @@ fn batch() -> SealedBatch {
 #[test]
 fn a_stage_answer_for_another_epoch_is_refused() {
     let answer = |epoch: u64| {
-        format!(
-            r#"{{"epoch":{epoch},"partials":[],"errors":[],"failures":[],"memory_lock":null}}"#
-        )
+        format!(r#"{{"epoch":{epoch},"partials":[],"errors":[],"failures":[],"memory_lock":null}}"#)
     };
     // Answering for its own epoch, the stage is heard.
     let (stage, query) = stage_answering("own", &answer(3));

@@ -20,8 +20,8 @@ use timely::dataflow::operators::{Concat, Inspect, OkErr, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle, StreamVec};
 
 use symbiont_operators::{
-    AggregatePartials, Classify, Epoch, Lane, PartialUpdate, PlanNode, PlanStep, Query,
-    Record, Routed, RowError, SourceError,
+    AggregatePartials, Classify, Epoch, Lane, PartialUpdate, PlanNode, PlanStep, Query, Record,
+    Routed, RowError, SourceError,
 };
 
 use crate::job::{
@@ -82,10 +82,7 @@ impl EpochStages {
     }
 
     /// The stages of `epoch`, to finish (`None`: it had none).
-    pub(crate) fn take(
-        &self,
-        epoch: u64,
-    ) -> (Option<Arc<dyn SealedFeed>>, Option<Arc<dyn ListFeed>>) {
+    pub(crate) fn take(&self, epoch: u64) -> EpochFeeds {
         (
             self.sealed_feeds
                 .lock()
@@ -98,6 +95,9 @@ impl EpochStages {
         )
     }
 }
+
+/// An epoch's sealed stage and compute stage, if it started them.
+pub(crate) type EpochFeeds = (Option<Arc<dyn SealedFeed>>, Option<Arc<dyn ListFeed>>);
 
 /// What every worker shares.
 pub(crate) struct Shared {
@@ -235,7 +235,11 @@ impl<'s> Wiring<'s> {
                 Some(Built::Left) | None => false,
                 Some(_) => node.step != PlanStep::Sink,
             };
-            assert!(!unread, "the output of plan node #{} ({}) is read by no node", node.id, node.op);
+            assert!(
+                !unread,
+                "the output of plan node #{} ({}) is read by no node",
+                node.id, node.op
+            );
         }
         w.collect_errors();
         w
@@ -263,7 +267,10 @@ impl<'s> Wiring<'s> {
         }
     }
 
-    fn records(&mut self, node: &PlanNode) -> (StreamVec<'s, u64, Record>, StreamVec<'s, u64, Routed>) {
+    fn records(
+        &mut self,
+        node: &PlanNode,
+    ) -> (StreamVec<'s, u64, Record>, StreamVec<'s, u64, Routed>) {
         match self.input(node) {
             Built::Source(records, stored) => (records, stored),
             _ => unreachable!("the plan reads records from the source"),

@@ -5,18 +5,17 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-
 use crate::graph::{EpochStages, Shared, run_worker};
 
 use symbiont_crypto::additive::Reduced;
 use symbiont_crypto::programmable::{self, Encrypted, Spec};
 use symbiont_crypto::{DataKeys, Keystore, KeystoreError, LockStatus, Opener, SealContext, Sealer};
 use symbiont_operators::{
-    AfterError, AggKey, AggregateError, ColumnKey, Compiled, Format,
-    GROUP_KEYS, InputKind, LANE_COUNT, Lane, LaneImpl, LaneOpener, Merged, PackSink, PackedList,
-    Partial, PartialUpdate, Plain, Plan, Query, Record, Routed, RowError, Schema, SealedBatch, Source,
-    SourceError, StoreReader, StoreWriter, Value, assemble, decrypted_partials, is_store,
-    record_values, seal_records,
+    AfterError, AggKey, AggregateError, ColumnKey, Compiled, Format, GROUP_KEYS, InputKind,
+    LANE_COUNT, Lane, LaneImpl, LaneOpener, Merged, PackSink, PackedList, Partial, PartialUpdate,
+    Plain, Plan, Query, Record, Routed, RowError, Schema, SealedBatch, Source, SourceError,
+    StoreReader, StoreWriter, Value, assemble, decrypted_partials, is_store, record_values,
+    seal_records,
 };
 
 /// What to do with a row that cannot be processed.
@@ -853,7 +852,10 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
 /// workers have read their parts): what ends the job first
 /// ([`before_stages`], a value the commitment cannot hold), then the
 /// epoch's stages' answers, as updates for `merge`.
-pub(crate) fn close_epoch(shared: &Shared, epoch: u64) -> Result<Vec<PartialUpdate<u64>>, JobError> {
+pub(crate) fn close_epoch(
+    shared: &Shared,
+    epoch: u64,
+) -> Result<Vec<PartialUpdate<u64>>, JobError> {
     let config = &shared.config;
     let lock = || {
         shared

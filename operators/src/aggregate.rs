@@ -74,9 +74,7 @@ pub trait AggregatePartials<'scope, T: Epoch> {
         P: ParallelizationContract<T, Vec<Routed>>;
 }
 
-impl<'scope, T: Epoch> AggregatePartials<'scope, T>
-    for StreamVec<'scope, T, Routed>
-{
+impl<'scope, T: Epoch> AggregatePartials<'scope, T> for StreamVec<'scope, T, Routed> {
     fn aggregate_partials<P>(
         self,
         query: Rc<Query>,

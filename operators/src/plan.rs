@@ -293,7 +293,8 @@ impl Plan {
                     ),
                 },
                 match input {
-                    InputKind::File => ", restricted ones kept for the homomorphic lane's encryption",
+                    InputKind::File =>
+                        ", restricted ones kept for the homomorphic lane's encryption",
                     InputKind::Store => ", and so are restricted ones",
                     InputKind::StoreTfhe => "",
                 },
