@@ -358,33 +358,55 @@ impl<'s> Wiring<'s> {
 
     /// `route`: the classified stream split by lane. A lane a policy
     /// forbids ends here: its first record is kept, and the job is
-    /// suspended at the end of the epoch, before any stage answers.
+    /// suspended at the end of the epoch, before any stage answers. A file
+    /// read without a classifier has one lane (every record is raised to
+    /// the least lane a policy requires): its stream goes on whole.
     fn route(&mut self, node: &PlanNode) -> Built<'s> {
         let routed = self.routed(node);
         let forbidden = self.shared.config.forbidden_lanes;
-        let mut lanes = routed.partition(3, |r| (lane_of(&r).index() as u64, r));
+        let one_lane = self.query.classifier.is_none()
+            && matches!(self.shared.source.as_ref(), JobInput::Records(_));
+        let mut lanes: Vec<Option<StreamVec<'s, u64, Routed>>> = if one_lane {
+            let mut lanes = vec![None, None, None];
+            lanes[self.query.min_lane.index()] = Some(routed);
+            lanes
+        } else {
+            routed
+                .partition(3, |r| (lane_of(&r).index() as u64, r))
+                .into_iter()
+                .map(Some)
+                .collect()
+        };
         let mut out: [Option<StreamVec<'s, u64, Routed>>; 3] = [None, None, None];
         for lane in Lane::ALL.into_iter().rev() {
-            let stream = lanes.pop().expect("one stream per lane");
-            if !forbidden[lane.index()] {
-                out[lane.index()] = Some(stream);
+            let Some(stream) = lanes.pop().flatten() else {
                 continue;
+            };
+            if forbidden[lane.index()] {
+                self.hold(stream, lane);
+            } else {
+                out[lane.index()] = Some(stream);
             }
-            let shared = Arc::clone(&self.shared);
-            stream
-                .inspect(move |r: &Routed| {
-                    let line = first_line(r);
-                    let mut c = shared
-                        .collected
-                        .lock()
-                        .expect("no worker panicked holding the lock");
-                    let seen = &mut c.forbidden_seen[lane.index()];
-                    *seen = Some(seen.map_or(line, |s| s.min(line)));
-                })
-                .probe_with(&self.fed)
-                .probe_with(&self.probe);
         }
         Built::Lanes(out)
+    }
+
+    /// Holds a forbidden lane's records: the first one's line is kept for
+    /// the suspension.
+    fn hold(&mut self, stream: StreamVec<'s, u64, Routed>, lane: Lane) {
+        let shared = Arc::clone(&self.shared);
+        stream
+            .inspect(move |r: &Routed| {
+                let line = first_line(r);
+                let mut c = shared
+                    .collected
+                    .lock()
+                    .expect("no worker panicked holding the lock");
+                let seen = &mut c.forbidden_seen[lane.index()];
+                *seen = Some(seen.map_or(line, |s| s.min(line)));
+            })
+            .probe_with(&self.fed)
+            .probe_with(&self.probe);
     }
 
     /// `encrypt` (the homomorphic lane's additive path): packs and
