@@ -6,17 +6,16 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::exit;
+use symbiont_engine::program_checks;
+use symbiont_verify::{Trust, verify_command};
 
-/// `symbi verify BUNDLE`: exit 0 if every check passes, 4 if one fails.
-/// The checks are `symbiont-verify`'s, which `symbi-verify` also runs.
-pub(crate) fn verify(path: &Path, key: Option<&Path>, json_out: bool) -> Result<u8> {
-    let key = match key {
-        None => None,
-        Some(k) => Some(symbiont_verify::read_key(k).map_err(anyhow::Error::msg)?),
-    };
-    let results = symbiont_verify::verify_file(path, key.as_ref());
-    print!("{}", symbiont_verify::report(path, &results, json_out));
-    if results.iter().all(|c| c.failure.is_none()) {
+/// `symbi verify BUNDLE`: exit 0 if every check passes, 4 if one fails: the
+/// checks of `symbiont-verify` (`symbi-verify`'s), and `program_checks`.
+pub(crate) fn verify(path: &Path, trust: &Trust, program: Option<&Path>, json: bool) -> Result<u8> {
+    let more = |b: &serde_json::Value| program.map_or(vec![], |p| program_checks(b, p));
+    let (report, ok) = verify_command(path, trust, json, &more).map_err(anyhow::Error::msg)?;
+    print!("{report}");
+    if ok {
         Ok(exit::OK)
     } else {
         eprintln!("symbi: {}: verification failed", path.display());

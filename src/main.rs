@@ -151,11 +151,11 @@ enum Command {
     Verify {
         /// The bundle (`symbi run --bundle`).
         bundle: PathBuf,
-        /// The signer's public key (an `audit_ed25519.pub` file): without
-        /// it the key inside the bundle is used, which shows the bundle is
-        /// consistent, not who made it.
+        #[command(flatten)]
+        trust: symbiont_verify::Trust,
+        /// The program the job ran: re-plans the statement and compares.
         #[arg(long, value_name = "FILE")]
-        key: Option<PathBuf>,
+        program: Option<PathBuf>,
         /// `human` (one line per check) or `json`.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
@@ -636,9 +636,10 @@ fn main() -> ExitCode {
         Command::Audit { command } => run_audit(command),
         Command::Verify {
             bundle,
-            key,
+            trust,
+            program,
             format,
-        } => attest::verify(&bundle, key.as_deref(), format == Format::Json),
+        } => attest::verify(&bundle, &trust, program.as_deref(), format == Format::Json),
         Command::Proof {
             command:
                 ProofCommand::Export {

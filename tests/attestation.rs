@@ -44,22 +44,42 @@ fn read(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
-/// `symbi verify` of `bundle` written to a file: exit code and output.
+/// The owner's public key: the audit key `symbi run` made.
+fn owner_key() -> String {
+    let (env, _) = bundle();
+    env.0
+        .join("data/symbiont/audit_ed25519.pub")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// `symbi verify --key OWNER` of `bundle` written to a file: exit code
+/// and output.
 fn verify(name: &str, bundle: &Value) -> (i32, String) {
     let (env, _) = self::bundle();
     let path = env.0.join(format!("{name}.json"));
     std::fs::write(&path, serde_json::to_vec_pretty(bundle).unwrap()).unwrap();
-    let out = env.symbi(&["verify", path.to_str().unwrap()]);
+    let out = env.symbi(&["verify", path.to_str().unwrap(), "--key", &owner_key()]);
     (code(&out), text(&out.stdout) + &text(&out.stderr))
 }
 
 #[test]
 fn the_bundle_verifies_offline_and_pins_its_signer() {
     let (env, path) = bundle();
-    let out = env.symbi(&["verify", path.to_str().unwrap(), "--format", "json"]);
+    let key = owner_key();
+    let out = env.symbi(&[
+        "verify",
+        path.to_str().unwrap(),
+        "--key",
+        &key,
+        "--format",
+        "json",
+    ]);
     assert_eq!(code(&out), 0, "{}", text(&out.stdout));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["ok"], true);
+    assert_eq!(report["verified"], true);
     let checks: Vec<&str> = report["checks"]
         .as_array()
         .unwrap()
@@ -73,18 +93,44 @@ fn the_bundle_verifies_offline_and_pins_its_signer() {
         "output `senior_cost_cents`",
         "the audit log records the commitment",
         "the audit log records the proofs",
+        "the signer is the given key",
+        "the verifying key's circuit shape",
+        "the signed statement",
+        "the signed outputs",
     ] {
         assert!(checks.contains(&expected), "{expected} in {checks:?}");
     }
+    // Without a key nothing is verified: the bundle's own key only shows
+    // it is consistent.
+    let unpinned = env.symbi(&["verify", path.to_str().unwrap()]);
+    assert_eq!(code(&unpinned), 4, "{}", text(&unpinned.stdout));
+    assert!(text(&unpinned.stdout).contains("signer not pinned"));
+    assert!(!text(&unpinned.stdout).contains("verified\n"));
+    let consistent = env.symbi(&["verify", path.to_str().unwrap(), "--consistency-only"]);
+    assert_eq!(code(&consistent), 0, "{}", text(&consistent.stdout));
+    assert!(
+        text(&consistent.stdout).contains("consistent, signer not pinned (not verified)"),
+        "{}",
+        text(&consistent.stdout)
+    );
     // With the signer's own public key, and with another key.
-    let public = env.0.join("data/symbiont/audit_ed25519.pub");
-    let pinned = env.symbi(&[
-        "verify",
-        path.to_str().unwrap(),
-        "--key",
-        public.to_str().unwrap(),
-    ]);
+    let pinned = env.symbi(&["verify", path.to_str().unwrap(), "--key", &key]);
     assert_eq!(code(&pinned), 0, "{}", text(&pinned.stdout));
+    let said = text(&pinned.stdout);
+    assert!(said.contains(": verified\n"), "{said}");
+    // What it attests, in words, from the signed statement.
+    assert!(
+        said.contains(
+            "attests seniors = 771: count of records with age >= 65, over 2000 records of dataset "
+        ),
+        "{said}"
+    );
+    assert!(
+        said.contains(
+            "attests senior_cost_cents = 1890850561: sum of cost_cents over records with age >= 65,"
+        ),
+        "{said}"
+    );
     let other = env.0.join("other.pub");
     std::fs::write(
         &other,
@@ -113,18 +159,23 @@ fn the_auditors_verifier_agrees_with_symbi_verify() {
         "{} is not built: `cargo test --workspace` builds it (or `cargo build -p symbiont-verify`)",
         binary.display()
     );
+    let key = owner_key();
     let auditor = |bundle: &Path| {
-        let out = Command::new(&binary).arg(bundle).output().unwrap();
+        let out = Command::new(&binary)
+            .arg(bundle)
+            .args(["--key", &key])
+            .output()
+            .unwrap();
         (code(&out), text(&out.stdout))
     };
-    let ours = env.symbi(&["verify", path.to_str().unwrap()]);
+    let ours = env.symbi(&["verify", path.to_str().unwrap(), "--key", &key]);
     assert_eq!(auditor(path), (0, text(&ours.stdout)));
     // A changed output: both refuse it, with the same report.
     let mut b = read(path);
     b["outputs"]["seniors"] = 770.into();
     let changed = env.0.join("auditor-changed.json");
     std::fs::write(&changed, serde_json::to_vec_pretty(&b).unwrap()).unwrap();
-    let ours = env.symbi(&["verify", changed.to_str().unwrap()]);
+    let ours = env.symbi(&["verify", changed.to_str().unwrap(), "--key", &key]);
     assert_eq!(code(&ours), 4);
     assert_eq!(auditor(&changed), (4, text(&ours.stdout)));
 }
@@ -136,7 +187,7 @@ fn any_change_fails_with_a_specific_reason() {
     let (_, path) = bundle();
     let original = read(path);
     type Tamper = fn(&mut Value);
-    let cases: [(&str, Tamper, &str); 12] = [
+    let cases: [(&str, Tamper, &str); 23] = [
         (
             "unattested-output",
             // Its attested entry dropped, so no proof is checked against
@@ -214,6 +265,76 @@ fn any_change_fails_with_a_specific_reason() {
             },
             "the signed commitment does not verify",
         ),
+        // What the statement says of the records: not public inputs, so
+        // only the owner's signature over the claim binds them.
+        (
+            "operator",
+            |b| b["statement"]["comparisons"][0]["op"] = "<".into(),
+            "the signed statement",
+        ),
+        (
+            "comparison-field",
+            |b| b["statement"]["comparisons"][0]["field"] = 1.into(),
+            "the signed statement",
+        ),
+        (
+            "statement-aggregate",
+            |b| b["statement"]["aggregates"][0]["filters"] = serde_json::json!([]),
+            "the signed statement",
+        ),
+        (
+            "output-name",
+            |b| {
+                let v = b["outputs"]["seniors"].take();
+                let outputs = b["outputs"].as_object_mut().unwrap();
+                outputs.remove("seniors");
+                outputs.insert("juniors".into(), v);
+                b["attested"][0]["name"] = "juniors".into();
+            },
+            "the signed outputs",
+        ),
+        (
+            "field-names",
+            |b| b["dataset"]["fields"][0] = "visits".into(),
+            "the signed dataset",
+        ),
+        (
+            "program-hash",
+            |b| b["program"]["sha256"] = "00".repeat(32).into(),
+            "the signed program",
+        ),
+        (
+            "agent",
+            |b| b["program"]["agent"] = "other_report".into(),
+            "the signed program",
+        ),
+        (
+            "policy-hash",
+            |b| b["policy_sha256"] = "00".repeat(32).into(),
+            "the signed policy",
+        ),
+        (
+            "shape-id",
+            |b| b["verifying_key"]["shape"] = "00".repeat(32).into(),
+            "the verifying key's circuit shape",
+        ),
+        (
+            "verifying-key",
+            // Another key with its own hash: not the one signed.
+            |b| {
+                let k = b["verifying_key"]["key"].as_str().unwrap().to_string();
+                let c = if &k[70..71] == "0" { "1" } else { "0" };
+                let k = format!("{}{c}{}", &k[..70], &k[71..]);
+                b["verifying_key"]["sha256"] = sha256_hex(&hex_bytes(&k)).into();
+                b["verifying_key"]["key"] = k.into();
+            },
+            "the verifying key does not decode|the signed verifying key",
+        ),
+        (
+            "attested-kind",
+            |b| b["attested"][1]["aggregate"] = "avg".into(),
+            "the signed attested outputs",
+        ),
         (
             "audit-entry",
             |b| {
@@ -243,6 +364,94 @@ fn any_change_fails_with_a_specific_reason() {
     }
     // Untouched, it still verifies.
     assert_eq!(verify("untouched", &original).0, 0);
+}
+
+fn hex_bytes(text: &str) -> Vec<u8> {
+    (0..text.len() / 2)
+        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    symbiont_verify::digest(bytes)
+}
+
+/// `symbi verify --program` re-plans the statement with the job's planner:
+/// a bundle whose signed statement is not what the program says is
+/// refused (here, the program changed from `>= 65` to `>= 60` after the
+/// run).
+#[test]
+fn verify_with_the_program_replans_its_statement() {
+    let (env, path) = bundle();
+    let key = owner_key();
+    let program = "examples/clinic_costs.symbi";
+    let same = env.symbi(&[
+        "verify",
+        path.to_str().unwrap(),
+        "--key",
+        &key,
+        "--program",
+        program,
+    ]);
+    let said = text(&same.stdout);
+    assert_eq!(code(&same), 0, "{said}");
+    for check in [
+        "ok      the program is the one the job ran",
+        "ok      the program's statement",
+    ] {
+        assert!(said.contains(check), "{said}");
+    }
+    let source = std::fs::read_to_string(program).unwrap();
+    assert!(source.contains(">= 65"));
+    let changed = env.0.join("clinic_60.symbi");
+    std::fs::write(&changed, source.replace(">= 65", ">= 60")).unwrap();
+    let out = env.symbi(&[
+        "verify",
+        path.to_str().unwrap(),
+        "--key",
+        &key,
+        "--program",
+        changed.to_str().unwrap(),
+    ]);
+    let said = text(&out.stdout);
+    assert_eq!(code(&out), 4, "{said}");
+    assert!(said.contains("FAILED  the program's statement"), "{said}");
+    assert!(
+        said.contains("FAILED  the program is the one the job ran"),
+        "{said}"
+    );
+    assert!(!said.contains("attests "), "{said}");
+}
+
+/// A bundle made under a fresh key (its commitment note, checkpoint and
+/// entries re-signed, its claim re-made) is consistent under that key and
+/// refused under the owner's.
+#[test]
+fn a_bundle_signed_with_another_key_is_refused() {
+    let (env, path) = bundle();
+    // Another owner: a job run in a second tree, with its own audit key.
+    let other = Tree::new("attestation", "other-owner");
+    let forged = other.path("forged.bundle.json");
+    let out = other.symbi(&[
+        "run",
+        "examples/clinic_costs.symbi",
+        "--input",
+        "patients=examples/data/patients.csv",
+        "--bundle",
+        forged.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let forged_text = std::fs::read(&forged).unwrap();
+    let consistent = env.symbi(&["verify", forged.to_str().unwrap(), "--consistency-only"]);
+    assert_eq!(code(&consistent), 0, "{}", text(&consistent.stdout));
+    let (code_pinned, out) = verify("forged", &serde_json::from_slice(&forged_text).unwrap());
+    assert_eq!(code_pinned, 4, "{out}");
+    assert!(out.contains("FAILED  the signer is the given key"), "{out}");
+    let unpinned = env.symbi(&["verify", forged.to_str().unwrap()]);
+    assert_eq!(code(&unpinned), 4);
+    assert!(text(&unpinned.stdout).contains("signer not pinned"));
+    // The genuine one is still fine.
+    assert_eq!(verify("genuine", &read(path)).0, 0);
 }
 
 /// The grouped job: `diagnosis_breakdown`, attested per diagnosis.

@@ -395,6 +395,123 @@ impl Planned {
     }
 }
 
+/// What a bundle of a job of `query` must say, re-planned by the job's own
+/// planner ([`plan`]): its statement (for a grouped result, expanded over
+/// the groups the bundle's `outputs` list), the attested fields' names,
+/// and the attested outputs as the bundle lists them.
+fn planned_bundle(query: &Query, outputs: &Value) -> Result<Value, String> {
+    let mut planned = plan(query)?;
+    if planned.grouping.is_some() {
+        let (statement, attested, _) = planned.expand(outputs)?;
+        planned.statement = statement;
+        planned.attested = attested;
+    }
+    Ok(json!({
+        "statement": planned.statement,
+        "fields": planned.field_names,
+        "attested": attested_list(&planned.attested),
+    }))
+}
+
+/// The bundle's `attested`: each output's name, aggregate, output and
+/// group.
+fn attested_list(attested: &[Attested]) -> Vec<Value> {
+    attested
+        .iter()
+        .map(|a| {
+            let mut entry = json!({
+                "name": a.name,
+                "aggregate": a.kind.name(),
+                "output": a.output,
+            });
+            if let Some(g) = a.group {
+                entry["group"] = json!(g);
+            }
+            entry
+        })
+        .collect()
+}
+
+/// `symbi verify --program FILE`: the program is the one the job ran, and
+/// the job's planner, given it, plans the bundle's statement, attested
+/// fields and outputs (so a bundle whose signed statement differs from
+/// what the program says is refused, whoever signed it).
+pub fn program_checks(bundle: &Value, program: &Path) -> Vec<symbiont_verify::Check> {
+    let mut out = Vec::new();
+    let mut check = |what: &str, result: Result<(), String>| {
+        out.push(symbiont_verify::Check {
+            what: what.into(),
+            failure: result.err(),
+        })
+    };
+    let source = match std::fs::read_to_string(program) {
+        Ok(s) => s,
+        Err(e) => {
+            check(
+                "the program",
+                Err(format!("cannot read {}: {e}", program.display())),
+            );
+            return out;
+        }
+    };
+    let signed = |pointer: &str| bundle.pointer(pointer).cloned().unwrap_or(Value::Null);
+    check(
+        "the program is the one the job ran",
+        if signed("/program/sha256") == crate::digest(source.as_bytes()) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} is not the program the bundle names (SHA-256)",
+                program.display()
+            ))
+        },
+    );
+    let agent = bundle.pointer("/program/agent").and_then(Value::as_str);
+    let planned = match symbiont_dsl::parse(&source) {
+        (Some(p), diagnostics) if diagnostics.is_empty() => {
+            symbiont_dsl::runnable(&p, &source, agent)
+                .map_err(|r| {
+                    format!(
+                        "{} cannot run: {} diagnostics",
+                        program.display(),
+                        r.diagnostics.len()
+                    )
+                })
+                .and_then(|query| planned_bundle(&query, &signed("/outputs")))
+        }
+        _ => Err(format!("{} does not parse", program.display())),
+    };
+    let planned = match planned {
+        Ok(p) => p,
+        Err(why) => {
+            check("the program's statement", Err(why));
+            return out;
+        }
+    };
+    for (what, ours, theirs) in [
+        ("the program's statement", "/statement", "/statement"),
+        (
+            "the program's attested fields",
+            "/fields",
+            "/dataset/fields",
+        ),
+        ("the program's attested outputs", "/attested", "/attested"),
+    ] {
+        check(
+            what,
+            if planned.pointer(ours) == bundle.pointer(theirs) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the bundle's is not what {} plans",
+                    program.display()
+                ))
+            },
+        );
+    }
+    out
+}
+
 /// A `--bundle` run in progress: the commitment, then the proofs.
 pub(crate) struct Attesting {
     planned: Planned,
@@ -410,6 +527,7 @@ pub(crate) struct Attesting {
     result: Value,
     /// A grouped result's groups, once proved.
     groups: Option<Groups>,
+    provenance: Provenance,
 }
 
 /// How a committed field's value enters the commitment: an `int` in
@@ -430,6 +548,21 @@ pub(crate) struct ToCommit {
     planned: Planned,
     dataset: String,
     key: AuditSigningKey,
+    provenance: Provenance,
+}
+
+/// Where a job's result comes from, as its bundle names it (and the owner
+/// signs with the proofs).
+#[derive(Clone, Debug)]
+pub(crate) struct Provenance {
+    /// The program file, as given.
+    pub file: String,
+    /// Its SHA-256.
+    pub sha256: String,
+    /// The entry agent.
+    pub agent: String,
+    /// The SHA-256 of the policies the job answers to.
+    pub policy_sha256: String,
 }
 
 /// The ingestion side's plan: which fields of `input` the source stage
@@ -440,6 +573,7 @@ pub(crate) fn to_commit(
     input: &Path,
     dataset: &str,
     key: AuditSigningKey,
+    provenance: Provenance,
 ) -> std::result::Result<ToCommit, String> {
     if Format::of_path(input).is_none() {
         return Err(format!(
@@ -451,6 +585,7 @@ pub(crate) fn to_commit(
         planned,
         dataset: dataset.to_owned(),
         key,
+        provenance,
     })
 }
 
@@ -467,6 +602,7 @@ impl ToCommit {
             planned,
             dataset,
             key,
+            provenance,
         } = self;
         let fields = planned.statement.fields;
         let committed = Committed::new(values, fields, planned.capacity);
@@ -488,6 +624,7 @@ impl ToCommit {
             entries: Vec::new(),
             result: Value::Null,
             groups: None,
+            provenance,
         }
     }
 }
@@ -602,26 +739,24 @@ impl Attesting {
         })
     }
 
-    /// The audit entry of the proofs.
-    pub(crate) fn proof_entry(&self, job: u64) -> Value {
-        json!({
+    /// The audit entry of the proofs: with the SHA-256 of each part of
+    /// the bundle's claim ([`symbiont_verify::claim`]), which the owner
+    /// signs with it.
+    pub(crate) fn proof_entry(&self, job: u64) -> Result<Value> {
+        let claim = symbiont_verify::claim_digests(&self.body())
+            .map_err(|why| anyhow::anyhow!("internal error: the bundle's claim: {why}"))?;
+        Ok(json!({
             "job": job,
             "proofs": self.chunks.len(),
             "verifying_key_sha256": self.vk.as_deref().map(crate::digest),
             "attested": self.names(),
-        })
+            "claim": claim,
+        }))
     }
 
     /// Writes the bundle (whole or not at all), with the log's latest
     /// checkpoint and inclusion proofs of the job's entries.
-    pub(crate) fn write(
-        &self,
-        path: &Path,
-        query: &Query,
-        program: (&str, &str),
-        policy_sha256: &str,
-        log: &Path,
-    ) -> Result<()> {
+    pub(crate) fn write(&self, path: &Path, log: &Path) -> Result<()> {
         let verified = symbiont_crypto::verify(log, &self.signer)
             .with_context(|| format!("the audit log {}", log.display()))?;
         let checkpoint = verified
@@ -645,12 +780,25 @@ impl Attesting {
                 })
             })
             .collect();
+        let mut bundle = self.body();
+        bundle["audit"] = json!({
+            "checkpoint": checkpoint.note,
+            "entries": entries,
+        });
+        let text = serde_json::to_string_pretty(&bundle)? + "\n";
+        crate::files::write_whole(path, text.as_bytes())
+    }
+
+    /// The bundle but its audit section: everything the owner signs with
+    /// the proofs.
+    fn body(&self) -> Value {
         let st = &self.planned.statement;
+        let p = &self.provenance;
         let bundle = json!({
             "format": FORMAT,
             "version": VERSION,
-            "program": {"file": program.0, "sha256": program.1, "agent": query.agent},
-            "policy_sha256": policy_sha256,
+            "program": {"file": p.file, "sha256": p.sha256, "agent": p.agent},
+            "policy_sha256": p.policy_sha256,
             "signer": self.signer.to_note_key(),
             "dataset": {
                 "id": self.dataset,
@@ -662,17 +810,7 @@ impl Attesting {
                 "signed": self.note,
             },
             "statement": st,
-            "attested": self.planned.attested.iter().map(|a| {
-                let mut entry = json!({
-                    "name": a.name,
-                    "aggregate": a.kind.name(),
-                    "output": a.output,
-                });
-                if let Some(g) = a.group {
-                    entry["group"] = json!(g);
-                }
-                entry
-            }).collect::<Vec<_>>(),
+            "attested": attested_list(&self.planned.attested),
             "outputs": self.outputs(),
             "proofs": self.chunks.iter().enumerate().map(|(i, c)| json!({
                 "chunk": i,
@@ -683,10 +821,7 @@ impl Attesting {
             "verifying_key": {
                 "sha256": self.vk.as_deref().map(crate::digest),
                 "key": self.vk.as_deref().map(attest::hex),
-            },
-            "audit": {
-                "checkpoint": checkpoint.note,
-                "entries": entries,
+                "shape": attest::shape_id(st, self.planned.capacity),
             },
         });
         let mut bundle = bundle;
@@ -703,8 +838,7 @@ impl Attesting {
                 })).collect::<Vec<_>>(),
             });
         }
-        let text = serde_json::to_string_pretty(&bundle)? + "\n";
-        crate::files::write_whole(path, text.as_bytes())
+        bundle
     }
 }
 

@@ -35,6 +35,7 @@ mod job;
 mod session;
 pub mod stage;
 
+pub use attest::program_checks;
 pub use dataset_files::{
     DatasetPolicies, dataset_meta_file, dataset_metadata, dataset_policies, dataset_policy_file,
 };

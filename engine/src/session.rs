@@ -434,7 +434,16 @@ fn run(
         None => None,
         Some(planned) => {
             let key = AuditSigningKey::load(&custody.audit_key)?;
-            match crate::attest::to_commit(planned, &spec.input, &dataset, key) {
+            let provenance = crate::attest::Provenance {
+                file: spec.program_file.clone(),
+                sha256: spec.program_sha256.clone(),
+                agent: query.agent.clone(),
+                policy_sha256: policy_digest(
+                    &spec.program,
+                    files.policies.map(|(f, _)| f.as_path()),
+                )?,
+            };
+            match crate::attest::to_commit(planned, &spec.input, &dataset, key, provenance) {
                 Ok(c) => Some(c),
                 Err(why) => {
                     end(log, job, "error", Some(why.clone()))?;
@@ -699,14 +708,7 @@ fn finish(
     log.checkpoint()?;
     if let (Ok(Ok(_)), Some(a), Some(path)) = (&outcome, attesting, &spec.bundle) {
         a.record_entry(end_entry);
-        let policy_sha256 = policy_digest(&spec.program, files.policies.map(|(f, _)| f.as_path()))?;
-        a.write(
-            path,
-            &spec.query,
-            (&spec.program_file, &spec.program_sha256),
-            &policy_sha256,
-            log.path(),
-        )?;
+        a.write(path, log.path())?;
         observer.event(Event::Notice(format!(
             "wrote the attestation bundle {}",
             path.display()
@@ -1123,7 +1125,7 @@ fn execute(
                         serde_json::json!({"job": job, "event": "created", "key": "Groth16 keys (trusted setup on this machine)", "dir": keys_dir.display().to_string()}),
                     )?;
                 }
-                let entry = log.append(EntryKind::Proof, a.proof_entry(job))?;
+                let entry = log.append(EntryKind::Proof, a.proof_entry(job)?)?;
                 a.record_entry(entry);
                 let meta = a.meta();
                 // One proof per chunk.

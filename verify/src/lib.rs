@@ -9,7 +9,8 @@
 //!
 //! ```no_run
 //! let bundle = symbiont_verify::read_bundle(std::path::Path::new("job.bundle.json")).unwrap();
-//! let checks = symbiont_verify::checks(&bundle, None);
+//! let owner = symbiont_verify::read_key(std::path::Path::new("audit_ed25519.pub")).unwrap();
+//! let checks = symbiont_verify::checks(&bundle, Some(&owner));
 //! assert!(checks.iter().all(|c| c.failure.is_none()));
 //! ```
 #![forbid(unsafe_code)]
@@ -190,6 +191,8 @@ pub struct Decoded {
     pub vk_sha256: String,
     /// Its bytes.
     pub vk_bytes: Vec<u8>,
+    /// The circuit shape of the statement, recomputed.
+    pub shape: String,
 }
 
 /// Decodes a bundle's claims (the first field that does not decode is
@@ -261,11 +264,17 @@ pub fn decode(bundle: &Value) -> Result<Decoded, String> {
         chunks,
         commitment,
         note: text(bundle, "dataset.signed")?.to_string(),
-        statement,
         proofs,
         vk,
         vk_sha256: text(bundle, "verifying_key.sha256")?.to_string(),
         vk_bytes,
+        shape: attest::shape_id(
+            &statement,
+            field(bundle, "dataset.chunk_records")?
+                .as_u64()
+                .ok_or("`dataset.chunk_records` is not a count")? as usize,
+        ),
+        statement,
     })
 }
 
@@ -287,8 +296,10 @@ pub fn checks(bundle: &Value, key: Option<&AuditVerifyingKey>) -> Vec<Check> {
         }
     };
     check("the bundle decodes", Ok(()));
-    if let Some(k) = key {
-        check(
+    // Trust comes from outside the bundle: its own key only shows that
+    // it is consistent, not who made it.
+    match key {
+        Some(k) => check(
             "the signer is the given key",
             if *k == d.signer {
                 Ok(())
@@ -299,7 +310,11 @@ pub fn checks(bundle: &Value, key: Option<&AuditVerifyingKey>) -> Vec<Check> {
                     k.to_note_key()
                 ))
             },
-        );
+        ),
+        None => check(
+            PINNED,
+            Err("signer not pinned: give the owner's public key (--key OWNER.pub); the key inside the bundle shows it is consistent, not who made it".into()),
+        ),
     }
     // The owner's signature over the dataset commitment.
     let expected = note_body(&d.dataset, d.records, &d.chunks, &d.commitment);
@@ -328,6 +343,19 @@ pub fn checks(bundle: &Value, key: Option<&AuditVerifyingKey>) -> Vec<Check> {
             Ok(())
         } else {
             Err("`verifying_key.sha256` is not the key's SHA-256".into())
+        },
+    );
+    check(
+        "the verifying key's circuit shape",
+        match bundle
+            .pointer("/verifying_key/shape")
+            .and_then(Value::as_str)
+        {
+            Some(shape) if shape == d.shape => Ok(()),
+            Some(_) => {
+                Err("`verifying_key.shape` is not the shape of the bundle's statement".into())
+            }
+            None => Err("the bundle has no `verifying_key.shape`".into()),
         },
     );
     check(
@@ -394,13 +422,7 @@ pub fn checks(bundle: &Value, key: Option<&AuditVerifyingKey>) -> Vec<Check> {
             let output = a.get("output").and_then(Value::as_u64).map(|o| o as usize);
             let group = a.get("group").and_then(Value::as_u64).map(|g| g as usize);
             let label = match group {
-                Some(g) => {
-                    let key = bundle
-                        .pointer(&format!("/grouping/groups/{g}/key"))
-                        .cloned()
-                        .unwrap_or(Value::Null);
-                    format!("output `{name}` of group {g} ({key})")
-                }
+                Some(g) => format!("output `{name}` of group {g} ({})", group_key(bundle, g)),
                 None => format!("output `{name}`"),
             };
             let result = match (kind, output) {
@@ -607,6 +629,7 @@ fn audit_checks(bundle: &Value, d: &Decoded, check: &mut impl FnMut(&str, Result
         .cloned()
         .unwrap_or_default();
     let (mut committed, mut proved) = (false, false);
+    let mut signed_claims = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         let result = (|| {
             let index = e.get("index").and_then(Value::as_u64).ok_or("no index")?;
@@ -639,10 +662,13 @@ fn audit_checks(bundle: &Value, d: &Decoded, check: &mut impl FnMut(&str, Result
             {
                 committed = true;
             }
-            if kind == Some(EntryKind::Proof.as_str())
-                && detail("verifying_key_sha256") == Some(d.vk_sha256.as_str())
-            {
-                proved = true;
+            if kind == Some(EntryKind::Proof.as_str()) {
+                if detail("verifying_key_sha256") == Some(d.vk_sha256.as_str()) {
+                    proved = true;
+                }
+                if let Some(claim) = entry.pointer("/detail/claim") {
+                    signed_claims.push(claim.clone());
+                }
             }
             Ok(())
         })();
@@ -664,6 +690,7 @@ fn audit_checks(bundle: &Value, d: &Decoded, check: &mut impl FnMut(&str, Result
             Err("no included audit entry records proofs under this verifying key".into())
         },
     );
+    claim_checks(bundle, &signed_claims, check);
 }
 
 /// A C2SP checkpoint body: origin, size, base64 root.
@@ -679,6 +706,106 @@ fn parse_checkpoint(body: &str) -> Result<(u64, [u8; 32]), String> {
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .ok_or("no root hash")?;
     Ok((size, root))
+}
+
+/// The parts of a bundle the owner signs: the proofs' audit entry holds
+/// each one's SHA-256 (`claim`), so that nothing a reader of the result
+/// relies on can change without the owner's key. In the order the checks
+/// name them.
+pub const CLAIM_PARTS: [&str; 9] = [
+    "program",
+    "policy",
+    "dataset",
+    "statement",
+    "circuit shape",
+    "verifying key",
+    "attested outputs",
+    "outputs",
+    "grouping",
+];
+
+/// The name of the check that fails when no key pins the signer.
+pub const PINNED: &str = "the signer is pinned";
+
+/// A bundle's claim, part by part ([`CLAIM_PARTS`]): the program (its
+/// SHA-256 and agent), the policies' SHA-256, the dataset (id, field
+/// names, records, chunk size, commitment), the statement (every
+/// comparison and aggregate), its circuit shape (recomputed from the
+/// statement, never read), the verifying key's SHA-256, the attested
+/// outputs (name, aggregate, output, group), the outputs' values and the
+/// grouping.
+pub fn claim(bundle: &Value) -> Result<Vec<(&'static str, Value)>, String> {
+    let statement: Statement = serde_json::from_value(field(bundle, "statement")?.clone())
+        .map_err(|e| format!("`statement`: {e}"))?;
+    let capacity = field(bundle, "dataset.chunk_records")?
+        .as_u64()
+        .ok_or("`dataset.chunk_records` is not a count")? as usize;
+    let values = [
+        json!({
+            "sha256": text(bundle, "program.sha256")?,
+            "agent": text(bundle, "program.agent")?,
+        }),
+        json!(text(bundle, "policy_sha256")?),
+        json!({
+            "id": text(bundle, "dataset.id")?,
+            "fields": field(bundle, "dataset.fields")?,
+            "records": field(bundle, "dataset.records")?,
+            "chunk_records": capacity,
+            "commitment": text(bundle, "dataset.commitment")?,
+        }),
+        serde_json::to_value(&statement).map_err(|e| e.to_string())?,
+        json!(attest::shape_id(&statement, capacity)),
+        json!(text(bundle, "verifying_key.sha256")?),
+        field(bundle, "attested")?.clone(),
+        field(bundle, "outputs")?.clone(),
+        bundle.get("grouping").cloned().unwrap_or(Value::Null),
+    ];
+    Ok(CLAIM_PARTS.into_iter().zip(values).collect())
+}
+
+/// The SHA-256 of each part of a bundle's claim, as the proofs' audit
+/// entry holds them.
+pub fn claim_digests(bundle: &Value) -> Result<Value, String> {
+    Ok(Value::Object(
+        claim(bundle)?
+            .into_iter()
+            .map(|(part, value)| (part.to_owned(), digest(value.to_string().as_bytes()).into()))
+            .collect(),
+    ))
+}
+
+/// Each part of the bundle's claim against what the owner signed (the
+/// `claim` of an included proofs entry).
+fn claim_checks(
+    bundle: &Value,
+    signed: &[Value],
+    check: &mut impl FnMut(&str, Result<(), String>),
+) {
+    let ours = match claim_digests(bundle) {
+        Ok(c) => c,
+        Err(why) => return check("the signed claim", Err(why)),
+    };
+    // The signed claim that matches, or the first to name what differs.
+    let Some(theirs) = signed
+        .iter()
+        .find(|c| **c == ours)
+        .or_else(|| signed.first())
+    else {
+        return check(
+            "the signed claim",
+            Err("no included audit entry signs this bundle's claim".into()),
+        );
+    };
+    for part in CLAIM_PARTS {
+        let result = if theirs.get(part) == ours.get(part) {
+            Ok(())
+        } else {
+            Err(format!(
+                "the bundle's {part} is not the one the owner signed with the proofs"
+            ))
+        };
+        check(&format!("the signed {part}"), result);
+    }
 }
 
 /// Reads a bundle file as JSON (the error names the file).
@@ -699,15 +826,111 @@ pub fn verify_file(path: &Path, key: Option<&AuditVerifyingKey>) -> Vec<Check> {
     }
 }
 
+/// The key of group `g` of a grouped bundle.
+fn group_key(bundle: &Value, g: usize) -> Value {
+    bundle
+        .pointer(&format!("/grouping/groups/{g}/key"))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// What a bundle attests, in words: one line per attested output, e.g.
+/// `seniors = 771: count of records with age >= 65, over 2000 records of
+/// dataset D (commitment C)`. Field names come from the bundle's dataset
+/// (which the owner signs); the values are the outputs'.
+pub fn describe(bundle: &Value) -> Result<Vec<(String, Value, String)>, String> {
+    let d = decode(bundle)?;
+    let names: Vec<String> = serde_json::from_value(field(bundle, "dataset.fields")?.clone())
+        .map_err(|e| format!("`dataset.fields`: {e}"))?;
+    let name = |f: usize| {
+        names
+            .get(f)
+            .cloned()
+            .unwrap_or_else(|| format!("field {f}"))
+    };
+    let st = &d.statement;
+    let over = format!(
+        "over {} records of dataset {} (commitment {})",
+        d.records,
+        d.dataset,
+        encoding::fr_text(&d.commitment)
+    );
+    let attested = field(bundle, "attested")?
+        .as_array()
+        .ok_or("`attested` is not a list")?;
+    let mut out = Vec::new();
+    for a in attested {
+        let output_name = a.get("name").and_then(Value::as_str).unwrap_or("?");
+        let group = a.get("group").and_then(Value::as_u64);
+        let aggregate = a
+            .get("output")
+            .and_then(Value::as_u64)
+            .and_then(|o| st.aggregate_at(o as usize))
+            .ok_or_else(|| format!("output `{output_name}`: no such aggregate in the statement"))?;
+        let what = match (a.get("aggregate").and_then(Value::as_str), aggregate.kind) {
+            (Some("count"), _) => "count of records".to_owned(),
+            (Some("sum"), Kind::Sum(f)) => format!("sum of {} over records", name(f)),
+            (Some("avg"), Kind::Sum(f)) => format!("average of {} over records", name(f)),
+            _ => {
+                return Err(format!(
+                    "output `{output_name}`: not an aggregate of the statement"
+                ));
+            }
+        };
+        let filters: Vec<String> = aggregate
+            .filters
+            .iter()
+            .filter_map(|&c| st.comparisons.get(c))
+            .map(|c| {
+                let op = match c.op {
+                    Op::Ge => ">=",
+                    Op::Lt => "<",
+                    Op::Eq => "==",
+                };
+                format!("{} {op} {}", name(c.field), c.threshold)
+            })
+            .collect();
+        let filter = if filters.is_empty() {
+            String::new()
+        } else {
+            format!(" with {}", filters.join(" and "))
+        };
+        let row = match group {
+            Some(g) => bundle.get("outputs").and_then(|o| o.get(g as usize)),
+            None => bundle.get("outputs"),
+        };
+        let value = row
+            .and_then(|r| r.get(output_name))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let label = match group {
+            Some(g) => format!("{output_name} of group {}", group_key(bundle, g as usize)),
+            None => output_name.to_owned(),
+        };
+        out.push((
+            label.clone(),
+            value.clone(),
+            format!("{label} = {value}: {what}{filter}, {over}"),
+        ));
+    }
+    Ok(out)
+}
+
 /// The report of [`verify_file`] as `symbi verify` prints it: one line a
 /// check and `PATH: verified` at the end if all passed, or (with `json`)
-/// one object.
+/// one object. A consistency-only check ([`consistency_only`]) ends with
+/// `PATH: consistent, signer not pinned (not verified)` instead.
 pub fn report(path: &Path, results: &[Check], json_out: bool) -> String {
     let ok = results.iter().all(|c| c.failure.is_none());
+    // Without the pin check, the bundle was only checked for consistency.
+    let pinned = results
+        .iter()
+        .any(|c| c.what == PINNED || c.what == "the signer is the given key");
     if json_out {
         let out = json!({
             "bundle": path.display().to_string(),
             "ok": ok,
+            "verified": ok && pinned,
             "checks": results.iter().map(|c| json!({
                 "check": c.what,
                 "ok": c.failure.is_none(),
@@ -723,8 +946,84 @@ pub fn report(path: &Path, results: &[Check], json_out: bool) -> String {
             Some(why) => text.push_str(&format!("FAILED  {}: {why}\n", c.what)),
         }
     }
-    if ok {
+    if ok && pinned {
         text.push_str(&format!("{}: verified\n", path.display()));
+    } else if ok {
+        text.push_str(&format!(
+            "{}: consistent, signer not pinned (not verified)\n",
+            path.display()
+        ));
+    }
+    text
+}
+
+/// The checks of a consistency-only run: every check but the signer's
+/// pin, so that a bundle made with any key can pass them; never reported
+/// as verified.
+pub fn consistency_only(mut results: Vec<Check>) -> Vec<Check> {
+    results.retain(|c| c.what != PINNED);
+    results
+}
+
+/// The trust flags of `symbi verify` and `symbi-verify`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Trust {
+    /// The owner's public key (their `audit_ed25519.pub`), which must have
+    /// signed the bundle. Without it nothing is verified: exit 4, "signer
+    /// not pinned".
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<std::path::PathBuf>,
+    /// Check only that the bundle is consistent, under whatever key it
+    /// carries: never reported as verified (anyone can make a consistent
+    /// bundle with a fresh key).
+    #[arg(long, conflicts_with = "key")]
+    pub consistency_only: bool,
+}
+
+/// What `symbi verify` and `symbi-verify` do: the checks of the bundle at
+/// `path` under `trust` (without a key, the pin check fails, unless a
+/// consistency-only run was asked for) and `more` of them, and their
+/// report. Returns the
+/// report and whether every check passed; an unreadable key file is the
+/// error.
+pub fn verify_command(
+    path: &Path,
+    trust: &Trust,
+    json_out: bool,
+    more: &dyn Fn(&Value) -> Vec<Check>,
+) -> Result<(String, bool), String> {
+    let key = trust.key.as_deref().map(read_key).transpose()?;
+    let mut results = verify_file(path, key.as_ref());
+    if let Ok(bundle) = read_bundle(path) {
+        results.extend(more(&bundle));
+    }
+    if trust.consistency_only {
+        results = consistency_only(results);
+    }
+    let ok = results.iter().all(|c| c.failure.is_none());
+    Ok((report_with_statement(path, &results, json_out), ok))
+}
+
+/// [`report`], with what the bundle attests in words ([`describe`]) once
+/// every check has passed: before it, the bundle's words are claims.
+pub fn report_with_statement(path: &Path, results: &[Check], json_out: bool) -> String {
+    let ok = results.iter().all(|c| c.failure.is_none());
+    let attests = match read_bundle(path).and_then(|b| describe(&b)) {
+        Ok(lines) if ok => lines,
+        _ => Vec::new(),
+    };
+    let text = report(path, results, json_out);
+    if json_out {
+        let mut out: Value = serde_json::from_str(&text).expect("the report is JSON");
+        out["attests"] = attests
+            .iter()
+            .map(|(name, value, words)| json!({"output": name, "value": value, "statement": words}))
+            .collect();
+        return serde_json::to_string_pretty(&out).expect("JSON values serialize") + "\n";
+    }
+    let mut text = text;
+    for (_, _, words) in attests {
+        text.push_str(&format!("attests {words}\n"));
     }
     text
 }

@@ -27,11 +27,8 @@ const USAGE: u8 = 64;
 struct Cli {
     /// The bundle (`symbi run --bundle`).
     bundle: PathBuf,
-    /// The signer's public key (an `audit_ed25519.pub` file): without it
-    /// the key inside the bundle is used, which shows the bundle is
-    /// consistent, not who made it.
-    #[arg(long, value_name = "FILE")]
-    key: Option<PathBuf>,
+    #[command(flatten)]
+    trust: symbiont_verify::Trust,
     /// `human` (one line per check) or `json`.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
@@ -74,16 +71,15 @@ fn run(cli: &Cli) -> Result<u8, (u8, String)> {
     if let Some(dir) = &cli.snarkjs {
         return export(&cli.bundle, dir, cli.chunk);
     }
-    let key = match &cli.key {
-        None => None,
-        Some(k) => Some(symbiont_verify::read_key(k).map_err(|why| (USAGE, why))?),
-    };
-    let results = symbiont_verify::verify_file(&cli.bundle, key.as_ref());
-    print!(
-        "{}",
-        symbiont_verify::report(&cli.bundle, &results, cli.format == Format::Json)
-    );
-    if results.iter().all(|c| c.failure.is_none()) {
+    let (report, ok) = symbiont_verify::verify_command(
+        &cli.bundle,
+        &cli.trust,
+        cli.format == Format::Json,
+        &|_| Vec::new(),
+    )
+    .map_err(|why| (USAGE, why))?;
+    print!("{report}");
+    if ok {
         Ok(0)
     } else {
         eprintln!(
