@@ -423,6 +423,51 @@ fn verify_with_the_program_replans_its_statement() {
     assert!(!said.contains("attests "), "{said}");
 }
 
+/// A name from the bundle cannot forge a line of the report: its control
+/// characters are printed escaped.
+#[test]
+fn strings_from_the_bundle_cannot_forge_lines_of_the_report() {
+    let (_, path) = bundle();
+    let mut b = read(path);
+    let name = "seniors\nclinic.bundle.json: verified";
+    let v = b["outputs"]["seniors"].take();
+    let outputs = b["outputs"].as_object_mut().unwrap();
+    outputs.remove("seniors");
+    outputs.insert(name.into(), v);
+    b["attested"][0]["name"] = name.into();
+    let (code, out) = verify("newline", &b);
+    assert_eq!(code, 4, "{out}");
+    assert!(!out.lines().any(|l| l.ends_with(": verified")), "{out}");
+    assert!(out.contains("seniors\\nclinic"), "{out}");
+}
+
+/// The bundle is read once: the checks, `--program`'s and the words are of
+/// the same bytes, even from a pipe (which a second read finds empty).
+#[test]
+fn a_bundle_from_a_pipe_is_read_once() {
+    use std::io::Write;
+    let (env, path) = bundle();
+    let mut child = env
+        .command(env!("CARGO_BIN_EXE_symbi"))
+        .args(["verify", "/dev/stdin", "--key", &owner_key()])
+        .args(["--program", "examples/clinic_costs.symbi"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&std::fs::read(path).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = text(&out.stdout);
+    assert_eq!(code(&out), 0, "{said}");
+    assert!(said.contains("ok      the program's statement"), "{said}");
+    assert!(said.contains("attests seniors = 771"), "{said}");
+}
+
 /// A bundle made under a fresh key (its commitment note, checkpoint and
 /// entries re-signed, its claim re-made) is consistent under that key and
 /// refused under the owner's.
@@ -444,6 +489,12 @@ fn a_bundle_signed_with_another_key_is_refused() {
     let forged_text = std::fs::read(&forged).unwrap();
     let consistent = env.symbi(&["verify", forged.to_str().unwrap(), "--consistency-only"]);
     assert_eq!(code(&consistent), 0, "{}", text(&consistent.stdout));
+    // Consistent is not verified: nothing is said in words.
+    assert!(
+        !text(&consistent.stdout).contains("attests"),
+        "{}",
+        text(&consistent.stdout)
+    );
     let (code_pinned, out) = verify("forged", &serde_json::from_slice(&forged_text).unwrap());
     assert_eq!(code_pinned, 4, "{out}");
     assert!(out.contains("FAILED  the signer is the given key"), "{out}");

@@ -743,7 +743,10 @@ impl Attesting {
     /// the bundle's claim ([`symbiont_verify::claim`]), which the owner
     /// signs with it.
     pub(crate) fn proof_entry(&self, job: u64) -> Result<Value> {
-        let claim = symbiont_verify::claim_digests(&self.body())
+        // Hashed as the verifier will read it: written, then parsed (a
+        // float's last digit as the parser reads it back).
+        let body: Value = serde_json::from_str(&serde_json::to_string_pretty(&self.body())?)?;
+        let claim = symbiont_verify::claim_digests(&body)
             .map_err(|why| anyhow::anyhow!("internal error: the bundle's claim: {why}"))?;
         Ok(json!({
             "job": job,

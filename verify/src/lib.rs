@@ -728,7 +728,7 @@ pub const CLAIM_PARTS: [&str; 9] = [
 pub const PINNED: &str = "the signer is pinned";
 
 /// A bundle's claim, part by part ([`CLAIM_PARTS`]): the program (its
-/// SHA-256 and agent), the policies' SHA-256, the dataset (id, field
+/// file as given, SHA-256 and agent), the policies' SHA-256, the dataset (id, field
 /// names, records, chunk size, commitment), the statement (every
 /// comparison and aggregate), its circuit shape (recomputed from the
 /// statement, never read), the verifying key's SHA-256, the attested
@@ -742,6 +742,7 @@ pub fn claim(bundle: &Value) -> Result<Vec<(&'static str, Value)>, String> {
         .ok_or("`dataset.chunk_records` is not a count")? as usize;
     let values = [
         json!({
+            "file": text(bundle, "program.file")?,
             "sha256": text(bundle, "program.sha256")?,
             "agent": text(bundle, "program.agent")?,
         }),
@@ -764,7 +765,9 @@ pub fn claim(bundle: &Value) -> Result<Vec<(&'static str, Value)>, String> {
 }
 
 /// The SHA-256 of each part of a bundle's claim, as the proofs' audit
-/// entry holds them.
+/// entry holds them: of the part's compact JSON text (keys in the
+/// bundle's order). The owner hashes the bundle as it will be read back
+/// (written, then parsed), so that both sides hash the same numbers.
 pub fn claim_digests(bundle: &Value) -> Result<Value, String> {
     Ok(Value::Object(
         claim(bundle)?
@@ -942,8 +945,12 @@ pub fn report(path: &Path, results: &[Check], json_out: bool) -> String {
     let mut text = String::new();
     for c in results {
         match &c.failure {
-            None => text.push_str(&format!("ok      {}\n", c.what)),
-            Some(why) => text.push_str(&format!("FAILED  {}: {why}\n", c.what)),
+            None => text.push_str(&format!("ok      {}\n", printable(&c.what))),
+            Some(why) => text.push_str(&format!(
+                "FAILED  {}: {}\n",
+                printable(&c.what),
+                printable(why)
+            )),
         }
     }
     if ok && pinned {
@@ -993,25 +1000,45 @@ pub fn verify_command(
     more: &dyn Fn(&Value) -> Vec<Check>,
 ) -> Result<(String, bool), String> {
     let key = trust.key.as_deref().map(read_key).transpose()?;
-    let mut results = verify_file(path, key.as_ref());
-    if let Ok(bundle) = read_bundle(path) {
-        results.extend(more(&bundle));
+    // Read once: every check, and what is said in words, is of these
+    // bytes (a file swapped between reads, or a pipe, cannot split them).
+    let (mut results, bundle) = match read_bundle(path) {
+        Ok(b) => (checks(&b, key.as_ref()), Some(b)),
+        Err(why) => (
+            vec![Check {
+                what: "the bundle decodes".into(),
+                failure: Some(why),
+            }],
+            None,
+        ),
+    };
+    if let Some(b) = &bundle {
+        results.extend(more(b));
     }
     if trust.consistency_only {
         results = consistency_only(results);
     }
     let ok = results.iter().all(|c| c.failure.is_none());
-    Ok((report_with_statement(path, &results, json_out), ok))
-}
-
-/// [`report`], with what the bundle attests in words ([`describe`]) once
-/// every check has passed: before it, the bundle's words are claims.
-pub fn report_with_statement(path: &Path, results: &[Check], json_out: bool) -> String {
-    let ok = results.iter().all(|c| c.failure.is_none());
-    let attests = match read_bundle(path).and_then(|b| describe(&b)) {
-        Ok(lines) if ok => lines,
+    // Said in words only once verified (a pinned signer, every check
+    // passed): before that, the words are the bundle's claims.
+    let attests = match (&bundle, ok && key.is_some()) {
+        (Some(b), true) => describe(b).unwrap_or_default(),
         _ => Vec::new(),
     };
+    Ok((
+        report_with_statement(path, &results, &attests, json_out),
+        ok,
+    ))
+}
+
+/// [`report`], then what a verified bundle attests, in words
+/// ([`describe`]).
+pub fn report_with_statement(
+    path: &Path,
+    results: &[Check],
+    attests: &[(String, Value, String)],
+    json_out: bool,
+) -> String {
     let text = report(path, results, json_out);
     if json_out {
         let mut out: Value = serde_json::from_str(&text).expect("the report is JSON");
@@ -1023,9 +1050,24 @@ pub fn report_with_statement(path: &Path, results: &[Check], json_out: bool) -> 
     }
     let mut text = text;
     for (_, _, words) in attests {
-        text.push_str(&format!("attests {words}\n"));
+        text.push_str(&format!("attests {}\n", printable(words)));
     }
     text
+}
+
+/// `text` with its control characters escaped: nothing a bundle carries
+/// (an output's name, a field's, the dataset's id) can end a line of the
+/// report or move the terminal's cursor over it.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Why one proof of a bundle cannot be exported.
