@@ -30,6 +30,9 @@ if [ ! -x "$old" ]; then
     mkdir -p "$(dirname "$old")"
     cp "$target/release/symbi" "$old"
 fi
+# REV's build left its crates' artifacts newer than the working tree's
+# sources, which cargo would then take as fresh: touch them first.
+find . -path ./target -prune -o -name '*.rs' -print0 | xargs -0 touch
 CARGO_TARGET_DIR="$target" cargo build --release --quiet --bin symbi
 cp "$target/release/symbi" "$work/symbi-new"
 

@@ -15,18 +15,17 @@ use std::sync::{Arc, Mutex};
 
 use differential_dataflow::AsCollection;
 use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::vec::Partition;
 use timely::dataflow::operators::{Concat, Inspect, OkErr, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle, StreamVec};
 
 use symbiont_operators::{
     AggregatePartials, Classify, Epoch, Lane, PartialUpdate, PlanNode, PlanStep, Query, Record,
-    Routed, RowError, SourceError,
+    RouteLanes, Routed, RowError, SourceError, lane_of,
 };
 
 use crate::job::{
     AttestedPart, Batch, Collected, HomomorphicStage, JobConfig, JobInput, ListFeed, Persist,
-    SealedFeed, SealedStage, first_line, lane_of, persist_batch,
+    SealedFeed, SealedStage, first_line, persist_batch,
 };
 
 /// The epoch of a batch job: it is one.
@@ -371,11 +370,7 @@ impl<'s> Wiring<'s> {
             lanes[self.query.min_lane.index()] = Some(routed);
             lanes
         } else {
-            routed
-                .partition(3, |r| (lane_of(&r).index() as u64, r))
-                .into_iter()
-                .map(Some)
-                .collect()
+            routed.route_lanes().into_iter().map(Some).collect()
         };
         let mut out: [Option<StreamVec<'s, u64, Routed>>; 3] = [None, None, None];
         for lane in Lane::ALL.into_iter().rev() {

@@ -1207,14 +1207,6 @@ fn suspension(config: &JobConfig, collected: &Collected) -> Option<JobError> {
     })
 }
 
-/// The lane a routed record or batch is in.
-pub(crate) fn lane_of(r: &Routed) -> Lane {
-    match r {
-        Routed::Clear(lane, _) => *lane,
-        Routed::Sealed(b) => b.lane,
-    }
-}
-
 /// The line of a routed record, or of a sealed batch's first record (read
 /// from its header, not opened).
 pub(crate) fn first_line(r: &Routed) -> u64 {

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use symbiont_crypto::Sealer;
 
 use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::ParallelizationContract;
+use timely::dataflow::channels::pact::{ParallelizationContract, Pipeline};
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::progress::Timestamp;
 
@@ -113,5 +114,58 @@ impl<'scope, T: Timestamp> Classify<'scope, T> for StreamVec<'scope, T, Record> 
                 });
             }
         })
+    }
+}
+
+/// Extension trait: a classified stream split by lane.
+pub trait RouteLanes<'scope, T: Timestamp> {
+    /// One stream per lane, in [`Lane::ALL`] order. A batch whose items
+    /// all have one lane goes on whole (no item is moved), so a stream of
+    /// one class costs nothing to route.
+    fn route_lanes(self) -> [StreamVec<'scope, T, Routed>; 3];
+}
+
+impl<'scope, T: Timestamp> RouteLanes<'scope, T> for StreamVec<'scope, T, Routed> {
+    fn route_lanes(self) -> [StreamVec<'scope, T, Routed>; 3] {
+        let mut builder = OperatorBuilder::new("Route".to_owned(), self.scope());
+        let mut input = builder.new_input(self, Pipeline);
+        builder.set_notify_for(0, timely::progress::operate::FrontierInterest::Never);
+        let (mut plain, plain_stream) = builder.new_output::<Vec<Routed>>();
+        let (mut aes, aes_stream) = builder.new_output::<Vec<Routed>>();
+        let (mut fhe, fhe_stream) = builder.new_output::<Vec<Routed>>();
+        builder.build(move |_| {
+            move |_frontiers| {
+                let mut outputs = [plain.activate(), aes.activate(), fhe.activate()];
+                input.for_each_stamp(|stamp, data| {
+                    for batch in data {
+                        let Some(first) = batch.first().map(lane_of) else {
+                            continue;
+                        };
+                        if batch.iter().all(|r| lane_of(r) == first) {
+                            outputs[first.index()].give(&stamp, batch);
+                            continue;
+                        }
+                        let mut lanes: [Vec<Routed>; 3] = Default::default();
+                        for r in batch.drain(..) {
+                            lanes[lane_of(&r).index()].push(r);
+                        }
+                        for (out, mut lane) in outputs.iter_mut().zip(lanes) {
+                            if !lane.is_empty() {
+                                out.give(&stamp, &mut lane);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        [plain_stream, aes_stream, fhe_stream]
+    }
+}
+
+/// The lane a routed record or batch is in.
+pub fn lane_of(r: &Routed) -> Lane {
+    match r {
+        Routed::Clear(lane, _) => *lane,
+        Routed::Sealed(b) => b.lane,
     }
 }

@@ -37,7 +37,7 @@ use symbiont_ir::{expr, query, value};
 pub use aggregate::{
     AggKey, AggregatePartials, Epoch, GROUP_KEYS, LANE_COUNT, PartialUpdate, aggregate_sealed,
 };
-pub use classify::{Classify, Routed};
+pub use classify::{Classify, RouteLanes, Routed, lane_of};
 pub use homomorphic::{
     ColumnKey, FLOAT_SCALE, Forward, PackError, PackSink, Packed, PackedList, Packer, Quantity,
     Reducer, decrypted_partials, reduce,
