@@ -271,10 +271,10 @@ pub struct StageOutput {
 pub trait SealedStage: Send + Sync + std::fmt::Debug {
     /// The sandbox tier the stage of `lane` runs in (0: this process).
     fn tier(&self, lane: Lane) -> u8;
-    /// Starts the stage for `query`: the dataflow hands the feed each
-    /// sealed batch as it makes it, then finishes it. A feed dropped
-    /// unfinished (the job failed or was suspended) abandons the stage,
-    /// which then opens nothing more.
+    /// Starts the stage of `epoch` for `query`: the dataflow hands the
+    /// feed each sealed batch of that epoch as it makes it, then finishes
+    /// it at the epoch's end. A feed dropped unfinished (the job failed or
+    /// was suspended) abandons the stage, which then opens nothing more.
     fn start(&self, query: &Query, epoch: u64) -> Box<dyn SealedFeed>;
 }
 
