@@ -14,6 +14,21 @@ use serde_json::Value;
 mod common;
 use common::{Tree, code, text};
 
+/// `clinic_costs` over the sample patients, run in `env` with `--bundle
+/// path`; it must succeed.
+fn run_clinic(env: &Tree, path: &Path) -> std::process::Output {
+    let out = env.symbi(&[
+        "run",
+        "examples/clinic_costs.symbi",
+        "--input",
+        "patients=examples/data/patients.csv",
+        "--bundle",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    out
+}
+
 /// The shared job: its directory and bundle.
 fn bundle() -> &'static (Tree, PathBuf) {
     static BUNDLE: OnceLock<(Tree, PathBuf)> = OnceLock::new();
@@ -22,15 +37,7 @@ fn bundle() -> &'static (Tree, PathBuf) {
         // directory for a look after a failure.
         let env = Tree::new("attestation", "bundles");
         let path = env.path("clinic.bundle.json");
-        let out = env.symbi(&[
-            "run",
-            "examples/clinic_costs.symbi",
-            "--input",
-            "patients=examples/data/patients.csv",
-            "--bundle",
-            path.to_str().unwrap(),
-        ]);
-        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+        let out = run_clinic(&env, &path);
         let result: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(result["seniors"], 771);
         assert_eq!(result["senior_cost_cents"], 1_890_850_561u64);
@@ -468,8 +475,8 @@ fn a_bundle_from_a_pipe_is_read_once() {
     assert!(said.contains("attests seniors = 771"), "{said}");
 }
 
-/// A bundle made under a fresh key (its commitment note, checkpoint and
-/// entries re-signed, its claim re-made) is consistent under that key and
+/// A bundle made by another owner (the same job under another audit key,
+/// every signature in it genuine) is consistent under that key and
 /// refused under the owner's.
 #[test]
 fn a_bundle_signed_with_another_key_is_refused() {
@@ -477,15 +484,7 @@ fn a_bundle_signed_with_another_key_is_refused() {
     // Another owner: a job run in a second tree, with its own audit key.
     let other = Tree::new("attestation", "other-owner");
     let forged = other.path("forged.bundle.json");
-    let out = other.symbi(&[
-        "run",
-        "examples/clinic_costs.symbi",
-        "--input",
-        "patients=examples/data/patients.csv",
-        "--bundle",
-        forged.to_str().unwrap(),
-    ]);
-    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    run_clinic(&other, &forged);
     let forged_text = std::fs::read(&forged).unwrap();
     let consistent = env.symbi(&["verify", forged.to_str().unwrap(), "--consistency-only"]);
     assert_eq!(code(&consistent), 0, "{}", text(&consistent.stdout));

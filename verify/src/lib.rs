@@ -820,12 +820,21 @@ pub fn read_bundle(path: &Path) -> Result<Value, String> {
 /// Runs every check of the bundle at `path` (a bundle that cannot be read
 /// is one failed check).
 pub fn verify_file(path: &Path, key: Option<&AuditVerifyingKey>) -> Vec<Check> {
+    read_and_check(path, key).0
+}
+
+/// The checks of the bundle at `path`, read once, and the bundle they
+/// are of (`None`: it could not be read, which is one failed check).
+fn read_and_check(path: &Path, key: Option<&AuditVerifyingKey>) -> (Vec<Check>, Option<Value>) {
     match read_bundle(path) {
-        Ok(bundle) => checks(&bundle, key),
-        Err(why) => vec![Check {
-            what: "the bundle decodes".into(),
-            failure: Some(why),
-        }],
+        Ok(bundle) => (checks(&bundle, key), Some(bundle)),
+        Err(why) => (
+            vec![Check {
+                what: "the bundle decodes".into(),
+                failure: Some(why),
+            }],
+            None,
+        ),
     }
 }
 
@@ -1002,16 +1011,7 @@ pub fn verify_command(
     let key = trust.key.as_deref().map(read_key).transpose()?;
     // Read once: every check, and what is said in words, is of these
     // bytes (a file swapped between reads, or a pipe, cannot split them).
-    let (mut results, bundle) = match read_bundle(path) {
-        Ok(b) => (checks(&b, key.as_ref()), Some(b)),
-        Err(why) => (
-            vec![Check {
-                what: "the bundle decodes".into(),
-                failure: Some(why),
-            }],
-            None,
-        ),
-    };
+    let (mut results, bundle) = read_and_check(path, key.as_ref());
     if let Some(b) = &bundle {
         results.extend(more(b));
     }
