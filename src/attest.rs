@@ -5,14 +5,24 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::exit;
-use symbiont_engine::program_checks;
+use crate::{CeremonyCommand, exit};
+use symbiont_engine::{ceremony, program_checks};
 use symbiont_verify::{Trust, verify_command};
 
 /// `symbi verify BUNDLE`: exit 0 if every check passes, 4 if one fails: the
-/// checks of `symbiont-verify` (`symbi-verify`'s), and `program_checks`.
-pub(crate) fn verify(path: &Path, trust: &Trust, program: Option<&Path>, json: bool) -> Result<u8> {
-    let more = |b: &serde_json::Value| program.map_or(vec![], |p| program_checks(b, p));
+/// checks of `symbiont-verify` (`symbi-verify`'s), `program_checks` and the
+/// ceremony's.
+pub(crate) fn verify(
+    path: &Path,
+    trust: &Trust,
+    (program, ceremony, contributions): (Option<&Path>, Option<&Path>, &[String]),
+    json: bool,
+) -> Result<u8> {
+    let more = |b: &serde_json::Value| {
+        let mut checks = program.map_or(vec![], |p| program_checks(b, p));
+        checks.extend(ceremony.map_or(vec![], |d| ceremony::checks(b, d, contributions)));
+        checks
+    };
     let (report, ok) = verify_command(path, trust, json, &more).map_err(anyhow::Error::msg)?;
     print!("{report}");
     if ok {
@@ -43,5 +53,32 @@ pub(crate) fn export(path: &Path, out: &Path, chunk: usize) -> Result<u8> {
         "symbi: wrote proof {chunk} of {proofs} to {} (snarkjs groth16 verify verification_key.json public.json proof.json)",
         out.display()
     );
+    Ok(exit::OK)
+}
+
+/// `symbi ceremony new|contribute`.
+pub(crate) fn ceremony(command: CeremonyCommand) -> Result<u8> {
+    match command {
+        CeremonyCommand::New {
+            file,
+            dir,
+            agent,
+            chunk_records,
+        } => {
+            let m = ceremony::new(&file, agent.as_deref(), &dir, chunk_records)?;
+            println!(
+                "started the ceremony {} for shape {} ({} constraints, powers of tau 2^{}); next: `symbi ceremony contribute {} --phase 1 --name NAME`, once per party",
+                dir.display(),
+                m["shape"],
+                m["constraints"],
+                m["power"],
+                dir.display()
+            );
+        }
+        CeremonyCommand::Contribute { dir, phase, name } => {
+            let hash = ceremony::contribute(&dir, phase, &name)?;
+            println!("phase {phase} contribution `{name}`: {hash}");
+        }
+    }
     Ok(exit::OK)
 }

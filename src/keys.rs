@@ -99,46 +99,7 @@ pub(crate) fn list(dir: Option<&Path>, json: bool) -> Result<u8> {
         println!("{}", serde_json::to_string_pretty(&l)?);
         return Ok(exit::OK);
     }
-    println!("keystore {}", l.dir.display());
-    println!(
-        "  master key  {}  created {}  protection {}",
-        l.master_id, l.master_created, l.master_protection
-    );
-    match &l.audit_key {
-        Some(k) => println!("  audit key   {k}"),
-        None => println!("  audit key   (none yet)"),
-    }
-    println!(
-        "  tfhe keys   {}",
-        match (l.tfhe_dir, l.tfhe_keys) {
-            (_, true) =>
-                "tfhe/additive_public.key, tfhe/additive_secret.key (the homomorphic lane)",
-            (true, false) =>
-                "tfhe/ holds no key pair (a keystore made before the homomorphic lane)",
-            (false, _) => "no tfhe/ directory",
-        }
-    );
-    println!(
-        "  tfhe int   {}",
-        if l.programmable_keys {
-            "tfhe/programmable_{client,server,public}.key (the programmable path)"
-        } else {
-            "none yet (made by the first job that persists restricted records)"
-        }
-    );
-    if l.data_keys.is_empty() {
-        println!("  data keys   none yet (one is made per dataset when a job first seals it)");
-    }
-    for k in &l.data_keys {
-        println!(
-            "  data key    {}  created {}  dataset {}  nonces reserved {}{}",
-            k.id,
-            k.created,
-            k.dataset,
-            k.nonces_reserved,
-            if k.retired { "  retired" } else { "" }
-        );
-    }
+    print!("{l}");
     Ok(exit::OK)
 }
 

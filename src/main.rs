@@ -143,6 +143,10 @@ enum Command {
         /// if the job succeeds.
         #[arg(long, value_name = "PATH")]
         bundle: Option<PathBuf>,
+        /// With --bundle: prove with the key of the ceremony in DIR
+        /// (`symbi ceremony`), not one set up on this machine.
+        #[arg(long, value_name = "DIR", requires = "bundle")]
+        ceremony: Option<PathBuf>,
     },
     /// Check an attestation bundle offline: the signed dataset commitment,
     /// every proof, every attested output, the audit checkpoint and the
@@ -156,9 +160,23 @@ enum Command {
         /// The program the job ran: re-plans the statement and compares.
         #[arg(long, value_name = "FILE")]
         program: Option<PathBuf>,
+        /// The ceremony the key came from: snarkjs verifies every
+        /// contribution for the bundle's circuit; its final key must be
+        /// the bundle's.
+        #[arg(long, value_name = "DIR")]
+        ceremony: Option<PathBuf>,
+        /// With --ceremony: a contribution hash that must be in it (yours).
+        #[arg(long, value_name = "HASH", requires = "ceremony")]
+        contribution: Vec<String>,
         /// `human` (one line per check) or `json`.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+    },
+    /// A multi-party Groth16 setup, run with snarkjs, for the statement
+    /// a program attests: sound if any one contributor is honest.
+    Ceremony {
+        #[command(subcommand)]
+        command: CeremonyCommand,
     },
     /// Proofs of a bundle for other tools.
     Proof {
@@ -472,6 +490,35 @@ enum RunFormat {
 }
 
 #[derive(Debug, Subcommand)]
+enum CeremonyCommand {
+    /// Start a ceremony in DIR (which must not exist) for the statement of
+    /// the program's `prove(...)` fields: its circuit and a powers of tau.
+    New {
+        /// The program.
+        file: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The entry agent (default: the program's only agent).
+        #[arg(long)]
+        agent: Option<String>,
+        /// Records per chunk (default: what `symbi run --bundle` uses).
+        #[arg(long, value_name = "N")]
+        chunk_records: Option<usize>,
+    },
+    /// Add a contribution to phase 1 (powers of tau) or 2 (the circuit's;
+    /// its first prepares it) and print its hash: keep it, and check it
+    /// with `symbi verify --contribution`.
+    Contribute {
+        dir: PathBuf,
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2))]
+        phase: u8,
+        /// The contributor's name, recorded in the transcript.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum ProofCommand {
     /// Write one chunk's proof, public inputs and verifying key in another
     /// tool's format: `snarkjs` (`proof.json`, `public.json`,
@@ -572,6 +619,7 @@ fn main() -> ExitCode {
             resource,
             override_approval,
             bundle,
+            ceremony,
         } => run::run(&run::RunArgs {
             file,
             inputs,
@@ -599,6 +647,7 @@ fn main() -> ExitCode {
             resource,
             override_approval,
             bundle,
+            ceremony,
             stage_limits: symbiont_sandbox::Limits {
                 memory_bytes: stage_memory_mib << 20,
                 timeout: stage_timeout.into(),
@@ -638,8 +687,16 @@ fn main() -> ExitCode {
             bundle,
             trust,
             program,
+            ceremony,
+            contribution,
             format,
-        } => attest::verify(&bundle, &trust, program.as_deref(), format == Format::Json),
+        } => attest::verify(
+            &bundle,
+            &trust,
+            (program.as_deref(), ceremony.as_deref(), &contribution),
+            format == Format::Json,
+        ),
+        Command::Ceremony { command } => attest::ceremony(command),
         Command::Proof {
             command:
                 ProofCommand::Export {

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use symbiont_dsl::ast::Program;
 use symbiont_dsl::{Diagnostic, SourceFile, parse_bytes};
 use symbiont_engine::{
-    Custody, Event, Job, JobOutput, JobResult, JobSpec, Observer, OnError, Outcome, Passphrase,
-    ResultSink, StageBinaries, homes,
+    Custody, Event, Job, JobResult, JobSpec, Observer, OnError, Outcome, Passphrase, ResultSink,
+    StageBinaries, homes,
 };
 use symbiont_operators::{
     Attributes, CompiledPolicies, Effect, InputKind, Plan, PolicyValue, Query,
@@ -43,6 +43,7 @@ pub(crate) struct RunArgs {
     pub(crate) override_approval: Option<PathBuf>,
     pub(crate) stage_limits: symbiont_sandbox::Limits,
     pub(crate) bundle: Option<PathBuf>,
+    pub(crate) ceremony: Option<PathBuf>,
 }
 
 type Attrs = BTreeMap<String, PolicyValue>;
@@ -206,6 +207,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         approval: args.override_approval.clone(),
         persist_encrypted: args.persist_encrypted.clone(),
         bundle: args.bundle.clone(),
+        ceremony: args.ceremony.clone(),
         stage_limits: args.stage_limits.clone(),
         binaries: StageBinaries::this_binary()?,
         progress: progress.clone(),
@@ -319,7 +321,7 @@ impl ResultSink for Sink<'_> {
     fn render(&self, result: &JobResult) -> Result<String> {
         Ok(match self.format {
             Output::Json => serde_json::to_string_pretty(&result.to_json())? + "\n",
-            Output::Table => table(&result.output),
+            Output::Table => result.output.table(),
         })
     }
 
@@ -350,74 +352,6 @@ fn show_progress(rows: Arc<AtomicU64>) -> (Arc<AtomicBool>, std::thread::JoinHan
         bar.finish_and_clear();
     });
     (done, thread)
-}
-
-fn cell(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// A plain text table: a struct as field/value rows, a list of structs as
-/// one row each, then the lane counts.
-fn table(output: &JobOutput) -> String {
-    let rows: Vec<Vec<String>> = match &output.value {
-        serde_json::Value::Object(o) => {
-            std::iter::once(vec!["field".to_owned(), "value".to_owned()])
-                .chain(o.iter().map(|(k, v)| vec![k.clone(), cell(v)]))
-                .collect()
-        }
-        serde_json::Value::Array(items) => {
-            let header: Vec<String> = match items.first() {
-                Some(serde_json::Value::Object(o)) => o.keys().cloned().collect(),
-                _ => vec!["value".to_owned()],
-            };
-            std::iter::once(header.clone())
-                .chain(items.iter().map(|item| match item {
-                    serde_json::Value::Object(o) => header.iter().map(|h| cell(&o[h])).collect(),
-                    other => vec![cell(other)],
-                }))
-                .collect()
-        }
-        other => vec![vec!["value".to_owned()], vec![cell(other)]],
-    };
-    let widths: Vec<usize> = (0..rows.first().map_or(0, Vec::len))
-        .map(|c| {
-            rows.iter()
-                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for (i, row) in rows.iter().enumerate() {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(s, w)| format!("{s:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-        if i == 0 {
-            out.push_str(
-                &widths
-                    .iter()
-                    .map(|w| "-".repeat(*w))
-                    .collect::<Vec<_>>()
-                    .join("  "),
-            );
-            out.push('\n');
-        }
-    }
-    let meta = output.meta();
-    out.push_str(&format!("\nlanes: {}\n", meta["lanes"]));
-    out.push_str(&format!("lane implementations: {}\n", meta["lane_impl"]));
-    out.push_str(&format!(
-        "rows: {}, quarantined: {}\n",
-        output.rows, output.quarantined
-    ));
-    out
 }
 
 pub(crate) fn explain(

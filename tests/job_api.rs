@@ -174,6 +174,7 @@ fn spec(env: &Tree, input: PathBuf) -> JobSpec {
         approval: None,
         persist_encrypted: None,
         bundle: None,
+        ceremony: None,
         stage_limits: symbiont_sandbox::Limits::default(),
         binaries: StageBinaries {
             init: PathBuf::from(env!("CARGO_BIN_EXE_symbi-sandbox-init")),

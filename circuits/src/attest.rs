@@ -84,12 +84,24 @@ pub fn os_rng() -> ark_std::rand::rngs::StdRng {
 /// A verifying key over BN254.
 pub type VerifyingKey = ark_groth16::VerifyingKey<Bn254>;
 
+/// Where a shape's keys come from, which decides how the prover maps the
+/// witness onto the QAP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setup {
+    /// [`Keys::setup`]: one party, arkworks' reduction.
+    Local,
+    /// A snarkjs ceremony's `.zkey` ([`crate::ceremony`]).
+    Ceremony,
+}
+
 /// A shape's Groth16 keys.
 pub struct Keys {
     /// The proving key.
     pub pk: ProvingKey<Bn254>,
     /// The verifying key (also inside `pk`).
     pub vk: VerifyingKey,
+    /// Who made them.
+    pub setup: Setup,
 }
 
 impl std::fmt::Debug for Keys {
@@ -118,7 +130,21 @@ impl Keys {
             ),
         }
         .expect("a well-formed statement synthesizes");
-        Keys { pk, vk }
+        Keys {
+            pk,
+            vk,
+            setup: Setup::Local,
+        }
+    }
+
+    /// The keys of a ceremony's final `.zkey` ([`crate::ceremony::read_zkey`]).
+    pub fn from_zkey(bytes: &[u8]) -> Result<Keys, String> {
+        let pk = crate::ceremony::read_zkey(bytes)?;
+        Ok(Keys {
+            vk: pk.vk.clone(),
+            pk,
+            setup: Setup::Ceremony,
+        })
     }
 
     /// The shape's keys from `dir`, set up (and saved there) on first
@@ -135,7 +161,12 @@ impl Keys {
             let pk = ProvingKey::<Bn254>::deserialize_uncompressed_unchecked(&bytes[..])
                 .map_err(|e| invalid(&path, e))?;
             let vk = pk.vk.clone();
-            return Ok((Keys { pk, vk }, false));
+            let keys = Keys {
+                pk,
+                vk,
+                setup: Setup::Local,
+            };
+            return Ok((keys, false));
         }
         let keys = Keys::setup(statement, capacity, &mut os_rng());
         std::fs::create_dir_all(dir)?;
@@ -286,13 +317,13 @@ impl Committed {
                 let outputs = reference(statement, values);
                 let records = (values.len() / self.fields) as u64;
                 let proof = match CircuitKind::of(statement) {
-                    CircuitKind::Lanes => Groth16::<Bn254>::prove(
-                        &keys.pk,
+                    CircuitKind::Lanes => prove_one(
+                        keys,
                         SumCircuit::chunk(self.capacity, *salt, values.clone()),
                         rng,
                     ),
-                    CircuitKind::General => Groth16::<Bn254>::prove(
-                        &keys.pk,
+                    CircuitKind::General => prove_one(
+                        keys,
                         StatementCircuit::chunk(
                             statement.clone(),
                             self.capacity,
@@ -311,6 +342,24 @@ impl Committed {
                 }
             })
             .collect()
+    }
+}
+
+/// One proof under `keys`, with the reduction their setup needs.
+fn prove_one<C, R>(
+    keys: &Keys,
+    circuit: C,
+    rng: &mut R,
+) -> Result<Proof<Bn254>, ark_relations::gr1cs::SynthesisError>
+where
+    C: ark_relations::gr1cs::ConstraintSynthesizer<Fr>,
+    R: RngCore + CryptoRng,
+{
+    match keys.setup {
+        Setup::Local => Groth16::<Bn254>::prove(&keys.pk, circuit, rng),
+        Setup::Ceremony => {
+            Groth16::<Bn254, crate::ceremony::CircomReduction>::prove(&keys.pk, circuit, rng)
+        }
     }
 }
 
@@ -462,22 +511,7 @@ pub mod encoding {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::statement::{Aggregate, Comparison, Op};
-
-    fn seniors() -> Statement {
-        Statement {
-            fields: 2,
-            comparisons: vec![Comparison {
-                field: 0,
-                op: Op::Ge,
-                threshold: 65,
-            }],
-            aggregates: vec![Aggregate {
-                kind: Kind::Sum(1),
-                filters: vec![0],
-            }],
-        }
-    }
+    use crate::statement::{Aggregate, seniors};
 
     #[test]
     fn chunks_prove_verify_and_add_up() {

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod attest;
+pub mod ceremony;
 pub mod commit;
 pub mod poseidon;
 pub mod snarkjs;

@@ -203,6 +203,24 @@ pub fn public_inputs(
     p
 }
 
+/// "Seniors": the count of records whose field 0 is at least 65 and the
+/// sum of their field 1 (a test statement).
+#[cfg(test)]
+pub(crate) fn seniors() -> Statement {
+    Statement {
+        fields: 2,
+        comparisons: vec![Comparison {
+            field: 0,
+            op: Op::Ge,
+            threshold: 65,
+        }],
+        aggregates: vec![Aggregate {
+            kind: Kind::Sum(1),
+            filters: vec![0],
+        }],
+    }
+}
+
 /// The general circuit over one chunk.
 #[derive(Clone, Debug)]
 pub struct StatementCircuit {

@@ -329,6 +329,60 @@ pub struct Listing {
     pub programmable_keys: bool,
 }
 
+/// What `symbi keys list` prints.
+impl std::fmt::Display for Listing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "keystore {}", self.dir.display())?;
+        writeln!(
+            f,
+            "  master key  {}  created {}  protection {}",
+            self.master_id, self.master_created, self.master_protection
+        )?;
+        match &self.audit_key {
+            Some(k) => writeln!(f, "  audit key   {k}"),
+            None => writeln!(f, "  audit key   (none yet)"),
+        }?;
+        writeln!(
+            f,
+            "  tfhe keys   {}",
+            match (self.tfhe_dir, self.tfhe_keys) {
+                (_, true) =>
+                    "tfhe/additive_public.key, tfhe/additive_secret.key (the homomorphic lane)",
+                (true, false) =>
+                    "tfhe/ holds no key pair (a keystore made before the homomorphic lane)",
+                (false, _) => "no tfhe/ directory",
+            }
+        )?;
+        writeln!(
+            f,
+            "  tfhe int   {}",
+            if self.programmable_keys {
+                "tfhe/programmable_{client,server,public}.key (the programmable path)"
+            } else {
+                "none yet (made by the first job that persists restricted records)"
+            }
+        )?;
+        if self.data_keys.is_empty() {
+            writeln!(
+                f,
+                "  data keys   none yet (one is made per dataset when a job first seals it)"
+            )?;
+        }
+        for k in &self.data_keys {
+            writeln!(
+                f,
+                "  data key    {}  created {}  dataset {}  nonces reserved {}{}",
+                k.id,
+                k.created,
+                k.dataset,
+                k.nonces_reserved,
+                if k.retired { "  retired" } else { "" }
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// A step of [`Keystore::rotate_with`], for crash tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RotateStep {

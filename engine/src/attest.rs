@@ -77,6 +77,36 @@ pub(crate) struct Planned {
     attested: Vec<Attested>,
     capacity: usize,
     grouping: Option<GroupPlan>,
+    /// The multi-party setup whose key proves it (`--ceremony`), or none:
+    /// keys set up on this machine.
+    ceremony: Option<crate::ceremony::Ceremony>,
+}
+
+impl Planned {
+    /// The statement and chunk size a ceremony for this plan sets up.
+    pub(crate) fn ceremony_shape(&self) -> Result<(Statement, usize), String> {
+        if self.grouping.is_some() {
+            return Err("a grouped result's circuit depends on the groups the job finds, so no ceremony can be held for it before the job (ungrouped results can)".into());
+        }
+        Ok((self.statement.clone(), self.capacity))
+    }
+
+    /// Proves with `ceremony`'s key: its shape must be this statement's,
+    /// and its chunk size becomes the job's.
+    pub(crate) fn use_ceremony(
+        &mut self,
+        ceremony: crate::ceremony::Ceremony,
+    ) -> Result<(), String> {
+        let (statement, _) = self.ceremony_shape()?;
+        if attest::shape_id(&statement, ceremony.capacity) != ceremony.shape {
+            return Err(
+                "the ceremony set up another circuit than this program's statement (`symbi ceremony new` with this program makes one)".into(),
+            );
+        }
+        self.capacity = ceremony.capacity;
+        self.ceremony = Some(ceremony);
+        Ok(())
+    }
 }
 
 fn comparison(c: &fhe::Comparison, field: usize, label: &str) -> Result<Comparison, String> {
@@ -293,6 +323,7 @@ pub(crate) fn plan(query: &Query) -> Result<Planned, String> {
         attested,
         capacity,
         grouping,
+        ceremony: None,
     })
 }
 
@@ -676,8 +707,11 @@ impl Attesting {
             }
         }
         let st = &self.planned.statement;
-        let (keys, created) = Keys::load_or_setup(keys_dir, st, self.planned.capacity)
-            .with_context(|| format!("the proving keys in {}", keys_dir.display()))?;
+        let (keys, created) = match &self.planned.ceremony {
+            Some(ceremony) => (ceremony.keys()?, false),
+            None => Keys::load_or_setup(keys_dir, st, self.planned.capacity)
+                .with_context(|| format!("the proving keys in {}", keys_dir.display()))?,
+        };
         self.chunks = self.committed.prove(&keys, st, &mut attest::os_rng());
         // A self-check of the proofs (34 ms for 82 of them) before the
         // bundle claims them; it also gives the totals.
@@ -736,6 +770,7 @@ impl Attesting {
             "chunks": self.chunks.len(),
             "circuit": format!("{:?}", attest::CircuitKind::of(&self.planned.statement)),
             "commitment": encoding::fr_text(&self.committed.dataset()),
+            "setup": if self.planned.ceremony.is_some() { "ceremony" } else { "this machine" },
         })
     }
 

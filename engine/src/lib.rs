@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 mod attest;
+pub mod ceremony;
 mod dataset_files;
 mod datasets;
 mod enforce;
@@ -34,6 +35,7 @@ pub mod homes;
 mod job;
 mod session;
 pub mod stage;
+mod table;
 
 pub use attest::program_checks;
 pub use dataset_files::{

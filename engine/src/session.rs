@@ -68,6 +68,9 @@ pub struct JobSpec {
     pub persist_encrypted: Option<PathBuf>,
     /// Attest the `prove(...)` fields and write the bundle here.
     pub bundle: Option<PathBuf>,
+    /// Prove with the key of the multi-party setup in this directory
+    /// (`symbi ceremony`), not one set up on this machine.
+    pub ceremony: Option<PathBuf>,
     /// The limits of every sandboxed stage.
     pub stage_limits: symbiont_sandbox::Limits,
     /// The binaries that start and run the sandboxed stages.
@@ -765,10 +768,26 @@ fn prepare(spec: &mut JobSpec) -> Result<std::result::Result<Prepared, Outcome>>
             )));
         }
         Some(_) => match crate::attest::plan(&spec.query) {
-            Ok(p) => Some(p),
+            Ok(mut p) => {
+                if let Some(dir) = &spec.ceremony {
+                    let ceremony = crate::ceremony::Ceremony::open(dir)?;
+                    if let Err(why) = p.use_ceremony(ceremony) {
+                        return Ok(Err(Outcome::Failed(format!(
+                            "--ceremony {}: {why}",
+                            dir.display()
+                        ))));
+                    }
+                }
+                Some(p)
+            }
             Err(why) => return Ok(Err(Outcome::Failed(format!("--bundle: {why}")))),
         },
     };
+    if spec.ceremony.is_some() && spec.bundle.is_none() {
+        return Ok(Err(Outcome::Usage(
+            "--ceremony proves with a ceremony's key: it needs --bundle".into(),
+        )));
+    }
     if let Some(dest) = spec.persist_encrypted.as_ref().filter(|d| d.exists()) {
         return Ok(Err(Outcome::Usage(format!(
             "--persist-encrypted {}: it exists; give a new directory",
