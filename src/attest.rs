@@ -76,8 +76,8 @@ pub(crate) fn ceremony(command: CeremonyCommand) -> Result<u8> {
             );
         }
         CeremonyCommand::Contribute { dir, phase, name } => {
-            let hash = ceremony::contribute(&dir, phase, &name)?;
-            println!("phase {phase} contribution `{name}`: {hash}");
+            let id = ceremony::contribute(&dir, phase, &name)?;
+            println!("phase {phase} contribution `{name}`: {id}");
         }
     }
     Ok(exit::OK)

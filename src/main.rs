@@ -165,8 +165,9 @@ enum Command {
         /// the bundle's.
         #[arg(long, value_name = "DIR")]
         ceremony: Option<PathBuf>,
-        /// With --ceremony: a contribution hash that must be in it (yours).
-        #[arg(long, value_name = "HASH", requires = "ceremony")]
+        /// With --ceremony: the id of a contribution that must be in it
+        /// (yours); each phase must hold one.
+        #[arg(long, value_name = "ID", requires = "ceremony")]
         contribution: Vec<String>,
         /// `human` (one line per check) or `json`.
         #[arg(long, value_enum, default_value_t = Format::Human)]
@@ -506,7 +507,7 @@ enum CeremonyCommand {
         chunk_records: Option<usize>,
     },
     /// Add a contribution to phase 1 (powers of tau) or 2 (the circuit's;
-    /// its first prepares it) and print its hash: keep it, and check it
+    /// its first prepares it) and print its id: keep it, and check it
     /// with `symbi verify --contribution`.
     Contribute {
         dir: PathBuf,

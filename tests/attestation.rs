@@ -194,7 +194,7 @@ fn any_change_fails_with_a_specific_reason() {
     let (_, path) = bundle();
     let original = read(path);
     type Tamper = fn(&mut Value);
-    let cases: [(&str, Tamper, &str); 23] = [
+    let cases: [(&str, Tamper, &str); 25] = [
         (
             "unattested-output",
             // Its attested entry dropped, so no proof is checked against
@@ -342,6 +342,17 @@ fn any_change_fails_with_a_specific_reason() {
             |b| b["attested"][1]["aggregate"] = "avg".into(),
             "the signed attested outputs",
         ),
+        // Nothing unsigned travels beside what is signed.
+        (
+            "extra-field",
+            |b| b["summary"] = "771 patients under 65".into(),
+            "`summary` is not a field of a bundle",
+        ),
+        (
+            "extra-nested-field",
+            |b| b["dataset"]["description"] = "patients under 65".into(),
+            "`dataset.description` is not a field of a bundle",
+        ),
         (
             "audit-entry",
             |b| {
@@ -371,6 +382,29 @@ fn any_change_fails_with_a_specific_reason() {
     }
     // Untouched, it still verifies.
     assert_eq!(verify("untouched", &original).0, 0);
+}
+
+/// A key twice in one object: parsers differ on which value wins
+/// (serde_json keeps the last; a first-wins tool would show the forged
+/// one), so the bundle is refused, not read either way.
+#[test]
+fn a_bundle_with_a_key_twice_is_refused() {
+    let (env, path) = bundle();
+    let original = std::fs::read_to_string(path).unwrap();
+    let forged = original.replacen(
+        '{',
+        r#"{"outputs": {"seniors": 12, "senior_cost_cents": 1}, "#,
+        1,
+    );
+    let doubled = env.0.join("doubled.json");
+    std::fs::write(&doubled, forged).unwrap();
+    let out = env.symbi(&["verify", doubled.to_str().unwrap(), "--key", &owner_key()]);
+    assert_eq!(code(&out), 4, "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("the key `outputs` appears twice in one object"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 fn hex_bytes(text: &str) -> Vec<u8> {

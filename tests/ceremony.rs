@@ -2,8 +2,10 @@
 //! ceremony"): the owner starts it for `clinic_costs`' statement, owner
 //! and auditor each contribute to both phases, the job proves with the
 //! final key, and `symbi verify --ceremony` has snarkjs check every
-//! contribution for the circuit of the bundle's signed statement. A
-//! tampered contribution, and a ceremony the owner held alone, are refused.
+//! contribution for the circuit of the bundle's signed statement and
+//! finds the auditor's own contribution ids in both phases. A tampered
+//! contribution, a ceremony the owner held alone, and a check without the
+//! auditor's ids are refused.
 //!
 //! Runs where `node` is installed (snarkjs is then required:
 //! `scripts/setup` installs it); chunks of 4 records keep the circuit at
@@ -22,7 +24,7 @@ fn node_installed() -> bool {
     Command::new("node").arg("--version").output().is_ok()
 }
 
-/// The contribution hash `symbi ceremony contribute` prints.
+/// The contribution id `symbi ceremony contribute` prints.
 fn contribute(env: &Tree, dir: &Path, phase: &str, name: &str) -> String {
     let out = env.symbi(&[
         "ceremony",
@@ -35,9 +37,9 @@ fn contribute(env: &Tree, dir: &Path, phase: &str, name: &str) -> String {
     ]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     let line = text(&out.stdout);
-    let hash = line.trim().rsplit(' ').next().unwrap().to_string();
-    assert_eq!(hash.len(), 128, "{line}");
-    hash
+    let id = line.trim().rsplit(' ').next().unwrap().to_string();
+    assert_eq!(id.len(), 64, "{line}");
+    id
 }
 
 /// `clinic_costs` proved with the ceremony in `dir`: its bundle.
@@ -66,7 +68,7 @@ struct Held {
     env: Tree,
     dir: PathBuf,
     bundle: PathBuf,
-    /// The auditor's phase-1 and phase-2 hashes.
+    /// The auditor's phase-1 and phase-2 contribution ids.
     auditor: [String; 2],
 }
 
@@ -122,6 +124,48 @@ fn held() -> &'static Held {
             auditor: [auditor1, auditor2],
         }
     })
+}
+
+/// Gives the last contribution of a `.zkey` another name, as an owner
+/// editing the file would: the contributions are its last section, and
+/// the last contribution's parameters (type 1, length, bytes) end it.
+fn rename_last_contribution(zkey: &Path, name: &str) {
+    let mut bytes = std::fs::read(zkey).unwrap();
+    let u32_at =
+        |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+    // Find section 10's header.
+    let (mut at, mut header) = (12, None);
+    for _ in 0..u32_at(&bytes, 8) {
+        let len = u64::from_le_bytes(bytes[at + 4..at + 12].try_into().unwrap()) as usize;
+        if u32_at(&bytes, at) == 10 {
+            header = Some(at);
+        }
+        at += 12 + len;
+    }
+    let header = header.expect("a contributions section");
+    assert_eq!(at, bytes.len(), "the contributions section ends the file");
+    // The old parameters: a length, then [1, n, name...].
+    let mut p = bytes.len();
+    loop {
+        // The parameter block starts with [1, n] and runs to the end.
+        p -= 1;
+        if p >= 6
+            && bytes[p] == 1
+            && p + 2 + bytes[p + 1] as usize == bytes.len()
+            && u32_at(&bytes, p - 4) == bytes.len() - p
+        {
+            break;
+        }
+    }
+    let mut params = vec![1u8, name.len() as u8];
+    params.extend(name.as_bytes());
+    let grown = params.len() as i64 - (bytes.len() - p) as i64;
+    bytes.truncate(p - 4);
+    bytes.extend((params.len() as u32).to_le_bytes());
+    bytes.extend(&params);
+    let len = u64::from_le_bytes(bytes[header + 4..header + 12].try_into().unwrap());
+    bytes[header + 4..header + 12].copy_from_slice(&((len as i64 + grown) as u64).to_le_bytes());
+    std::fs::write(zkey, bytes).unwrap();
 }
 
 fn owner_key(env: &Tree) -> String {
@@ -184,7 +228,12 @@ fn the_auditor_verifies_every_contribution_and_finds_their_own() {
     let at = bytes.len() - 300;
     bytes[at] ^= 1;
     std::fs::write(&zkey, bytes).unwrap();
-    let (code, report) = verify(&h.env, &h.bundle, &tampered, &[]);
+    let (code, report) = verify(
+        &h.env,
+        &h.bundle,
+        &tampered,
+        &[&h.auditor[0], &h.auditor[1]],
+    );
     assert_eq!(code, 4, "{report}");
     assert!(report.contains("phase 2 does not verify"), "{report}");
     assert!(!report.contains(": verified\n"), "{report}");
@@ -215,18 +264,42 @@ fn a_ceremony_the_owner_held_alone_lacks_the_auditors_contribution() {
     }
     contribute(&h.env, &alone, "2", "owner");
     let bundle = prove(&h.env, &alone, "alone.bundle.json");
-    // Against its own ceremony it is consistent; the auditor who asks for
-    // their contribution finds it missing.
-    let (code, report) = verify(&h.env, &bundle, &alone, &[]);
-    assert_eq!(code, 0, "{report}");
-    let (code, report) = verify(&h.env, &bundle, &alone, &[&h.auditor[1]]);
+    // snarkjs verifies it as a ceremony; the auditor who names their
+    // contributions finds the phase-2 one missing.
+    let (code, report) = verify(&h.env, &bundle, &alone, &[&h.auditor[0], &h.auditor[1]]);
     assert_eq!(code, 4, "{report}");
     assert!(
-        report.contains("no verified contribution has this hash"),
+        report.contains("ok      ceremony phase 2 contribution `owner`"),
         "{report}"
     );
+    assert!(
+        report.contains("no verified contribution has this id"),
+        "{report}"
+    );
+    assert!(
+        report.contains("none of the --contribution ids is in phase 2"),
+        "{report}"
+    );
+    // A name no hash covers, written to look like the auditor's entry in
+    // snarkjs' report: the ids come from the verified bytes, not from the
+    // report, so nothing changes.
+    let forged = format!(
+        "x\n[INFO]  snarkJS: contribution #3 auditor:\n\t\t{}",
+        h.auditor[1]
+    );
+    rename_last_contribution(&alone.join("phase2_0001.zkey"), &forged);
+    let (code, report) = verify(&h.env, &bundle, &alone, &[&h.auditor[0], &h.auditor[1]]);
+    assert_eq!(code, 4, "{report}");
+    assert!(
+        report.contains("no verified contribution has this id"),
+        "{report}"
+    );
+    assert!(
+        report.contains("`x\\n[INFO]"),
+        "the name is shown escaped: {report}"
+    );
     // And the honest ceremony's key is not the one it was proved with.
-    let (code, report) = verify(&h.env, &bundle, &h.dir, &[&h.auditor[1]]);
+    let (code, report) = verify(&h.env, &bundle, &h.dir, &[&h.auditor[0], &h.auditor[1]]);
     assert_eq!(code, 4, "{report}");
     assert!(
         report.contains("the bundle was proved under another key than the ceremony made"),

@@ -22,6 +22,7 @@
 //! QAP.
 
 use ark_bn254::{Bn254, Fq, Fq2, G1Affine, G2Affine};
+use ark_ec::AffineRepr;
 use ark_ff::{BigInteger, PrimeField, Zero};
 use ark_groth16::r1cs_to_qap::{R1CSToQAP, evaluate_constraint};
 use ark_groth16::{ProvingKey, VerifyingKey};
@@ -96,6 +97,26 @@ impl Shape {
             .next_power_of_two()
             .trailing_zeros()
             .max(1)
+    }
+
+    /// Whether `pk` has this shape's numbers of variables, public inputs
+    /// and H points (snarkjs verifies the rest against the circuit).
+    pub fn admits(&self, pk: &ProvingKey<Bn254>) -> Result<(), String> {
+        let domain = 1usize << self.power();
+        if pk.a_query.len() != self.instance + self.witness
+            || pk.vk.gamma_abc_g1.len() != self.instance
+            || pk.h_query.len() != domain
+        {
+            return Err(format!(
+                "the key has {} variables, {} public inputs and {} H points; the circuit {}, {} and {domain}",
+                pk.a_query.len(),
+                pk.vk.gamma_abc_g1.len().saturating_sub(1),
+                pk.h_query.len(),
+                self.instance + self.witness,
+                self.instance - 1
+            ));
+        }
+        Ok(())
     }
 
     /// The iden3 `.r1cs` file (version 1): header, constraints, and the
@@ -211,25 +232,8 @@ impl R1CSToQAP for CircomReduction {
 /// Every point is checked to be on its curve and in the prime-order
 /// subgroup; any malformed or truncated file is an error, never a panic.
 pub fn read_zkey(bytes: &[u8]) -> Result<ProvingKey<Bn254>, String> {
-    let mut sections: Vec<(u32, &[u8])> = Vec::new();
-    let mut r = Reader(bytes);
-    if r.take(4)? != b"zkey" {
-        return Err("not a .zkey file (no `zkey` magic)".into());
-    }
-    let _version = r.u32()?;
-    for _ in 0..r.u32()? {
-        let kind = r.u32()?;
-        let len = usize::try_from(r.u64()?).map_err(|_| "a section too large")?;
-        sections.push((kind, r.take(len)?));
-    }
-    let section = |kind: u32| -> Result<Reader<'_>, String> {
-        let mut found = sections.iter().filter(|(k, _)| *k == kind);
-        match (found.next(), found.next()) {
-            (Some((_, body)), None) => Ok(Reader(body)),
-            (None, _) => Err(format!("section {kind} is missing")),
-            (Some(_), Some(_)) => Err(format!("section {kind} appears twice")),
-        }
-    };
+    let sections = sections(bytes, b"zkey")?;
+    let section = |kind: u32| section(&sections, kind);
     if section(1)?.u32()? != 1 {
         return Err("not a Groth16 key (protocol id is not 1)".into());
     }
@@ -257,6 +261,12 @@ pub fn read_zkey(bytes: &[u8]) -> Result<ProvingKey<Bn254>, String> {
     let gamma_g2 = h.g2()?;
     let delta_g1 = h.g1()?;
     let delta_g2 = h.g2()?;
+    h.end(2)?;
+    if [alpha_g1, beta_g1, delta_g1].iter().any(|p| p.is_zero())
+        || [beta_g2, gamma_g2, delta_g2].iter().any(|p| p.is_zero())
+    {
+        return Err("α, β, γ or δ is the point at infinity".into());
+    }
     let g1s = |kind: u32, n: usize| -> Result<Vec<G1Affine>, String> {
         let mut s = section(kind)?;
         let points = (0..n).map(|_| s.g1()).collect::<Result<Vec<_>, _>>()?;
@@ -282,6 +292,106 @@ pub fn read_zkey(bytes: &[u8]) -> Result<ProvingKey<Bn254>, String> {
         l_query: g1s(8, vars - public - 1)?,
         h_query: g1s(9, domain)?,
     })
+}
+
+/// The sections of an iden3 binary file (`.zkey`, `.ptau`): magic,
+/// version, count, then per section its kind, length and body.
+fn sections<'a>(bytes: &'a [u8], magic: &[u8; 4]) -> Result<Vec<(u32, &'a [u8])>, String> {
+    let mut r = Reader(bytes);
+    if r.take(4)? != magic {
+        return Err(format!(
+            "not a .{} file (no `{}` magic)",
+            String::from_utf8_lossy(magic),
+            String::from_utf8_lossy(magic)
+        ));
+    }
+    let _version = r.u32()?;
+    let mut out = Vec::new();
+    for _ in 0..r.u32()? {
+        let kind = r.u32()?;
+        let len = usize::try_from(r.u64()?).map_err(|_| "a section too large")?;
+        out.push((kind, r.take(len)?));
+    }
+    Ok(out)
+}
+
+/// The one section of `kind`.
+fn section<'a>(sections: &[(u32, &'a [u8])], kind: u32) -> Result<Reader<'a>, String> {
+    let mut found = sections.iter().filter(|(k, _)| *k == kind);
+    match (found.next(), found.next()) {
+        (Some((_, body)), None) => Ok(Reader(body)),
+        (None, _) => Err(format!("section {kind} is missing")),
+        (Some(_), Some(_)) => Err(format!("section {kind} appears twice")),
+    }
+}
+
+/// A contribution as a ceremony file records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    /// The name its contributor gave (snarkjs hashes no name: it is a
+    /// label, never evidence).
+    pub name: String,
+    /// SHA-256 (hex) of its public part as the file stores it: the points
+    /// after it and its proofs of knowledge. Verification chains each
+    /// contribution's points to the next, so the final key depends on the
+    /// randomness of every contribution whose id the file lists.
+    pub id: String,
+}
+
+/// The phase-1 contributions of a `.ptau` file (section 7): per
+/// contribution τG1, τG2, αG1, βG1, βG2, its public key (768 bytes),
+/// partial hash, next challenge, type and parameters.
+pub fn ptau_contributions(bytes: &[u8]) -> Result<Vec<Recorded>, String> {
+    let sections = sections(bytes, b"ptau")?;
+    recorded(
+        section(&sections, 7)?,
+        64 + 128 + 64 + 64 + 128 + 768,
+        216 + 64,
+    )
+}
+
+/// The phase-2 contributions of a `.zkey` file (section 10, after the
+/// circuit's 64-byte hash): per contribution δ after it, its proof of
+/// knowledge (three points), its transcript, type and parameters.
+pub fn zkey_contributions(bytes: &[u8]) -> Result<Vec<Recorded>, String> {
+    let sections = sections(bytes, b"zkey")?;
+    let mut s = section(&sections, 10)?;
+    s.take(64)?;
+    recorded(s, 64 + 64 + 64 + 128 + 64, 0)
+}
+
+fn recorded(mut s: Reader<'_>, public: usize, skip: usize) -> Result<Vec<Recorded>, String> {
+    use sha2::{Digest, Sha256};
+    let n = s.u32()?;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let id = crate::attest::hex(&Sha256::digest(s.take(public)?));
+        s.take(skip)?;
+        let _type = s.u32()?;
+        let len = s.u32()? as usize;
+        let mut params = Reader(s.take(len)?);
+        let mut name = String::new();
+        while !params.0.is_empty() {
+            match params.take(1)?[0] {
+                1 => {
+                    let n = params.take(1)?[0] as usize;
+                    name = String::from_utf8_lossy(params.take(n)?).into_owned();
+                }
+                2 => {
+                    params.take(1)?;
+                }
+                3 => {
+                    let n = params.take(1)?[0] as usize;
+                    params.take(n)?;
+                }
+                other => return Err(format!("a contribution parameter of unknown type {other}")),
+            }
+        }
+        out.push(Recorded { name, id });
+    }
+    s.end(0)
+        .map_err(|_| "the contributions section holds more than its contributions".to_string())?;
+    Ok(out)
 }
 
 /// A cursor over a byte slice whose reads fail past its end.

@@ -15,6 +15,7 @@
 //! commitment; the prover cannot change an element without a Poseidon
 //! collision.
 
+use ark_ff::{BigInteger, PrimeField};
 use ark_r1cs_std::alloc::AllocVar;
 use ark_r1cs_std::boolean::Boolean;
 use ark_r1cs_std::eq::EqGadget;
@@ -44,8 +45,8 @@ pub fn reference(values: &[u32]) -> (u64, u64) {
 pub struct SumCircuit {
     /// Records the shape holds (a multiple of [`LANES`]).
     pub capacity: usize,
-    /// The witness: salt and values (`None` for setup).
-    pub witness: Option<(Fr, Vec<u32>)>,
+    /// The witness: salt and the packed elements (`None` for setup).
+    pub witness: Option<(Fr, Vec<Fr>)>,
     /// The public inputs: commitment, count, sum (`None` for setup).
     pub public: Option<[Fr; 3]>,
 }
@@ -67,7 +68,7 @@ impl SumCircuit {
         let commitment = crate::commit::commit(salt, &values, 1, capacity);
         SumCircuit {
             capacity,
-            witness: Some((salt, values)),
+            witness: Some((salt, pack(&values, capacity))),
             public: Some([commitment, Fr::from(count), Fr::from(sum)]),
         }
     }
@@ -82,10 +83,7 @@ impl ConstraintSynthesizer<Fr> for SumCircuit {
         let commitment = input(0)?;
         let count = input(1)?;
         let sum = input(2)?;
-        let elements_native = self
-            .witness
-            .as_ref()
-            .map(|(_, values)| pack(values, self.capacity));
+        let elements_native = self.witness.as_ref().map(|(_, e)| e);
         let salt = FpVar::new_witness(cs.clone(), || {
             self.witness.as_ref().map(|w| w.0).ok_or_else(missing)
         })?;
@@ -93,7 +91,9 @@ impl ConstraintSynthesizer<Fr> for SumCircuit {
         let elements: Vec<FpVar<Fr>> = (0..n)
             .map(|i| {
                 FpVar::new_witness(cs.clone(), || {
-                    elements_native.as_ref().map(|e| e[i]).ok_or_else(missing)
+                    elements_native
+                        .and_then(|e| e.get(i).copied())
+                        .ok_or_else(missing)
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -104,22 +104,22 @@ impl ConstraintSynthesizer<Fr> for SumCircuit {
         poseidon::hash_var(cs.clone(), &absorbed)?.enforce_equal(&commitment)?;
 
         // Per block: the lanes of the block sum, as bits.
-        let values = self.witness.as_ref().map(|w| &w.1);
         let mut total = FpVar::zero();
         for (b, block) in elements.chunks(BLOCK).enumerate() {
             let block_sum: FpVar<Fr> = block.iter().sum();
+            let native_bits: Option<Vec<bool>> = elements_native.map(|e| {
+                let sum: Fr = e.iter().skip(b * BLOCK).take(BLOCK).sum();
+                sum.into_bigint().to_bits_le()
+            });
             let mut recomposed = Vec::with_capacity(LANES * LANE_BITS);
             for lane in 0..LANES {
-                let lane_sum: Option<u64> = values.map(|v| {
-                    (0..block.len())
-                        .filter_map(|e| v.get((b * BLOCK + e) * LANES + lane))
-                        .map(|x| u64::from(*x))
-                        .sum()
-                });
                 let bits: Vec<Boolean<Fr>> = (0..LANE_BITS)
                     .map(|bit| {
                         Boolean::new_witness(cs.clone(), || {
-                            lane_sum.map(|s| (s >> bit) & 1 == 1).ok_or_else(missing)
+                            native_bits
+                                .as_ref()
+                                .map(|n| n[lane * LANE_BITS + bit])
+                                .ok_or_else(missing)
                         })
                     })
                     .collect::<Result<_, _>>()?;
@@ -190,10 +190,54 @@ mod tests {
         v[0] += 1;
         v[1] -= 1;
         let wrong = SumCircuit {
-            witness: Some((Fr::from(5u64), v)),
+            witness: Some((Fr::from(5u64), pack(&v, 72))),
             ..honest
         };
         assert!(!satisfied(wrong));
+    }
+
+    /// A commitment its signer did not pack honestly: one lane holds
+    /// 2^32 + 7, a value no `u32` has. The circuit checks no element's
+    /// range (that would cost 32 constraints a record, not 5.1), so it
+    /// attests the lanes' sum — 2^32 more than any reading of the data as
+    /// `u32`s. What keeps that from being a lie about data: (1) no list of
+    /// `u32`s packs to that element, so the commitment cannot be opened
+    /// (Poseidon binds the elements), and (2) the signer signs the dataset
+    /// commitment at ingestion, so anyone else who substitutes such a
+    /// chunk breaks the signed commitment the verifier recomputes.
+    #[test]
+    fn a_dishonestly_packed_commitment_cannot_be_opened_nor_substituted() {
+        let values = values(60);
+        let salt = Fr::from(5u64);
+        let mut elements = pack(&values, 72);
+        elements[0] += Fr::from(1u64 << 32);
+        let mut absorbed = vec![salt];
+        absorbed.extend(elements.iter().copied());
+        absorbed.push(Fr::from(60u64));
+        let dishonest = crate::poseidon::hash(&absorbed);
+        let (count, sum) = reference(&values);
+        let forged = SumCircuit {
+            capacity: 72,
+            witness: Some((salt, elements.clone())),
+            public: Some([dishonest, Fr::from(count), Fr::from(sum + (1 << 32))]),
+        };
+        assert!(
+            satisfied(forged),
+            "the lanes' sum, out-of-range lane included"
+        );
+
+        // (1) No u32s pack to it: `pack` sets only bits 0..32 of a lane.
+        let bits = elements[0].into_bigint().to_bits_le();
+        assert!(bits[32]);
+        assert!(pack(&values, 72).iter().all(|e| (0..LANES).all(|l| {
+            !e.into_bigint().to_bits_le()[l * LANE_BITS + 32..(l + 1) * LANE_BITS].contains(&true)
+        })));
+        assert_ne!(dishonest, crate::commit::commit(salt, &values, 1, 72));
+
+        // (2) Substituted into a signed dataset, the chunks no longer add
+        // up to the signed commitment.
+        let signed = crate::commit::dataset(&[crate::commit::commit(salt, &values, 1, 72)]);
+        assert_ne!(crate::commit::dataset(&[dishonest]), signed);
     }
 
     #[test]

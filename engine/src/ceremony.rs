@@ -12,10 +12,13 @@
 //! argument would show in the process list).
 //!
 //! `symbi run --bundle --ceremony DIR` proves with the last `.zkey`;
-//! `symbi verify BUNDLE --ceremony DIR` re-exports the circuit from the
-//! bundle's *signed* statement (never trusting DIR's copy), has snarkjs
-//! verify every contribution of both phases against it, and requires the
-//! final key's verifying key to be the bundle's.
+//! `symbi verify BUNDLE --ceremony DIR --contribution ID...` re-exports
+//! the circuit from the bundle's *signed* statement (never trusting DIR's
+//! copy), has snarkjs verify private copies of the final powers of tau and
+//! key against it, reads the contributions from those same bytes (never
+//! from snarkjs' printed report, where a contribution's name could forge
+//! lines), and requires the final verifying key to be the bundle's and a
+//! contribution the auditor names in each phase.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -23,7 +26,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use symbiont_circuits::attest::{self, Keys, VerifyingKey};
-use symbiont_circuits::ceremony::{Shape, snarkjs};
+use symbiont_circuits::ceremony::{self, Shape, snarkjs};
 use symbiont_circuits::statement::Statement;
 
 /// The directory's description of what the ceremony sets up.
@@ -35,10 +38,11 @@ const FORMAT: &str = "symbiont-ceremony";
 pub struct Contribution {
     /// 1: powers of tau; 2: the circuit's own phase.
     pub phase: u8,
-    /// Its name, as the contributor gave it.
+    /// Its name, as the contributor gave it (a label, not evidence).
     pub name: String,
-    /// Its hash (snarkjs' BLAKE2b-512, hex without spaces).
-    pub hash: String,
+    /// Its id: SHA-256 of its public part as the verified file records
+    /// it ([`symbiont_circuits::ceremony::Recorded`]).
+    pub id: String,
 }
 
 /// What a ceremony sets up, from its manifest.
@@ -173,8 +177,9 @@ pub fn new(
 }
 
 /// `symbi ceremony contribute`: adds `name`'s contribution to `phase` of
-/// the ceremony in `dir` and returns its hash (the contributor keeps it,
-/// to find it later in the verified transcript).
+/// the ceremony in `dir` and returns its id, read back from the file
+/// snarkjs wrote (the contributor keeps it, to find it later in the
+/// verified ceremony with `symbi verify --contribution`).
 pub fn contribute(dir: &Path, phase: u8, name: &str) -> Result<String> {
     if name.is_empty()
         || name.len() > 64
@@ -196,6 +201,9 @@ pub fn contribute(dir: &Path, phase: u8, name: &str) -> Result<String> {
         (1, None) => {
             let (n, _) = latest(dir, "phase1_", ".ptau")?
                 .with_context(|| format!("{}: no powers of tau", dir.display()))?;
+            if n >= 9999 {
+                bail!("{}: phase 1 holds its last contribution", dir.display());
+            }
             (
                 format!("phase1_{n:04}.ptau"),
                 format!("phase1_{:04}.ptau", n + 1),
@@ -204,6 +212,9 @@ pub fn contribute(dir: &Path, phase: u8, name: &str) -> Result<String> {
         }
         (2, phase2) => {
             let n = match phase2 {
+                Some((n, _)) if n >= 9999 => {
+                    bail!("{}: phase 2 holds its last contribution", dir.display())
+                }
                 Some((n, _)) => n,
                 None => {
                     prepare_phase2(&snarkjs, &ceremony)?;
@@ -218,14 +229,38 @@ pub fn contribute(dir: &Path, phase: u8, name: &str) -> Result<String> {
         }
         _ => bail!("--phase: 1 or 2"),
     };
-    let out = run_snarkjs(
+    fresh(&dir.join(&to))?;
+    run_snarkjs(
         &snarkjs,
         dir,
         &[args[0], args[1], &from, &to, &format!("--name={name}")],
         Some(&entropy),
     )?;
-    hash_after(&out, "Contribution")
-        .with_context(|| format!("snarkjs printed no contribution hash:\n{out}"))
+    let written = std::fs::read(dir.join(&to))
+        .with_context(|| format!("cannot read {}", dir.join(&to).display()))?;
+    let recorded = if phase == 1 {
+        ceremony::ptau_contributions(&written)
+    } else {
+        ceremony::zkey_contributions(&written)
+    };
+    recorded
+        .map_err(|why| anyhow::anyhow!("{to}: {why}"))?
+        .pop()
+        .map(|c| c.id)
+        .with_context(|| format!("{to} records no contribution"))
+}
+
+/// Refuses to let snarkjs write `path` if anything is there: it would
+/// follow a link planted in a directory someone else prepared.
+fn fresh(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Ok(_) => bail!(
+            "{} exists: a contribution never overwrites a file",
+            path.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot check {}", path.display())),
+    }
 }
 
 /// Phase 2's start: the prepared powers of tau (`final.ptau`) and the
@@ -241,6 +276,8 @@ fn prepare_phase2(snarkjs: &Path, ceremony: &Ceremony) -> Result<()> {
             dir.display()
         );
     }
+    fresh(&dir.join("final.ptau"))?;
+    fresh(&dir.join("phase2_0000.zkey"))?;
     run_snarkjs(
         snarkjs,
         dir,
@@ -286,40 +323,59 @@ pub fn verify(
     };
     let zkey = ceremony.final_zkey().map_err(|e| e.to_string())?;
     let shape = Shape::of(statement, capacity)?;
+    // snarkjs checks copies in a private directory, and the contributions
+    // and the key are read from those same bytes: nothing can change
+    // between the check and the read.
     let scratch = Scratch::new().map_err(|e| e.to_string())?;
+    let copy = |from: &Path, name: &str| -> std::result::Result<(PathBuf, Vec<u8>), String> {
+        let bytes =
+            std::fs::read(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+        let to = scratch.0.join(name);
+        std::fs::write(&to, &bytes).map_err(|e| e.to_string())?;
+        Ok((to, bytes))
+    };
+    let (ptau, ptau_bytes) = copy(&dir.join("final.ptau"), "final.ptau")?;
+    let (zkey, zkey_bytes) = copy(&zkey, "final.zkey")?;
     let r1cs = scratch.0.join("circuit.r1cs");
     std::fs::write(&r1cs, shape.r1cs()).map_err(|e| e.to_string())?;
-    let ptau = dir.join("final.ptau");
-    let phase1 = run_snarkjs(
+    let arg = |p: &Path| p.display().to_string();
+    run_snarkjs(
         &snarkjs,
-        dir,
-        &["powersoftau", "verify", &ptau.display().to_string()],
+        &scratch.0,
+        &["powersoftau", "verify", &arg(&ptau)],
         None,
     )
     .map_err(|e| format!("phase 1 (powers of tau) does not verify: {e}"))?;
-    let phase2 = run_snarkjs(
+    run_snarkjs(
         &snarkjs,
-        dir,
-        &[
-            "zkey",
-            "verify",
-            &r1cs.display().to_string(),
-            &ptau.display().to_string(),
-            &zkey.display().to_string(),
-        ],
+        &scratch.0,
+        &["zkey", "verify", &arg(&r1cs), &arg(&ptau), &arg(&zkey)],
         None,
     )
     .map_err(|e| format!("phase 2 does not verify for the bundle's circuit: {e}"))?;
-    let mut contributions = contributions(&phase1, 1);
-    contributions.extend(contributions_of_zkey(&phase2));
-    let keys = ceremony.keys().map_err(|e| e.to_string())?;
+    let mut contributions = Vec::new();
+    for (phase, recorded) in [
+        (1, ceremony::ptau_contributions(&ptau_bytes)),
+        (2, ceremony::zkey_contributions(&zkey_bytes)),
+    ] {
+        for r in recorded.map_err(|why| format!("phase {phase}: {why}"))? {
+            contributions.push(Contribution {
+                phase,
+                name: r.name,
+                id: r.id,
+            });
+        }
+    }
+    let keys = Keys::from_zkey(&zkey_bytes)?;
+    shape.admits(&keys.pk)?;
     Ok((contributions, keys.vk))
 }
 
-/// `symbi verify BUNDLE --ceremony DIR [--contribution HASH]...`: the
+/// `symbi verify BUNDLE --ceremony DIR --contribution ID...`: the
 /// ceremony in `dir` verifies for the circuit of the bundle's signed
-/// statement and chunk size, its final verifying key is the bundle's, and
-/// every `expected` contribution hash (the auditor's own) is in it.
+/// statement and chunk size, its final verifying key is the bundle's,
+/// every `expected` contribution id (the auditor's own) is in it, and each
+/// phase holds one of them.
 pub fn checks(bundle: &Value, dir: &Path, expected: &[String]) -> Vec<symbiont_verify::Check> {
     let check = |what: String, failure: Option<String>| symbiont_verify::Check { what, failure };
     let statement: Result<Statement, _> = serde_json::from_value(bundle["statement"].clone());
@@ -349,18 +405,10 @@ pub fn checks(bundle: &Value, dir: &Path, expected: &[String]) -> Vec<symbiont_v
                 "ceremony phase {} contribution `{}` ({}...) verified",
                 c.phase,
                 c.name,
-                &c.hash[..16]
+                &c.id[..16]
             ),
             None,
         ));
-    }
-    for phase in [1, 2] {
-        if !contributions.iter().any(|c| c.phase == phase) {
-            out.push(check(
-                format!("ceremony phase {phase}"),
-                Some("it has no contribution".into()),
-            ));
-        }
     }
     let ours = attest::hex(&symbiont_circuits::attest::encoding::vk_bytes(&vk));
     out.push(check(
@@ -368,87 +416,38 @@ pub fn checks(bundle: &Value, dir: &Path, expected: &[String]) -> Vec<symbiont_v
         (bundle.pointer("/verifying_key/key").and_then(Value::as_str) != Some(ours.as_str()))
             .then(|| "the bundle was proved under another key than the ceremony made".into()),
     ));
-    for hash in expected {
-        let hash: String = hash
-            .split_whitespace()
-            .collect::<String>()
-            .to_ascii_lowercase();
+    let expected: Vec<String> = expected
+        .iter()
+        .map(|e| e.trim().to_ascii_lowercase())
+        .collect();
+    for id in &expected {
         out.push(check(
             format!(
                 "contribution {}... is in the ceremony",
-                hash.get(..16).unwrap_or(&hash)
+                id.get(..16).unwrap_or(id)
             ),
-            (!contributions.iter().any(|c| c.hash == hash))
-                .then(|| "no verified contribution has this hash".into()),
+            (!contributions.iter().any(|c| c.id == *id))
+                .then(|| "no verified contribution has this id".into()),
+        ));
+    }
+    // Soundness needs an honest contributor in each phase: whoever alone
+    // made phase 1 knows τ, α and β and can forge whatever δ is.
+    for phase in [1, 2] {
+        let found = contributions
+            .iter()
+            .any(|c| c.phase == phase && expected.contains(&c.id));
+        out.push(check(
+            format!("ceremony phase {phase} holds a contribution you named"),
+            (!found).then(|| {
+                if expected.is_empty() {
+                    "name your contributions (--contribution ID, one per phase): without them, a ceremony its owner held alone verifies too".into()
+                } else {
+                    format!("none of the --contribution ids is in phase {phase}")
+                }
+            }),
         ));
     }
     out
-}
-
-/// Phase-1 contributions in `snarkjs powersoftau verify`'s report: a
-/// `Contribution #N: NAME` line, then its hashes; the response hash is the
-/// one its contributor was shown.
-fn contributions(report: &str, phase: u8) -> Vec<Contribution> {
-    let lines: Vec<&str> = report.lines().collect();
-    let mut out = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        let Some(name) = line.split("Contribution #").nth(1) else {
-            continue;
-        };
-        let name = name.split_once(':').map(|(_, n)| n.trim()).unwrap_or("");
-        let rest = lines[i + 1..].join("\n");
-        let until_next = rest.split("Contribution #").next().unwrap_or("");
-        if let Some(hash) = hash_after(until_next, "Response Hash") {
-            out.push(Contribution {
-                phase,
-                name: name.to_string(),
-                hash,
-            });
-        }
-    }
-    out
-}
-
-/// Phase-2 contributions in `snarkjs zkey verify`'s report:
-/// `contribution #N NAME:` and the hash below it.
-fn contributions_of_zkey(report: &str) -> Vec<Contribution> {
-    let lines: Vec<&str> = report.lines().collect();
-    let mut out = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        let Some(rest) = line.split("contribution #").nth(1) else {
-            continue;
-        };
-        let name = rest
-            .split_once(' ')
-            .map(|(_, n)| n.trim().trim_end_matches(':'))
-            .unwrap_or("");
-        if let Some(hash) = hex_block(&lines[i + 1..]) {
-            out.push(Contribution {
-                phase: 2,
-                name: name.to_string(),
-                hash,
-            });
-        }
-    }
-    out
-}
-
-/// The hex block printed after the first line containing `label`.
-fn hash_after(report: &str, label: &str) -> Option<String> {
-    let lines: Vec<&str> = report.lines().collect();
-    let at = lines.iter().position(|l| l.contains(label))?;
-    hex_block(&lines[at + 1..])
-}
-
-/// snarkjs prints a 64-byte hash as four indented lines of four 8-digit
-/// hex groups.
-fn hex_block(lines: &[&str]) -> Option<String> {
-    let hash: String = lines
-        .iter()
-        .take(4)
-        .map(|l| l.split_whitespace().collect::<String>())
-        .collect();
-    (hash.len() == 128 && hash.chars().all(|c| c.is_ascii_hexdigit())).then_some(hash)
 }
 
 /// The highest-numbered `PREFIXNNNN SUFFIX` file in `dir`.
@@ -461,7 +460,7 @@ fn latest(dir: &Path, prefix: &str, suffix: &str) -> Result<Option<(u32, PathBuf
             .to_str()
             .and_then(|n| n.strip_prefix(prefix))
             .and_then(|n| n.strip_suffix(suffix))
-            .filter(|n| n.len() == 4)
+            .filter(|n| n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|n| n.parse::<u32>().ok())
         else {
             continue;
@@ -473,10 +472,13 @@ fn latest(dir: &Path, prefix: &str, suffix: &str) -> Result<Option<(u32, PathBuf
     Ok(best)
 }
 
+/// snarkjs, as an absolute path: it runs with the ceremony's directory as
+/// its working directory, which must not be able to supply it.
 fn snarkjs_or_fail() -> Result<PathBuf> {
-    snarkjs().context(
+    let path = snarkjs().context(
         "snarkjs is not installed: `scripts/setup` installs it (node and npm needed), or set SNARKJS to its path",
-    )
+    )?;
+    std::fs::canonicalize(&path).with_context(|| format!("snarkjs at {}", path.display()))
 }
 
 /// 64 bytes from the OS generator, in hex: what snarkjs asks for on stdin.
@@ -570,22 +572,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hashes_are_read_from_snarkjs_reports() {
-        let block = "\t\t24c3b570 cd603a41 0faa6d28 ab761a60\n\t\t34fe2a46 025535b3 018e51b8 fed3d895\n\t\t7fedebca 9e649225 d3bcd457 57a440bc\n\t\tf3ec8921 8c112487 1758cf2e 0105b527";
-        let hash: String = block.split_whitespace().collect();
-        let report = format!(
-            "[INFO]  snarkJS: Contribution #2: auditor\n[INFO]  snarkJS: Next Challenge: \n{block}\n[INFO]  snarkJS: Response Hash:\n{block}\n[INFO]  snarkJS: Contribution #1: owner\n[INFO]  snarkJS: Response Hash:\n{block}\n"
-        );
-        let found = contributions(&report, 1);
-        assert_eq!(found.len(), 2);
+    fn only_four_digit_numbers_count_and_colours_go() {
+        let dir = std::env::temp_dir().join(format!("symbi-latest-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in [
+            "phase2_0001.zkey",
+            "phase2_+002.zkey",
+            "phase2_10000.zkey",
+            "phase2_0003.zkey.partial",
+        ] {
+            std::fs::write(dir.join(name), b"").unwrap();
+        }
+        let (n, path) = latest(&dir, "phase2_", ".zkey").unwrap().unwrap();
         assert_eq!(
-            (found[0].name.as_str(), found[0].hash.as_str()),
-            ("auditor", hash.as_str())
+            (n, path.file_name().unwrap().to_str().unwrap()),
+            (1, "phase2_0001.zkey")
         );
-        assert_eq!(found[1].name, "owner");
-        let zkey = format!("[INFO]  snarkJS: contribution #1 owner:\n{block}\n");
-        assert_eq!(contributions_of_zkey(&zkey)[0].name, "owner");
+        assert!(fresh(&dir.join("phase2_0001.zkey")).is_err());
+        assert!(fresh(&dir.join("phase2_0002.zkey")).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(plain(b"\x1b[32;22m[INFO]\x1b[39;1m x"), "[INFO] x");
-        assert!(hex_block(&["\t\tnot hex"]).is_none());
     }
 }

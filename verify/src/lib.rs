@@ -296,6 +296,10 @@ pub fn checks(bundle: &Value, key: Option<&AuditVerifyingKey>) -> Vec<Check> {
         }
     };
     check("the bundle decodes", Ok(()));
+    check(
+        "the bundle holds only its own fields",
+        unknown_fields(bundle),
+    );
     // Trust comes from outside the bundle: its own key only shows that
     // it is consistent, not who made it.
     match key {
@@ -601,6 +605,66 @@ fn group_checks(
     Ok(())
 }
 
+/// Every field a bundle has, per object. Anything else is refused: nothing
+/// that is neither signed nor checked travels in a bundle for another
+/// tool to show as if it were.
+const FIELDS: [(&str, &[&str]); 5] = [
+    (
+        "",
+        &[
+            "format",
+            "version",
+            "program",
+            "policy_sha256",
+            "signer",
+            "dataset",
+            "statement",
+            "attested",
+            "outputs",
+            "proofs",
+            "verifying_key",
+            "grouping",
+            "audit",
+        ],
+    ),
+    ("/program", &["file", "sha256", "agent"]),
+    (
+        "/dataset",
+        &[
+            "id",
+            "records",
+            "chunk_records",
+            "fields",
+            "chunks",
+            "commitment",
+            "signed",
+        ],
+    ),
+    ("/verifying_key", &["sha256", "key", "shape"]),
+    ("/audit", &["checkpoint", "entries"]),
+];
+
+fn unknown_fields(bundle: &Value) -> Result<(), String> {
+    for (at, known) in FIELDS {
+        let Some(object) = bundle.pointer(at).and_then(Value::as_object) else {
+            continue;
+        };
+        if let Some(k) = object.keys().find(|k| !known.contains(&k.as_str())) {
+            let path = at.trim_start_matches('/').replace('/', ".");
+            let name = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            return Err(format!(
+                "`{}` is not a field of a bundle (nothing unsigned may travel in one)",
+                printable(&name)
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The audit checkpoint (signed by the same key) and the job's entries in
 /// it, among them the dataset commitment.
 fn audit_checks(bundle: &Value, d: &Decoded, check: &mut impl FnMut(&str, Result<(), String>)) {
@@ -650,7 +714,7 @@ fn audit_checks(bundle: &Value, d: &Decoded, check: &mut impl FnMut(&str, Result
             if !merkle::verify_inclusion(&merkle::leaf_hash(&body), index, size, &proof, &root) {
                 return Err(format!("entry {index} is not in the checkpointed log"));
             }
-            let entry: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+            let entry: Value = parse_strict(&body)?;
             let kind = entry.get("kind").and_then(Value::as_str);
             let detail = |key: &str| {
                 entry
@@ -814,7 +878,81 @@ fn claim_checks(
 /// Reads a bundle file as JSON (the error names the file).
 pub fn read_bundle(path: &Path) -> Result<Value, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("{}: not JSON: {e}", path.display()))
+    parse_strict(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// JSON with no object holding a key twice. Parsers disagree on which of
+/// two values wins (serde_json and Python the last, others the first), so
+/// a bundle with both would show one thing to us and another to a tool.
+pub fn parse_strict(bytes: &[u8]) -> Result<Value, String> {
+    use serde::Deserializer;
+    let value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    serde_json::Deserializer::from_slice(bytes)
+        .deserialize_any(Unique)
+        .map_err(|e| format!("not a bundle: {e}"))?;
+    Ok(value)
+}
+
+/// Walks a JSON document and fails on an object with a key twice.
+struct Unique;
+
+impl<'de> serde::de::Visitor<'de> for Unique {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Unique)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key `{}` appears twice in one object",
+                    printable(&key)
+                )));
+            }
+            map.next_value_seed(Unique)?;
+        }
+        Ok(())
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Unique {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
 }
 
 /// Runs every check of the bundle at `path` (a bundle that cannot be read
