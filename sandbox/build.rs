@@ -16,17 +16,22 @@ fn main() {
     };
     let json = std::fs::File::open(source).expect("the allowlist exists");
     let filters = seccompiler::compile_from_json(json, arch).expect("the allowlist compiles");
-    let program = &filters["tier1"];
-    // Each instruction as 8 bytes: code (u16 LE), jt, jf, k (u32 LE).
-    let mut out = Vec::with_capacity(program.len() * 8);
-    for insn in program {
-        out.extend_from_slice(&insn.code.to_le_bytes());
-        out.push(insn.jt);
-        out.push(insn.jf);
-        out.extend_from_slice(&insn.k.to_le_bytes());
+    // The allowlist, and the filter stacked on it that answers clone3 with
+    // ENOSYS (the kernel applies the strictest answer of the two).
+    for name in ["tier1", "tier1_clone3"] {
+        let program = &filters[name];
+        // Each instruction as 8 bytes: code (u16 LE), jt, jf, k (u32 LE).
+        let mut out = Vec::with_capacity(program.len() * 8);
+        for insn in program {
+            out.extend_from_slice(&insn.code.to_le_bytes());
+            out.push(insn.jt);
+            out.push(insn.jf);
+            out.extend_from_slice(&insn.k.to_le_bytes());
+        }
+        let path =
+            std::path::Path::new(&std::env::var("OUT_DIR").unwrap()).join(format!("{name}.bpf"));
+        std::fs::File::create(path)
+            .and_then(|mut f| f.write_all(&out))
+            .expect("OUT_DIR is writable");
     }
-    let path = std::path::Path::new(&std::env::var("OUT_DIR").unwrap()).join("tier1.bpf");
-    std::fs::File::create(path)
-        .and_then(|mut f| f.write_all(&out))
-        .expect("OUT_DIR is writable");
 }

@@ -194,7 +194,7 @@ fn any_change_fails_with_a_specific_reason() {
     let (_, path) = bundle();
     let original = read(path);
     type Tamper = fn(&mut Value);
-    let cases: [(&str, Tamper, &str); 25] = [
+    let cases: [(&str, Tamper, &str); 28] = [
         (
             "unattested-output",
             // Its attested entry dropped, so no proof is checked against
@@ -352,6 +352,23 @@ fn any_change_fails_with_a_specific_reason() {
             "extra-nested-field",
             |b| b["dataset"]["description"] = "patients under 65".into(),
             "`dataset.description` is not a field of a bundle",
+        ),
+        (
+            "extra-statement-field",
+            // serde would drop it, and the claim hashes the statement as
+            // parsed: it must be refused, not silently unsigned.
+            |b| b["statement"]["comparisons"][0]["note"] = "age < 65".into(),
+            "the bundle decodes",
+        ),
+        (
+            "extra-item-field",
+            |b| b["proofs"][0]["note"] = "chunk of under-65s".into(),
+            "`proofs[0].note` is not a field of a bundle",
+        ),
+        (
+            "chunk-number",
+            |b| b["proofs"][0]["chunk"] = 7.into(),
+            "`proofs[0].chunk` is not 0",
         ),
         (
             "audit-entry",

@@ -212,6 +212,136 @@ containment!(tier1, "1");
 containment!(tier2, "2");
 containment!(tier3, "3");
 
+/// `tests/probes/escape.c`, built once, statically, with its positive
+/// control on the host: every way out works there.
+fn escape_probe() -> &'static str {
+    static PROBE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PROBE.get_or_init(|| {
+        let out = std::env::temp_dir().join(format!("symbi-escape-probe-{}", std::process::id()));
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/probes/escape.c");
+        let cc = Command::new("cc")
+            .args(["-static", "-O2", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .output()
+            .expect("a C compiler (cc)");
+        assert!(cc.status.success(), "cc -static: {}", text(&cc.stderr));
+        for mode in ESCAPES {
+            let control = Command::new(&out).arg(mode).output().unwrap();
+            assert_eq!(
+                text(&control.stdout),
+                format!("escaped: {mode}\n"),
+                "the probe works on the host"
+            );
+        }
+        out.display().to_string()
+    })
+}
+
+const ESCAPES: [&str; 5] = ["clone-ns", "clone3-ns", "netlink", "inet", "tiocsti"];
+
+/// Tier 1's filter reads arguments: a clone that makes namespaces (then
+/// CAP_NET_ADMIN in them), a netlink or inet socket, and TIOCSTI on an
+/// inherited terminal are killed; clone3, whose flags no filter can read,
+/// answers ENOSYS. Every one of them escaped before the filter read
+/// arguments. Threads and forks still work: the containment tests' shells
+/// fork, and the stage tests run multi-threaded workers in tier 1.
+#[test]
+fn tier1_refuses_namespaces_netlink_inet_and_terminal_injection() {
+    let probe = escape_probe();
+    for mode in ESCAPES {
+        let o = sandbox_in(
+            "1",
+            &[
+                "--timeout",
+                "20s",
+                "--bind",
+                &format!("{probe}:/bin/escape-probe"),
+            ],
+            &["sh", "-c", &format!("/bin/escape-probe {mode}")],
+        );
+        let out = text(&o.stdout);
+        assert!(!out.contains("escaped"), "{mode}: {out}");
+        if mode == "clone3-ns" {
+            assert_eq!(o.status.code(), Some(1), "{mode}: {}", text(&o.stderr));
+            assert!(
+                out.contains("refused: clone3-ns: Function not implemented"),
+                "{out}"
+            );
+        } else {
+            assert_eq!(o.status.code(), Some(159), "{mode}: {}", text(&o.stderr));
+        }
+    }
+}
+
+/// Tier 3's QEMU, once the guest runs: under its own seccomp filter
+/// (`-sandbox on`) and no longer root (`-runas symbiont-vm`), so that a
+/// guest that escaped into QEMU holds neither root nor another sandbox's
+/// uid. Before, it ran as root with no filter.
+#[test]
+fn tier3_qemu_runs_filtered_and_without_root() {
+    let vm_uid = std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("symbiont-vm:x:"))
+        .and_then(|rest| rest.split(':').next().map(str::to_owned))
+        .expect("scripts/setup adds the user symbiont-vm");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_symbi"))
+        .args([
+            "sandbox",
+            "run",
+            "--tier",
+            "3",
+            "--timeout",
+            "60s",
+            "--",
+            "sh",
+            "-c",
+            "sleep 8",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let parent = child.id().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let mut seen = None;
+    while std::time::Instant::now() < deadline {
+        // QEMU is the sandbox's child; its status once it dropped root.
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+                continue;
+            };
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.split_whitespace().collect::<Vec<_>>())
+                    .unwrap_or_default()
+            };
+            if field("PPid:") == [parent.as_str()] && field("Name:") == ["qemu-system-x86"] {
+                let uid = field("Uid:").first().map(|u| u.to_string());
+                if uid.as_deref() != Some("0") {
+                    seen = Some((uid, field("Seccomp:").first().map(|s| s.to_string())));
+                }
+            }
+        }
+        if seen.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The guest's `sleep` ends and the sandbox with it.
+    let _ = child.wait();
+    let (uid, seccomp) = seen.expect("QEMU was seen running as a user other than root");
+    assert_eq!(uid.as_deref(), Some(vm_uid.as_str()));
+    assert_eq!(
+        seccomp.as_deref(),
+        Some("2"),
+        "QEMU runs under a seccomp filter"
+    );
+}
+
 #[test]
 fn a_system_call_outside_the_allowlist_is_killed_by_sigsys() {
     // busybox `unshare` calls unshare(2), which is not on the allowlist.

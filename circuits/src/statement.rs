@@ -52,6 +52,7 @@ pub enum Op {
 
 /// `field op threshold`; the threshold is a public input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Comparison {
     /// The attested field (its index in a record).
     pub field: usize,
@@ -84,6 +85,7 @@ pub enum Kind {
 
 /// One attested aggregate.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Aggregate {
     /// What it computes.
     pub kind: Kind,
@@ -94,6 +96,7 @@ pub struct Aggregate {
 
 /// Aggregates over records of `fields` attested values.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Statement {
     /// Attested values per record.
     pub fields: usize,

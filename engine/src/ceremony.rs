@@ -229,29 +229,48 @@ pub fn contribute(dir: &Path, phase: u8, name: &str) -> Result<String> {
         }
         _ => bail!("--phase: 1 or 2"),
     };
+    // snarkjs reads and writes in a private directory, and the id comes
+    // from the bytes it wrote there: nothing in `dir` can be swapped in
+    // between. The result then goes into `dir` as a new file.
     fresh(&dir.join(&to))?;
+    let scratch = Scratch::new()?;
+    let input = std::fs::read(dir.join(&from))
+        .with_context(|| format!("cannot read {}", dir.join(&from).display()))?;
+    std::fs::write(scratch.0.join(&from), input)?;
     run_snarkjs(
         &snarkjs,
-        dir,
+        &scratch.0,
         &[args[0], args[1], &from, &to, &format!("--name={name}")],
         Some(&entropy),
     )?;
-    let written = std::fs::read(dir.join(&to))
-        .with_context(|| format!("cannot read {}", dir.join(&to).display()))?;
+    let written = std::fs::read(scratch.0.join(&to))?;
     let recorded = if phase == 1 {
         ceremony::ptau_contributions(&written)
     } else {
         ceremony::zkey_contributions(&written)
     };
-    recorded
+    let id = recorded
         .map_err(|why| anyhow::anyhow!("{to}: {why}"))?
         .pop()
         .map(|c| c.id)
-        .with_context(|| format!("{to} records no contribution"))
+        .with_context(|| format!("{to} records no contribution"))?;
+    create_new(&dir.join(&to), &written)?;
+    Ok(id)
 }
 
-/// Refuses to let snarkjs write `path` if anything is there: it would
-/// follow a link planted in a directory someone else prepared.
+/// Writes a file that must not exist (a link there is not followed).
+fn create_new(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .with_context(|| format!("cannot create {} (it must not exist)", path.display()))
+}
+
+/// Refuses early when `path` exists (a contribution never overwrites a
+/// file); [`create_new`] enforces it when the file is written.
 fn fresh(path: &Path) -> Result<()> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -278,9 +297,19 @@ fn prepare_phase2(snarkjs: &Path, ceremony: &Ceremony) -> Result<()> {
     }
     fresh(&dir.join("final.ptau"))?;
     fresh(&dir.join("phase2_0000.zkey"))?;
+    // In a private directory: what is read and written there, nobody else
+    // can swap or link; the results go into the ceremony as new files.
+    let scratch = Scratch::new()?;
+    let copy_in = |name: &str| -> Result<()> {
+        let bytes = std::fs::read(dir.join(name))
+            .with_context(|| format!("cannot read {}", dir.join(name).display()))?;
+        std::fs::write(scratch.0.join(name), bytes).map_err(Into::into)
+    };
+    copy_in(&format!("phase1_{n:04}.ptau"))?;
+    copy_in("circuit.r1cs")?;
     run_snarkjs(
         snarkjs,
-        dir,
+        &scratch.0,
         &[
             "powersoftau",
             "prepare",
@@ -292,7 +321,7 @@ fn prepare_phase2(snarkjs: &Path, ceremony: &Ceremony) -> Result<()> {
     )?;
     run_snarkjs(
         snarkjs,
-        dir,
+        &scratch.0,
         &[
             "groth16",
             "setup",
@@ -302,6 +331,10 @@ fn prepare_phase2(snarkjs: &Path, ceremony: &Ceremony) -> Result<()> {
         ],
         None,
     )?;
+    for name in ["final.ptau", "phase2_0000.zkey"] {
+        let bytes = std::fs::read(scratch.0.join(name))?;
+        create_new(&dir.join(name), &bytes)?;
+    }
     Ok(())
 }
 

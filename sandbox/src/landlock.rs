@@ -1,8 +1,9 @@
 //! The tier-1 Landlock ruleset: the sandbox may read and execute its root,
 //! write only under `/tmp` and to `/dev/null`, make no TCP connection and
 //! bind no TCP port, and neither signal nor reach abstract UNIX sockets
-//! outside itself. Best effort on older kernels; `doctor` says what this
-//! one enforces.
+//! outside itself. Required where the kernel has Landlock: a ruleset the
+//! kernel did not enforce fails the sandbox ([`required`]); only on a
+//! kernel without Landlock does tier 1 run without it, and `doctor` says so.
 
 use landlock::{
     ABI, Access, AccessFs, AccessNet, Compatible, Ruleset, RulesetAttr, RulesetCreatedAttr,
@@ -29,6 +30,20 @@ pub(crate) fn restrict() -> Result<RulesetStatus, RulesetError> {
     Ok(status.ruleset)
 }
 
+/// Whether the sandbox may go on after [`restrict`] returned `status` on a
+/// kernel of Landlock ABI `abi`: fully or partly enforced (an older ABI
+/// enforces what it knows), or not at all only where the kernel has no
+/// Landlock. Anything else fails closed.
+pub(crate) fn required(status: RulesetStatus, abi: i64) -> Result<(), String> {
+    match status {
+        RulesetStatus::FullyEnforced | RulesetStatus::PartiallyEnforced => Ok(()),
+        RulesetStatus::NotEnforced if abi == 0 => Ok(()),
+        RulesetStatus::NotEnforced => Err(format!(
+            "the kernel has Landlock (ABI {abi}) but did not enforce the ruleset"
+        )),
+    }
+}
+
 /// The Landlock ABI this kernel supports, for `doctor` (0: none).
 pub(crate) fn kernel_abi() -> i64 {
     // The ruleset-version query of landlock_create_ruleset(2), through the
@@ -51,4 +66,17 @@ pub(crate) fn kernel_abi() -> i64 {
         }
     }
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ruleset_not_enforced_fails_closed_where_the_kernel_has_landlock() {
+        assert!(required(RulesetStatus::FullyEnforced, 6).is_ok());
+        assert!(required(RulesetStatus::PartiallyEnforced, 3).is_ok());
+        assert!(required(RulesetStatus::NotEnforced, 0).is_ok());
+        assert!(required(RulesetStatus::NotEnforced, 6).is_err());
+    }
 }

@@ -410,6 +410,16 @@ pub fn doctor() -> Vec<TierStatus> {
             )
         }),
     );
+    check(
+        &mut microvm,
+        &mut microvm_missing,
+        microvm::qemu_user().map(|user| match user {
+            Some(u) => {
+                format!("QEMU: -sandbox on (its seccomp filter), root dropped to {u} with -runas")
+            }
+            None => "QEMU: -sandbox on (its seccomp filter); runs as this unprivileged user".into(),
+        }),
+    );
     microvm.push(format!(
         "acceleration: {} ({})",
         microvm::accel_name(),

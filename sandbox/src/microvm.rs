@@ -387,6 +387,29 @@ impl Port {
     }
 }
 
+/// The user QEMU drops to once the guest is loaded (`-runas`): a system
+/// user of its own, so that a guest that escaped into QEMU holds neither
+/// root nor the uid of any other sandbox.
+pub(crate) const QEMU_USER: &str = "symbiont-vm";
+
+/// `Some(QEMU_USER)` when this process is root (the user must exist:
+/// `scripts/setup` makes it); `None` when it is not (QEMU then runs as
+/// this process's unprivileged user already).
+pub(crate) fn qemu_user() -> Result<Option<&'static str>, SandboxError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    match nix::unistd::User::from_name(QEMU_USER) {
+        Ok(Some(_)) => Ok(Some(QEMU_USER)),
+        _ => Err(SandboxError::Unsupported {
+            tier: 3,
+            missing: format!(
+                "the system user {QEMU_USER}, which QEMU drops root to (scripts/setup adds it: useradd --system {QEMU_USER})"
+            ),
+        }),
+    }
+}
+
 /// Boots the guest for `command`, with `binds` copied into its initramfs
 /// and, for a stage, `input` fed over the virtio-serial port.
 fn boot(
@@ -449,7 +472,17 @@ fn boot(
         .arg(&kernel)
         .arg("-initrd")
         .arg(&initrd)
-        .args(["-append", &append]);
+        .args(["-append", &append])
+        // QEMU's own seccomp filter: no obsolete calls, no spawning, no
+        // scheduler or resource changes. Set*uid stays allowed because
+        // `-runas` drops root after the filter is in place.
+        .args([
+            "-sandbox",
+            "on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny",
+        ]);
+    if let Some(user) = qemu_user()? {
+        qemu_cmd.args(["-runas", user]);
+    }
     let clock = StageClock::start(started);
     let port = match input {
         None => None,

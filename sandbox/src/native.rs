@@ -473,14 +473,24 @@ fn confine_and_exec(c: &InitConfig) -> String {
     if let Err(e) = nix::unistd::setresuid(uid, uid, uid) {
         return fail("setresuid", &e);
     }
+    // 6b. A session of its own: no controlling terminal to push input
+    //     into (seccomp also refuses TIOCSTI).
+    if let Err(e) = nix::unistd::setsid() {
+        return fail("setsid", &e);
+    }
     // 7. No new privileges, ever (also required by seccomp and Landlock).
     if let Err(e) = nix::sys::prctl::set_no_new_privs() {
         return fail("no_new_privs", &e);
     }
     // 8. Landlock: read and execute everywhere in the root, write only in
     //    /tmp and the devices, no TCP, no signals or abstract sockets out.
-    if let Err(e) = crate::landlock::restrict() {
-        return fail("Landlock", &e);
+    match crate::landlock::restrict() {
+        Err(e) => return fail("Landlock", &e),
+        Ok(status) => {
+            if let Err(why) = crate::landlock::required(status, crate::landlock::kernel_abi()) {
+                return fail("Landlock", &why);
+            }
+        }
     }
     // 9. Seccomp: the allowlist; anything else kills the process.
     if let Err(e) = crate::seccomp::apply() {

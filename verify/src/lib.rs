@@ -608,7 +608,7 @@ fn group_checks(
 /// Every field a bundle has, per object. Anything else is refused: nothing
 /// that is neither signed nor checked travels in a bundle for another
 /// tool to show as if it were.
-const FIELDS: [(&str, &[&str]); 5] = [
+const FIELDS: [(&str, &[&str]); 6] = [
     (
         "",
         &[
@@ -642,24 +642,63 @@ const FIELDS: [(&str, &[&str]); 5] = [
     ),
     ("/verifying_key", &["sha256", "key", "shape"]),
     ("/audit", &["checkpoint", "entries"]),
+    (
+        "/grouping",
+        &["key", "field", "encoding", "total", "groups"],
+    ),
+];
+
+/// The fields of each item of a bundle's lists.
+const ITEM_FIELDS: [(&str, &[&str]); 4] = [
+    ("/proofs", &["chunk", "records", "outputs", "proof"]),
+    ("/attested", &["name", "aggregate", "output", "group"]),
+    ("/audit/entries", &["index", "entry", "proof"]),
+    ("/grouping/groups", &["key", "code", "count"]),
 ];
 
 fn unknown_fields(bundle: &Value) -> Result<(), String> {
-    for (at, known) in FIELDS {
-        let Some(object) = bundle.pointer(at).and_then(Value::as_object) else {
-            continue;
-        };
-        if let Some(k) = object.keys().find(|k| !known.contains(&k.as_str())) {
-            let path = at.trim_start_matches('/').replace('/', ".");
-            let name = if path.is_empty() {
+    let unknown = |object: &serde_json::Map<String, Value>, known: &[&str], at: &str| match object
+        .keys()
+        .find(|k| !known.contains(&k.as_str()))
+    {
+        None => Ok(()),
+        Some(k) => {
+            let name = if at.is_empty() {
                 k.clone()
             } else {
-                format!("{path}.{k}")
+                format!("{at}.{k}")
             };
-            return Err(format!(
+            Err(format!(
                 "`{}` is not a field of a bundle (nothing unsigned may travel in one)",
                 printable(&name)
-            ));
+            ))
+        }
+    };
+    let dotted = |pointer: &str| pointer.trim_start_matches('/').replace('/', ".");
+    for (at, known) in FIELDS {
+        if let Some(object) = bundle.pointer(at).and_then(Value::as_object) {
+            unknown(object, known, &dotted(at))?;
+        }
+    }
+    for (at, known) in ITEM_FIELDS {
+        let items = bundle.pointer(at).and_then(Value::as_array);
+        for (i, item) in items.into_iter().flatten().enumerate() {
+            if let Some(object) = item.as_object() {
+                unknown(object, known, &format!("{}[{i}]", dotted(at)))?;
+            }
+        }
+    }
+    // A proof's `chunk` is its place in the list; any other number would
+    // say something the bundle does not mean.
+    for (i, proof) in bundle
+        .pointer("/proofs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if proof.get("chunk").and_then(Value::as_u64) != Some(i as u64) {
+            return Err(format!("`proofs[{i}].chunk` is not {i}"));
         }
     }
     Ok(())
@@ -1197,9 +1236,12 @@ pub fn report_with_statement(
 /// (an output's name, a field's, the dataset's id) can end a line of the
 /// report or move the terminal's cursor over it.
 fn printable(text: &str) -> String {
+    // Control characters, and the invisible ones that reorder or hide
+    // text (bidirectional overrides and isolates, zero-width marks).
+    let hidden = |c: char| matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}');
     text.chars()
         .map(|c| {
-            if c.is_control() {
+            if c.is_control() || hidden(c) {
                 c.escape_default().to_string()
             } else {
                 c.to_string()
