@@ -33,23 +33,31 @@ fn text(b: &[u8]) -> String {
 fn ptrace_probe() -> &'static str {
     static PROBE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     PROBE.get_or_init(|| {
-        let out = std::env::temp_dir().join(format!("symbi-ptrace-probe-{}", std::process::id()));
-        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/probes/ptrace.c");
-        let cc = Command::new("cc")
-            .args(["-static", "-O2", "-o"])
-            .arg(&out)
-            .arg(&src)
-            .output()
-            .expect("a C compiler (cc)");
-        assert!(cc.status.success(), "cc -static: {}", text(&cc.stderr));
+        let out = build_probe("ptrace");
         let control = Command::new(&out).arg("child").output().unwrap();
         assert_eq!(
             text(&control.stdout),
             "attached\n",
             "the probe works on the host"
         );
-        out.display().to_string()
+        out
     })
+}
+
+/// `tests/probes/NAME.c`, compiled statically (so that it runs in every
+/// tier's root) into the temporary directory: its path.
+fn build_probe(name: &str) -> String {
+    let out = std::env::temp_dir().join(format!("symbi-{name}-probe-{}", std::process::id()));
+    let src =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/probes/{name}.c"));
+    let cc = Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .output()
+        .expect("a C compiler (cc)");
+    assert!(cc.status.success(), "cc -static: {}", text(&cc.stderr));
+    out.display().to_string()
 }
 
 /// The attacks every tier must contain.
@@ -217,15 +225,7 @@ containment!(tier3, "3");
 fn escape_probe() -> &'static str {
     static PROBE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     PROBE.get_or_init(|| {
-        let out = std::env::temp_dir().join(format!("symbi-escape-probe-{}", std::process::id()));
-        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/probes/escape.c");
-        let cc = Command::new("cc")
-            .args(["-static", "-O2", "-o"])
-            .arg(&out)
-            .arg(&src)
-            .output()
-            .expect("a C compiler (cc)");
-        assert!(cc.status.success(), "cc -static: {}", text(&cc.stderr));
+        let out = build_probe("escape");
         for mode in ESCAPES {
             let control = Command::new(&out).arg(mode).output().unwrap();
             assert_eq!(
@@ -234,7 +234,7 @@ fn escape_probe() -> &'static str {
                 "the probe works on the host"
             );
         }
-        out.display().to_string()
+        out
     })
 }
 
