@@ -16,10 +16,13 @@ import json
 import struct
 import sys
 
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 MAGIC = b"SYMBIONT-SEALED v1\n"
 AAD_DOMAIN = b"symbiont-sealed-batch v1"
+SUBKEY_INFO = b"symbiont sealed-batch subkey v2"
 
 
 def u32(b, at):
@@ -86,18 +89,26 @@ def main():
             continue
         batch = frame[1:]
         version, lane = batch[0], batch[1]
-        assert version == 1
-        key_id, nonce = batch[2:18], batch[18:30]
-        n = u32(batch, 30)
-        header_end = 34 + 8 * n
-        ids = struct.unpack_from(f"<{n}Q", batch, 34)
+        key_id = batch[2:18]
+        if version == 2:
+            salt, at = batch[18:50], 50
+            aes_key = HKDF(
+                algorithm=hashes.SHA256(), length=32, salt=salt, info=SUBKEY_INFO + key_id
+            ).derive(key)
+        else:
+            assert version == 1, f"sealed batch version {version}"
+            aes_key, at = key, 18
+        nonce = batch[at : at + 12]
+        n = u32(batch, at + 12)
+        header_end = at + 16 + 8 * n
+        ids = struct.unpack_from(f"<{n}Q", batch, at + 16)
         if want is not None and want not in ids:
             continue
         length = u32(batch, header_end)
         body = batch[header_end + 4 :]
         assert len(body) == length + 16
         try:
-            plain = AESGCM(key).decrypt(nonce, body, aad_prefix + batch[:header_end])
+            plain = AESGCM(aes_key).decrypt(nonce, body, aad_prefix + batch[:header_end])
         except Exception:
             if want is not None:
                 raise SystemExit(f"key does not open the batch of line {want} (key id {key_id.hex()})")

@@ -5,9 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use symbiont_crypto::{AuditError, AuditLog, AuditVerifyingKey, Verified, merkle, verify};
+use symbiont_crypto::{AuditError, AuditLog, AuditVerifyingKey, Verified, verify};
 use symbiont_engine::homes;
 
 /// Where the audit trail of a job goes.
@@ -43,10 +41,6 @@ pub(crate) fn open_log(log: &Path, key: &Path) -> Result<AuditLog> {
     Ok(log)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn verifying_key(pubkey: Option<&Path>) -> Result<AuditVerifyingKey> {
     let path = match pubkey {
         Some(p) => p.to_owned(),
@@ -63,8 +57,15 @@ fn verifying_key(pubkey: Option<&Path>) -> Result<AuditVerifyingKey> {
 
 /// Verifies, or prints why not and returns the exit code.
 fn load_verified(log: &Path, pubkey: Option<&Path>) -> Result<std::result::Result<Verified, u8>> {
-    let key = verifying_key(pubkey)?;
-    match verify(log, &key) {
+    refused(log, verify(log, &verifying_key(pubkey)?))
+}
+
+/// A verification's result, or the exit code after saying why it failed.
+fn refused(
+    log: &Path,
+    verified: std::result::Result<Verified, AuditError>,
+) -> Result<std::result::Result<Verified, u8>> {
+    match verified {
         Ok(v) => Ok(Ok(v)),
         Err(AuditError::Corrupt { problem, .. }) => {
             eprintln!(
@@ -92,31 +93,34 @@ pub(crate) fn show(log: &Path, since: u64, json: bool) -> Result<u8> {
     Ok(exit::OK)
 }
 
-pub(crate) fn run_verify(log: &Path, pubkey: Option<&Path>, json: bool) -> Result<u8> {
-    let v = match load_verified(log, pubkey)? {
+pub(crate) fn run_verify(
+    log: &Path,
+    pubkey: Option<&Path>,
+    trusted: Option<&Path>,
+    save: Option<&Path>,
+    json: bool,
+) -> Result<u8> {
+    let v = match trusted {
+        None => load_verified(log, pubkey)?,
+        Some(note) => {
+            let note = std::fs::read_to_string(note)
+                .with_context(|| format!("cannot read {}", note.display()))?;
+            refused(
+                log,
+                symbiont_crypto::verify_trusted(log, &verifying_key(pubkey)?, &note),
+            )?
+        }
+    };
+    let v = match v {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
-    let last = v.checkpoints.last();
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "ok": true,
-                "entries": v.entries.len(),
-                "checkpoints": v.checkpoints.len(),
-                "tree_size": last.map(|c| c.size),
-                "root": last.map(|c| hex(&c.root)),
-            })
-        );
-    } else {
-        println!(
-            "ok: {} entries, {} signed checkpoints; latest covers {} entries, root {}",
-            v.entries.len(),
-            v.checkpoints.len(),
-            last.map_or(0, |c| c.size),
-            last.map_or(String::new(), |c| hex(&c.root))
-        );
+    match json {
+        true => println!("{}", v.to_json()),
+        false => print!("{v}"),
+    }
+    if let (Some(path), Some(last)) = (save, v.checkpoints.last()) {
+        symbiont_engine::write_new(path, last.note.as_bytes())?;
     }
     Ok(exit::OK)
 }
@@ -126,29 +130,13 @@ pub(crate) fn prove(log: &Path, index: u64, pubkey: Option<&Path>) -> Result<u8>
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
-    let Some(checkpoint) = v.checkpoints.last().filter(|c| index < c.size) else {
+    let Some(out) = v.inclusion(index) else {
         eprintln!(
             "symbi: entry {index} is not covered by the latest checkpoint ({} entries)",
             v.checkpoints.last().map_or(0, |c| c.size)
         );
         return Ok(exit::RUNTIME);
     };
-    let size = checkpoint.size as usize;
-    let proof = merkle::inclusion_proof(index as usize, &v.leaves[..size]);
-    let leaf = v.leaves[index as usize];
-    anyhow::ensure!(
-        merkle::verify_inclusion(&leaf, index, checkpoint.size, &proof, &checkpoint.root),
-        "internal error: the inclusion proof does not verify"
-    );
-    let out = serde_json::json!({
-        "index": index,
-        "tree_size": checkpoint.size,
-        "entry": BASE64.encode(&v.bodies[index as usize]),
-        "leaf_hash": hex(&leaf),
-        "root": hex(&checkpoint.root),
-        "proof": proof.iter().map(|h| hex(h)).collect::<Vec<_>>(),
-        "checkpoint": checkpoint.note,
-    });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(exit::OK)
 }
@@ -158,7 +146,7 @@ pub(crate) fn consistency(log: &Path, old_size: u64, pubkey: Option<&Path>) -> R
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
-    let Some(old) = v.checkpoints.iter().find(|c| c.size == old_size) else {
+    let Some(out) = v.consistency(old_size) else {
         let sizes: Vec<String> = v.checkpoints.iter().map(|c| c.size.to_string()).collect();
         eprintln!(
             "symbi: no checkpoint of size {old_size} in the log; its checkpoints have sizes {}",
@@ -166,24 +154,6 @@ pub(crate) fn consistency(log: &Path, old_size: u64, pubkey: Option<&Path>) -> R
         );
         return Ok(exit::RUNTIME);
     };
-    let new = v
-        .checkpoints
-        .last()
-        .expect("the log has the old checkpoint");
-    let proof = merkle::consistency_proof(old.size as usize, &v.leaves[..new.size as usize]);
-    anyhow::ensure!(
-        merkle::verify_consistency(old.size, new.size, &old.root, &new.root, &proof),
-        "internal error: the consistency proof does not verify"
-    );
-    let out = serde_json::json!({
-        "old_size": old.size,
-        "new_size": new.size,
-        "old_root": hex(&old.root),
-        "new_root": hex(&new.root),
-        "proof": proof.iter().map(|h| hex(h)).collect::<Vec<_>>(),
-        "old_checkpoint": old.note,
-        "new_checkpoint": new.note,
-    });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(exit::OK)
 }

@@ -318,6 +318,13 @@ enum AuditCommand {
         /// The signer's public key (default: the local key's `.pub`).
         #[arg(long, value_name = "PATH")]
         pubkey: Option<PathBuf>,
+        /// A checkpoint kept from an earlier look (`--save-checkpoint`): the
+        /// log must extend it; exit 4 if it was cut back or rewritten.
+        #[arg(long, value_name = "FILE")]
+        trusted_checkpoint: Option<PathBuf>,
+        /// Write the latest checkpoint to FILE (new), to keep.
+        #[arg(long, value_name = "FILE")]
+        save_checkpoint: Option<PathBuf>,
         /// `human` or `json`.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
@@ -871,8 +878,16 @@ fn run_audit(command: AuditCommand) -> Result<u8> {
         AuditCommand::Verify {
             log,
             pubkey,
+            trusted_checkpoint,
+            save_checkpoint,
             format,
-        } => audit::run_verify(&log_path(log)?, pubkey.as_deref(), format == Format::Json),
+        } => audit::run_verify(
+            &log_path(log)?,
+            pubkey.as_deref(),
+            trusted_checkpoint.as_deref(),
+            save_checkpoint.as_deref(),
+            format == Format::Json,
+        ),
         AuditCommand::Prove { entry, log, pubkey } => {
             audit::prove(&log_path(log)?, entry, pubkey.as_deref())
         }

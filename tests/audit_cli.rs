@@ -219,3 +219,46 @@ fn concurrent_jobs_take_turns_on_the_log() {
         .count();
     assert_eq!(starts, 5);
 }
+
+/// `audit verify --save-checkpoint` keeps the latest checkpoint; after the
+/// log is cut back to an earlier checkpoint (the records after it
+/// removed, which `verify` alone cannot tell from a shorter log),
+/// `--trusted-checkpoint` refuses it with exit 4.
+#[test]
+fn a_kept_checkpoint_catches_a_log_cut_back() {
+    let env = tree("kept");
+    assert_eq!(code(&env.symbi(&RUN)), 0);
+    let log = log(&env);
+    let log_arg = log.to_str().unwrap();
+    let first_len = std::fs::metadata(&log).unwrap().len();
+    assert_eq!(code(&env.symbi(&RUN)), 0);
+    let kept = env.path("out/kept.note");
+    let kept = kept.to_str().unwrap();
+    let o = env.symbi(&[
+        "audit",
+        "verify",
+        "--log",
+        log_arg,
+        "--save-checkpoint",
+        kept,
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let trusted = [
+        "audit",
+        "verify",
+        "--log",
+        log_arg,
+        "--trusted-checkpoint",
+        kept,
+    ];
+    let o = env.symbi(&trusted);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // Cut back to the end of the first job (a checkpoint): still a log
+    // that verifies on its own.
+    let bytes = std::fs::read(&log).unwrap();
+    std::fs::write(&log, &bytes[..first_len as usize]).unwrap();
+    assert_eq!(code(&env.symbi(&["audit", "verify", "--log", log_arg])), 0);
+    let o = env.symbi(&trusted);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(stderr(&o).contains("it was cut back"), "{}", stderr(&o));
+}

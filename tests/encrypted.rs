@@ -261,6 +261,9 @@ fn fails_cleanly(t: &Tree, store: &str, what: &[&str], extra: &[&str], env: &[(&
 
 /// The byte range of the `n`th sealed frame's body in `batches.bin`, and
 /// the length of its header (up to the record ids' end).
+/// Where a version-2 sealed batch's record ids start (docs/FORMATS.md).
+const IDS: usize = 66;
+
 fn sealed_frames(bytes: &[u8]) -> Vec<(usize, usize, usize)> {
     let mut at = b"SYMBIONT-SEALED v1\n".len();
     let mut out = Vec::new();
@@ -268,8 +271,8 @@ fn sealed_frames(bytes: &[u8]) -> Vec<(usize, usize, usize)> {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
         if bytes[at + 4] == 1 {
             let body = at + 5;
-            let n = u32::from_le_bytes(bytes[body + 30..body + 34].try_into().unwrap()) as usize;
-            out.push((body, at + 4 + len, 34 + 8 * n));
+            let n = u32::from_le_bytes(bytes[body + IDS - 4..body + IDS].try_into().unwrap());
+            out.push((body, at + 4 + len, IDS + 8 * n as usize));
         }
         at += 4 + len;
     }
@@ -340,7 +343,7 @@ fn a_flipped_bit_in_a_ciphertext_fails_naming_the_record() {
     let file = Path::new(&store).join("batches.bin");
     let mut bytes = std::fs::read(&file).unwrap();
     let (body, end, header) = sealed_frames(&bytes)[0];
-    let first_id = u64::from_le_bytes(bytes[body + 34..body + 42].try_into().unwrap());
+    let first_id = u64::from_le_bytes(bytes[body + IDS..body + IDS + 8].try_into().unwrap());
     bytes[body + header + 4 + (end - body - header - 4) / 2] ^= 0x10;
     std::fs::write(&file, &bytes).unwrap();
     fails_cleanly(
@@ -376,8 +379,8 @@ fn a_ciphertext_moved_to_other_records_fails() {
     // Claim the first sealed batch holds the first record of the second.
     let (a, _, _) = frames[0];
     let (b, _, _) = frames[1];
-    let other: [u8; 8] = bytes[b + 34..b + 42].try_into().unwrap();
-    bytes[a + 34..a + 42].copy_from_slice(&other);
+    let other: [u8; 8] = bytes[b + IDS..b + IDS + 8].try_into().unwrap();
+    bytes[a + IDS..a + IDS + 8].copy_from_slice(&other);
     std::fs::write(&file, &bytes).unwrap();
     fails_cleanly(&t, &store, &["failed authentication"], &[], &[]);
 }
@@ -620,7 +623,11 @@ fn a_job_that_fails_after_its_stage_started_abandons_the_stage() {
     std::fs::write(&data, text).unwrap();
     let input = format!("patients={data}");
     let out = t.path("out/result.json");
-    let o = t.symbi(&["run", CLINIC, "--input", &input, "--out", &out]);
+    let sandboxes = t.0.join("sandboxes");
+    let o = t.symbi_env(
+        &["run", CLINIC, "--input", &input, "--out", &out],
+        &[("SYMBIONT_SANDBOX_DIR", sandboxes.to_str().unwrap())],
+    );
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
@@ -629,11 +636,86 @@ fn a_job_that_fails_after_its_stage_started_abandons_the_stage() {
     );
     assert!(!err.contains("stage"), "the abandoned stage spoke: {err}");
     assert!(!Path::new(&out).exists(), "a result was written");
-    // The sandboxes' shared read-only root stays, for the next job.
-    let left: Vec<_> = std::fs::read_dir(t.0.join("tmp"))
+    // The sandboxes' shared read-only root stays, for the next job;
+    // nothing else, and nothing in `TMPDIR`.
+    let left: Vec<_> = std::fs::read_dir(&sandboxes)
         .unwrap()
+        .chain(std::fs::read_dir(t.0.join("tmp")).unwrap())
         .map(|e| e.unwrap().file_name())
-        .filter(|name| !name.to_string_lossy().starts_with("symbiont-sandbox-root"))
+        .filter(|name| !name.to_string_lossy().starts_with("root-v2-"))
         .collect();
     assert!(left.is_empty(), "left in the scratch directory: {left:?}");
+}
+
+/// The sealed batches of a store: every sealed frame's header.
+fn sealed_headers(store: &str) -> Vec<symbiont_crypto::SealedHeader> {
+    let bytes = std::fs::read(Path::new(store).join("batches.bin")).unwrap();
+    let mut at = b"SYMBIONT-SEALED v1\n".len();
+    let mut out = Vec::new();
+    while at < bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let frame = &bytes[at + 4..at + 4 + len];
+        if frame[0] == 1 {
+            out.push(symbiont_crypto::read_header(&frame[1..]).unwrap().0);
+        }
+        at += 4 + len;
+    }
+    out
+}
+
+/// Issue 21, point 7: `keyring.json` is not authenticated, so a keystore
+/// restored from a copy hands out nonce counters it handed out before. A
+/// job run after the restore reuses the data key and the counters of the
+/// job before it, yet no (AES key, nonce) pair repeats: each job seals
+/// under its own subkey.
+#[test]
+fn a_restored_keystore_never_repeats_a_key_and_nonce() {
+    let t = Tree::new("rollback");
+    let (first, _) = persisted(&t);
+    let keystore = t.0.join("data/symbiont");
+    let copy = t.0.join("keystore-copy");
+    let cp = |from: &Path, to: &Path| {
+        let o = Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(to)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    cp(&keystore, &copy);
+    let persist = |name: &str| {
+        let store = t.path(name);
+        let o = t.symbi(&[
+            "run",
+            CLINIC,
+            "--input",
+            "patients=examples/data/patients.csv",
+            "--persist-encrypted",
+            &store,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        sealed_headers(&store)
+    };
+    let before = persist("out/before");
+    std::fs::remove_dir_all(&keystore).unwrap();
+    cp(&copy, &keystore);
+    let after = persist("out/after");
+    // The rollback happened: the same data key and nonces again.
+    let pairs: std::collections::HashSet<_> = before.iter().map(|h| (h.key, h.nonce)).collect();
+    assert!(
+        after.iter().any(|h| pairs.contains(&(h.key, h.nonce))),
+        "the restored keystore handed out other counters"
+    );
+    // But never under the same subkey.
+    let mut seen = std::collections::HashSet::new();
+    for h in sealed_headers(&first).iter().chain(&before).chain(&after) {
+        assert!(h.salt.is_some(), "a batch sealed under the data key itself");
+        assert!(
+            seen.insert((h.key, h.salt, h.nonce)),
+            "(key {}, nonce {:?}) sealed twice under one subkey",
+            h.key,
+            h.nonce
+        );
+    }
 }

@@ -331,3 +331,40 @@ fn a_front_end_cannot_leave_out_the_datasets_own_policies() {
     }
     assert!(!env.path("state/audit.log").exists());
 }
+
+/// Issue 21, point 6: the job logs the digest of the dataset files it
+/// decided on. The metadata file is swapped between `prepare` (which read
+/// and applied it) and `run`, then removed: the log names the bytes the
+/// job read, never `""` nor the digest of the file swapped in.
+#[test]
+fn the_log_holds_the_digest_of_the_dataset_files_the_job_read() {
+    let env = Tree::new("job-api", "carried");
+    let input = env.path("out/rows.csv");
+    std::fs::write(&input, "k,v\na,1\n").unwrap();
+    let meta = env.path("out/rows.csv.meta.json");
+    let read = br#"{"attributes": {"retention_period": "30.days"}}"#;
+    std::fs::write(&meta, read).unwrap();
+    let job = Job::prepare(spec(&env, input)).unwrap().unwrap();
+    std::fs::write(&meta, br#"{"attributes": {"retention_period": "1.days"}}"#).unwrap();
+    let mut log = log(&env);
+    let outcome = job
+        .run(
+            &custody(&env),
+            &mut log,
+            &mut Kept::default(),
+            &mut Vec::new(),
+        )
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Done { .. }), "{outcome:?}");
+    std::fs::remove_file(&meta).unwrap();
+    let start = logged(&env)
+        .into_iter()
+        .find(|e| e.kind.as_str() == "job_start")
+        .unwrap();
+    assert_eq!(
+        start.detail["dataset_metadata"]["sha256"],
+        symbiont_engine::digest(read),
+        "{}",
+        start.detail
+    );
+}

@@ -874,6 +874,38 @@ fn a_record_of_a_forbidden_class_suspends_the_job_and_an_approval_resumes_it() {
     assert_eq!(approvals[0]["detail"]["approver"], "alice");
     assert_eq!(approvals[0]["detail"]["reason"], "IRB 2026-17");
 
+    // Issue 21, point 6: an approval whose audit entry cannot be written
+    // (a reason past the log's 16 MiB record limit) fails the job. It used
+    // to run under the override with no `approval` entry at all.
+    let req: symbiont_crypto::ApprovalRequest =
+        serde_json::from_str(&std::fs::read_to_string(&request).unwrap()).unwrap();
+    let unlogged = dir.join("unlogged.approval");
+    let text = symbiont_crypto::sign_approval(
+        &dir.join("data/symbiont"),
+        "alice",
+        None,
+        req,
+        &"r".repeat(17 << 20),
+        std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+    )
+    .unwrap();
+    std::fs::write(&unlogged, text).unwrap();
+    let o = run(&["--override-approval", unlogged.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.stdout.is_empty(), "a result was released");
+    assert_eq!(
+        audit_kinds(&dir)
+            .iter()
+            .filter(|e| e["kind"] == "approval")
+            .count(),
+        1
+    );
+
     // The approval covers only what it lists: a missing clearance is a new
     // violation, and the job is suspended before it starts.
     let o = symbi(

@@ -808,3 +808,110 @@ fn a_stage_past_its_timeout_or_memory_limit_fails_the_job_naming_it() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(out.exists());
 }
+
+/// Issue 21, point 4: a private `TMPDIR` (mode 0700, as `mktemp -d` makes
+/// it) used to fail every gVisor stage (`exited with code 128`). Every tier
+/// runs with one, and so does a whole job.
+#[test]
+fn every_tier_works_with_a_private_tmpdir() {
+    use std::os::unix::fs::PermissionsExt;
+    let jobs = Jobs::new("private-tmpdir");
+    let tmp = jobs.0.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let tmp = tmp.to_str().unwrap();
+    for tier in ["1", "2", "3"] {
+        let o = jobs.symbi(
+            &[
+                "sandbox",
+                "run",
+                "--tier",
+                tier,
+                "--timeout",
+                "60s",
+                "--",
+                "echo",
+                "inside",
+            ],
+            &[("TMPDIR", tmp)],
+        );
+        assert_eq!(o.status.code(), Some(0), "tier {tier}: {}", text(&o.stderr));
+        assert!(text(&o.stdout).contains("inside"), "tier {tier}");
+    }
+    let o = jobs.run("examples/clinic_costs.symbi", &[], &[("TMPDIR", tmp)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["_meta"]["tiers"]["aggregate[aes_gcm]"], 2);
+}
+
+/// Issue 21, point 2: a local user who can write the temporary directory
+/// plants, for the job's process id, the OCI bundle directories it used to
+/// take by name, each with `config.json` a link to a file of the victim's.
+/// The job must neither write through the link nor use the planted
+/// directories; and a sandbox directory someone else owns is refused.
+#[test]
+fn planted_scratch_paths_are_never_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let jobs = Jobs::new("planted");
+    let tmp = jobs.0.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let victim = jobs.0.join("victim");
+    std::fs::write(&victim, "the victim's file\n").unwrap();
+    let nobody = 65534;
+    let mut job = Command::new(env!("CARGO_BIN_EXE_symbi"))
+        .args([
+            "run",
+            "examples/clinic_costs.symbi",
+            "--input",
+            "patients=examples/data/patients.csv",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("XDG_STATE_HOME", jobs.0.join("state"))
+        .env("XDG_DATA_HOME", jobs.0.join("data"))
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The names the first sandboxes of this process would have taken.
+    for n in 0..8 {
+        let dir = tmp.join(format!("symbiont-oci-{}-{n}", job.id()));
+        std::fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("config.json")).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::os::unix::fs::chown(&dir, Some(nobody), None).unwrap();
+    }
+    let mut stderr = String::new();
+    job.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = job.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "the victim's file\n",
+        "the job wrote through a planted link"
+    );
+    for n in 0..8 {
+        let dir = tmp.join(format!("symbiont-oci-{}-{n}", job.id()));
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o777, "{} was taken over", dir.display());
+    }
+
+    // A sandbox directory that is not ours alone is refused, naming it.
+    let theirs = jobs.0.join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(nobody), None).unwrap();
+    let o = jobs.symbi(
+        &["sandbox", "run", "--tier", "1", "--", "true"],
+        &[("SYMBIONT_SANDBOX_DIR", theirs.to_str().unwrap())],
+    );
+    assert_ne!(o.status.code(), Some(0));
+    let err = text(&o.stderr);
+    assert!(err.contains(theirs.to_str().unwrap()), "{err}");
+    assert!(err.contains("others may write"), "{err}");
+}

@@ -102,6 +102,11 @@ pub struct Checkpoint {
     pub root: Hash,
     /// The signed note (C2SP checkpoint).
     pub note: String,
+    /// For a checkpoint written when a log was recovered: how many entries
+    /// (before the recovery entry) it signs that no earlier checkpoint
+    /// covered. Whoever could write the file may have written those; no
+    /// job is known to have.
+    pub recovered: Option<u64>,
 }
 
 /// Why the log cannot be opened or written.
@@ -238,19 +243,30 @@ fn records(bytes: &[u8]) -> Result<(Vec<RawRecord<'_>>, Tail), Problem> {
     Ok((out, Tail::Clean))
 }
 
-fn checkpoint_body(size: u64, root: &Hash) -> String {
-    format!("{ORIGIN}\n{size}\n{}\n", BASE64.encode(root))
+/// A checkpoint's body; a recovery checkpoint adds the extension line
+/// `recovered N`.
+fn checkpoint_body(size: u64, root: &Hash, recovered: Option<u64>) -> String {
+    let mut body = format!("{ORIGIN}\n{size}\n{}\n", BASE64.encode(root));
+    if let Some(n) = recovered {
+        body.push_str(&format!("recovered {n}\n"));
+    }
+    body
 }
 
-/// Parses a checkpoint note's body: `(size, root)`.
-fn parse_checkpoint(body: &str) -> Option<(u64, Hash)> {
+/// Parses a checkpoint note's body: `(size, root, recovered)`. Extension
+/// lines other than `recovered N` are refused.
+fn parse_checkpoint(body: &str) -> Option<(u64, Hash, Option<u64>)> {
     let mut lines = body.lines();
     if lines.next()? != ORIGIN {
         return None;
     }
     let size = lines.next()?.parse().ok()?;
     let root: Hash = BASE64.decode(lines.next()?).ok()?.try_into().ok()?;
-    Some((size, root))
+    let recovered = match lines.next() {
+        None => None,
+        Some(line) => Some(line.strip_prefix("recovered ")?.parse().ok()?),
+    };
+    lines.next().is_none().then_some((size, root, recovered))
 }
 
 /// The state reconstructed from a log's records.
@@ -304,7 +320,7 @@ fn replay(records: &[RawRecord<'_>], key: Option<&AuditVerifyingKey>) -> Result<
                     .map_err(|e| problem(format!("the checkpoint after it is invalid: {e}")))?,
                 None => &note[..note.rfind("\n\n").map_or(note.len(), |i| i + 1)],
             };
-            let (size, root) = parse_checkpoint(body)
+            let (size, root, recovered) = parse_checkpoint(body)
                 .ok_or_else(|| problem("the checkpoint after it is malformed".into()))?;
             if size != index {
                 return Err(problem(format!(
@@ -316,10 +332,26 @@ fn replay(records: &[RawRecord<'_>], key: Option<&AuditVerifyingKey>) -> Result<
                     "the checkpoint after it (size {size}) signs another Merkle root: an entry before it was altered"
                 )));
             }
+            if let Some(n) = recovered {
+                // It signs `n` entries after the previous checkpoint, then
+                // the recovery entry that says so.
+                let before = r.checkpoints.last().map_or(0, |c| c.size);
+                let says = size
+                    .checked_sub(1)
+                    .and_then(|i| r.entries.get(i as usize))
+                    .filter(|e| e.kind == EntryKind::Recovery.as_str())
+                    .and_then(|e| e.detail["unsigned_entries"].as_u64());
+                if before + n + 1 != size || says != Some(n) {
+                    return Err(problem(format!(
+                        "the recovery checkpoint after it says it signs {n} entries after entry {before}, which its entries do not bear out"
+                    )));
+                }
+            }
             r.checkpoints.push(Checkpoint {
                 size,
                 root,
                 note: note.to_owned(),
+                recovered,
             });
         }
     }
@@ -407,14 +439,17 @@ impl AuditLog {
             unsigned_entries: entries - signed,
         });
         if let Some(r) = &recovery {
-            log.append(
+            // Not `append`: no ordinary checkpoint may come between the
+            // unsigned entries and the recovery checkpoint.
+            log.push_entry(
                 EntryKind::Recovery,
                 serde_json::json!({
                     "truncated_bytes": r.truncated_bytes,
                     "unsigned_entries": r.unsigned_entries,
+                    "first_unsigned": signed,
                 }),
             )?;
-            log.checkpoint()?;
+            log.sign(Some(r.unsigned_entries))?;
         }
         let report = OpenReport {
             entries: log.frontier.size(),
@@ -469,6 +504,19 @@ impl AuditLog {
         kind: EntryKind,
         detail: serde_json::Value,
     ) -> Result<u64, AuditError> {
+        let seq = self.push_entry(kind, detail)?;
+        if self.since_checkpoint >= self.checkpoint_every {
+            self.checkpoint()?;
+        }
+        Ok(seq)
+    }
+
+    /// Writes an entry, with no checkpoint after it.
+    fn push_entry(
+        &mut self,
+        kind: EntryKind,
+        detail: serde_json::Value,
+    ) -> Result<u64, AuditError> {
         let seq = self.frontier.size();
         let entry = Entry {
             seq,
@@ -483,23 +531,29 @@ impl AuditLog {
         self.frontier.push(leaf);
         self.prev = leaf;
         self.since_checkpoint += 1;
-        if self.since_checkpoint >= self.checkpoint_every {
-            self.checkpoint()?;
-        }
         Ok(seq)
     }
 
     /// Signs the tree so far into a checkpoint, writes it and fsyncs the
     /// file: every entry so far is then durable.
     pub fn checkpoint(&mut self) -> Result<Checkpoint, AuditError> {
+        self.sign(None)
+    }
+
+    fn sign(&mut self, recovered: Option<u64>) -> Result<Checkpoint, AuditError> {
         let size = self.frontier.size();
         let root = self.frontier.root();
-        let note = self.key.sign_note(&checkpoint_body(size, &root));
+        let note = self.key.sign_note(&checkpoint_body(size, &root, recovered));
         self.write_record(CHECKPOINT, note.as_bytes())?;
         self.out.flush().map_err(|e| self.io(e))?;
         self.out.get_ref().sync_data().map_err(|e| self.io(e))?;
         self.since_checkpoint = 0;
-        Ok(Checkpoint { size, root, note })
+        Ok(Checkpoint {
+            size,
+            root,
+            note,
+            recovered,
+        })
     }
 }
 
@@ -535,6 +589,103 @@ pub struct Verified {
     pub leaves: Vec<Hash>,
     /// The stored bytes of each entry.
     pub bodies: Vec<Vec<u8>>,
+}
+
+impl Verified {
+    /// The recovery checkpoints: `(checkpoint size, first entry, entries)`
+    /// of the entries each signed that no earlier checkpoint covered.
+    pub fn recovered(&self) -> Vec<(u64, u64, u64)> {
+        self.checkpoints
+            .iter()
+            .filter_map(|c| c.recovered.map(|n| (c.size, c.size - 1 - n, n)))
+            .filter(|(_, _, n)| *n > 0)
+            .collect()
+    }
+
+    /// The inclusion proof of entry `index` against the latest checkpoint,
+    /// as `symbi audit prove` prints it; `None` if that checkpoint does not
+    /// cover the entry.
+    pub fn inclusion(&self, index: u64) -> Option<serde_json::Value> {
+        let checkpoint = self.checkpoints.last().filter(|c| index < c.size)?;
+        let size = checkpoint.size as usize;
+        let proof = merkle::inclusion_proof(index as usize, &self.leaves[..size]);
+        let leaf = self.leaves[index as usize];
+        assert!(
+            merkle::verify_inclusion(&leaf, index, checkpoint.size, &proof, &checkpoint.root),
+            "internal error: the inclusion proof does not verify"
+        );
+        Some(serde_json::json!({
+            "index": index,
+            "tree_size": checkpoint.size,
+            "entry": BASE64.encode(&self.bodies[index as usize]),
+            "leaf_hash": hex(&leaf),
+            "root": hex(&checkpoint.root),
+            "proof": proof.iter().map(|h| hex(h)).collect::<Vec<_>>(),
+            "checkpoint": checkpoint.note,
+        }))
+    }
+
+    /// The consistency proof from the checkpoint of size `old_size` to the
+    /// latest, as `symbi audit consistency` prints it; `None` if no
+    /// checkpoint has that size.
+    pub fn consistency(&self, old_size: u64) -> Option<serde_json::Value> {
+        let old = self.checkpoints.iter().find(|c| c.size == old_size)?;
+        let new = self.checkpoints.last()?;
+        let proof = merkle::consistency_proof(old.size as usize, &self.leaves[..new.size as usize]);
+        assert!(
+            merkle::verify_consistency(old.size, new.size, &old.root, &new.root, &proof),
+            "internal error: the consistency proof does not verify"
+        );
+        Some(serde_json::json!({
+            "old_size": old.size,
+            "new_size": new.size,
+            "old_root": hex(&old.root),
+            "new_root": hex(&new.root),
+            "proof": proof.iter().map(|h| hex(h)).collect::<Vec<_>>(),
+            "old_checkpoint": old.note,
+            "new_checkpoint": new.note,
+        }))
+    }
+
+    /// What `symbi audit verify --format json` prints.
+    pub fn to_json(&self) -> serde_json::Value {
+        let last = self.checkpoints.last();
+        serde_json::json!({
+            "ok": true,
+            "entries": self.entries.len(),
+            "checkpoints": self.checkpoints.len(),
+            "tree_size": last.map(|c| c.size),
+            "root": last.map(|c| hex(&c.root)),
+            "recovered": self.recovered().iter().map(|(size, first, count)| serde_json::json!({
+                "checkpoint_size": size, "first": first, "count": count,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// What `symbi audit verify` prints: a summary line, then a warning for
+/// each recovery checkpoint that signed entries no job is known to have
+/// written.
+impl std::fmt::Display for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let last = self.checkpoints.last();
+        writeln!(
+            f,
+            "ok: {} entries, {} signed checkpoints; latest covers {} entries, root {}",
+            self.entries.len(),
+            self.checkpoints.len(),
+            last.map_or(0, |c| c.size),
+            last.map_or(String::new(), |c| hex(&c.root))
+        )?;
+        for (size, first, count) in self.recovered() {
+            writeln!(
+                f,
+                "warning: the recovery checkpoint of size {size} signed entries {first}..{} ({count}), which no earlier checkpoint covered: whoever could write the file may have written them",
+                first + count - 1
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Reads and verifies the whole log at `path` against `key`: framing and
@@ -573,6 +724,44 @@ pub fn verify(path: &Path, key: &AuditVerifyingKey) -> Result<Verified, AuditErr
         checkpoints: replayed.checkpoints,
         leaves: replayed.leaves,
     })
+}
+
+/// Verifies the log at `path` (see [`verify`]) and that it extends
+/// `trusted`, a checkpoint note an auditor kept from an earlier look at it:
+/// signed by `key`, and its first `size` entries still those it signed.
+/// This is what detects a log cut back (at a checkpoint boundary, which
+/// [`verify`] alone cannot tell from a shorter log) or rewritten.
+pub fn verify_trusted(
+    path: &Path,
+    key: &AuditVerifyingKey,
+    trusted: &str,
+) -> Result<Verified, AuditError> {
+    let (_, corrupt) = read_log(path)?;
+    let refused = |index: u64, reason: String| corrupt(Problem { index, reason });
+    let body = key
+        .verify_note(trusted)
+        .map_err(|e| refused(0, format!("the trusted checkpoint is not valid: {e}")))?;
+    let (size, root, _) = parse_checkpoint(body)
+        .ok_or_else(|| refused(0, "the trusted checkpoint is malformed".into()))?;
+    let v = verify(path, key)?;
+    let have = v.leaves.len() as u64;
+    if size > have {
+        return Err(refused(
+            have,
+            format!(
+                "the log holds {have} entries but the trusted checkpoint signed {size}: it was cut back"
+            ),
+        ));
+    }
+    if merkle::root(&v.leaves[..size as usize]) != root {
+        return Err(refused(
+            size,
+            format!(
+                "the log's first {size} entries are not those of the trusted checkpoint: it was rewritten"
+            ),
+        ));
+    }
+    Ok(v)
 }
 
 /// The body of the `audit_log` fuzz target (`fuzz/`): reads `bytes` as an

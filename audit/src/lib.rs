@@ -42,6 +42,6 @@ pub use approval::{
 };
 pub use audit::{
     AuditError, AuditLog, Checkpoint, Entry, EntryKind, MAGIC, ORIGIN, OpenReport, Problem,
-    Recovery, Verified, fuzz_audit_bytes, read_entries, verify,
+    Recovery, Verified, fuzz_audit_bytes, read_entries, verify, verify_trusted,
 };
 pub use keys::{AuditSigningKey, AuditVerifyingKey, KeyError, NoteError};

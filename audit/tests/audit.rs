@@ -351,3 +351,126 @@ fn killed_writers_lose_nothing_reported_durable() {
     let v = verify(&path, &key(&s.0).verifying_key()).unwrap();
     assert!(v.entries.len() as u64 >= target);
 }
+
+/// Appends a forged entry record (the attacker can write the file, not
+/// read the key): `seq`, chained to `prev_body`, framed and checksummed.
+fn forge_entry(bytes: &mut Vec<u8>, seq: u64, prev_body: &[u8]) -> Vec<u8> {
+    let prev: String = symbiont_audit::merkle::leaf_hash(prev_body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({
+        "seq": seq,
+        "time": "2026-12-04T00:00:00.000000Z",
+        "kind": "job_end",
+        "detail": {"job": 99, "status": "ok", "forged": true},
+        "prev": prev,
+    }))
+    .unwrap();
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&[1]);
+    crc.update(&body);
+    bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    bytes.push(1);
+    bytes.extend_from_slice(&body);
+    bytes.extend_from_slice(&crc.finalize().to_be_bytes());
+    body
+}
+
+/// Issue 21, point 6: someone who can write the log but not read its key
+/// cuts it back to a checkpoint and appends entries of their own; the next
+/// job's open signs them. That checkpoint now says it did (`recovered 4`,
+/// shown by `verify`), and a checkpoint the auditor kept from before the
+/// cut refuses the log.
+#[test]
+fn entries_appended_by_someone_without_the_key_are_flagged_and_a_kept_checkpoint_refuses_the_cut() {
+    let s = Scratch::new("forge");
+    let path = write_log(&s.0, 10);
+    let public = key(&s.0).verifying_key();
+    let kept = verify(&path, &public)
+        .unwrap()
+        .checkpoints
+        .last()
+        .unwrap()
+        .note
+        .clone();
+    assert!(symbiont_audit::verify_trusted(&path, &public, &kept).is_ok());
+
+    let mut bytes = std::fs::read(&path).unwrap();
+    let spans = record_spans(&bytes);
+    // Cut after the first checkpoint (entries 0..3), then forge 4..7.
+    let cut = spans.iter().find(|r| r.2 == 2).unwrap().1;
+    let (s3, e3) = entry_spans(&bytes)[3];
+    let mut prev = bytes[s3 + 5..e3 - 4].to_vec();
+    bytes.truncate(cut);
+    for seq in 4..8 {
+        prev = forge_entry(&mut bytes, seq, &prev);
+    }
+    std::fs::write(&path, &bytes).unwrap();
+
+    let (log, report) = AuditLog::open(&path, key(&s.0), 4).unwrap();
+    assert_eq!(report.recovery.unwrap().unsigned_entries, 4);
+    drop(log);
+    let v = verify(&path, &public).unwrap();
+    assert!(
+        v.entries[4].detail["forged"] == true,
+        "the forged entries are kept"
+    );
+    let last = v.checkpoints.last().unwrap();
+    assert_eq!((last.size, last.recovered), (9, Some(4)));
+    assert_eq!(v.recovered(), vec![(9, 4, 4)]);
+    assert!(v.to_string().contains("signed entries 4..7 (4)"), "{v}");
+    assert_eq!(v.entries[8].detail["first_unsigned"], 4);
+    // The kept checkpoint (size 10) is not extended by this log.
+    match symbiont_audit::verify_trusted(&path, &public, &kept) {
+        Err(AuditError::Corrupt { problem, .. }) => {
+            assert!(problem.reason.contains("it was cut back"), "{problem}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A recovery checkpoint's count is checked against its entries: a
+/// `recovered N` line that the recovery entry before it does not bear out
+/// is refused.
+#[test]
+fn a_recovery_checkpoint_must_match_its_recovery_entry() {
+    let s = Scratch::new("recovered-count");
+    let path = write_log(&s.0, 5);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let (s4, e4) = entry_spans(&bytes)[4];
+    let prev = bytes[s4 + 5..e4 - 4].to_vec();
+    forge_entry(&mut bytes, 5, &prev);
+    std::fs::write(&path, &bytes).unwrap();
+    drop(AuditLog::open(&path, key(&s.0), 100).unwrap());
+    let public = key(&s.0).verifying_key();
+    assert_eq!(verify(&path, &public).unwrap().recovered(), vec![(7, 5, 1)]);
+    // A log rewritten so that its last checkpoint says `recovered 2`, signed
+    // by the right key (the signer's own mistake, or a forgery with the
+    // key): refused.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = *record_spans(&bytes).last().unwrap();
+    bytes.truncate(last.0);
+    let v = verify(&path, &public).unwrap();
+    let root = symbiont_audit::merkle::root(&v.leaves);
+    let body = format!(
+        "{}\n7\n{}\nrecovered 2\n",
+        symbiont_audit::ORIGIN,
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, root)
+    );
+    let note = key(&s.0).sign_note(&body);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&[2]);
+    crc.update(note.as_bytes());
+    bytes.extend_from_slice(&(note.len() as u32).to_be_bytes());
+    bytes.push(2);
+    bytes.extend_from_slice(note.as_bytes());
+    bytes.extend_from_slice(&crc.finalize().to_be_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    match verify(&path, &public) {
+        Err(AuditError::Corrupt { problem, .. }) => {
+            assert!(problem.reason.contains("do not bear out"), "{problem}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

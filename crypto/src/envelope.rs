@@ -8,9 +8,15 @@
 //! dataset, another set of fields or other record ids does not open. The
 //! byte layout is in `docs/FORMATS.md` ("Sealed batches").
 //!
-//! Nonces are 96-bit counters handed out by the keystore in reserved
-//! ranges, persisted before use (see [`NonceSource`]), so no nonce repeats
-//! under one key, across workers, processes or crashes.
+//! No batch is sealed under the data key itself. Each sealer (one per job
+//! and dataset) draws a random 256-bit salt and seals under a subkey
+//! derived from the data key and that salt with HKDF-SHA256; the salt is in
+//! the header. Nonces are 96-bit counters handed out by the keystore in
+//! reserved ranges, persisted before use (see [`NonceSource`]), so no nonce
+//! repeats under one subkey, across workers, processes or crashes; and a
+//! keystore restored from a backup or copied to another host, which hands
+//! out the same counters again, hands them out under new subkeys (the
+//! chance that two salts meet is 2^-256 a pair).
 
 use std::fmt;
 use std::ops::Range;
@@ -19,12 +25,20 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::aead::{AeadError, Aes256GcmKey, Backend, KEY_LEN, NONCE_LEN, TAG_LEN};
 use crate::locked::LockedBuf;
 
-/// The format version in every sealed batch.
-pub const SEALED_VERSION: u8 = 1;
+/// The format version of the sealed batches this build writes (it reads
+/// version 1 too: sealed under the data key itself, without a salt).
+pub const SEALED_VERSION: u8 = 2;
 /// Bytes in a data key id.
 pub const KEY_ID_LEN: usize = 16;
-/// The fixed part of a header: version, lane, key id, nonce, record count.
-const FIXED_HEADER: usize = 1 + 1 + KEY_ID_LEN + NONCE_LEN + 4;
+/// Bytes in a subkey salt.
+pub const SALT_LEN: usize = 32;
+/// The fixed part of a version-1 header: version, lane, key id, nonce,
+/// record count.
+const FIXED_V1: usize = 1 + 1 + KEY_ID_LEN + NONCE_LEN + 4;
+/// Version 2 adds the salt after the key id.
+const FIXED_V2: usize = FIXED_V1 + SALT_LEN;
+/// HKDF's `info` for a subkey, followed by the data key's id.
+const SUBKEY_INFO: &[u8] = b"symbiont sealed-batch subkey v2";
 /// The domain separator that starts the associated data.
 const AAD_DOMAIN: &[u8] = b"symbiont-sealed-batch v1";
 
@@ -61,12 +75,12 @@ impl KeyId {
     }
 }
 
-/// A dataset's data key, ready to seal and open. Its bytes are gone once
-/// it is built: only the cipher's key schedule remains, and nothing prints
-/// it.
+/// A dataset's data key: its bytes, from which each job's subkeys are
+/// derived, zeroized when it is dropped. Nothing prints them.
 pub struct DataKey {
     id: KeyId,
-    cipher: Box<dyn Aes256GcmKey>,
+    bytes: Box<zeroize::Zeroizing<[u8; KEY_LEN]>>,
+    backend: Backend,
 }
 
 impl fmt::Debug for DataKey {
@@ -82,13 +96,30 @@ impl DataKey {
     pub fn new(id: KeyId, bytes: &[u8; KEY_LEN], backend: Backend) -> DataKey {
         DataKey {
             id,
-            cipher: backend.key(bytes),
+            bytes: Box::new(zeroize::Zeroizing::new(*bytes)),
+            backend,
         }
     }
 
     /// Its id.
     pub fn id(&self) -> KeyId {
         self.id
+    }
+
+    /// The cipher of the subkey for `salt` (HKDF-SHA256: the data key as
+    /// input key material, `salt`, and `info` the label and the key's
+    /// id), or of the data key itself for a version-1 batch (no salt).
+    fn cipher(&self, salt: Option<&[u8; SALT_LEN]>) -> Box<dyn Aes256GcmKey> {
+        let Some(salt) = salt else {
+            return self.backend.key(&self.bytes);
+        };
+        let mut info = SUBKEY_INFO.to_vec();
+        info.extend_from_slice(&self.id.0);
+        let mut subkey = zeroize::Zeroizing::new([0u8; KEY_LEN]);
+        hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), &self.bytes[..])
+            .expand(&info, &mut subkey[..])
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        self.backend.key(&subkey)
     }
 }
 
@@ -178,10 +209,16 @@ pub enum SealError {
         /// What the keystore said.
         reason: String,
     },
+    /// The operating system gave no random salt.
+    #[error("no random salt from the operating system: {0}")]
+    Random(String),
 }
 
+/// The subkey a sealer seals with, and its next nonces.
 struct Current {
     key: Arc<DataKey>,
+    salt: [u8; SALT_LEN],
+    cipher: Box<dyn Aes256GcmKey>,
     next: u64,
     end: u64,
 }
@@ -224,30 +261,40 @@ impl Sealer {
         &self.context
     }
 
-    fn next_nonce(&self) -> Result<(Arc<DataKey>, [u8; NONCE_LEN]), SealError> {
-        let mut current = self.current.lock().expect("no thread panicked sealing");
-        if current.as_ref().is_none_or(|c| c.next >= c.end) {
-            let (key, range) = self
-                .source
-                .reserve(&self.context.dataset)
-                .map_err(|reason| SealError::Reserve {
-                    dataset: self.context.dataset.clone(),
-                    reason,
-                })?;
-            if let Some(keys) = &self.publish {
-                keys.insert(&key);
-            }
-            *current = Some(Current {
-                key,
-                next: range.start,
-                end: range.end,
-            });
+    /// Reserves nonces when the current range is used up; a new data key
+    /// (or the first) gets a new salt and subkey.
+    fn refill(&self, current: &mut Option<Current>) -> Result<(), SealError> {
+        if current.as_ref().is_some_and(|c| c.next < c.end) {
+            return Ok(());
         }
-        let c = current.as_mut().expect("just filled");
-        let mut nonce = [0; NONCE_LEN];
-        nonce[4..].copy_from_slice(&c.next.to_be_bytes());
-        c.next += 1;
-        Ok((Arc::clone(&c.key), nonce))
+        let (key, range) = self
+            .source
+            .reserve(&self.context.dataset)
+            .map_err(|reason| SealError::Reserve {
+                dataset: self.context.dataset.clone(),
+                reason,
+            })?;
+        if let Some(keys) = &self.publish {
+            keys.insert(&key);
+        }
+        match current {
+            Some(c) if c.key.id == key.id => {
+                c.next = range.start;
+                c.end = range.end;
+            }
+            _ => {
+                let mut salt = [0; SALT_LEN];
+                getrandom::fill(&mut salt).map_err(|e| SealError::Random(e.to_string()))?;
+                *current = Some(Current {
+                    cipher: key.cipher(Some(&salt)),
+                    key,
+                    salt,
+                    next: range.start,
+                    end: range.end,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Seals `payload_len` bytes that `encode` appends to the buffer it is
@@ -261,12 +308,18 @@ impl Sealer {
         payload_len: usize,
         encode: impl FnOnce(&mut Vec<u8>),
     ) -> Result<Vec<u8>, SealError> {
-        let (key, nonce) = self.next_nonce()?;
-        let header_len = FIXED_HEADER + 8 * ids.len();
+        let mut current = self.current.lock().expect("no thread panicked sealing");
+        self.refill(&mut current)?;
+        let c = current.as_mut().expect("just filled");
+        let mut nonce = [0; NONCE_LEN];
+        nonce[4..].copy_from_slice(&c.next.to_be_bytes());
+        c.next += 1;
+        let header_len = FIXED_V2 + 8 * ids.len();
         let mut out = Vec::with_capacity(header_len + 4 + payload_len + TAG_LEN);
         out.push(SEALED_VERSION);
         out.push(lane);
-        out.extend_from_slice(&key.id.0);
+        out.extend_from_slice(&c.key.id.0);
+        out.extend_from_slice(&c.salt);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&(ids.len() as u32).to_le_bytes());
         for id in ids {
@@ -281,7 +334,7 @@ impl Sealer {
             "the encoder wrote the length it announced"
         );
         let aad = self.context.aad(&out[..header_len]);
-        let tag = key.cipher.seal(&nonce, &aad, &mut out[start..]);
+        let tag = c.cipher.seal(&nonce, &aad, &mut out[start..]);
         out.extend_from_slice(&tag);
         Ok(out)
     }
@@ -295,7 +348,7 @@ pub enum OpenError {
     #[error("truncated sealed batch ({0})")]
     Truncated(&'static str),
     /// A version this build does not read.
-    #[error("sealed batch version {0} is not supported (this build reads version 1)")]
+    #[error("sealed batch version {0} is not supported (this build reads versions 1 and 2)")]
     Version(u8),
     /// The batch names a data key the keystore does not have.
     #[error("data key {0} is not in the keystore")]
@@ -321,6 +374,10 @@ pub struct SealedHeader {
     pub lane: u8,
     /// The data key.
     pub key: KeyId,
+    /// The salt of the subkey it is sealed under (none in version 1).
+    pub salt: Option<[u8; SALT_LEN]>,
+    /// The nonce.
+    pub nonce: [u8; NONCE_LEN],
     /// The records' ids, in order.
     pub ids: Vec<u64>,
 }
@@ -328,21 +385,30 @@ pub struct SealedHeader {
 /// Reads a sealed batch's header. Returns it, the header's length and the
 /// payload's range within `bytes`.
 pub fn read_header(bytes: &[u8]) -> Result<(SealedHeader, usize, Range<usize>), OpenError> {
-    if bytes.len() < FIXED_HEADER {
+    let version = *bytes.first().ok_or(OpenError::Truncated("header"))?;
+    let fixed = match version {
+        1 => FIXED_V1,
+        2 => FIXED_V2,
+        v => return Err(OpenError::Version(v)),
+    };
+    if bytes.len() < fixed {
         return Err(OpenError::Truncated("header"));
-    }
-    if bytes[0] != SEALED_VERSION {
-        return Err(OpenError::Version(bytes[0]));
     }
     let lane = bytes[1];
     let key = KeyId(bytes[2..2 + KEY_ID_LEN].try_into().expect("16 bytes"));
-    let n = u32::from_le_bytes(bytes[FIXED_HEADER - 4..FIXED_HEADER].try_into().expect("4"));
+    let mut at = 2 + KEY_ID_LEN;
+    let salt = (version == 2).then(|| {
+        at += SALT_LEN;
+        bytes[at - SALT_LEN..at].try_into().expect("32 bytes")
+    });
+    let nonce = bytes[at..at + NONCE_LEN].try_into().expect("12 bytes");
+    let n = u32::from_le_bytes(bytes[fixed - 4..fixed].try_into().expect("4"));
     let header_len = (n as usize)
         .checked_mul(8)
-        .and_then(|b| b.checked_add(FIXED_HEADER))
+        .and_then(|b| b.checked_add(fixed))
         .filter(|&l| l + 4 <= bytes.len())
         .ok_or(OpenError::Truncated("record ids"))?;
-    let ids = bytes[FIXED_HEADER..header_len]
+    let ids = bytes[fixed..header_len]
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
         .collect();
@@ -352,7 +418,17 @@ pub fn read_header(bytes: &[u8]) -> Result<(SealedHeader, usize, Range<usize>), 
         .checked_add(len as usize)
         .filter(|&e| e + TAG_LEN == bytes.len())
         .ok_or(OpenError::Truncated("payload"))?;
-    Ok((SealedHeader { lane, key, ids }, header_len, start..end))
+    Ok((
+        SealedHeader {
+            lane,
+            key,
+            salt,
+            nonce,
+            ids,
+        },
+        header_len,
+        start..end,
+    ))
 }
 
 /// Opens sealed batches of one dataset: holds its data keys, nothing else
@@ -400,13 +476,11 @@ impl Opener {
             .keys
             .get(header.key)
             .ok_or(OpenError::UnknownKey(header.key))?;
-        let nonce: [u8; NONCE_LEN] = bytes[2 + KEY_ID_LEN..2 + KEY_ID_LEN + NONCE_LEN]
-            .try_into()
-            .expect("12 bytes");
         let tag: [u8; TAG_LEN] = bytes[payload.end..].try_into().expect("16 bytes");
         let aad = self.context.aad(&bytes[..header_len]);
         let plain = buf.fill(&bytes[payload]);
-        if let Err(e) = key.cipher.open(&nonce, &aad, plain, &tag) {
+        let cipher = key.cipher(header.salt.as_ref());
+        if let Err(e) = cipher.open(&header.nonce, &aad, plain, &tag) {
             buf.clear();
             return Err(e.into());
         }
@@ -492,8 +566,10 @@ mod tests {
         let s = Sealer::new(ctx.clone(), Arc::new(Fixed(Arc::clone(&k), Mutex::new(0))));
         let one = s.seal(1, &[1], 3, |b| b.extend_from_slice(b"one")).unwrap();
         let two = s.seal(1, &[2], 3, |b| b.extend_from_slice(b"two")).unwrap();
-        // Nonces differ even within one sealer.
-        assert_ne!(one[18..30], two[18..30]);
+        // Nonces differ within one sealer, under one subkey.
+        let (h1, h2) = (read_header(&one).unwrap().0, read_header(&two).unwrap().0);
+        assert_ne!(h1.nonce, h2.nonce);
+        assert_eq!(h1.salt, h2.salt);
         // Batch one's ciphertext under batch two's header.
         let (_, header_len, _) = read_header(&two).unwrap();
         let mut moved = two[..header_len].to_vec();
@@ -503,6 +579,73 @@ mod tests {
         assert_eq!(
             opener.open(&moved, &mut buf),
             Err(OpenError::Authentication)
+        );
+    }
+
+    /// Issue 21, point 7: a keystore restored from a copy hands out the
+    /// same nonce counters again. Two jobs sealing from the same counters
+    /// (two sealers from sources in the same state) use the same data key
+    /// and nonces, but never the same AES key and nonce: each seals under
+    /// its own salt's subkey, and each batch opens.
+    #[test]
+    fn the_same_counters_after_a_rollback_never_repeat_a_key_and_nonce() {
+        let ctx = SealContext::new("ds", &["a"]);
+        let k = key(7);
+        let job = || Sealer::new(ctx.clone(), Arc::new(Fixed(Arc::clone(&k), Mutex::new(0))));
+        let (first, again) = (job(), job());
+        let a = first
+            .seal(1, &[1], 3, |b| b.extend_from_slice(b"one"))
+            .unwrap();
+        let b = again
+            .seal(1, &[1], 3, |b| b.extend_from_slice(b"one"))
+            .unwrap();
+        let (ha, hb) = (read_header(&a).unwrap().0, read_header(&b).unwrap().0);
+        assert_eq!((ha.key, ha.nonce), (hb.key, hb.nonce), "the rollback");
+        assert_ne!(ha.salt, hb.salt);
+        // Same plaintext, key id and nonce: different ciphertexts.
+        let (_, _, pa) = read_header(&a).unwrap();
+        assert_ne!(a[pa.clone()], b[pa]);
+        let opener = Opener::new(ctx, vec![k]);
+        let mut buf = LockedBuf::new();
+        for sealed in [&a, &b] {
+            opener.open(sealed, &mut buf).unwrap();
+            assert_eq!(buf.as_slice(), b"one");
+        }
+    }
+
+    /// A version-1 batch (sealed under the data key itself, no salt), as
+    /// earlier builds wrote them, still opens; its header is not version 2
+    /// with the salt taken away.
+    #[test]
+    fn a_version_1_batch_opens() {
+        let ctx = SealContext::new("ds", &["a"]);
+        let k = key(9);
+        let nonce = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5];
+        let mut v1 = vec![1, 1];
+        v1.extend_from_slice(&k.id().0);
+        v1.extend_from_slice(&nonce);
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&42u64.to_le_bytes());
+        v1.extend_from_slice(&2u32.to_le_bytes());
+        let header_len = v1.len() - 4;
+        let start = v1.len();
+        v1.extend_from_slice(b"ok");
+        let aad = ctx.aad(&v1[..header_len]);
+        let tag = Backend::DEFAULT
+            .key(&[9; 32])
+            .seal(&nonce, &aad, &mut v1[start..]);
+        v1.extend_from_slice(&tag);
+        let mut buf = LockedBuf::new();
+        let h = Opener::new(ctx.clone(), vec![Arc::clone(&k)])
+            .open(&v1, &mut buf)
+            .unwrap();
+        assert_eq!((h.salt, h.nonce, h.ids), (None, nonce, vec![42]));
+        assert_eq!(buf.as_slice(), b"ok");
+        let mut v3 = v1.clone();
+        v3[0] = 3;
+        assert_eq!(
+            Opener::new(ctx, vec![k]).open(&v3, &mut buf),
+            Err(OpenError::Version(3))
         );
     }
 }

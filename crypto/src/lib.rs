@@ -35,7 +35,7 @@ pub mod programmable;
 
 pub use aead::{AeadError, Aes256GcmKey, Backend, KEY_LEN, NONCE_LEN, TAG_LEN};
 pub use envelope::{
-    DataKey, DataKeys, KEY_ID_LEN, KeyId, NonceSource, OpenError, Opener, SEALED_VERSION,
+    DataKey, DataKeys, KEY_ID_LEN, KeyId, NonceSource, OpenError, Opener, SALT_LEN, SEALED_VERSION,
     SealContext, SealError, SealedHeader, Sealer, read_header,
 };
 pub use keystore::{
@@ -49,5 +49,5 @@ pub use symbiont_audit::{
     Approval, ApprovalError, ApprovalRequest, AuditError, AuditLog, AuditSigningKey,
     AuditVerifyingKey, Checkpoint, Entry, EntryKind, KeyError, MAGIC, NoteError, ORIGIN,
     OpenReport, Problem, Recovery, Verified, Violation, add_approver, fuzz_audit_bytes, merkle,
-    read_entries, sign_approval, trusted_approvers, verify, verify_approval,
+    read_entries, sign_approval, trusted_approvers, verify, verify_approval, verify_trusted,
 };

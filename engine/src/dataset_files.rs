@@ -10,6 +10,36 @@ use symbiont_operators::{Policy, PolicyValue};
 
 use crate::Attrs;
 
+/// A file a dataset carries, as the job read it: the job decides on these
+/// bytes, logs their digest and persists them, never the file read again
+/// (which may have changed meanwhile).
+#[derive(Clone, Debug)]
+pub struct Carried {
+    /// Where it was read.
+    pub file: PathBuf,
+    /// The bytes read.
+    pub bytes: Vec<u8>,
+    /// Their SHA-256, hex.
+    pub sha256: String,
+}
+
+impl Carried {
+    fn read(file: PathBuf) -> Result<Carried> {
+        use sha2::Digest;
+        let bytes =
+            std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let sha256 = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(Carried {
+            file,
+            bytes,
+            sha256,
+        })
+    }
+}
+
 /// Where a dataset's own policies are: `PATH.policy.symbi` beside a file,
 /// `policy.symbi` inside an encrypted dataset directory.
 pub fn dataset_policy_file(input: &Path) -> PathBuf {
@@ -37,14 +67,14 @@ fn carried_file(input: &Path, name: &str) -> PathBuf {
 
 /// The attributes a dataset carries (`{"attributes": {"retention_period":
 /// "30.days", "geographic_restriction": "EU"}}`), for policy conditions.
-pub fn dataset_metadata(input: &Path) -> Result<Option<(PathBuf, Attrs)>> {
+pub fn dataset_metadata(input: &Path) -> Result<Option<(Carried, Attrs)>> {
     let file = dataset_meta_file(input);
     if !file.exists() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
+    let carried = Carried::read(file)?;
+    let file = &carried.file;
+    let json: serde_json::Value = serde_json::from_slice(&carried.bytes)
         .with_context(|| format!("{}: not valid JSON", file.display()))?;
     let Some(attributes) = json.get("attributes").and_then(|a| a.as_object()) else {
         anyhow::bail!(
@@ -65,7 +95,7 @@ pub fn dataset_metadata(input: &Path) -> Result<Option<(PathBuf, Attrs)>> {
         };
         out.insert(k.clone(), value);
     }
-    Ok(Some((file, out)))
+    Ok(Some((carried, out)))
 }
 
 /// What a dataset's policy file says.
@@ -75,7 +105,7 @@ pub enum DatasetPolicies {
     None,
     /// The file and its policies, each named `dataset:NAME`, in the order
     /// written (after those each extends).
-    Policies(PathBuf, Vec<Policy>),
+    Policies(Carried, Vec<Policy>),
     /// The file is not a valid policy-only program: what is wrong with it.
     Invalid(SourceFile, Vec<Diagnostic>),
 }
@@ -86,8 +116,9 @@ pub fn dataset_policies(input: &Path) -> Result<DatasetPolicies> {
     if !file.exists() {
         return Ok(DatasetPolicies::None);
     }
-    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-    let parsed = symbiont_dsl::parse_bytes(&bytes);
+    let carried = Carried::read(file)?;
+    let parsed = symbiont_dsl::parse_bytes(&carried.bytes);
+    let file = &carried.file;
     let source = SourceFile::new(file.display().to_string(), parsed.text);
     let Some(program) = parsed.program else {
         return Ok(DatasetPolicies::Invalid(source, parsed.diagnostics));
@@ -123,5 +154,5 @@ pub fn dataset_policies(input: &Path) -> Result<DatasetPolicies> {
             ..p.clone()
         })
         .collect();
-    Ok(DatasetPolicies::Policies(file, policies))
+    Ok(DatasetPolicies::Policies(carried, policies))
 }

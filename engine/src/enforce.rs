@@ -207,7 +207,9 @@ pub(crate) fn suspend(
     Ok(path)
 }
 
-/// Verifies `--override-approval FILE` for this job and audits it.
+/// Verifies `--override-approval FILE` for this job and audits it: the
+/// approval (or its refusal) is in the log, checkpointed, before anything
+/// runs under it; if it cannot be written, the job fails (`Err`).
 pub(crate) fn load_approval(
     path: &Path,
     keystore: &Path,
@@ -215,7 +217,7 @@ pub(crate) fn load_approval(
     log: &mut AuditLog,
     job: u64,
     observer: &mut dyn Observer,
-) -> std::result::Result<Approved, String> {
+) -> anyhow::Result<std::result::Result<Approved, String>> {
     match symbiont_crypto::verify_approval(
         path,
         keystore,
@@ -223,7 +225,7 @@ pub(crate) fn load_approval(
         std::time::SystemTime::now(),
     ) {
         Ok((approval, key)) => {
-            let _ = log.append(
+            log.append(
                 EntryKind::Approval,
                 serde_json::json!({
                     "job": job,
@@ -234,21 +236,22 @@ pub(crate) fn load_approval(
                     "expires": approval.expires,
                     "overrides": approval.overrides,
                 }),
-            );
+            )?;
+            log.checkpoint()?;
             observer.event(Event::Notice(format!(
                 "approval by {} ({key}) overrides {} violation(s): {}",
                 approval.approver,
                 approval.overrides.len(),
                 approval.reason
             )));
-            Ok(Approved { approval })
+            Ok(Ok(Approved { approval }))
         }
         Err(e) => {
-            let _ = log.append(
+            log.append(
                 EntryKind::Approval,
                 serde_json::json!({"job": job, "file": path.display().to_string(), "refused": e.to_string()}),
-            );
-            Err(e.to_string())
+            )?;
+            Ok(Err(e.to_string()))
         }
     }
 }

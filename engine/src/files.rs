@@ -31,6 +31,20 @@ pub fn write_whole(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     written.with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Writes `bytes` to a new file at `path` (mode 0600; a file or link
+/// there is never written through), synced.
+pub fn write_new(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
 /// Hex SHA-256 of a file, streamed.
 pub fn file_digest(path: &std::path::Path) -> Result<String> {
     use sha2::Digest;

@@ -39,11 +39,12 @@ mod table;
 
 pub use attest::program_checks;
 pub use dataset_files::{
-    DatasetPolicies, dataset_meta_file, dataset_metadata, dataset_policies, dataset_policy_file,
+    Carried, DatasetPolicies, dataset_meta_file, dataset_metadata, dataset_policies,
+    dataset_policy_file,
 };
 pub use datasets::{PATIENTS_HEADER, generate_patients, write_patients};
 pub use explain::plan_svg;
-pub use files::{digest, file_digest, write_whole};
+pub use files::{digest, file_digest, write_new, write_whole};
 pub use job::{
     HomomorphicLane, HomomorphicStage, InProcessEvaluate, InProcessReduce, JobConfig, JobError,
     JobOutput, KeyHolder, KeystoreHolder, LaneKeys, ListFeed, OnError, ProgrammableLane,

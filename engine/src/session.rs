@@ -22,7 +22,7 @@ use symbiont_operators::{InputKind, Lane, Plan, PlanNode, Policy, PolicyValue, Q
 use zeroize::Zeroizing;
 
 use crate::attest::{Attesting, Planned, ToCommit};
-use crate::dataset_files::DatasetPolicies;
+use crate::dataset_files::{Carried, DatasetPolicies};
 use crate::stage::{ComputeSandbox, SandboxedEvaluate, SandboxedReduce, SandboxedStage};
 use crate::{
     HomomorphicLane, InProcessEvaluate, InProcessReduce, JobConfig, JobError, JobOutput,
@@ -324,8 +324,8 @@ impl Job {
 /// The dataset's own files, as the job read them.
 #[derive(Clone, Copy)]
 struct DatasetFiles<'a> {
-    metadata: Option<&'a (PathBuf, Attrs)>,
-    policies: Option<&'a (PathBuf, Vec<Policy>)>,
+    metadata: Option<&'a (Carried, Attrs)>,
+    policies: Option<&'a (Carried, Vec<Policy>)>,
 }
 
 /// A started job: its number, its policy decision and its approval.
@@ -441,10 +441,7 @@ fn run(
                 file: spec.program_file.clone(),
                 sha256: spec.program_sha256.clone(),
                 agent: query.agent.clone(),
-                policy_sha256: policy_digest(
-                    &spec.program,
-                    files.policies.map(|(f, _)| f.as_path()),
-                )?,
+                policy_sha256: policy_digest(&spec.program, files.policies.map(|(f, _)| f))?,
             };
             match crate::attest::to_commit(planned, &spec.input, &dataset, key, provenance) {
                 Ok(c) => Some(c),
@@ -518,7 +515,7 @@ fn start(
     let approved = match &spec.approval {
         None => None,
         Some(path) => {
-            match enforce::load_approval(path, &custody.keystore, &this_job, log, job, observer) {
+            match enforce::load_approval(path, &custody.keystore, &this_job, log, job, observer)? {
                 Ok(a) => Some(a),
                 Err(why) => {
                     end(log, job, "denied", Some(why.clone()))?;
@@ -661,8 +658,12 @@ fn finish(
         for (file, name) in carried {
             let Some(file) = file else { continue };
             let to = dest.join(name);
-            if let Err(e) = std::fs::copy(file, &to) {
-                let why = format!("cannot copy {} to {}: {e}", file.display(), to.display());
+            if let Err(e) = crate::files::write_new(&to, &file.bytes) {
+                let why = format!(
+                    "cannot copy {} to {}: {e}",
+                    file.file.display(),
+                    to.display()
+                );
                 outcome = Ok(Err(Failure::Error(why)));
                 break;
             }
@@ -730,9 +731,9 @@ fn finish(
 #[derive(Debug)]
 struct Prepared {
     /// The dataset's metadata file and the attributes it gives.
-    dataset_metadata: Option<(PathBuf, Attrs)>,
+    dataset_metadata: Option<(Carried, Attrs)>,
     /// The dataset's policy file and its policies.
-    dataset_policies: Option<(PathBuf, Vec<Policy>)>,
+    dataset_policies: Option<(Carried, Vec<Policy>)>,
     programmable: Option<symbiont_operators::Compiled>,
     planned: Option<Planned>,
     dataset: String,
@@ -803,7 +804,7 @@ fn prepare(spec: &mut JobSpec) -> Result<std::result::Result<Prepared, Outcome>>
                 Some(given) if given != v => {
                     return Ok(Err(Outcome::Usage(format!(
                         "--resource {k}={given} contradicts the dataset's metadata ({k} = {v} in {})",
-                        file.display()
+                        file.file.display()
                     ))));
                 }
                 _ => {
@@ -822,8 +823,11 @@ fn prepare(spec: &mut JobSpec) -> Result<std::result::Result<Prepared, Outcome>>
         }
     };
     if let Some((file, policies)) = &dataset_policies {
-        let denials =
-            symbiont_dsl::check_policies_with(&spec.program, policies, &file.display().to_string());
+        let denials = symbiont_dsl::check_policies_with(
+            &spec.program,
+            policies,
+            &file.file.display().to_string(),
+        );
         if !denials.is_empty() {
             return Ok(Err(Outcome::PolicyDiagnostics(denials)));
         }
@@ -891,12 +895,12 @@ fn job_start(spec: &JobSpec, files: DatasetFiles<'_>, dataset: &str) -> serde_js
         "dataset": dataset,
         "policies": spec.query.policies,
         "dataset_metadata": files.metadata.map(|(f, _)| serde_json::json!({
-            "file": f.display().to_string(),
-            "sha256": file_digest(f).unwrap_or_default(),
+            "file": f.file.display().to_string(),
+            "sha256": f.sha256,
         })),
         "dataset_policies": files.policies.map(|(f, policies)| serde_json::json!({
-            "file": f.display().to_string(),
-            "sha256": file_digest(f).unwrap_or_default(),
+            "file": f.file.display().to_string(),
+            "sha256": f.sha256,
             "names": policies.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
         })),
         "workers": spec.workers,
@@ -952,17 +956,14 @@ fn open_keystore(
 /// SHA-256 over the policies a job answers to: the program's policy
 /// declarations (their structure, not their layout) and the dataset's
 /// policy file.
-fn policy_digest(program: &Program, dataset_policies: Option<&Path>) -> Result<String> {
+fn policy_digest(program: &Program, dataset_policies: Option<&Carried>) -> Result<String> {
     let declared: Vec<serde_json::Value> = program
         .items
         .iter()
         .filter(|i| matches!(i, symbiont_dsl::ast::Item::Policy(_)))
         .map(serde_json::to_value)
         .collect::<std::result::Result<_, _>>()?;
-    let file = match dataset_policies {
-        Some(f) => Some(file_digest(f)?),
-        None => None,
-    };
+    let file = dataset_policies.map(|f| f.sha256.clone());
     let text = serde_json::json!({"program": declared, "dataset_policies": file}).to_string();
     Ok(digest(text.as_bytes()))
 }

@@ -9,7 +9,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::child::{Piped, StageClock, Watchdog};
-use crate::native::{RootDir, find_busybox, shared_root};
+use crate::native::{find_busybox, shared_root};
+use crate::scratch::Private;
 use crate::{Limits, Outcome, Report, SandboxError};
 
 /// `runsc` on `PATH`, or what is missing.
@@ -87,10 +88,10 @@ pub(crate) fn run_with(
     let root = shared_root(&busybox)?;
     crate::native::mount_points(&root, &binds)?;
     let name = format!("{}-{}", std::process::id(), crate::unique());
-    let bundle = RootDir::empty(&format!("symbiont-oci-{name}"))?;
+    let bundle = Private::new("oci-")?;
     let state = bundle.path().join("state");
     let io = |p: PathBuf| move |source| SandboxError::Root { path: p, source };
-    std::fs::create_dir_all(&state).map_err(io(state.clone()))?;
+    std::fs::create_dir(&state).map_err(io(state.clone()))?;
     let config = bundle.path().join("config.json");
     let mut spec = spec(&root, &busybox, command, limits, &name);
     for (host, inside) in &binds {
@@ -101,11 +102,11 @@ pub(crate) fn run_with(
                 "destination": inside, "type": "bind", "source": host, "options": ["rbind", "ro"]
             }));
     }
-    std::fs::write(
+    crate::scratch::write_new(
         &config,
-        serde_json::to_vec_pretty(&spec).expect("serialisable"),
-    )
-    .map_err(io(config.clone()))?;
+        &serde_json::to_vec_pretty(&spec).expect("serialisable"),
+        0o600,
+    )?;
     let runsc_cmd = |args: &[&str]| {
         let mut c = Command::new(&runsc);
         c.arg("--root")

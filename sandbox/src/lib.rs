@@ -30,6 +30,7 @@ mod kvm;
 mod landlock;
 mod microvm;
 mod native;
+mod scratch;
 mod seccomp;
 
 use std::path::{Path, PathBuf};

@@ -108,14 +108,21 @@ fn io_err(p: &Path) -> impl FnOnce(std::io::Error) -> SandboxError + use<> {
 /// with user `sandbox` (uid 1), and the init above. The paths written,
 /// relative to `dir`.
 fn guest_root(busybox: &Path, dir: &Path) -> Result<Vec<String>, SandboxError> {
-    use std::os::unix::fs::PermissionsExt;
-    // The guest's `/`: everyone may enter it.
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(io_err(dir))?;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    // The guest's `/`: everyone may enter it (but nobody on the host may
+    // reach it: it is inside a private directory).
+    let mkdir = |d: &Path| {
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(d)
+            .map_err(io_err(d))
+    };
+    mkdir(dir)?;
     let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).map_err(io_err(&bin))?;
+    mkdir(&bin)?;
     std::fs::copy(busybox, bin.join("busybox")).map_err(io_err(busybox))?;
     let etc = dir.join("etc");
-    std::fs::create_dir_all(&etc).map_err(io_err(&etc))?;
+    mkdir(&etc)?;
     std::fs::write(
         etc.join("passwd"),
         "root:x:0:0::/:/bin/sh\nsandbox:x:1:1::/tmp:/bin/sh\n",
@@ -156,7 +163,7 @@ fn guest_root(busybox: &Path, dir: &Path) -> Result<Vec<String>, SandboxError> {
 /// Writes the newc archive of `files` (relative to `dir`, parents first)
 /// to `out` with busybox's own `cpio`.
 fn cpio(busybox: &Path, dir: &Path, files: &[String], out: &Path) -> Result<(), SandboxError> {
-    let file = std::fs::File::create(out).map_err(io_err(out))?;
+    let file = crate::scratch::create_new(out, 0o600)?;
     let mut cpio = Command::new(busybox)
         .args(["cpio", "-o", "-H", "newc"])
         .current_dir(dir)
@@ -223,12 +230,12 @@ fn fnv(h: u64, bytes: &[u8]) -> u64 {
 /// the libraries it loads, or files bound with `--bind`) copied to their
 /// paths inside, with the modules of a virtio-serial port under
 /// `/lib/modules/` when there are binds. Built once per content into the
-/// temporary directory, named by a hash of the init's text and of every
+/// sandbox directory ([`crate::scratch`]), named by a hash of the init's text and of every
 /// file's path, size and time (so a changed input is never served from an
 /// old image); an image there that is not ours, or that others could
 /// write, is never booted.
 fn image(busybox: &Path, binds: &[(PathBuf, PathBuf)]) -> Result<PathBuf, SandboxError> {
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     let modules = match binds.is_empty() {
         true => None,
         false => Some(find_modules()?),
@@ -252,7 +259,7 @@ fn image(busybox: &Path, binds: &[(PathBuf, PathBuf)]) -> Result<PathBuf, Sandbo
         h = fnv(h, &m.mtime_nsec().to_le_bytes());
     }
     let kind = if binds.is_empty() { "base" } else { "stage" };
-    let image = std::env::temp_dir().join(format!("symbiont-guest-{kind}-{h:016x}.cpio"));
+    let image = crate::scratch::base()?.join(format!("guest-{kind}-{h:016x}.cpio"));
     let trusted = |p: &Path| {
         std::fs::symlink_metadata(p).is_ok_and(|m| {
             m.is_file() && m.uid() == nix::unistd::geteuid().as_raw() && m.mode() & 0o022 == 0
@@ -265,12 +272,8 @@ fn image(busybox: &Path, binds: &[(PathBuf, PathBuf)]) -> Result<PathBuf, Sandbo
         false => image,
         true => image.with_extension(format!("{}-{}.cpio", std::process::id(), crate::unique())),
     };
-    let dir = crate::native::RootDir::empty(&format!(
-        "symbiont-guest-build-{}-{}",
-        std::process::id(),
-        crate::unique()
-    ))?;
-    let root = dir.path();
+    let dir = crate::scratch::Private::new("guest-build-")?;
+    let root = &dir.path().join("root");
     let mut files = guest_root(busybox, root)?;
     for (host, inside) in &sources[1..] {
         let rel = inside.strip_prefix("/").unwrap_or(inside);
@@ -279,7 +282,11 @@ fn image(busybox: &Path, binds: &[(PathBuf, PathBuf)]) -> Result<PathBuf, Sandbo
             parent.push(part);
             let name = parent.to_string_lossy().into_owned();
             if !files.contains(&name) {
-                std::fs::create_dir_all(root.join(&parent)).map_err(io_err(&parent))?;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(root.join(&parent))
+                    .map_err(io_err(&parent))?;
                 files.push(name);
             }
         }
@@ -300,12 +307,8 @@ fn image(busybox: &Path, binds: &[(PathBuf, PathBuf)]) -> Result<PathBuf, Sandbo
     }
     let building = image.with_extension(format!("{}-{}.tmp", std::process::id(), crate::unique()));
     cpio(busybox, root, &files, &building)?;
-    // Only its owner (who boots it) reads it: it may hold a `--bind` file.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&building, std::fs::Permissions::from_mode(0o600))
-            .map_err(io_err(&building))?;
-    }
+    // Only its owner (who boots it) reads it (`cpio` made it 0600): it may
+    // hold a `--bind` file.
     std::fs::rename(&building, &image).map_err(io_err(&image))?;
     Ok(image)
 }
@@ -423,11 +426,7 @@ fn boot(
     let kernel = find_kernel()?;
     let busybox = find_busybox()?;
     // QEMU's messages, a stage's initramfs and its port's socket.
-    let scratch = crate::native::RootDir::empty(&format!(
-        "symbiont-qemu-{}-{}",
-        std::process::id(),
-        crate::unique()
-    ))?;
+    let scratch = crate::scratch::Private::new("qemu-")?;
     let initrd = image(&busybox, &binds)?;
     // The unpacked root lives in the guest's RAM, beside the image.
     let extra_mib = match binds.is_empty() {
@@ -456,7 +455,7 @@ fn boot(
     // QEMU's own messages go to a file: with a pipe there, this QEMU's
     // guest was seen to stall when this process's stderr was a pipe too.
     let err_path = scratch.path().join("qemu.stderr");
-    let err_file = std::fs::File::create(&err_path).map_err(io_err(&err_path))?;
+    let err_file = crate::scratch::create_new(&err_path, 0o600)?;
     let mut qemu_cmd = Command::new(&qemu);
     qemu_cmd
         .args([

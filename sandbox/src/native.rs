@@ -13,7 +13,7 @@
 //! [`confine_and_exec`], one step after another, then runs the command.
 
 use std::ffi::CString;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -47,47 +47,14 @@ struct InitConfig {
     binds: Vec<(PathBuf, PathBuf)>,
 }
 
-/// A private scratch directory under the temporary directory, removed on
-/// drop (tier 2's OCI bundle and runsc state).
-pub(crate) struct RootDir(PathBuf);
-
-impl RootDir {
-    /// An empty private directory under the temporary directory.
-    pub(crate) fn empty(name: &str) -> Result<RootDir, SandboxError> {
-        let dir = std::env::temp_dir().join(name);
-        std::fs::create_dir_all(&dir).map_err(|source| SandboxError::Root {
-            path: dir.clone(),
-            source,
-        })?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(
-            |source| SandboxError::Root {
-                path: dir.clone(),
-                source,
-            },
-        )?;
-        Ok(RootDir(dir))
-    }
-
-    /// Its path.
-    pub(crate) fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for RootDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The sandbox root on the host: `bin/` (a placeholder that busybox is
 /// bind-mounted over, and a symlink per applet), empty mount points for
 /// `/proc`, `/tmp`, `/.old` and three devices. Nothing in it changes when a
 /// sandbox runs (every mount is in the sandbox's own mount namespace), so
-/// it is built once per busybox binary and shared: under the temporary
-/// directory, named by busybox's path, size and time, built under a unique
-/// name and renamed into place. One that is not ours or that others may
-/// write is never used.
+/// it is built once per busybox binary and shared: in the sandbox
+/// directory ([`crate::scratch`]), named by busybox's path, size and time,
+/// built under a unique name and renamed into place. One that is not ours
+/// or that others may write is never used.
 pub(crate) fn shared_root(busybox: &Path) -> Result<PathBuf, SandboxError> {
     use std::os::unix::fs::MetadataExt;
     let io = |p: &Path| {
@@ -106,8 +73,8 @@ pub(crate) fn shared_root(busybox: &Path) -> Result<PathBuf, SandboxError> {
     {
         h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
     }
-    let base = std::env::temp_dir();
-    let dir = base.join(format!("symbiont-sandbox-root-v2-{h:016x}"));
+    let base = crate::scratch::base()?;
+    let dir = base.join(format!("root-v2-{h:016x}"));
     let me = nix::unistd::geteuid().as_raw();
     let trusted = |p: &Path| {
         std::fs::symlink_metadata(p)
@@ -118,10 +85,14 @@ pub(crate) fn shared_root(busybox: &Path) -> Result<PathBuf, SandboxError> {
         return Ok(dir);
     }
     let building = base.join(format!(
-        "symbiont-sandbox-root-build-{}-{}",
+        "root-build-{}-{}",
         std::process::id(),
         crate::unique()
     ));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&building)
+        .map_err(io(&building))?;
     for sub in [
         "bin",
         "proc",
@@ -131,16 +102,19 @@ pub(crate) fn shared_root(busybox: &Path) -> Result<PathBuf, SandboxError> {
         "lib/x86_64-linux-gnu",
         "lib64",
     ] {
-        std::fs::create_dir_all(building.join(sub)).map_err(io(&building.join(sub)))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(building.join(sub))
+            .map_err(io(&building.join(sub)))?;
     }
     std::fs::set_permissions(&building, std::fs::Permissions::from_mode(0o755))
         .map_err(io(&building))?;
     for dev in ["null", "zero", "urandom"] {
-        let p = building.join("dev").join(dev);
-        std::fs::write(&p, b"").map_err(io(&p))?;
+        crate::scratch::write_new(&building.join("dev").join(dev), b"", 0o644)?;
     }
     let bin = building.join("bin");
-    std::fs::write(bin.join("busybox"), b"").map_err(io(&bin))?;
+    crate::scratch::write_new(&bin.join("busybox"), b"", 0o755)?;
     let applets = Command::new(busybox)
         .arg("--list")
         .output()
@@ -164,19 +138,28 @@ pub(crate) fn shared_root(busybox: &Path) -> Result<PathBuf, SandboxError> {
 }
 
 /// Mount points for binds: placeholder files in the shared root (made once;
-/// the same for every sandbox).
+/// the same for every sandbox). The root is ours alone, its directories
+/// 0755 whatever the umask, and a placeholder is created new, never
+/// through a link.
 pub(crate) fn mount_points(root: &Path, binds: &[(PathBuf, PathBuf)]) -> Result<(), SandboxError> {
     for (_, inside) in binds {
         let target = root.join(inside.strip_prefix("/").unwrap_or(inside));
-        if !target.exists() {
-            let io = |p: &Path| {
-                let p = p.to_owned();
-                move |source| SandboxError::Root { path: p, source }
-            };
+        if std::fs::symlink_metadata(&target).is_err() {
             if let Some(dir) = target.parent() {
-                std::fs::create_dir_all(dir).map_err(io(dir))?;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(dir)
+                    .map_err(|source| SandboxError::Root {
+                        path: dir.to_owned(),
+                        source,
+                    })?;
             }
-            std::fs::write(&target, b"").map_err(io(&target))?;
+            match crate::scratch::write_new(&target, b"", 0o644) {
+                // Another job made it meanwhile.
+                Err(_) if std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_file()) => {}
+                other => other?,
+            }
         }
     }
     Ok(())
