@@ -34,6 +34,7 @@ fn bench(c: &mut Criterion) {
             persist_tfhe: None,
             programmable: None,
             commit: None,
+            carried: Vec::new(),
         };
         group.bench_function(format!("{workers}_workers"), |b| {
             b.iter(|| run_batch(&query, &config).unwrap())

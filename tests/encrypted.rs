@@ -337,30 +337,25 @@ fn a_persisted_dataset_reads_back_to_the_same_result() {
 }
 
 #[test]
-fn a_flipped_bit_in_a_ciphertext_fails_naming_the_record() {
+fn a_flipped_bit_in_a_stored_ciphertext_is_refused() {
     let t = Tree::new("flip");
     let (store, _) = persisted(&t);
     let file = Path::new(&store).join("batches.bin");
     let mut bytes = std::fs::read(&file).unwrap();
     let (body, end, header) = sealed_frames(&bytes)[0];
-    let first_id = u64::from_le_bytes(bytes[body + IDS..body + IDS + 8].try_into().unwrap());
     bytes[body + header + 4 + (end - body - header - 4) / 2] ^= 0x10;
     std::fs::write(&file, &bytes).unwrap();
-    fails_cleanly(
-        &t,
-        &store,
-        &[
-            &format!("{store}:line {first_id}:"),
-            "failed authentication",
-        ],
-        &[],
-        &[],
-    );
+    // The store's frame digests catch it before the batch is opened (a
+    // batch that does not open fails naming its first record:
+    // `a_batch_that_does_not_open_fails_naming_its_first_record` in
+    // operators/src/sealed.rs).
+    let refused = "is not the frame the manifest lists there";
+    fails_cleanly(&t, &store, &["batches.bin: frame", refused], &[], &[]);
     // Quarantining bad rows does not quarantine tampering.
     fails_cleanly(
         &t,
         &store,
-        &["failed authentication"],
+        &[refused],
         &[
             "--on-error",
             &format!("quarantine={}", t.path("out/result.q")),
@@ -382,7 +377,13 @@ fn a_ciphertext_moved_to_other_records_fails() {
     let other: [u8; 8] = bytes[b + IDS..b + IDS + 8].try_into().unwrap();
     bytes[a + IDS..a + IDS + 8].copy_from_slice(&other);
     std::fs::write(&file, &bytes).unwrap();
-    fails_cleanly(&t, &store, &["failed authentication"], &[], &[]);
+    fails_cleanly(
+        &t,
+        &store,
+        &["is not the frame the manifest lists there"],
+        &[],
+        &[],
+    );
 }
 
 #[test]
@@ -718,4 +719,184 @@ fn a_restored_keystore_never_repeats_a_key_and_nonce() {
             h.nonce
         );
     }
+}
+
+/// The frames of a store's `batches.bin`: `(start, end)` of each, its
+/// length prefix included.
+fn frames(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut at = b"SYMBIONT-SEALED v1\n".len();
+    let mut out = Vec::new();
+    while at < bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        out.push((at, at + 4 + len));
+        at += 4 + len;
+    }
+    out
+}
+
+/// Rewrites a store's `batches.bin` with `frames` and its manifest with
+/// what an attacker can compute: the frame count, record counts and
+/// digests (but not the seal, which needs the data key).
+fn forge_store(store: &Path, frames: &[&[u8]], records: i64) {
+    use sha2::{Digest, Sha256};
+    let mut bytes = b"SYMBIONT-SEALED v1\n".to_vec();
+    for f in frames {
+        bytes.extend_from_slice(f);
+    }
+    std::fs::write(store.join("batches.bin"), &bytes).unwrap();
+    let path = store.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    m["frames"] = frames.len().into();
+    m["frame_sha256"] = frames
+        .iter()
+        .map(|f| {
+            let digest = Sha256::digest(&f[4..]);
+            serde_json::Value::from(
+                digest
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>(),
+            )
+        })
+        .collect();
+    let aes = m["records"]["aes_gcm"].as_i64().unwrap();
+    m["records"]["aes_gcm"] = (aes + records).into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+}
+
+/// Issue 21, point 8: a store is authenticated as a whole. A sealed frame
+/// duplicated with the manifest's counts and digests adjusted (the job
+/// used to report 2,044 patients of 2,000), a frame spliced in from
+/// another store of the same dataset, two frames swapped, another store's
+/// genuine manifest, and a store of the unauthenticated format are each
+/// refused, naming the file.
+#[test]
+fn a_store_with_frames_dropped_duplicated_or_spliced_is_refused() {
+    let t = Tree::new("whole");
+    let (store, direct) = persisted(&t);
+    assert_eq!(direct["patients"], 2000);
+    let dir = Path::new(&store);
+    let original = std::fs::read(dir.join("batches.bin")).unwrap();
+    let manifest = std::fs::read(dir.join("manifest.json")).unwrap();
+    let spans = frames(&original);
+    let frame = |i: usize| &original[spans[i].0..spans[i].1];
+    let sealed = spans
+        .iter()
+        .position(|&(a, _)| original[a + 4] == 1)
+        .unwrap();
+    let restore = || {
+        std::fs::write(dir.join("batches.bin"), &original).unwrap();
+        std::fs::write(dir.join("manifest.json"), &manifest).unwrap();
+    };
+    let ids = |f: &[u8]| u32::from_le_bytes(f[5 + IDS - 4..5 + IDS].try_into().unwrap()) as i64;
+
+    // Duplicated, counts and digests adjusted.
+    let mut dup: Vec<&[u8]> = (0..spans.len()).map(frame).collect();
+    dup.push(frame(sealed));
+    forge_store(dir, &dup, ids(frame(sealed)));
+    fails_cleanly(
+        &t,
+        &store,
+        &["manifest.json", "not the one this dataset's key sealed"],
+        &[],
+        &[],
+    );
+    // Dropped.
+    restore();
+    let dropped: Vec<&[u8]> = (0..spans.len())
+        .filter(|&i| i != sealed)
+        .map(frame)
+        .collect();
+    forge_store(dir, &dropped, -ids(frame(sealed)));
+    fails_cleanly(
+        &t,
+        &store,
+        &["manifest.json", "not the one this dataset's key sealed"],
+        &[],
+        &[],
+    );
+    // Two frames swapped, the manifest untouched.
+    restore();
+    let mut swapped: Vec<u8> = b"SYMBIONT-SEALED v1\n".to_vec();
+    let order: Vec<usize> = [1, 0].into_iter().chain(2..spans.len()).collect();
+    for i in order {
+        swapped.extend_from_slice(frame(i));
+    }
+    std::fs::write(dir.join("batches.bin"), &swapped).unwrap();
+    fails_cleanly(
+        &t,
+        &store,
+        &["batches.bin", "is not the frame the manifest lists there"],
+        &[],
+        &[],
+    );
+
+    // Another store of the same dataset, sealed under the same data key:
+    // its frame spliced in, or its genuine manifest put in place.
+    restore();
+    let other = t.path("out/other");
+    let o = t.symbi(&[
+        "run",
+        CLINIC,
+        "--input",
+        "patients=examples/data/patients.csv",
+        "--persist-encrypted",
+        &other,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let theirs = std::fs::read(Path::new(&other).join("batches.bin")).unwrap();
+    let their_spans = frames(&theirs);
+    let mut spliced = original[..spans[sealed].0].to_vec();
+    spliced.extend_from_slice(&theirs[their_spans[sealed].0..their_spans[sealed].1]);
+    spliced.extend_from_slice(&original[spans[sealed].1..]);
+    std::fs::write(dir.join("batches.bin"), &spliced).unwrap();
+    fails_cleanly(
+        &t,
+        &store,
+        &[
+            &format!("frame {sealed}"),
+            "is not the frame the manifest lists there",
+        ],
+        &[],
+        &[],
+    );
+    restore();
+    std::fs::copy(
+        Path::new(&other).join("manifest.json"),
+        dir.join("manifest.json"),
+    )
+    .unwrap();
+    fails_cleanly(
+        &t,
+        &store,
+        &["is not the frame the manifest lists there"],
+        &[],
+        &[],
+    );
+
+    // The format before stores were authenticated.
+    restore();
+    let text = String::from_utf8(manifest.clone()).unwrap();
+    std::fs::write(
+        dir.join("manifest.json"),
+        text.replace(
+            "symbiont-encrypted-dataset v2",
+            "symbiont-encrypted-dataset v1",
+        ),
+    )
+    .unwrap();
+    fails_cleanly(&t, &store, &["persist the dataset again"], &[], &[]);
+    restore();
+    let o = t.symbi(&["run", CLINIC, "--input", &format!("patients={store}")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(json(&o)["patients"], 2000);
+    // A dataset id given for a store must be the one it is sealed under.
+    let input = format!("patients={store}");
+    let o = t.symbi(&["run", CLINIC, "--input", &input, "--dataset-id", "another"]);
+    assert_eq!(o.status.code(), Some(64), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--dataset-id another:"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -136,6 +136,7 @@ fn a_batch_job_is_one_epoch_and_starts_its_stage_for_it() {
         persist_tfhe: None,
         programmable: None,
         commit: None,
+        carried: Vec::new(),
     };
     run_batch(&query, &config).unwrap();
     let seen = stage.seen.lock().unwrap();

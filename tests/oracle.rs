@@ -230,7 +230,7 @@ proptest! {
 
         let path = write_rows(&c, "symbi-oracle");
         let keys = LaneKeys::for_dataset(keystore(), "oracle", &query.schema).unwrap();
-        let out = run_batch(&query, &JobConfig { input: path, workers: c.workers, on_error: OnError::Fail, progress: None, keys, persist: None, forbidden_lanes: [false; 3], sealed_stage: None, homomorphic: None, persist_tfhe: None, programmable: None, commit: None }).unwrap();
+        let out = run_batch(&query, &JobConfig { input: path, workers: c.workers, on_error: OnError::Fail, progress: None, keys, persist: None, forbidden_lanes: [false; 3], sealed_stage: None, homomorphic: None, persist_tfhe: None, programmable: None, commit: None, carried: Vec::new() }).unwrap();
         let (expected, lanes) = naive(&c, true);
         prop_assert!(close(&out.value, &expected), "got {}\nexpected {}\n{}", out.value, expected, source);
         prop_assert_eq!(out.lanes, lanes);
@@ -274,7 +274,7 @@ proptest! {
         let keys = LaneKeys::for_dataset(keystore(), "oracle", &query.schema).unwrap();
         let lane = homomorphic();
         let sink = std::sync::Arc::clone(&lane.sink);
-        let out = run_batch(&query, &JobConfig { input: path, workers: c.workers, on_error: OnError::Fail, progress: None, keys, persist: None, forbidden_lanes: [false; 3], sealed_stage: None, homomorphic: Some(lane), persist_tfhe: None, programmable: None, commit: None }).unwrap();
+        let out = run_batch(&query, &JobConfig { input: path, workers: c.workers, on_error: OnError::Fail, progress: None, keys, persist: None, forbidden_lanes: [false; 3], sealed_stage: None, homomorphic: Some(lane), persist_tfhe: None, programmable: None, commit: None, carried: Vec::new() }).unwrap();
         let (expected, lanes) = naive(&c, false);
         prop_assert!(close(&out.value, &expected), "got {}\nexpected {}\n{}", out.value, expected, source);
         prop_assert_eq!(out.lanes, lanes);
@@ -322,7 +322,7 @@ proptest! {
         let ks = keystore();
         let (public, _) = ks.programmable_public_key().unwrap();
         let keys = LaneKeys::for_dataset(keystore(), "oracle-tfhe", &persist_query.schema).unwrap();
-        run_batch(&persist_query, &JobConfig { input: path, workers: c.workers, on_error: OnError::Fail, progress: None, keys: keys.clone(), persist: Some(store.clone()), forbidden_lanes: [false; 3], sealed_stage: None, homomorphic: Some(homomorphic()), persist_tfhe: Some(std::sync::Arc::new(public)), programmable: None, commit: None }).unwrap();
+        run_batch(&persist_query, &JobConfig { input: path, workers: c.workers, on_error: OnError::Fail, progress: None, keys: keys.clone(), persist: Some(store.clone()), forbidden_lanes: [false; 3], sealed_stage: None, homomorphic: Some(homomorphic()), persist_tfhe: Some(std::sync::Arc::new(public)), programmable: None, commit: None, carried: Vec::new() }).unwrap();
 
         let source = program(&c, true);
         let query = parse(&source);
@@ -331,7 +331,7 @@ proptest! {
             stage: std::sync::Arc::new(symbiont_engine::InProcessEvaluate { dir: ks.dir().to_owned() }),
             key_holder: std::sync::Arc::new(symbiont_engine::KeystoreHolder { dir: ks.dir().to_owned() }),
         };
-        let out = run_batch(&query, &JobConfig { input: store, workers: c.workers, on_error: OnError::Fail, progress: None, keys, persist: None, forbidden_lanes: [false; 3], sealed_stage: None, homomorphic: None, persist_tfhe: None, programmable: Some(lane), commit: None }).unwrap();
+        let out = run_batch(&query, &JobConfig { input: store, workers: c.workers, on_error: OnError::Fail, progress: None, keys, persist: None, forbidden_lanes: [false; 3], sealed_stage: None, homomorphic: None, persist_tfhe: None, programmable: Some(lane), commit: None, carried: Vec::new() }).unwrap();
         let (expected, lanes) = naive(&c, true);
         prop_assert!(close(&out.value, &expected), "got {}\nexpected {}\n{}", out.value, expected, source);
         prop_assert_eq!(out.lanes, lanes);

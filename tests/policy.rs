@@ -1168,6 +1168,29 @@ fn a_dataset_carries_its_own_policies_and_they_travel_with_its_encrypted_copy() 
             .code(),
         Some(0)
     );
+    // Issue 21, points 5 and 8: the copy's policy is bound to it. Removed
+    // (no policy used to mean allow) or altered, the store is refused,
+    // naming the file.
+    let carried = store.join("policy.symbi");
+    let kept = std::fs::read(&carried).unwrap();
+    for change in [
+        None,
+        Some("policy owner {\n    allow: [\"read\", \"analyze\", \"aggregate\"];\n}\n"),
+    ] {
+        match change {
+            None => std::fs::remove_file(&carried).unwrap(),
+            Some(text) => std::fs::write(&carried, text).unwrap(),
+        }
+        let o = run(&stored, &["--principal", "purpose=research"]);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("policy.symbi: not the file this dataset was persisted with"),
+            "{err}"
+        );
+        assert!(o.stdout.is_empty());
+    }
+    std::fs::write(&carried, kept).unwrap();
 
     // A policy file may hold only policies.
     std::fs::write(&policy, "agent a(x: int) -> int {\n    return x;\n}\n").unwrap();

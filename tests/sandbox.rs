@@ -370,7 +370,9 @@ fn allocating_past_the_memory_limit_is_killed_and_reported() {
 fn tier3_allocating_past_the_memory_limit_is_killed_and_reported() {
     let o = sandbox_in(
         "3",
-        &["--memory-mib", "48", "--timeout", "60s"],
+        // The guest fills its RAM under emulation (about 45 s alone here,
+        // past 60 s beside the other tests): the timeout is only a net.
+        &["--memory-mib", "48", "--timeout", "300s"],
         &[
             "sh",
             "-c",
@@ -489,7 +491,7 @@ fn clinic_costs_runs_each_stage_in_its_tier() {
         "{lock}"
     );
 
-    // A tampered batch fails in the sandboxed stage too, naming the record.
+    // A tampered stored batch is refused before any stage opens it.
     let file = store.join("batches.bin");
     let mut bytes = std::fs::read(&file).unwrap();
     // The middle of the first sealed frame (kind byte 1).
@@ -514,7 +516,7 @@ fn clinic_costs_runs_each_stage_in_its_tier() {
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     assert!(
-        text(&o.stderr).contains("failed authentication"),
+        text(&o.stderr).contains("is not the frame the manifest lists there"),
         "{}",
         text(&o.stderr)
     );

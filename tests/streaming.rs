@@ -69,6 +69,7 @@ fn sealed_batches_reach_the_stage_while_the_input_is_being_read() {
         persist_tfhe: None,
         programmable: None,
         commit: None,
+        carried: Vec::new(),
     };
     let output = run_batch(&query, &config).unwrap();
     assert_eq!(output.rows, ROWS);

@@ -114,6 +114,7 @@ fn config(input: PathBuf, keys: LaneKeys, forbidden: Lane) -> JobConfig {
         persist_tfhe: None,
         programmable: None,
         commit: None,
+        carried: Vec::new(),
     }
 }
 

@@ -68,6 +68,11 @@ pub struct JobConfig {
     /// records for the dataflow ([`JobOutput::attested`]), so the input
     /// is not read again for the commitment.
     pub commit: Option<Vec<usize>>,
+    /// The files the dataset carries ([`symbiont_operators::CARRIED_FILES`]),
+    /// as the job read them: a stored input must carry these very files
+    /// (its manifest lists their digests), and a persisted copy carries
+    /// them.
+    pub carried: Vec<(&'static str, crate::Carried)>,
 }
 
 /// The programmable path's roles: the compute stage holds the server key,
@@ -582,7 +587,16 @@ fn partial_dir(dest: &Path) -> PathBuf {
 /// The job's input, opened and checked against the query's schema.
 fn open_input(query: &Query, config: &JobConfig, workers: usize) -> Result<JobInput, JobError> {
     let input = if is_store(&config.input) {
-        JobInput::Store(StoreReader::open(&config.input, &query.schema)?)
+        let store = StoreReader::open(&config.input, &query.schema)?;
+        let Some(opener) = &config.keys.opener else {
+            return Err(JobError::Source(SourceError::Malformed {
+                path: config.input.clone(),
+                reason: "a stored dataset is read only with its dataset's keys (no keystore)"
+                    .into(),
+            }));
+        };
+        store.authenticate(opener.opener(), &carried_digests(&config.carried))?;
+        JobInput::Store(store)
     } else {
         let format = Format::of_path(&config.input)
             .ok_or_else(|| JobError::UnknownFormat(config.input.clone()))?;
@@ -1165,22 +1179,22 @@ fn finish_persist(
 ) -> Result<PathBuf, JobError> {
     let mut p = persist.lock().expect("the workers have finished");
     let writer = p.writer.take().expect("no error, so the writer is there");
-    let dataset = config
-        .keys
-        .sealer
-        .as_ref()
-        .expect("checked before the job")
-        .context()
-        .dataset()
-        .to_owned();
+    let sealer = config.keys.sealer.as_ref().expect("checked before the job");
+    let carried: Vec<(&str, &[u8])> = config
+        .carried
+        .iter()
+        .map(|(name, file)| (*name, file.bytes.as_slice()))
+        .collect();
     writer
         .finish(
-            &dataset,
+            sealer.context().dataset(),
             &query.schema,
             &symbiont_operators::encrypted_fields(&query.schema)
                 .into_iter()
                 .map(|i| query.schema.fields[i].0.clone())
                 .collect::<Vec<_>>(),
+            &carried,
+            sealer,
         )
         .map_err(JobError::Persist)?;
     std::fs::rename(&p.partial, &p.dest).map_err(|source| {
@@ -1190,6 +1204,16 @@ fn finish_persist(
         })
     })?;
     Ok(p.dest.clone())
+}
+
+/// The digests of the files a dataset carries, by name.
+pub(crate) fn carried_digests(
+    carried: &[(&'static str, crate::Carried)],
+) -> std::collections::BTreeMap<String, String> {
+    carried
+        .iter()
+        .map(|(name, file)| ((*name).to_owned(), file.sha256.clone()))
+        .collect()
 }
 
 /// The suspension of a job in which a record of a forbidden lane was seen:

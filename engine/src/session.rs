@@ -23,6 +23,7 @@ use zeroize::Zeroizing;
 
 use crate::attest::{Attesting, Planned, ToCommit};
 use crate::dataset_files::{Carried, DatasetPolicies};
+use crate::job::carried_digests;
 use crate::stage::{ComputeSandbox, SandboxedEvaluate, SandboxedReduce, SandboxedStage};
 use crate::{
     HomomorphicLane, InProcessEvaluate, InProcessReduce, JobConfig, JobError, JobOutput,
@@ -382,6 +383,24 @@ fn run(
         Some(ks) => LaneKeys::for_dataset(Arc::clone(ks), &dataset, &query.schema)?,
         None => LaneKeys::default(),
     };
+    // A stored dataset is authenticated before anything is decided or
+    // logged from it (and again as it is read).
+    // The dataset's files, as read: a stored input must carry these very
+    // files, and a persisted copy carries them.
+    let carried: Vec<(&'static str, Carried)> = [
+        files.policies.map(|(f, _)| ("policy.symbi", f.clone())),
+        files.metadata.map(|(f, _)| ("meta.json", f.clone())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if let (true, Some(opener)) = (stored, &keys.opener) {
+        let authentic = symbiont_operators::StoreReader::open(&spec.input, &query.schema)
+            .and_then(|store| store.authenticate(opener.opener(), &carried_digests(&carried)));
+        if let Err(e) = authentic {
+            return Ok(Outcome::Failed(e.to_string()));
+        }
+    }
     let started = match start(&spec, files, &dataset, custody, log, observer)? {
         Ok(s) => s,
         Err(outcome) => return Ok(outcome),
@@ -407,13 +426,14 @@ fn run(
         programmable,
     };
     // The lanes' keys and stages; a job that cannot have them ends here.
-    let config = match job_config(&spec, &plan, keys, forbidden_lanes, lanes, log, job) {
+    let mut config = match job_config(&spec, &plan, keys, forbidden_lanes, lanes, log, job) {
         Ok(c) => c,
         Err(e) => {
             end(log, job, "error", Some(format!("{e:#}")))?;
             return Err(e);
         }
     };
+    config.carried = carried;
     let running: Vec<PlanNode> = plan
         .nodes
         .iter()
@@ -466,7 +486,6 @@ fn run(
     );
     finish(
         &spec,
-        files,
         outcome,
         started,
         keystore.as_deref(),
@@ -630,17 +649,16 @@ fn job_config(
         },
         // Set once the attestation's fields are known.
         commit: None,
+        carried: Vec::new(),
     })
 }
 
-/// After the dataflow: the dataset's files carried with its encrypted
-/// copy, the keys created, a suspension, the job's end (checkpointed) and
-/// the bundle.
+/// After the dataflow: the keys created, a suspension, the job's end
+/// (checkpointed) and the bundle.
 #[allow(clippy::too_many_arguments)]
 fn finish(
     spec: &JobSpec,
-    files: DatasetFiles<'_>,
-    mut outcome: Result<std::result::Result<String, Failure>>,
+    outcome: Result<std::result::Result<String, Failure>>,
     started: Decided,
     keystore: Option<&Keystore>,
     attesting: Option<&mut Attesting>,
@@ -649,26 +667,6 @@ fn finish(
     observer: &mut dyn Observer,
 ) -> Result<Outcome> {
     let job = started.job;
-    // The dataset's policies and metadata travel with its encrypted copy.
-    if let (Ok(Ok(_)), Some(dest)) = (&outcome, &spec.persist_encrypted) {
-        let carried = [
-            (files.policies.map(|(f, _)| f), "policy.symbi"),
-            (files.metadata.map(|(f, _)| f), "meta.json"),
-        ];
-        for (file, name) in carried {
-            let Some(file) = file else { continue };
-            let to = dest.join(name);
-            if let Err(e) = crate::files::write_new(&to, &file.bytes) {
-                let why = format!(
-                    "cannot copy {} to {}: {e}",
-                    file.file.display(),
-                    to.display()
-                );
-                outcome = Ok(Err(Failure::Error(why)));
-                break;
-            }
-        }
-    }
     for event in keystore.iter().flat_map(|ks| ks.created_data_keys()) {
         log.append(
             EntryKind::KeyEvent,
@@ -840,9 +838,19 @@ fn prepare(spec: &mut JobSpec) -> Result<std::result::Result<Prepared, Outcome>>
     }
     let dataset = if stored {
         // A persisted dataset keeps the id it was sealed under.
-        match symbiont_operators::StoreReader::open(&spec.input, &spec.query.schema) {
-            Ok(store) => store.manifest().dataset.clone(),
-            Err(e) => return Ok(Err(Outcome::Failed(e.to_string()))),
+        let sealed_under =
+            match symbiont_operators::StoreReader::open(&spec.input, &spec.query.schema) {
+                Ok(store) => store.manifest().dataset.clone(),
+                Err(e) => return Ok(Err(Outcome::Failed(e.to_string()))),
+            };
+        match &spec.dataset_id {
+            Some(id) if *id != sealed_under => {
+                return Ok(Err(Outcome::Usage(format!(
+                    "--dataset-id {id}: {} holds dataset `{sealed_under}`",
+                    spec.input.display()
+                ))));
+            }
+            _ => sealed_under,
         }
     } else {
         match &spec.dataset_id {

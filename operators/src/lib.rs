@@ -53,8 +53,8 @@ pub use sealed::{
 };
 pub use source::{Format, Source, parse_value};
 pub use store::{
-    Manifest, ManifestField, STORE_MAGIC, StoreReader, StoreWriter, TFHE_MAGIC, TfheManifest,
-    fuzz_store_bytes, is_store,
+    CARRIED_FILES, Manifest, ManifestField, STORE_MAGIC, StoreReader, StoreWriter, TFHE_MAGIC,
+    TfheManifest, fuzz_store_bytes, is_store,
 };
 /// The risk table that gives each plan stage its sandbox tier.
 pub use symbiont_ir::risk;

@@ -182,6 +182,11 @@ impl LaneOpener {
         }
     }
 
+    /// The opener it wraps.
+    pub fn opener(&self) -> &Opener {
+        &self.opener
+    }
+
     /// The batches that did not open or decode. They fail a job even when
     /// bad rows are quarantined: they are tampering or a wrong key, not
     /// bad input.
@@ -301,5 +306,37 @@ mod tests {
         assert_eq!(p.0[0].values[1], Value::Int(0));
         assert_eq!(p.0[0].values[2], Value::Float(0.0));
         assert_eq!(p.0[0].line, 0);
+    }
+
+    /// A sealed batch that does not open (here a flipped bit, as a hostile
+    /// stage or a damaged transfer would give it) fails naming the first
+    /// record it holds, and is kept as a failure of the job.
+    #[test]
+    fn a_batch_that_does_not_open_fails_naming_its_first_record() {
+        use symbiont_crypto::{Backend, DataKey, KeyId, NonceSource, SealContext};
+        struct Fixed(Arc<DataKey>);
+        impl NonceSource for Fixed {
+            fn reserve(&self, _: &str) -> Result<(Arc<DataKey>, std::ops::Range<u64>), String> {
+                Ok((Arc::clone(&self.0), 0..16))
+            }
+        }
+        let key = Arc::new(DataKey::new(KeyId([3; 16]), &[3; 32], Backend::DEFAULT));
+        let context = SealContext::new("ds", &["a"]);
+        let sealer = Sealer::new(context.clone(), Arc::new(Fixed(Arc::clone(&key))));
+        let records = Plain(vec![Record {
+            line: 17,
+            values: vec![Value::Int(5)],
+        }]);
+        let mut batch = seal_records(&sealer, Lane::AesGcm, records).unwrap();
+        let mut bytes = batch.bytes.to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        batch.bytes = bytes.into();
+        let opener = LaneOpener::new(Opener::new(context, vec![key]));
+        let mut buf = LockedBuf::new();
+        let error = opener.open(&batch, 1, &mut buf).unwrap_err();
+        assert_eq!(error.line, 17);
+        assert!(error.reason.contains("failed authentication"), "{error:?}");
+        assert_eq!(opener.failures(), vec![error]);
     }
 }

@@ -1,8 +1,9 @@
 //! Encrypted datasets at rest: what `symbi run --persist-encrypted DIR`
 //! writes and `--input NAME=DIR` reads back.
 //!
-//! A store is a directory with `manifest.json` (dataset id, schema, counts;
-//! no values) and `batches.bin`: a magic line, then length-prefixed frames,
+//! A store is a directory with `manifest.json` (dataset id, schema, counts,
+//! the digest of every frame and carried file, and a seal; no values) and
+//! `batches.bin`: a magic line, then length-prefixed frames,
 //! each either a sealed batch of an encrypted lane, exactly as it traveled
 //! from the classify stage, or a clear batch of public records. Sealed
 //! batches keep their lanes: they are not classified again, so encrypted
@@ -10,6 +11,13 @@
 //! public records through the reading program's classify stage, which may
 //! only raise them). Layout: `docs/FORMATS.md`
 //! ("Encrypted datasets").
+//!
+//! A store is authenticated as a whole: the manifest lists the SHA-256 of
+//! every frame in order, of `tfhe.bin` and of the files the dataset carries
+//! (`policy.symbi`, `meta.json`), and its seal is the manifest's own
+//! SHA-256 sealed under the dataset's data key. A frame dropped,
+//! duplicated, reordered or spliced in from another store, or a side file
+//! altered, added or removed, is refused, naming the file.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -17,6 +25,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use symbiont_crypto::{LockedBuf, Opener, Sealer};
 
 use crate::classify::Routed;
 use crate::query::{Lane, Schema};
@@ -26,7 +36,11 @@ use crate::sealed::{SealedBatch, decode, encode, encoded_len, lane_of_byte};
 
 /// The first bytes of `batches.bin`.
 pub const STORE_MAGIC: &[u8] = b"SYMBIONT-SEALED v1\n";
-const MANIFEST_FORMAT: &str = "symbiont-encrypted-dataset v1";
+const MANIFEST_FORMAT: &str = "symbiont-encrypted-dataset v2";
+/// The lane byte of a manifest's seal (never a lane of records).
+const SEAL_LANE: u8 = b'M';
+/// The files a dataset may carry beside its records.
+pub const CARRIED_FILES: [&str; 2] = ["policy.symbi", "meta.json"];
 const FRAME_CLEAR: u8 = 0;
 const FRAME_SEALED: u8 = 1;
 /// Frames larger than this are refused as corrupt (a batch is ~100 KiB).
@@ -44,6 +58,7 @@ pub struct ManifestField {
 
 /// `manifest.json`: what a store holds, without any value.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// `symbiont-encrypted-dataset v1`.
     pub format: String,
@@ -56,16 +71,27 @@ pub struct Manifest {
     pub fields: Vec<ManifestField>,
     /// Frames in `batches.bin`.
     pub frames: u64,
+    /// The SHA-256 (hex) of each frame, its kind byte and its bytes, in
+    /// order.
+    pub frame_sha256: Vec<String>,
     /// Records per lane (`plaintext`, `aes_gcm`, `homomorphic`).
     pub records: std::collections::BTreeMap<String, u64>,
     /// The restricted records' TFHE copy in `tfhe.bin`, if it was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tfhe: Option<TfheManifest>,
+    /// The files the dataset carries ([`CARRIED_FILES`]): name, SHA-256.
+    pub carried: std::collections::BTreeMap<String, String>,
+    /// The manifest's seal (hex): a sealed batch under the dataset's data
+    /// key, lane byte `M`, no records, whose plaintext is the SHA-256 of
+    /// this manifest serialised without its seal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
 }
 
 /// What `tfhe.bin` holds: one compact list of `FheInt64` per restricted
 /// record, the fields in this order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TfheManifest {
     /// `tfhe-integer FheInt64 compact lists v1`.
     pub format: String,
@@ -75,13 +101,28 @@ pub struct TfheManifest {
     pub float_scale: f64,
     /// Records in `tfhe.bin`.
     pub records: u64,
+    /// The SHA-256 (hex) of `tfhe.bin`.
+    pub sha256: String,
 }
 
 const TFHE_FORMAT: &str = "tfhe-integer FheInt64 compact lists v1";
 /// The first bytes of `tfhe.bin`.
 pub const TFHE_MAGIC: &[u8] = b"SYMBIONT-TFHE v1\n";
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl Manifest {
+    /// The SHA-256 its seal holds: of the manifest serialised without it.
+    fn digest(&self) -> [u8; 32] {
+        let unsealed = Manifest {
+            seal: None,
+            ..self.clone()
+        };
+        Sha256::digest(serde_json::to_vec(&unsealed).expect("serialisable")).into()
+    }
+
     fn fields_of(schema: &Schema) -> Vec<ManifestField> {
         schema
             .fields
@@ -104,10 +145,11 @@ pub fn is_store(path: &Path) -> bool {
 pub struct StoreWriter {
     dir: PathBuf,
     out: BufWriter<File>,
-    frames: u64,
+    frame_sha256: Vec<String>,
     records: [u64; 3],
-    /// `tfhe.bin` and its records, once the first is written.
-    tfhe: Option<(BufWriter<File>, u64)>,
+    /// `tfhe.bin`, its records and the digest of what was written, once
+    /// the first is written.
+    tfhe: Option<(BufWriter<File>, u64, Sha256)>,
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> SourceError + '_ {
@@ -143,7 +185,7 @@ impl StoreWriter {
         Ok(StoreWriter {
             dir: dir.to_owned(),
             out,
-            frames: 0,
+            frame_sha256: Vec::new(),
             records: [0; 3],
             tfhe: None,
         })
@@ -153,7 +195,8 @@ impl StoreWriter {
     /// then lists it, even if no record is restricted).
     pub fn with_tfhe(&mut self) -> Result<(), SourceError> {
         if self.tfhe.is_none() {
-            self.tfhe = Some((new_private(&self.dir.join("tfhe.bin"), TFHE_MAGIC)?, 0));
+            let out = new_private(&self.dir.join("tfhe.bin"), TFHE_MAGIC)?;
+            self.tfhe = Some((out, 0, Sha256::new_with_prefix(TFHE_MAGIC)));
         }
         Ok(())
     }
@@ -163,13 +206,13 @@ impl StoreWriter {
     pub fn tfhe(&mut self, line: u64, ciphertext: &[u8]) -> Result<(), SourceError> {
         self.with_tfhe()?;
         let path = self.dir.join("tfhe.bin");
-        let (out, records) = self.tfhe.as_mut().expect("opened above");
+        let (out, records, digest) = self.tfhe.as_mut().expect("opened above");
         let len = u32::try_from(ciphertext.len())
             .map_err(|_| io(&path)(std::io::Error::other("a ciphertext beyond 4 GiB")))?;
-        out.write_all(&line.to_le_bytes())
-            .and_then(|_| out.write_all(&len.to_le_bytes()))
-            .and_then(|_| out.write_all(ciphertext))
-            .map_err(io(&path))?;
+        for part in [&line.to_le_bytes()[..], &len.to_le_bytes(), ciphertext] {
+            out.write_all(part).map_err(io(&path))?;
+            digest.update(part);
+        }
         *records += 1;
         Ok(())
     }
@@ -181,10 +224,12 @@ impl StoreWriter {
             .write_all(&(len as u32).to_le_bytes())
             .and_then(|_| self.out.write_all(&[kind]))
             .map_err(io(&path))?;
+        let mut digest = Sha256::new_with_prefix([kind]);
         for p in parts {
             self.out.write_all(p).map_err(io(&path))?;
+            digest.update(p);
         }
-        self.frames += 1;
+        self.frame_sha256.push(hex(&digest.finalize()));
         Ok(())
     }
 
@@ -215,20 +260,24 @@ impl StoreWriter {
         self.frame(FRAME_CLEAR, &[&head, &body])
     }
 
-    /// Flushes, writes the manifest, and syncs everything; `tfhe_fields`
-    /// names the fields of the TFHE lists, if any were written.
+    /// Flushes, writes the files the dataset carries (`carried`: name
+    /// among [`CARRIED_FILES`], the bytes the job read), then the manifest
+    /// sealed by `sealer`, and syncs everything; `tfhe_fields` names the
+    /// fields of the TFHE lists, if any were written.
     pub fn finish(
         mut self,
         dataset: &str,
         schema: &Schema,
         tfhe_fields: &[String],
+        carried: &[(&str, &[u8])],
+        sealer: &Sealer,
     ) -> Result<PathBuf, SourceError> {
         let path = self.dir.join("batches.bin");
         self.out.flush().map_err(io(&path))?;
         self.out.get_ref().sync_all().map_err(io(&path))?;
         let tfhe = match self.tfhe.take() {
             None => None,
-            Some((mut out, records)) => {
+            Some((mut out, records, digest)) => {
                 let path = self.dir.join("tfhe.bin");
                 out.flush()
                     .and_then(|_| out.get_ref().sync_all())
@@ -238,21 +287,42 @@ impl StoreWriter {
                     fields: tfhe_fields.to_vec(),
                     float_scale: crate::homomorphic::FLOAT_SCALE,
                     records,
+                    sha256: hex(&digest.finalize()),
                 })
             }
         };
-        let manifest = Manifest {
+        let mut files = std::collections::BTreeMap::new();
+        for (name, bytes) in carried {
+            assert!(CARRIED_FILES.contains(name), "{name} is not a carried file");
+            let path = self.dir.join(name);
+            let mut out = new_private(&path, bytes)?;
+            out.flush()
+                .and_then(|_| out.get_ref().sync_all())
+                .map_err(io(&path))?;
+            files.insert((*name).to_owned(), hex(&Sha256::digest(bytes)));
+        }
+        let mut manifest = Manifest {
             format: MANIFEST_FORMAT.into(),
             dataset: dataset.to_owned(),
             struct_name: schema.name.clone(),
             fields: Manifest::fields_of(schema),
-            frames: self.frames,
+            frames: self.frame_sha256.len() as u64,
+            frame_sha256: self.frame_sha256,
             records: Lane::ALL
                 .iter()
                 .map(|l| (l.name().to_owned(), self.records[l.index()]))
                 .collect(),
             tfhe,
+            carried: files,
+            seal: None,
         };
+        let digest = manifest.digest();
+        let seal = sealer
+            .seal(SEAL_LANE, &[], digest.len(), |b| {
+                b.extend_from_slice(&digest)
+            })
+            .map_err(|e| io(&self.dir)(std::io::Error::other(e.to_string())))?;
+        manifest.seal = Some(hex(&seal));
         let mpath = self.dir.join("manifest.json");
         let mut f = {
             use std::os::unix::fs::OpenOptionsExt;
@@ -290,12 +360,24 @@ impl StoreReader {
             path: mpath.clone(),
             reason,
         };
-        let manifest: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| malformed(format!("not an encrypted dataset manifest ({e})")))?;
-        if manifest.format != MANIFEST_FORMAT {
+        let not_a_manifest =
+            |e: serde_json::Error| malformed(format!("not an encrypted dataset manifest ({e})"));
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(not_a_manifest)?;
+        match value.get("format").and_then(|f| f.as_str()) {
+            Some(MANIFEST_FORMAT) => {}
+            format => {
+                return Err(malformed(format!(
+                    "format {} is not `{MANIFEST_FORMAT}` (a store written before stores were authenticated as a whole: persist the dataset again)",
+                    format.map_or("(none)".into(), |f| format!("`{f}`"))
+                )));
+            }
+        }
+        let manifest: Manifest = serde_json::from_value(value).map_err(not_a_manifest)?;
+        if manifest.frame_sha256.len() as u64 != manifest.frames {
             return Err(malformed(format!(
-                "format `{}` is not `{MANIFEST_FORMAT}`",
-                manifest.format
+                "{} frame digests for {} frames",
+                manifest.frame_sha256.len(),
+                manifest.frames
             )));
         }
         if manifest.fields != Manifest::fields_of(schema) {
@@ -314,6 +396,67 @@ impl StoreReader {
     /// The manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// Checks that the manifest is the one its dataset's data key sealed
+    /// (with `opener`, the dataset's keys), and that the files the dataset
+    /// carries are the ones it was persisted with: `carried` holds the
+    /// SHA-256 of each the job read (name, hex). The frames and `tfhe.bin`
+    /// are checked against the manifest as they are read.
+    pub fn authenticate(
+        &self,
+        opener: &Opener,
+        carried: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), SourceError> {
+        let mpath = self.dir.join("manifest.json");
+        let refused = |path: PathBuf, reason: &str| SourceError::Malformed {
+            path,
+            reason: reason.to_owned(),
+        };
+        let seal = self
+            .manifest
+            .seal
+            .as_deref()
+            .and_then(|h| {
+                (h.len() % 2 == 0 && h.is_ascii())
+                    .then(|| {
+                        (0..h.len())
+                            .step_by(2)
+                            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).ok())
+                            .collect::<Option<Vec<u8>>>()
+                    })
+                    .flatten()
+            })
+            .ok_or_else(|| refused(mpath.clone(), "the manifest has no seal"))?;
+        let mut buf = LockedBuf::new();
+        let not_sealed = || {
+            refused(
+                mpath.clone(),
+                "the manifest is not the one this dataset's key sealed (altered, or from another dataset or key)",
+            )
+        };
+        let header = opener.open(&seal, &mut buf).map_err(|e| match e {
+            symbiont_crypto::OpenError::UnknownKey(id) => refused(
+                mpath.clone(),
+                &format!("its seal's data key {id} is not in the keystore"),
+            ),
+            _ => not_sealed(),
+        })?;
+        if header.lane != SEAL_LANE
+            || !header.ids.is_empty()
+            || buf.as_slice() != self.manifest.digest()
+        {
+            return Err(not_sealed());
+        }
+        for name in CARRIED_FILES {
+            if self.manifest.carried.get(name) != carried.get(name) {
+                return Err(refused(
+                    self.dir.join(name),
+                    "not the file this dataset was persisted with (altered, added or removed)",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The restricted records' TFHE ciphertexts, (line, list) in the order
@@ -336,6 +479,11 @@ impl StoreReader {
             )));
         }
         let bytes = std::fs::read(&path).map_err(io(&path))?;
+        if hex(&Sha256::digest(&bytes)) != tfhe.sha256 {
+            return Err(malformed(
+                "not the file the manifest lists (altered, truncated or replaced)".into(),
+            ));
+        }
         let mut rest = bytes
             .strip_prefix(TFHE_MAGIC)
             .ok_or_else(|| malformed("no TFHE magic line".into()))?;
@@ -428,6 +576,12 @@ fn read_frames(
         if index % parts as u64 != part as u64 {
             continue;
         }
+        if hex(&Sha256::digest(&frame)) != manifest.frame_sha256[index as usize] {
+            return Err(malformed(format!(
+                "frame {index} at byte {} is not the frame the manifest lists there (altered, moved, or from another store)",
+                offset - 4 - u64::from(len)
+            )));
+        }
         match frame[0] {
             FRAME_SEALED => {
                 let (header, _, _) = symbiont_crypto::read_header(&frame[1..])
@@ -475,14 +629,29 @@ fn read_frames(
 }
 
 /// Fuzzing entry point: any bytes as `batches.bin` of a three-field store
-/// (the first byte is the manifest's frame count), every sealed batch
-/// opened with a fixed key, and any bytes as a sealed batch's plaintext.
-/// Never panics.
+/// (the first byte is the manifest's frame count; the manifest lists the
+/// digests of the frames the bytes hold, so that they are read on), every
+/// sealed batch opened with a fixed key, and any bytes as a sealed batch's
+/// plaintext. Never panics.
 pub fn fuzz_store_bytes(data: &[u8]) {
-    use symbiont_crypto::{Backend, DataKey, KeyId, LockedBuf, Opener, SealContext};
+    use symbiont_crypto::{Backend, DataKey, KeyId, SealContext};
     let Some((&frames, rest)) = data.split_first() else {
         return;
     };
+    let mut frame_sha256 = Vec::new();
+    let mut at = STORE_MAGIC.len();
+    while frame_sha256.len() < usize::from(frames) {
+        let Some(len) = rest.get(at..at + 4) else {
+            break;
+        };
+        let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+        let Some(frame) = rest.get(at + 4..at + 4 + len) else {
+            break;
+        };
+        frame_sha256.push(hex(&Sha256::digest(frame)));
+        at += 4 + len;
+    }
+    frame_sha256.resize(usize::from(frames), String::new());
     let fields = ["a", "b", "c"];
     let manifest = Manifest {
         format: MANIFEST_FORMAT.into(),
@@ -496,8 +665,11 @@ pub fn fuzz_store_bytes(data: &[u8]) {
             })
             .collect(),
         frames: u64::from(frames),
+        frame_sha256,
         records: Default::default(),
         tfhe: None,
+        carried: Default::default(),
+        seal: None,
     };
     let key = Arc::new(DataKey::new(KeyId([0; 16]), &[0; 32], Backend::DEFAULT));
     let opener =
