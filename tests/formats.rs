@@ -235,3 +235,37 @@ fn an_unknown_extension_is_refused() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("unknown format"), "{}", stderr(&o));
 }
+
+/// Issue 21, point 9: a line past `MAX_LINE` (16 MiB) in a CSV or NDJSON
+/// input fails the job naming the file and the line, before the parser
+/// holds it whole; bad-row quarantine does not swallow it.
+#[test]
+fn a_line_past_the_limit_fails_naming_it() {
+    let s = Scratch::new("long-line");
+    let long = "x".repeat(symbiont_operators::MAX_LINE + 1);
+    std::fs::write(
+        s.path("v.csv"),
+        format!("id,age,cost,ward\na,70,10,north\n{long},1,1,x\nd,10,40,east\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        s.path("v.ndjson"),
+        format!(
+            "{{\"id\":\"a\",\"age\":70,\"cost\":10,\"ward\":\"north\"}}\n{{\"id\":\"{long}\"}}\n"
+        ),
+    )
+    .unwrap();
+    for (file, line) in [("v.csv", 3), ("v.ndjson", 2)] {
+        let q = format!("quarantine={}", s.path("q.ndjson").display());
+        for extra in [&[][..], &["--on-error", &q]] {
+            let o = s.run(file, extra);
+            assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+            let err = stderr(&o);
+            assert!(err.contains(file), "{err}");
+            assert!(
+                err.contains(&format!("line {line} is longer than 16777216 bytes")),
+                "{err}"
+            );
+        }
+    }
+}

@@ -81,6 +81,12 @@ pub const RESERVE_CHUNK: u64 = 4096;
 const ARGON2_M_KIB: u32 = 64 * 1024;
 const ARGON2_T: u32 = 3;
 const ARGON2_P: u32 = 1;
+/// The most a master-key file may ask for (the file is not authenticated
+/// before the key derivation runs: a planted one must not make opening the
+/// keystore take gigabytes or hours). Four times the cost written.
+const ARGON2_MAX_M_KIB: u32 = 4 * ARGON2_M_KIB;
+const ARGON2_MAX_T: u32 = 4 * ARGON2_T;
+const ARGON2_MAX_P: u32 = 16;
 
 /// Why a keystore operation failed. No variant carries key bytes or a
 /// passphrase.
@@ -264,6 +270,12 @@ fn passphrase_key(
     params: &Argon2Params,
     passphrase: &[u8],
 ) -> Result<Zeroizing<[u8; KEY_LEN]>, String> {
+    if params.m_kib > ARGON2_MAX_M_KIB || params.t > ARGON2_MAX_T || params.p > ARGON2_MAX_P {
+        return Err(format!(
+            "Argon2id parameters beyond what this build accepts (m = {} KiB, t = {}, p = {}; at most {ARGON2_MAX_M_KIB} KiB, {ARGON2_MAX_T}, {ARGON2_MAX_P})",
+            params.m_kib, params.t, params.p
+        ));
+    }
     let p = argon2::Params::new(params.m_kib, params.t, params.p, Some(KEY_LEN))
         .map_err(|e| e.to_string())?;
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);

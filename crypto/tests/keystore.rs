@@ -103,6 +103,47 @@ fn passphrase_sealed_master_key() {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
+/// Issue 21, point 9: the master-key file's Argon2id parameters are read
+/// before anything authenticates them. A planted file asking for 4 TiB of
+/// memory or 2^32 passes is refused at once, naming the file, instead of
+/// making the open exhaust memory or run for hours.
+#[test]
+fn argon2_parameters_past_the_bounds_are_refused() {
+    let (dir, root) = keystore_dir("argon2-bounds");
+    Keystore::init(&dir, Some(b"correct horse")).unwrap();
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("master-")
+        })
+        .unwrap();
+    let original: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    for (name, value) in [
+        ("m_kib", u64::from(u32::MAX)),
+        ("t", u64::from(u32::MAX)),
+        ("p", 1 << 20),
+    ] {
+        let mut planted = original.clone();
+        planted["argon2id"][name] = value.into();
+        std::fs::write(&file, serde_json::to_vec(&planted).unwrap()).unwrap();
+        let err = Keystore::open(&dir, Some(b"correct horse")).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("beyond what this build accepts"),
+            "{name}: {text}"
+        );
+        assert!(text.contains("master-"), "{text}");
+    }
+    std::fs::write(&file, serde_json::to_vec(&original).unwrap()).unwrap();
+    assert!(Keystore::open(&dir, Some(b"correct horse")).is_ok());
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
 #[test]
 fn listing_shows_ids_and_times_never_bytes() {
     let (dir, root) = keystore_dir("list");

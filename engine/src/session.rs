@@ -383,8 +383,6 @@ fn run(
         Some(ks) => LaneKeys::for_dataset(Arc::clone(ks), &dataset, &query.schema)?,
         None => LaneKeys::default(),
     };
-    // A stored dataset is authenticated before anything is decided or
-    // logged from it (and again as it is read).
     // The dataset's files, as read: a stored input must carry these very
     // files, and a persisted copy carries them.
     let carried: Vec<(&'static str, Carried)> = [
@@ -394,6 +392,8 @@ fn run(
     .into_iter()
     .flatten()
     .collect();
+    // A stored dataset is authenticated before anything is decided or
+    // logged from it (and again as it is read).
     if let (true, Some(opener)) = (stored, &keys.opener) {
         let authentic = symbiont_operators::StoreReader::open(&spec.input, &query.schema)
             .and_then(|store| store.authenticate(opener.opener(), &carried_digests(&carried)));

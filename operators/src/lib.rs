@@ -45,7 +45,7 @@ pub use homomorphic::{
 pub use partial::{AggregateError, Merged, Partial, TotalF64, assemble};
 pub use plan::{InputKind, LaneImpl, Plan, PlanNode, PlanStep};
 pub use programmable::{Compiled, compile, encrypted_fields, record_values};
-pub use read::{AfterError, SourceError, SourceStats};
+pub use read::{AfterError, MAX_LINE, SourceError, SourceStats};
 pub use record::{Record, RowError};
 pub use sealed::{
     LaneOpener, Plain, SealedBatch, decode, encode, encoded_len, lane_byte, lane_of_byte,

@@ -58,7 +58,10 @@ impl NdjsonLayout {
         let (start, end, lines_before) = self.ranges[part];
         let mut file = std::fs::File::open(&self.path).map_err(io)?;
         file.seek(SeekFrom::Start(start)).map_err(io)?;
-        let mut reader = std::io::BufReader::with_capacity(1 << 20, file.take(end - start));
+        let mut reader = std::io::BufReader::with_capacity(
+            1 << 20,
+            crate::read::LineLimit::new(file.take(end - start), lines_before),
+        );
         let mut stats = SourceStats::default();
         let mut buffer = Vec::new();
         let mut line = lines_before;

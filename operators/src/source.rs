@@ -236,7 +236,10 @@ impl CsvLayout {
             .has_headers(false)
             .flexible(true)
             .buffer_capacity(1 << 20)
-            .from_reader(file.take(end.saturating_sub(start)));
+            .from_reader(crate::read::LineLimit::new(
+                file.take(end.saturating_sub(start)),
+                lines_before,
+            ));
         let mut row = csv::ByteRecord::new();
         let mut stats = SourceStats::default();
         let mut n = 0u64;

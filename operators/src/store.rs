@@ -60,7 +60,7 @@ pub struct ManifestField {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// `symbiont-encrypted-dataset v1`.
+    /// `symbiont-encrypted-dataset v2`.
     pub format: String,
     /// The dataset id the batches are sealed under.
     pub dataset: String,
