@@ -218,7 +218,7 @@ pub enum SealError {
 struct Current {
     key: Arc<DataKey>,
     salt: [u8; SALT_LEN],
-    cipher: Box<dyn Aes256GcmKey>,
+    cipher: Arc<dyn Aes256GcmKey>,
     next: u64,
     end: u64,
 }
@@ -286,7 +286,7 @@ impl Sealer {
                 let mut salt = [0; SALT_LEN];
                 getrandom::fill(&mut salt).map_err(|e| SealError::Random(e.to_string()))?;
                 *current = Some(Current {
-                    cipher: key.cipher(Some(&salt)),
+                    cipher: Arc::from(key.cipher(Some(&salt))),
                     key,
                     salt,
                     next: range.start,
@@ -308,18 +308,22 @@ impl Sealer {
         payload_len: usize,
         encode: impl FnOnce(&mut Vec<u8>),
     ) -> Result<Vec<u8>, SealError> {
-        let mut current = self.current.lock().expect("no thread panicked sealing");
-        self.refill(&mut current)?;
-        let c = current.as_mut().expect("just filled");
-        let mut nonce = [0; NONCE_LEN];
-        nonce[4..].copy_from_slice(&c.next.to_be_bytes());
-        c.next += 1;
+        // Under the lock only the nonce is taken: workers seal in parallel.
+        let (key_id, salt, cipher, nonce) = {
+            let mut current = self.current.lock().expect("no thread panicked sealing");
+            self.refill(&mut current)?;
+            let c = current.as_mut().expect("just filled");
+            let mut nonce = [0; NONCE_LEN];
+            nonce[4..].copy_from_slice(&c.next.to_be_bytes());
+            c.next += 1;
+            (c.key.id, c.salt, Arc::clone(&c.cipher), nonce)
+        };
         let header_len = FIXED_V2 + 8 * ids.len();
         let mut out = Vec::with_capacity(header_len + 4 + payload_len + TAG_LEN);
         out.push(SEALED_VERSION);
         out.push(lane);
-        out.extend_from_slice(&c.key.id.0);
-        out.extend_from_slice(&c.salt);
+        out.extend_from_slice(&key_id.0);
+        out.extend_from_slice(&salt);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&(ids.len() as u32).to_le_bytes());
         for id in ids {
@@ -334,7 +338,7 @@ impl Sealer {
             "the encoder wrote the length it announced"
         );
         let aad = self.context.aad(&out[..header_len]);
-        let tag = c.cipher.seal(&nonce, &aad, &mut out[start..]);
+        let tag = cipher.seal(&nonce, &aad, &mut out[start..]);
         out.extend_from_slice(&tag);
         Ok(out)
     }
