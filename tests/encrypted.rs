@@ -265,18 +265,15 @@ fn fails_cleanly(t: &Tree, store: &str, what: &[&str], extra: &[&str], env: &[(&
 const IDS: usize = 66;
 
 fn sealed_frames(bytes: &[u8]) -> Vec<(usize, usize, usize)> {
-    let mut at = b"SYMBIONT-SEALED v1\n".len();
-    let mut out = Vec::new();
-    while at < bytes.len() {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        if bytes[at + 4] == 1 {
+    frames(bytes)
+        .into_iter()
+        .filter(|&(at, _)| bytes[at + 4] == 1)
+        .map(|(at, end)| {
             let body = at + 5;
             let n = u32::from_le_bytes(bytes[body + IDS - 4..body + IDS].try_into().unwrap());
-            out.push((body, at + 4 + len, IDS + 8 * n as usize));
-        }
-        at += 4 + len;
-    }
-    out
+            (body, end, IDS + 8 * n as usize)
+        })
+        .collect()
 }
 
 #[test]
@@ -651,17 +648,10 @@ fn a_job_that_fails_after_its_stage_started_abandons_the_stage() {
 /// The sealed batches of a store: every sealed frame's header.
 fn sealed_headers(store: &str) -> Vec<symbiont_crypto::SealedHeader> {
     let bytes = std::fs::read(Path::new(store).join("batches.bin")).unwrap();
-    let mut at = b"SYMBIONT-SEALED v1\n".len();
-    let mut out = Vec::new();
-    while at < bytes.len() {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        let frame = &bytes[at + 4..at + 4 + len];
-        if frame[0] == 1 {
-            out.push(symbiont_crypto::read_header(&frame[1..]).unwrap().0);
-        }
-        at += 4 + len;
-    }
-    out
+    sealed_frames(&bytes)
+        .into_iter()
+        .map(|(body, end, _)| symbiont_crypto::read_header(&bytes[body..end]).unwrap().0)
+        .collect()
 }
 
 /// Issue 21, point 7: `keyring.json` is not authenticated, so a keystore
