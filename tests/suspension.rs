@@ -19,7 +19,7 @@ use symbiont_engine::{
     HomomorphicLane, InProcessReduce, JobConfig, JobError, KeyHolder, LaneKeys, OnError,
     SealedStage, run_batch,
 };
-use symbiont_operators::{ColumnKey, Lane, Query};
+use symbiont_operators::{ColumnKey, Lane, Ledger, Query};
 
 mod recording;
 use recording::RecordingStage;
@@ -87,7 +87,11 @@ struct RecordingHolder {
 }
 
 impl KeyHolder for RecordingHolder {
-    fn decrypt(&self, _: &[(ColumnKey, Reduced)]) -> Result<Vec<(ColumnKey, i128)>, String> {
+    fn decrypt(
+        &self,
+        _: &[(ColumnKey, Reduced)],
+        _: &Ledger,
+    ) -> Result<Vec<(ColumnKey, i128)>, String> {
         *self.asked.lock().unwrap() += 1;
         Err("this key holder decrypts nothing".into())
     }

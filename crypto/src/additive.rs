@@ -111,6 +111,10 @@ pub enum AdditiveError {
     /// A key file does not decode.
     #[error("the key does not decode: {0}")]
     Key(String),
+    /// A reduced column that is not the sum of the lists the job sent
+    /// ([`Sent::check`]): the key holder decrypts nothing else.
+    #[error("{0}")]
+    NotSent(String),
 }
 
 /// `floor(2^64 / p)`: the scaling of residues modulo `p`.
@@ -431,6 +435,102 @@ pub struct Reduced {
 
 const LIST_LEN: usize = 2 * SLOTS;
 
+/// What the ingestion side handed the compute stage for one column: how
+/// many lists, and per residue the wrapping sum of their masks.
+///
+/// A list's mask travels in the clear beside its bodies, so this is no
+/// secret. It is what makes the key holder decrypt only what was sent
+/// ([`Sent::check`]): the mask of a reduced ciphertext is a function of
+/// the summed masks alone, so a compute stage cannot return a ciphertext
+/// of its choosing (say a mask with one non-zero coordinate, which would
+/// decrypt to a bit of the secret key) without it being refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    width: Width,
+    lists: u64,
+    masks: Vec<Vec<u64>>,
+}
+
+impl Sent {
+    /// Nothing sent yet.
+    pub fn new(width: Width) -> Sent {
+        Sent {
+            width,
+            lists: 0,
+            masks: vec![vec![0u64; SLOTS]; width.residues()],
+        }
+    }
+
+    /// Records one value-list's residues as they are sent.
+    pub fn add(&mut self, lists: &[List]) -> Result<(), AdditiveError> {
+        if lists.len() != self.width.residues() {
+            return Err(AdditiveError::Malformed("residue count"));
+        }
+        if lists.iter().any(|l| l.0.len() != LIST_LEN) {
+            return Err(AdditiveError::Malformed("list size"));
+        }
+        for (mask, list) in self.masks.iter_mut().zip(lists) {
+            slice_wrapping_add_assign(mask, &list.0[..SLOTS]);
+        }
+        self.lists += 1;
+        Ok(())
+    }
+
+    /// Lists sent.
+    pub fn lists(&self) -> u64 {
+        self.lists
+    }
+
+    /// Whether `reduced` is what reducing the sent lists gives, as far as
+    /// anyone without the key can tell: the same width and list count,
+    /// and per residue the mask that the summed masks reduce to. (The
+    /// bodies carry the data and cannot be checked; a stage that alters
+    /// one shifts that total but learns nothing it did not hold.)
+    pub fn check(&self, reduced: &Reduced) -> Result<(), AdditiveError> {
+        let not_sent = |why: String| {
+            Err(AdditiveError::NotSent(format!(
+                "not the sum of the lists the job sent: {why}"
+            )))
+        };
+        if reduced.width != self.width {
+            return not_sent("another width".into());
+        }
+        if reduced.lists != self.lists {
+            return not_sent(format!(
+                "{} lists, the job sent {}",
+                reduced.lists, self.lists
+            ));
+        }
+        if reduced.residues.len() != self.masks.len()
+            || reduced.residues.iter().any(|r| r.len() != SLOTS + 1)
+        {
+            return not_sent("malformed ciphertexts".into());
+        }
+        // Reduce the summed masks as the stage reduces the summed lists,
+        // with zero bodies: the masks come out the same.
+        let expected = Column {
+            width: self.width,
+            sums: self
+                .masks
+                .iter()
+                .map(|m| {
+                    let mut list = m.clone();
+                    list.resize(LIST_LEN, 0);
+                    list
+                })
+                .collect(),
+            lists: self.lists,
+        }
+        .reduce();
+        for (got, want) in reduced.residues.iter().zip(&expected.residues) {
+            if got[..SLOTS] != want[..SLOTS] {
+                return not_sent("a mask differs".into());
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Column {
     /// An empty column.
     pub fn new(width: Width) -> Column {
@@ -594,6 +694,49 @@ mod tests {
             .add(&enc.encrypt(&[1; 3], Width::Count).unwrap())
             .unwrap();
         assert_eq!(sk.decrypt(&count.reduce()).unwrap(), 3);
+    }
+
+    #[test]
+    fn only_the_reduction_of_what_was_sent_passes() {
+        let (_, pk) = generate();
+        let mut enc = Encryptor::new(pk);
+        let lists: Vec<Vec<List>> = (0..3)
+            .map(|i| enc.encrypt(&[i, 2 * i, 7], Width::Sum).unwrap())
+            .collect();
+        let mut sent = Sent::new(Width::Sum);
+        // Two workers' columns, merged: the order of addition is free.
+        let (mut a, mut b) = (Column::new(Width::Sum), Column::new(Width::Sum));
+        for (i, l) in lists.iter().enumerate() {
+            sent.add(l).unwrap();
+            if i == 1 { b.add(l) } else { a.add(l) }.unwrap();
+        }
+        a.merge(&b).unwrap();
+        let honest = a.reduce();
+        sent.check(&honest).unwrap();
+
+        // A list left out, a changed list count, a moved mask coordinate,
+        // a probe of one key coordinate: each refused.
+        let mut fewer = Column::new(Width::Sum);
+        fewer.add(&lists[0]).unwrap();
+        fewer.add(&lists[1]).unwrap();
+        let mut fewer = fewer.reduce();
+        fewer.lists = 3;
+        let mut lists_changed = honest.clone();
+        lists_changed.lists = 4;
+        let mut moved = honest.clone();
+        moved.residues[2][5] = moved.residues[2][5].wrapping_add(1);
+        let mut probe = honest.clone();
+        for r in &mut probe.residues {
+            r.iter_mut().for_each(|w| *w = 0);
+            r[0] = 1 << 47;
+        }
+        for wrong in [fewer, lists_changed, moved, probe] {
+            assert!(matches!(sent.check(&wrong), Err(AdditiveError::NotSent(_))));
+        }
+        // The bodies are not checked: they carry the data.
+        let mut body = honest;
+        body.residues[0][SLOTS] ^= 1;
+        sent.check(&body).unwrap();
     }
 
     #[test]

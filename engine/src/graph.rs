@@ -24,8 +24,8 @@ use symbiont_operators::{
 };
 
 use crate::job::{
-    AttestedPart, Batch, Collected, HomomorphicStage, JobConfig, JobInput, ListFeed, Persist,
-    SealedFeed, SealedStage, first_line, persist_batch,
+    AttestedPart, Batch, Collected, HomomorphicStage, JobConfig, JobInput, Persist, SealedFeed,
+    SealedStage, SentFeed, first_line, persist_batch,
 };
 
 /// The epoch of a batch job: it is one.
@@ -40,7 +40,7 @@ pub(crate) struct EpochStages {
     sealed: Option<Arc<dyn SealedStage>>,
     sealed_feeds: Mutex<BTreeMap<u64, Arc<dyn SealedFeed>>>,
     lists: Option<Arc<dyn HomomorphicStage>>,
-    list_feeds: Mutex<BTreeMap<u64, Arc<dyn ListFeed>>>,
+    list_feeds: Mutex<BTreeMap<u64, Arc<SentFeed>>>,
 }
 
 impl EpochStages {
@@ -71,12 +71,12 @@ impl EpochStages {
 
     /// The homomorphic lane's compute stage of `epoch`, started on first
     /// use.
-    pub(crate) fn list_feed(&self, epoch: u64) -> Option<Arc<dyn ListFeed>> {
+    pub(crate) fn list_feed(&self, epoch: u64) -> Option<Arc<SentFeed>> {
         let stage = self.lists.as_ref()?;
         let mut feeds = self.list_feeds.lock().expect("no panic holding it");
         let feed = feeds
             .entry(epoch)
-            .or_insert_with(|| Arc::from(stage.start()));
+            .or_insert_with(|| Arc::new(SentFeed::new(stage.start())));
         Some(Arc::clone(feed))
     }
 
@@ -96,7 +96,7 @@ impl EpochStages {
 }
 
 /// An epoch's sealed stage and compute stage, if it started them.
-pub(crate) type EpochFeeds = (Option<Arc<dyn SealedFeed>>, Option<Arc<dyn ListFeed>>);
+pub(crate) type EpochFeeds = (Option<Arc<dyn SealedFeed>>, Option<Arc<SentFeed>>);
 
 /// What every worker shares.
 pub(crate) struct Shared {

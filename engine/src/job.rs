@@ -12,10 +12,10 @@ use symbiont_crypto::programmable::{self, Encrypted, Spec};
 use symbiont_crypto::{DataKeys, Keystore, KeystoreError, LockStatus, Opener, SealContext, Sealer};
 use symbiont_operators::{
     AfterError, AggKey, AggregateError, ColumnKey, Compiled, Format, GROUP_KEYS, InputKind,
-    LANE_COUNT, Lane, LaneImpl, LaneOpener, Merged, PackSink, PackedList, Partial, PartialUpdate,
-    Plain, Plan, Query, Record, Routed, RowError, Schema, SealedBatch, Source, SourceError,
-    StoreReader, StoreWriter, Value, assemble, decrypted_partials, is_store, record_values,
-    seal_records,
+    LANE_COUNT, Lane, LaneImpl, LaneOpener, Ledger, Merged, PackSink, PackedList, Partial,
+    PartialUpdate, Plain, Plan, Query, Record, Routed, RowError, Schema, SealedBatch, Source,
+    SourceError, StoreReader, StoreWriter, Value, assemble, decrypted_partials, is_store,
+    record_values, seal_records,
 };
 
 /// What to do with a row that cannot be processed.
@@ -156,6 +156,45 @@ pub trait ListFeed: Send + Sync {
     fn finish(&self) -> Result<ReducedColumns, String>;
 }
 
+/// A started compute stage and the ledger of every list sent to it: what
+/// the key holder will take back.
+pub(crate) struct SentFeed {
+    feed: Box<dyn ListFeed>,
+    ledger: Mutex<Result<Ledger, String>>,
+}
+
+impl SentFeed {
+    pub(crate) fn new(feed: Box<dyn ListFeed>) -> SentFeed {
+        SentFeed {
+            feed,
+            ledger: Mutex::new(Ok(Ledger::default())),
+        }
+    }
+
+    /// Records `lists`, then hands them to the stage.
+    pub(crate) fn send(&self, lists: Vec<PackedList>) {
+        {
+            let mut ledger = self.ledger.lock().expect("no panic holding it");
+            if let Ok(l) = ledger.as_mut()
+                && let Some(e) = lists.iter().find_map(|list| l.record(list).err())
+            {
+                *ledger = Err(e.to_string());
+            }
+        }
+        self.feed.send(lists);
+    }
+
+    /// The stage's answer and what was sent to it.
+    pub(crate) fn finish(&self) -> Result<(ReducedColumns, Ledger), String> {
+        let answer = self.feed.finish()?;
+        let ledger = std::mem::replace(
+            &mut *self.ledger.lock().expect("no panic holding it"),
+            Err("the stage was finished".into()),
+        )?;
+        Ok((answer, ledger))
+    }
+}
+
 /// The homomorphic lane's compute stage in this process.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct InProcessReduce;
@@ -192,8 +231,15 @@ impl ListFeed for Mutex<Result<symbiont_operators::Reducer, String>> {
 
 /// The key holder: decrypts reduced columns into their totals.
 pub trait KeyHolder: Send + Sync + std::fmt::Debug {
-    /// The totals of `reduced`.
-    fn decrypt(&self, reduced: &[(ColumnKey, Reduced)]) -> Result<Vec<(ColumnKey, i128)>, String>;
+    /// The totals of `reduced`, which must be exactly the reduction of
+    /// the lists the job sent (`sent`, [`Ledger::check`]): anything else
+    /// is refused before the key is read (`docs/FHE.md`, the key holder
+    /// as an oracle).
+    fn decrypt(
+        &self,
+        reduced: &[(ColumnKey, Reduced)],
+        sent: &Ledger,
+    ) -> Result<Vec<(ColumnKey, i128)>, String>;
 
     /// The (count, value) of each of the programmable path's aggregates.
     fn decrypt_programmable(
@@ -211,7 +257,12 @@ pub struct KeystoreHolder {
 }
 
 impl KeyHolder for KeystoreHolder {
-    fn decrypt(&self, reduced: &[(ColumnKey, Reduced)]) -> Result<Vec<(ColumnKey, i128)>, String> {
+    fn decrypt(
+        &self,
+        reduced: &[(ColumnKey, Reduced)],
+        sent: &Ledger,
+    ) -> Result<Vec<(ColumnKey, i128)>, String> {
+        sent.check(reduced).map_err(|e| e.to_string())?;
         let key = Keystore::additive_secret_key(&self.dir).map_err(|e| e.to_string())?;
         reduced
             .iter()
@@ -952,7 +1003,7 @@ struct Answers {
 fn lane_stages(
     config: &JobConfig,
     sealed: Option<&dyn SealedFeed>,
-    lists: Option<&dyn ListFeed>,
+    lists: Option<&SentFeed>,
     source: &JobInput,
     answers: &mut Answers,
 ) -> Result<(), JobError> {
@@ -1103,16 +1154,16 @@ impl Drop for Forwarding<'_> {
 /// partials go to `partials`; the stage's sandbox report is returned.
 fn homomorphic_partials(
     h: &HomomorphicLane,
-    feed: &dyn ListFeed,
+    feed: &SentFeed,
     partials: &mut Vec<(AggKey, Partial)>,
 ) -> Result<Option<serde_json::Value>, JobError> {
-    let (reduced, report) = feed.finish().map_err(JobError::Homomorphic)?;
-    if reduced.is_empty() {
+    let ((reduced, report), sent) = feed.finish().map_err(JobError::Homomorphic)?;
+    if reduced.is_empty() && sent.is_empty() {
         return Ok(report);
     }
     let totals = h
         .key_holder
-        .decrypt(&reduced)
+        .decrypt(&reduced, &sent)
         .map_err(JobError::Homomorphic)?;
     let decrypted =
         decrypted_partials(&totals).map_err(|e| JobError::Homomorphic(e.to_string()))?;

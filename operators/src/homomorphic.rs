@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use symbiont_crypto::additive::{
-    self, AdditiveError, Column, Encryptor, List, PublicKey, Reduced, SLOTS, Width,
+    self, AdditiveError, Column, Encryptor, List, PublicKey, Reduced, SLOTS, Sent, Width,
 };
 use zeroize::Zeroize;
 
@@ -373,6 +373,57 @@ impl Reducer {
             .into_iter()
             .map(|(key, column)| (key, column.reduce()))
             .collect()
+    }
+}
+
+/// What a job handed its compute stage, column by column: the key
+/// holder's measure of what it may decrypt ([`Ledger::check`]).
+#[derive(Debug, Default)]
+pub struct Ledger {
+    columns: BTreeMap<ColumnKey, Sent>,
+}
+
+impl Ledger {
+    /// Records `list` as it is sent.
+    pub fn record(&mut self, list: &PackedList) -> Result<(), AdditiveError> {
+        self.columns
+            .entry(list.column.clone())
+            .or_insert_with(|| Sent::new(list.column.2.width()))
+            .add(&list.lists)
+    }
+
+    /// Whether nothing was sent.
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+    }
+
+    /// Whether `reduced` is exactly the reduction of the columns sent:
+    /// each column once, none missing, each the sum of its lists
+    /// ([`Sent::check`]). Errors name a column by its aggregate and
+    /// quantity, never by its group key.
+    pub fn check(&self, reduced: &[(ColumnKey, Reduced)]) -> Result<(), AdditiveError> {
+        let mut seen = BTreeSet::new();
+        for ((agg, group, quantity), r) in reduced {
+            let key = (*agg, group.clone(), *quantity);
+            let name =
+                format!("the compute stage returned a column of aggregate {agg} ({quantity:?})");
+            let Some(sent) = self.columns.get(&key) else {
+                return Err(AdditiveError::NotSent(format!(
+                    "{name} that is a column the job never sent"
+                )));
+            };
+            if !seen.insert(key) {
+                return Err(AdditiveError::NotSent(format!("{name} twice")));
+            }
+            sent.check(r)
+                .map_err(|e| AdditiveError::NotSent(format!("{name} {e}")))?;
+        }
+        if let Some((agg, _, quantity)) = self.columns.keys().find(|k| !seen.contains(*k)) {
+            return Err(AdditiveError::NotSent(format!(
+                "a column of aggregate {agg} ({quantity:?}) that the job sent was not returned by the compute stage"
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -39,8 +39,8 @@ pub use aggregate::{
 };
 pub use classify::{Classify, RouteLanes, Routed, lane_of};
 pub use homomorphic::{
-    ColumnKey, FLOAT_SCALE, Forward, PackError, PackSink, Packed, PackedList, Packer, Quantity,
-    Reducer, decrypted_partials, reduce,
+    ColumnKey, FLOAT_SCALE, Forward, Ledger, PackError, PackSink, Packed, PackedList, Packer,
+    Quantity, Reducer, decrypted_partials, reduce,
 };
 pub use partial::{AggregateError, Merged, Partial, TotalF64, assemble};
 pub use plan::{InputKind, LaneImpl, Plan, PlanNode, PlanStep};
