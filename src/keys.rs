@@ -59,9 +59,20 @@ pub(crate) fn rotate(
     dir: Option<&Path>,
     passphrase_env: Option<&str>,
     new_passphrase_env: Option<&str>,
+    programmable: bool,
     audit: &audit::AuditArgs,
 ) -> Result<u8> {
     let dir = dir_or_default(dir)?;
+    if programmable {
+        Keystore::rotate_programmable_keys(&dir)?;
+        println!(
+            "rotated the programmable path's TFHE keys of {}",
+            dir.display()
+        );
+        let event = serde_json::json!({"event": "rotated", "key": "programmable TFHE keys", "keystore": dir.display().to_string()});
+        key_event(audit, &dir, event)?;
+        return Ok(exit::OK);
+    }
     let pass = passphrase(passphrase_env)?;
     let old = Keystore::list(&dir)?;
     // A sealed master key stays sealed: under the same passphrase unless a

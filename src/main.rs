@@ -425,6 +425,10 @@ enum KeysCommand {
         /// passphrase, and an unsealed one stays unsealed).
         #[arg(long, value_name = "VAR")]
         new_passphrase_env: Option<String>,
+        /// Replace the programmable path's TFHE keys instead, with a fresh
+        /// decryption budget (docs/FHE.md); persist stored TFHE copies again.
+        #[arg(long)]
+        programmable: bool,
         /// The audit log the key event goes to (default: the default log,
         /// when the keystore is the default one).
         #[arg(long, value_name = "PATH")]
@@ -794,7 +798,7 @@ fn run_sandbox(command: SandboxCommand) -> Result<u8> {
                     );
                     128 + s
                 }
-                Outcome::MemoryLimit => {
+                Outcome::MemoryLimit | Outcome::OutputLimit => {
                     eprintln!(
                         "symbi: sandbox: the command was killed at its memory limit ({memory_mib} MiB)"
                     );
@@ -852,11 +856,13 @@ fn run_keys(command: KeysCommand) -> Result<u8> {
             dir,
             passphrase_env,
             new_passphrase_env,
+            programmable,
             audit_log,
         } => keys::rotate(
             dir.as_deref(),
             passphrase_env.as_deref(),
             new_passphrase_env.as_deref(),
+            programmable,
             &audit_to(audit_log),
         ),
         KeysCommand::List { dir, format } => keys::list(dir.as_deref(), format == Format::Json),

@@ -467,6 +467,43 @@ fn the_programmable_path_filters_and_takes_extremes_under_encryption_without_the
     assert_eq!(parts[0], &server_bytes[..]);
     assert_eq!(parts.len() as u64, 2 + restricted);
     assert_no_window_of(&client_bytes, &input);
+
+    // The store names the key its TFHE copy is under; the job spent part
+    // of that key's decryption budget.
+    let public = std::fs::read(keystore.join("tfhe/programmable_public.key")).unwrap();
+    assert_eq!(
+        manifest["tfhe"]["public_key_sha256"],
+        symbiont_crypto::programmable::key_id(&public)
+    );
+    let spent_file = keystore.join(symbiont_crypto::PROGRAMMABLE_SPENT_FILE);
+    let spent: u64 = std::fs::read_to_string(&spent_file)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(spent > 0);
+    // Past the budget nothing is evaluated or decrypted, and the error
+    // says how to go on.
+    let budget = symbiont_crypto::programmable::DECRYPTION_BUDGET_BITS;
+    std::fs::write(&spent_file, (budget - 1).to_string()).unwrap();
+    let tfhe_input = format!("patients=tfhe:{store_arg}");
+    let run = ["run", &extremes, "--input", &tfhe_input, "--keystore", &ks];
+    let o = t.symbi(&run);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("decryption budget")
+            && stderr(&o).contains("symbi keys rotate --programmable"),
+        "{}",
+        stderr(&o)
+    );
+    // Rotated keys: a fresh budget, and the store made under the old key
+    // is refused by name, not decrypted to noise.
+    let o = t.symbi(&["keys", "rotate", "--dir", &ks, "--programmable"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&spent_file).unwrap(), "0");
+    assert_ne!(std::fs::read(&client).unwrap(), client_bytes);
+    let o = t.symbi(&run);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no longer has"), "{}", stderr(&o));
 }
 
 #[test]

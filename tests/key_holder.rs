@@ -13,16 +13,19 @@
 //! those lists' masks reduces to; anything else is refused before the key
 //! is read.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use symbiont_crypto::Keystore;
 use symbiont_crypto::additive::{PRIMES, Reduced, SLOTS, Width};
+use symbiont_crypto::programmable::{Encrypted, Spec};
 use symbiont_engine::{
-    HomomorphicLane, HomomorphicStage, InProcessReduce, JobConfig, JobError, KeystoreHolder,
-    LaneKeys, ListFeed, OnError, ReducedColumns, run_batch,
+    HomomorphicLane, HomomorphicStage, InProcessEvaluate, InProcessReduce, JobConfig, JobError,
+    KeystoreHolder, LaneKeys, ListFeed, OnError, ProgrammableLane, ProgrammableStage,
+    ReducedColumns, run_batch,
 };
 use symbiont_operators::{ColumnKey, PackedList, Quantity, Query, Value};
+use tfhe::prelude::FheTrivialEncrypt;
 
 /// Every record restricted, counted per diagnosis: a column per group.
 const PROGRAM: &str = r#"
@@ -235,4 +238,140 @@ fn a_dropped_column_or_a_changed_list_count_is_refused() {
         reduced.push(again);
     });
     refused(out, "twice");
+}
+
+// The programmable path: the compute stage holds the server key and can
+// make ciphertexts of its own (trivial encryptions, or ones with a chosen
+// mask); nothing tells them from honest ones. The key holder decrypts an
+// answer of the plan's shape only, publishes only values the records can
+// give, and charges each job's worst case against the key's budget (the
+// budget and rotation are tests/homomorphic.rs').
+
+/// What a hostile programmable stage does to the honest answer.
+type Forge = fn(&Path, &mut Vec<Encrypted>);
+
+#[derive(Debug)]
+struct HostileEvaluate {
+    dir: PathBuf,
+    forge: Forge,
+}
+
+impl ProgrammableStage for HostileEvaluate {
+    fn evaluate(
+        &self,
+        spec: &Spec,
+        records: Vec<Vec<u8>>,
+    ) -> Result<(Vec<Encrypted>, Option<serde_json::Value>), String> {
+        let honest = InProcessEvaluate {
+            dir: self.dir.clone(),
+        };
+        let (mut answer, report) = honest.evaluate(spec, records)?;
+        (self.forge)(&self.dir, &mut answer);
+        Ok((answer, report))
+    }
+}
+
+/// Four records, all restricted, persisted with their TFHE copy; then the
+/// sum of their costs on the programmable path, with `forge` applied.
+fn run_programmable(name: &str, forge: Forge) -> Result<serde_json::Value, JobError> {
+    let ks = keystore(name);
+    let text = PROGRAM.replace("-> Array<G>", "-> int").replace(
+        "return patients.group_by(p => p.diagnosis).map(g => G { d: g.key, n: count(g.values) });",
+        "return sum(patients.map(p => p.cost_cents));",
+    );
+    let (program, diagnostics) = symbiont_dsl::parse(&text);
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    let query = symbiont_dsl::lower_query(&program.unwrap(), &text, None).unwrap();
+    let sample = std::fs::read_to_string(patients()).unwrap();
+    let input = ks.dir().with_extension("csv");
+    std::fs::write(
+        &input,
+        sample.lines().take(5).collect::<Vec<_>>().join("\n") + "\n",
+    )
+    .unwrap();
+    let store = ks.dir().with_extension("store");
+    let _ = std::fs::remove_dir_all(&store);
+    let keys = LaneKeys::for_dataset(Arc::clone(&ks), "four", &query.schema).unwrap();
+    let (public, _) = ks.programmable_public_key().unwrap();
+    let base = JobConfig {
+        input,
+        workers: 1,
+        on_error: OnError::Fail,
+        progress: None,
+        keys,
+        persist: Some(store.clone()),
+        forbidden_lanes: [false; 3],
+        sealed_stage: None,
+        homomorphic: Some(HomomorphicLane {
+            sink: Arc::new(symbiont_operators::PackSink::new(
+                ks.additive_public_key().unwrap(),
+            )),
+            stage: Arc::new(InProcessReduce),
+            key_holder: Arc::new(KeystoreHolder {
+                dir: ks.dir().to_owned(),
+            }),
+        }),
+        persist_tfhe: Some(Arc::new(public)),
+        programmable: None,
+        commit: None,
+        carried: Vec::new(),
+    };
+    run_batch(&query, &base).unwrap();
+    let config = JobConfig {
+        input: store,
+        persist: None,
+        homomorphic: None,
+        persist_tfhe: None,
+        programmable: Some(ProgrammableLane {
+            compiled: symbiont_operators::compile(&query).unwrap(),
+            stage: Arc::new(HostileEvaluate {
+                dir: ks.dir().to_owned(),
+                forge,
+            }),
+            key_holder: Arc::new(KeystoreHolder {
+                dir: ks.dir().to_owned(),
+            }),
+        }),
+        ..base
+    };
+    run_batch(&query, &config).map(|o| o.value)
+}
+
+#[test]
+fn the_programmable_key_holder_decrypts_only_the_plans_answer() {
+    assert_eq!(
+        run_programmable("prog-honest", |_, _| {}).unwrap(),
+        serde_json::json!(sum_of_first_four_costs())
+    );
+    // One answer more than the plan has aggregates.
+    let out = run_programmable("prog-extra", |_, answer| {
+        let again = answer[0].clone();
+        answer.push(again);
+    });
+    refused(out, "2 answers for 1 aggregates");
+    // A sum no four costs below 2^43 reach: a trivial encryption of 2^62
+    // made with the server key alone (published as the total before).
+    let out = run_programmable("prog-forged", |dir, answer| {
+        let server = Keystore::programmable_server_key(dir).unwrap();
+        let server: tfhe::CompressedServerKey =
+            tfhe::safe_serialization::safe_deserialize(&server[..], 1 << 30).unwrap();
+        tfhe::set_server_key(server.decompress());
+        let forged = tfhe::FheInt64::encrypt_trivial(1i64 << 62);
+        let mut bytes = Vec::new();
+        tfhe::safe_serialization::safe_serialize(&forged, &mut bytes, 1 << 30).unwrap();
+        answer[0].value = Some(bytes);
+    });
+    refused(out, "decrypts outside what 4 records can give");
+}
+
+/// The sum of `cost_cents` over the sample's first four records.
+fn sum_of_first_four_costs() -> i64 {
+    let sample = std::fs::read_to_string(patients()).unwrap();
+    let mut lines = sample.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let at = header.iter().position(|h| *h == "cost_cents").unwrap();
+    lines
+        .take(4)
+        .map(|l| l.split(',').nth(at).unwrap().parse::<i64>().unwrap())
+        .sum()
 }

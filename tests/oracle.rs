@@ -326,6 +326,10 @@ proptest! {
 
         let source = program(&c, true);
         let query = parse(&source);
+        // Each case is a job that spends the programmable key's decryption
+        // budget; the owner resets it, as a rotation would (the budget
+        // itself is tests/key_holder.rs').
+        let _ = std::fs::remove_file(ks.dir().join(symbiont_crypto::PROGRAMMABLE_SPENT_FILE));
         let lane = symbiont_engine::ProgrammableLane {
             compiled: symbiont_operators::compile(&query).unwrap(),
             stage: std::sync::Arc::new(symbiont_engine::InProcessEvaluate { dir: ks.dir().to_owned() }),

@@ -100,3 +100,34 @@ fn a_stage_that_works_on_after_its_input_is_killed_at_its_timeout() {
     let (outcome, _) = run(&w, input, Duration::from_secs(1));
     assert_eq!(outcome, Outcome::TimedOut);
 }
+
+#[test]
+fn a_stage_that_writes_without_end_is_killed_at_its_output_limit() {
+    // A hostile worker that answers forever, ignoring a closed pipe.
+    // Before the limit the job read it into memory until the timeout (at
+    // the pipe's speed, gigabytes a second); now it is cut at the memory
+    // limit and killed, and the report says why.
+    let w = worker("floods", "trap '' PIPE; while :; do cat /dev/zero; done");
+    let limits = Limits {
+        memory_bytes: 64 << 20,
+        timeout: Duration::from_secs(120),
+        ..Limits::default()
+    };
+    let started = std::time::Instant::now();
+    let (report, out) = symbiont_sandbox::run_stage(
+        Tier::Native,
+        std::path::Path::new(env!("CARGO_BIN_EXE_symbi-sandbox-init")),
+        &w,
+        &[],
+        &limits,
+        std::io::Cursor::new(Vec::new()),
+    )
+    .unwrap();
+    assert_eq!(report.outcome, Outcome::OutputLimit);
+    assert!(out.len() as u64 <= limits.memory_bytes);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use symbiont_crypto::Keystore;
 use symbiont_crypto::additive::Reduced;
-use symbiont_crypto::programmable::Encrypted;
+use symbiont_crypto::programmable::{Encrypted, Spec};
 use symbiont_engine::{
     HomomorphicLane, InProcessReduce, JobConfig, JobError, KeyHolder, LaneKeys, OnError,
     SealedStage, run_batch,
@@ -96,7 +96,17 @@ impl KeyHolder for RecordingHolder {
         Err("this key holder decrypts nothing".into())
     }
 
-    fn decrypt_programmable(&self, _: &[Encrypted]) -> Result<Vec<(i64, Option<i64>)>, String> {
+    fn reserve_programmable(&self, _: &Spec, _: u64) -> Result<(), String> {
+        *self.asked.lock().unwrap() += 1;
+        Err("this key holder decrypts nothing".into())
+    }
+
+    fn decrypt_programmable(
+        &self,
+        _: &[Encrypted],
+        _: &Spec,
+        _: u64,
+    ) -> Result<Vec<(i64, Option<i64>)>, String> {
         *self.asked.lock().unwrap() += 1;
         Err("this key holder decrypts nothing".into())
     }

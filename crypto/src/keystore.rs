@@ -59,6 +59,9 @@ pub const PROGRAMMABLE_CLIENT_FILE: &str = "tfhe/programmable_client.key";
 pub const PROGRAMMABLE_SERVER_FILE: &str = "tfhe/programmable_server.key";
 /// The programmable path's compact public key, for persisting.
 pub const PROGRAMMABLE_PUBLIC_FILE: &str = "tfhe/programmable_public.key";
+/// How much of the programmable key's decryption budget is spent
+/// ([`crate::programmable::leaked_bits`]): a decimal number of bits.
+pub const PROGRAMMABLE_SPENT_FILE: &str = "tfhe/programmable_spent";
 
 /// The audit signing key's file name in the keystore.
 pub const AUDIT_KEY_FILE: &str = "audit_ed25519.key";
@@ -131,6 +134,20 @@ pub enum KeystoreError {
         path: PathBuf,
         /// What is wrong.
         what: String,
+    },
+    /// The programmable key's decryption budget would be passed.
+    #[error(
+        "{path}: the programmable path's key has spent {spent} of its {budget}-bit decryption budget and this job would spend {bits} more (docs/FHE.md); rotate it with `symbi keys rotate --programmable`, then persist the stored datasets again"
+    )]
+    Budget {
+        /// The keystore.
+        path: PathBuf,
+        /// Bits spent.
+        spent: u64,
+        /// Bits this job would spend.
+        bits: u64,
+        /// [`crate::programmable::DECRYPTION_BUDGET_BITS`].
+        budget: u64,
     },
     /// The master key is sealed and no passphrase was given.
     #[error("{0}: the master key is sealed under a passphrase; give it with --passphrase-env VAR")]
@@ -917,6 +934,71 @@ impl Keystore {
         write_atomic(&path, &public)?;
         sync_dir(&dir.join("tfhe"))?;
         Ok(true)
+    }
+
+    /// Charges `bits` against the programmable key's decryption budget
+    /// ([`crate::programmable::leaked_bits`]) before the key holder
+    /// decrypts; refused, charging nothing, past
+    /// [`crate::programmable::DECRYPTION_BUDGET_BITS`]. The bits left.
+    pub fn spend_programmable_budget(dir: &Path, bits: u64) -> Result<u64, KeystoreError> {
+        let budget = crate::programmable::DECRYPTION_BUDGET_BITS;
+        private_dir(dir, false)?;
+        let _lock = lock(dir)?;
+        let path = dir.join(PROGRAMMABLE_SPENT_FILE);
+        let spent = match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| KeystoreError::Malformed {
+                    path: path.clone(),
+                    what: "not a number of bits".into(),
+                })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let total = spent.saturating_add(bits);
+        if total > budget {
+            return Err(KeystoreError::Budget {
+                path: dir.to_owned(),
+                spent,
+                bits,
+                budget,
+            });
+        }
+        write_atomic(&path, total.to_string().as_bytes())?;
+        Ok(budget - total)
+    }
+
+    /// Replaces the programmable path's keys with new ones, with a fresh
+    /// decryption budget. TFHE copies stored under the old keys are
+    /// refused from then on (their manifests name the old public key):
+    /// persist those datasets again. A crash leaves the old keys, or none
+    /// (the next job that needs them makes new ones), never a mix.
+    pub fn rotate_programmable_keys(dir: &Path) -> Result<(), KeystoreError> {
+        private_dir(dir, false)?;
+        let _lock = lock(dir)?;
+        let public = dir.join(PROGRAMMABLE_PUBLIC_FILE);
+        let (client, server, new_public) = crate::programmable::generate();
+        // The public key's presence says all three are there: first gone,
+        // last back.
+        match std::fs::remove_file(&public) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&public)(e)),
+            _ => {}
+        }
+        sync_dir(&dir.join("tfhe"))?;
+        write_atomic(&dir.join(PROGRAMMABLE_CLIENT_FILE), &client)?;
+        write_atomic(&dir.join(PROGRAMMABLE_SERVER_FILE), &server)?;
+        write_atomic(&dir.join(PROGRAMMABLE_SPENT_FILE), b"0")?;
+        write_atomic(&public, &new_public)?;
+        sync_dir(&dir.join("tfhe"))
+    }
+
+    /// The programmable public key's id: the hex SHA-256 of its file, as
+    /// a store's manifest records it.
+    pub fn programmable_key_id(dir: &Path) -> Result<String, KeystoreError> {
+        let path = dir.join(PROGRAMMABLE_PUBLIC_FILE);
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        Ok(crate::programmable::key_id(&bytes))
     }
 
     /// The programmable path's compressed server key, as bytes (for the

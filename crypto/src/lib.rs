@@ -41,7 +41,8 @@ pub use envelope::{
 pub use keystore::{
     ADDITIVE_PUBLIC_FILE, ADDITIVE_SECRET_FILE, AUDIT_KEY_FILE, DATA_KEY_LIMIT, DataKeyEvent,
     DataKeyInfo, InitReport, Keystore, KeystoreError, Listing, PROGRAMMABLE_CLIENT_FILE,
-    PROGRAMMABLE_PUBLIC_FILE, PROGRAMMABLE_SERVER_FILE, RESERVE_CHUNK, RotateStep,
+    PROGRAMMABLE_PUBLIC_FILE, PROGRAMMABLE_SERVER_FILE, PROGRAMMABLE_SPENT_FILE, RESERVE_CHUNK,
+    RotateStep,
 };
 pub use locked::{LockStatus, LockedBuf};
 

@@ -53,7 +53,37 @@ pub enum ProgrammableError {
     /// tfhe refused an operation.
     #[error("tfhe: {0}")]
     Tfhe(String),
+    /// The compute stage's answer is not what the plan evaluates
+    /// ([`decrypt`]): nothing of it is published.
+    #[error("the compute stage's answer is not what the plan evaluates: {0}")]
+    NotEvaluated(String),
 }
+
+/// What a hostile compute stage could read of the client key through one
+/// job's answer, in bits, at most: [`decrypt`]'s checks leave a count
+/// `records + 1` possible values, a sum `2·count·2^43`, a minimum or
+/// maximum `2^44`; and whether the answer was refused is one bit more
+/// (`docs/FHE.md`, the key holder as an oracle).
+pub fn leaked_bits(spec: &Spec, records: u64) -> u64 {
+    let count_bits = u64::from(64 - records.leading_zeros());
+    1 + spec
+        .aggregates
+        .iter()
+        .map(|a| {
+            count_bits
+                + match a.kind {
+                    Kind::Count => 0,
+                    Kind::Sum => count_bits + u64::from(MAX_VALUE_BITS) + 1,
+                    Kind::Min | Kind::Max => u64::from(MAX_VALUE_BITS) + 1,
+                }
+        })
+        .sum::<u64>()
+}
+
+/// [`leaked_bits`] a programmable key may spend before it must be
+/// rotated: a quarter of the 2,048 binary coordinates of the key its
+/// outputs decrypt under (`docs/FHE.md` derives it).
+pub const DECRYPTION_BUDGET_BITS: u64 = 512;
 
 fn to_bytes<T: Serialize + tfhe::Versionize + tfhe::named::Named>(object: &T) -> Vec<u8> {
     let mut out = Vec::new();
@@ -84,7 +114,7 @@ pub fn generate() -> (zeroize::Zeroizing<Vec<u8>>, Vec<u8>, Vec<u8>) {
 /// The public key persisting encrypts records under (server-side
 /// material: it decrypts nothing).
 #[derive(Clone)]
-pub struct PublicKey(CompactPublicKey);
+pub struct PublicKey(CompactPublicKey, String);
 
 impl std::fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,10 +122,24 @@ impl std::fmt::Debug for PublicKey {
     }
 }
 
+/// A public key's id: the hex SHA-256 of its bytes.
+pub fn key_id(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 impl PublicKey {
     /// Decodes a key written by [`generate`].
     pub fn from_bytes(bytes: &[u8]) -> Result<PublicKey, ProgrammableError> {
-        from_bytes("the public key", bytes).map(PublicKey)
+        from_bytes("the public key", bytes).map(|key| PublicKey(key, key_id(bytes)))
+    }
+
+    /// [`key_id`] of the bytes it was decoded from.
+    pub fn id(&self) -> &str {
+        &self.1
     }
 
     /// Encrypts one record's numeric fields (integers, fixed-point floats,
@@ -299,27 +343,69 @@ impl Kind {
     }
 }
 
-/// The key holder: decrypts each aggregate into (count, value).
+/// The key holder: decrypts each aggregate of `spec`, evaluated over
+/// `records` records, into (count, value).
+///
+/// The compute stage may be hostile and return ciphertexts of its own
+/// making, whose decryptions are functions of the client key. Nothing
+/// tells such a ciphertext from an honest one, so what is checked is what
+/// decrypting may publish: exactly one answer per aggregate of the plan,
+/// a value exactly where the aggregate has one (before anything is
+/// decrypted); then every count at most `records`, and every value in the
+/// range the aggregate can reach. An answer outside those is refused and
+/// none of it is returned; what remains readable is bounded by
+/// [`leaked_bits`], which the keystore charges against the key's budget.
 pub fn decrypt(
     client: &[u8],
     results: &[Encrypted],
+    spec: &Spec,
+    records: u64,
 ) -> Result<Vec<(i64, Option<i64>)>, ProgrammableError> {
+    let refuse = |why: String| Err(ProgrammableError::NotEvaluated(why));
+    if results.len() != spec.aggregates.len() {
+        return refuse(format!(
+            "{} answers for {} aggregates",
+            results.len(),
+            spec.aggregates.len()
+        ));
+    }
+    for (i, (r, a)) in results.iter().zip(&spec.aggregates).enumerate() {
+        if r.value.is_some() != (a.kind != Kind::Count) {
+            return refuse(format!(
+                "aggregate {i} has a value where it should not, or none"
+            ));
+        }
+    }
     let key: ClientKey = from_bytes("the client key", client)?;
-    results
-        .iter()
-        .map(|r| {
-            let count: FheUint32 = from_bytes("an encrypted count", &r.count)?;
-            let value = match &r.value {
-                Some(v) => {
-                    let v: FheInt64 = from_bytes("an encrypted value", v)?;
-                    Some(v.decrypt(&key))
-                }
-                None => None,
-            };
-            let count: u32 = count.decrypt(&key);
-            Ok((i64::from(count), value))
-        })
-        .collect()
+    let limit = 1i128 << MAX_VALUE_BITS;
+    let mut out = Vec::with_capacity(results.len());
+    for (i, (r, a)) in results.iter().zip(&spec.aggregates).enumerate() {
+        let count: FheUint32 = from_bytes("an encrypted count", &r.count)?;
+        let count: u32 = count.decrypt(&key);
+        let value = match &r.value {
+            Some(v) => {
+                let v: FheInt64 = from_bytes("an encrypted value", v)?;
+                Some(v.decrypt(&key))
+            }
+            None => None,
+        };
+        let reachable = match (a.kind, value) {
+            (Kind::Count, _) | (_, None) => true,
+            // Nothing passed: the neutral element.
+            (Kind::Sum, Some(v)) if count == 0 => v == 0,
+            (Kind::Sum, Some(v)) => i128::from(v).abs() < i128::from(count) * limit,
+            (Kind::Min, Some(v)) if count == 0 => v == i64::MAX,
+            (Kind::Max, Some(v)) if count == 0 => v == i64::MIN,
+            (Kind::Min | Kind::Max, Some(v)) => i128::from(v).abs() < limit,
+        };
+        if u64::from(count) > records || !reachable {
+            return refuse(format!(
+                "aggregate {i} decrypts outside what {records} records can give"
+            ));
+        }
+        out.push((i64::from(count), value));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -368,7 +454,8 @@ mod tests {
                 },
             ],
         };
-        let out = decrypt(&client, &evaluate(&server, &records, &spec).unwrap()).unwrap();
+        let answer = evaluate(&server, &records, &spec).unwrap();
+        let out = decrypt(&client, &answer, &spec, 4).unwrap();
         assert_eq!(out[0], (2, None));
         assert_eq!(out[1], (3, Some(17 + (1 << 40))));
         assert_eq!(out[2], (4, Some(-5)));
@@ -377,5 +464,24 @@ mod tests {
             key.encrypt(&[1 << MAX_VALUE_BITS]),
             Err(ProgrammableError::ValueRange)
         ));
+
+        // The key holder takes only the plan's answers: one per aggregate,
+        // values where they belong, counts within the records.
+        let not_evaluated = |r: Result<_, _>| matches!(r, Err(ProgrammableError::NotEvaluated(_)));
+        assert!(not_evaluated(decrypt(&client, &answer[..3], &spec, 4)));
+        let mut swapped = answer.clone();
+        swapped.swap(0, 1);
+        assert!(not_evaluated(decrypt(&client, &swapped, &spec, 4)));
+        assert!(not_evaluated(decrypt(&client, &answer, &spec, 2)));
+        // A value no sum of three values below 2^43 reaches (as a stage
+        // would return to read bits of the key in a high block).
+        let ck: ClientKey = from_bytes("the client key", &client).unwrap();
+        let mut forged = answer.clone();
+        forged[1].value = Some(to_bytes(&FheInt64::encrypt(1i64 << 62, &ck)));
+        assert!(not_evaluated(decrypt(&client, &forged, &spec, 4)));
+        assert_eq!(
+            leaked_bits(&spec, 4),
+            1 + 3 + (3 + 3 + 44) + (3 + 44) + (3 + 44)
+        );
     }
 }

@@ -241,10 +241,21 @@ pub trait KeyHolder: Send + Sync + std::fmt::Debug {
         sent: &Ledger,
     ) -> Result<Vec<(ColumnKey, i128)>, String>;
 
-    /// The (count, value) of each of the programmable path's aggregates.
+    /// Agrees to decrypt the answer of `spec` over `records` records,
+    /// before the compute stage runs: a key holder with a decryption
+    /// budget charges it here ([`programmable::leaked_bits`]) and refuses
+    /// past it.
+    fn reserve_programmable(&self, spec: &Spec, records: u64) -> Result<(), String>;
+
+    /// The (count, value) of each aggregate of `spec`, evaluated over
+    /// `records` records: only an answer of the plan's shape is decrypted,
+    /// and only values those records can give are returned
+    /// ([`programmable::decrypt`]).
     fn decrypt_programmable(
         &self,
         results: &[Encrypted],
+        spec: &Spec,
+        records: u64,
     ) -> Result<Vec<(i64, Option<i64>)>, String>;
 }
 
@@ -274,12 +285,22 @@ impl KeyHolder for KeystoreHolder {
             .collect()
     }
 
+    /// Charges the job's [`programmable::leaked_bits`] to the key's
+    /// budget in the keystore.
+    fn reserve_programmable(&self, spec: &Spec, records: u64) -> Result<(), String> {
+        Keystore::spend_programmable_budget(&self.dir, programmable::leaked_bits(spec, records))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     fn decrypt_programmable(
         &self,
         results: &[Encrypted],
+        spec: &Spec,
+        records: u64,
     ) -> Result<Vec<(i64, Option<i64>)>, String> {
         let key = Keystore::programmable_client_key(&self.dir).map_err(|e| e.to_string())?;
-        programmable::decrypt(&key, results).map_err(|e| e.to_string())
+        programmable::decrypt(&key, results, spec, records).map_err(|e| e.to_string())
     }
 }
 
@@ -611,7 +632,7 @@ pub(crate) enum JobInput {
     /// A file of records, classified by the job.
     Records(Source),
     /// A persisted dataset, already classified.
-    Store(StoreReader),
+    Store(Box<StoreReader>),
 }
 
 /// A persisted dataset being written into a temporary directory beside its
@@ -647,7 +668,7 @@ fn open_input(query: &Query, config: &JobConfig, workers: usize) -> Result<JobIn
             }));
         };
         store.authenticate(opener.opener(), &carried_digests(&config.carried))?;
-        JobInput::Store(store)
+        JobInput::Store(Box::new(store))
     } else {
         let format = Format::of_path(&config.input)
             .ok_or_else(|| JobError::UnknownFormat(config.input.clone()))?;
@@ -677,8 +698,8 @@ fn start_persist(config: &JobConfig) -> Result<Option<Arc<Mutex<Persist>>>, JobE
     let partial = partial_dir(dest);
     let _ = std::fs::remove_dir_all(&partial);
     let mut writer = StoreWriter::create(&partial).map_err(JobError::Persist)?;
-    if config.persist_tfhe.is_some() {
-        writer.with_tfhe().map_err(JobError::Persist)?;
+    if let Some(key) = &config.persist_tfhe {
+        writer.with_tfhe(key.id()).map_err(JobError::Persist)?;
     }
     Ok(Some(Arc::new(Mutex::new(Persist {
         writer: Some(writer),
@@ -1194,13 +1215,16 @@ fn programmable_partials(
     let n = records.len() as i64;
     let mut report = None;
     if n > 0 {
+        p.key_holder
+            .reserve_programmable(&p.compiled.spec, n as u64)
+            .map_err(JobError::Homomorphic)?;
         let (encrypted, r) = p
             .stage
             .evaluate(&p.compiled.spec, records)
             .map_err(JobError::Homomorphic)?;
         let decrypted = p
             .key_holder
-            .decrypt_programmable(&encrypted)
+            .decrypt_programmable(&encrypted, &p.compiled.spec, n as u64)
             .map_err(JobError::Homomorphic)?;
         for (agg, partial) in p
             .compiled

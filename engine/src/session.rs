@@ -395,10 +395,29 @@ fn run(
     // A stored dataset is authenticated before anything is decided or
     // logged from it (and again as it is read).
     if let (true, Some(opener)) = (stored, &keys.opener) {
-        let authentic = symbiont_operators::StoreReader::open(&spec.input, &query.schema)
-            .and_then(|store| store.authenticate(opener.opener(), &carried_digests(&carried)));
-        if let Err(e) = authentic {
-            return Ok(Outcome::Failed(e.to_string()));
+        let authentic =
+            symbiont_operators::StoreReader::open(&spec.input, &query.schema).and_then(|store| {
+                store.authenticate(opener.opener(), &carried_digests(&carried))?;
+                Ok(store)
+            });
+        let store = match authentic {
+            Ok(store) => store,
+            Err(e) => return Ok(Outcome::Failed(e.to_string())),
+        };
+        // Its TFHE copy must be under this keystore's programmable key
+        // (rotated keys would decrypt it to noise, and spend the budget).
+        let stored_key = store
+            .manifest()
+            .tfhe
+            .as_ref()
+            .and_then(|t| t.public_key_sha256.clone());
+        if let (true, Some(stored_key), Some(ks)) = (spec.tfhe_input, stored_key, &keystore)
+            && Keystore::programmable_key_id(ks.dir()).ok() != Some(stored_key)
+        {
+            return Ok(Outcome::Failed(format!(
+                "{}: its TFHE copy is encrypted under a programmable key this keystore no longer has (rotated with `symbi keys rotate --programmable`, or another keystore's): persist the dataset again",
+                spec.input.display()
+            )));
         }
     }
     let started = match start(&spec, files, &dataset, custody, log, observer)? {

@@ -608,6 +608,10 @@ fn ended(report: &symbiont_sandbox::Report, limits: &symbiont_sandbox::Limits) -
             "ran past its timeout ({}; --stage-timeout) and was killed",
             humantime::format_duration(limits.timeout)
         )),
+        Outcome::OutputLimit => Some(format!(
+            "wrote back more than its memory limit ({} MiB; --stage-memory-mib) and was killed",
+            limits.memory_bytes >> 20
+        )),
     }
 }
 
@@ -780,8 +784,8 @@ impl crate::ListFeed for StreamedReduce {
         let lists = Arc::clone(&streamed.frames);
         let (out, mut sandbox) = streamed.finish()?;
         sandbox["lists"] = lists.load(Ordering::Relaxed).into();
-        let reduced =
-            bincode::deserialize(&out).map_err(|e| format!("the compute stage's answer: {e}"))?;
+        let reduced = symbiont_operators::decode_stage_answer(&out)
+            .map_err(|e| format!("the compute stage's answer: {e}"))?;
         Ok((reduced, Some(sandbox)))
     }
 }
@@ -876,7 +880,8 @@ impl crate::ProgrammableStage for SandboxedEvaluate {
                     "comparisons": spec.comparisons.len(),
                 }),
             )?;
-            let encrypted = bincode::deserialize(&out).context("the compute stage's answer")?;
+            let encrypted = symbiont_operators::decode_stage_answer(&out)
+                .context("the compute stage's answer")?;
             Ok((encrypted, Some(sandbox)))
         };
         run().map_err(|e| format!("{e:#}"))

@@ -427,6 +427,35 @@ impl Ledger {
     }
 }
 
+/// A compute stage's answer (bincode, as its worker writes it), decoded
+/// allocating no more than its own length and with no bytes left over: the
+/// stage is not trusted, and its answer is bounded already by the sandbox
+/// (at most its memory limit).
+pub fn decode_stage_answer<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> bincode::Result<T> {
+    use bincode::Options;
+    bincode::options()
+        .with_fixint_encoding()
+        .with_limit(bytes.len() as u64)
+        .deserialize(bytes)
+}
+
+/// Fuzzing entry point: any bytes as a compute stage's answer on the job's
+/// side: as the additive path's reduced columns, checked against a ledger
+/// of one sent column, and as the programmable path's encrypted
+/// aggregates. Never panics.
+pub fn fuzz_stage_answer(data: &[u8]) {
+    if let Ok(reduced) = decode_stage_answer::<Vec<(ColumnKey, Reduced)>>(data) {
+        let mut ledger = Ledger::default();
+        let sent = PackedList {
+            column: (0, Value::Null, Quantity::Count),
+            lists: vec![List(vec![0; 2 * SLOTS]); Width::Count.residues()],
+        };
+        ledger.record(&sent).expect("a well-formed list");
+        let _ = ledger.check(&reduced);
+    }
+    let _ = decode_stage_answer::<Vec<symbiont_crypto::programmable::Encrypted>>(data);
+}
+
 /// The key holder's totals as partials of the homomorphic lane: `(aggregate,
 /// group)` to its partial.
 pub fn decrypted_partials(
@@ -448,4 +477,35 @@ pub fn decrypted_partials(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_decode_as_written_and_refuse_lengths_past_their_bytes() {
+        let reduced: Vec<(u32, Vec<u64>)> = vec![(1, vec![2, 3]), (4, vec![])];
+        let bytes = bincode::serialize(&reduced).unwrap();
+        let decoded: Vec<(u32, Vec<u64>)> = decode_stage_answer(&bytes).unwrap();
+        assert_eq!(decoded, reduced);
+        // Trailing bytes; a string claiming 2^40 bytes in 8.
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode_stage_answer::<Vec<(u32, Vec<u64>)>>(&longer).is_err());
+        let mut claim = (1u64 << 40).to_le_bytes().to_vec();
+        claim.extend([b'x'; 8]);
+        assert!(decode_stage_answer::<String>(&claim).is_err());
+    }
+
+    #[test]
+    fn the_fuzz_entry_point_takes_an_honest_answer_and_noise() {
+        let column: ColumnKey = (0, Value::Null, Quantity::Count);
+        let mut sent = Column::new(Width::Count);
+        sent.add(&vec![List(vec![0; 2 * SLOTS]); 2]).unwrap();
+        let answer = bincode::serialize(&vec![(column, sent.reduce())]).unwrap();
+        fuzz_stage_answer(&answer);
+        fuzz_stage_answer(&answer[..answer.len() / 2]);
+        fuzz_stage_answer(b"\xff\xff\xff\xff\xff\xff\xff\xff");
+    }
 }

@@ -40,7 +40,7 @@ pub use aggregate::{
 pub use classify::{Classify, RouteLanes, Routed, lane_of};
 pub use homomorphic::{
     ColumnKey, FLOAT_SCALE, Forward, Ledger, PackError, PackSink, Packed, PackedList, Packer,
-    Quantity, Reducer, decrypted_partials, reduce,
+    Quantity, Reducer, decode_stage_answer, decrypted_partials, fuzz_stage_answer, reduce,
 };
 pub use partial::{AggregateError, Merged, Partial, TotalF64, assemble};
 pub use plan::{InputKind, LaneImpl, Plan, PlanNode, PlanStep};
@@ -54,7 +54,7 @@ pub use sealed::{
 pub use source::{Format, Source, parse_value};
 pub use store::{
     CARRIED_FILES, Manifest, ManifestField, STORE_MAGIC, StoreReader, StoreWriter, TFHE_MAGIC,
-    TfheManifest, fuzz_store_bytes, is_store,
+    TfheManifest, fuzz_manifest_bytes, fuzz_store_bytes, is_store,
 };
 /// The risk table that gives each plan stage its sandbox tier.
 pub use symbiont_ir::risk;

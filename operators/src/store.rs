@@ -103,6 +103,11 @@ pub struct TfheManifest {
     pub records: u64,
     /// The SHA-256 (hex) of `tfhe.bin`.
     pub sha256: String,
+    /// The id of the programmable public key the lists are encrypted
+    /// under (the hex SHA-256 of its file); absent in stores made before
+    /// it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_sha256: Option<String>,
 }
 
 const TFHE_FORMAT: &str = "tfhe-integer FheInt64 compact lists v1";
@@ -150,6 +155,8 @@ pub struct StoreWriter {
     /// `tfhe.bin`, its records and the digest of what was written, once
     /// the first is written.
     tfhe: Option<(BufWriter<File>, u64, Sha256)>,
+    /// The programmable public key's id ([`TfheManifest::public_key_sha256`]).
+    tfhe_key: String,
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> SourceError + '_ {
@@ -188,12 +195,15 @@ impl StoreWriter {
             frame_sha256: Vec::new(),
             records: [0; 3],
             tfhe: None,
+            tfhe_key: String::new(),
         })
     }
 
-    /// Starts `tfhe.bin`, the restricted records' TFHE copy (the manifest
-    /// then lists it, even if no record is restricted).
-    pub fn with_tfhe(&mut self) -> Result<(), SourceError> {
+    /// Starts `tfhe.bin`, the restricted records' TFHE copy encrypted under
+    /// the programmable public key `key_id` (the manifest then lists it,
+    /// even if no record is restricted).
+    pub fn with_tfhe(&mut self, key_id: &str) -> Result<(), SourceError> {
+        key_id.clone_into(&mut self.tfhe_key);
         if self.tfhe.is_none() {
             let out = new_private(&self.dir.join("tfhe.bin"), TFHE_MAGIC)?;
             self.tfhe = Some((out, 0, Sha256::new_with_prefix(TFHE_MAGIC)));
@@ -202,11 +212,14 @@ impl StoreWriter {
     }
 
     /// Appends a restricted record's TFHE ciphertext (its line, then the
-    /// list) to `tfhe.bin`.
+    /// list) to `tfhe.bin`, which [`StoreWriter::with_tfhe`] started.
     pub fn tfhe(&mut self, line: u64, ciphertext: &[u8]) -> Result<(), SourceError> {
-        self.with_tfhe()?;
         let path = self.dir.join("tfhe.bin");
-        let (out, records, digest) = self.tfhe.as_mut().expect("opened above");
+        let Some((out, records, digest)) = self.tfhe.as_mut() else {
+            return Err(io(&path)(std::io::Error::other(
+                "tfhe.bin was not started: no programmable key was given",
+            )));
+        };
         let len = u32::try_from(ciphertext.len())
             .map_err(|_| io(&path)(std::io::Error::other("a ciphertext beyond 4 GiB")))?;
         for part in [&line.to_le_bytes()[..], &len.to_le_bytes(), ciphertext] {
@@ -288,6 +301,7 @@ impl StoreWriter {
                     float_scale: crate::homomorphic::FLOAT_SCALE,
                     records,
                     sha256: hex(&digest.finalize()),
+                    public_key_sha256: Some(std::mem::take(&mut self.tfhe_key)),
                 })
             }
         };
@@ -356,30 +370,7 @@ impl StoreReader {
     pub fn open(dir: &Path, schema: &Schema) -> Result<StoreReader, SourceError> {
         let mpath = dir.join("manifest.json");
         let bytes = std::fs::read(&mpath).map_err(io(&mpath))?;
-        let malformed = |reason: String| SourceError::Malformed {
-            path: mpath.clone(),
-            reason,
-        };
-        let not_a_manifest =
-            |e: serde_json::Error| malformed(format!("not an encrypted dataset manifest ({e})"));
-        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(not_a_manifest)?;
-        match value.get("format").and_then(|f| f.as_str()) {
-            Some(MANIFEST_FORMAT) => {}
-            format => {
-                return Err(malformed(format!(
-                    "format {} is not `{MANIFEST_FORMAT}` (a store written before stores were authenticated as a whole: persist the dataset again)",
-                    format.map_or("(none)".into(), |f| format!("`{f}`"))
-                )));
-            }
-        }
-        let manifest: Manifest = serde_json::from_value(value).map_err(not_a_manifest)?;
-        if manifest.frame_sha256.len() as u64 != manifest.frames {
-            return Err(malformed(format!(
-                "{} frame digests for {} frames",
-                manifest.frame_sha256.len(),
-                manifest.frames
-            )));
-        }
+        let manifest = parse_manifest(&mpath, &bytes)?;
         if manifest.fields != Manifest::fields_of(schema) {
             return Err(SourceError::Header {
                 path: mpath,
@@ -628,6 +619,55 @@ fn read_frames(
     Ok(records)
 }
 
+/// `manifest.json`'s bytes (read from `mpath`) as a store's manifest: its
+/// format, and a digest for every frame.
+fn parse_manifest(mpath: &Path, bytes: &[u8]) -> Result<Manifest, SourceError> {
+    let malformed = |reason: String| SourceError::Malformed {
+        path: mpath.to_owned(),
+        reason,
+    };
+    let not_a_manifest =
+        |e: serde_json::Error| malformed(format!("not an encrypted dataset manifest ({e})"));
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(not_a_manifest)?;
+    match value.get("format").and_then(|f| f.as_str()) {
+        Some(MANIFEST_FORMAT) => {}
+        format => {
+            return Err(malformed(format!(
+                "format {} is not `{MANIFEST_FORMAT}` (a store written before stores were authenticated as a whole: persist the dataset again)",
+                format.map_or("(none)".into(), |f| format!("`{f}`"))
+            )));
+        }
+    }
+    let manifest: Manifest = serde_json::from_value(value).map_err(not_a_manifest)?;
+    if manifest.frame_sha256.len() as u64 != manifest.frames {
+        return Err(malformed(format!(
+            "{} frame digests for {} frames",
+            manifest.frame_sha256.len(),
+            manifest.frames
+        )));
+    }
+    Ok(manifest)
+}
+
+/// Fuzzing entry point: any bytes as `manifest.json`, parsed as
+/// [`StoreReader::open`] does, then authenticated with a fixed key (its
+/// seal decoded and opened) and its TFHE copy looked for. Never panics.
+pub fn fuzz_manifest_bytes(data: &[u8]) {
+    use symbiont_crypto::{Backend, DataKey, KeyId, SealContext};
+    let dir = Path::new("/nonexistent/symbiont-fuzz");
+    let Ok(manifest) = parse_manifest(&dir.join("manifest.json"), data) else {
+        return;
+    };
+    let reader = StoreReader {
+        dir: dir.to_owned(),
+        manifest,
+    };
+    let key = Arc::new(DataKey::new(KeyId([0; 16]), &[0; 32], Backend::DEFAULT));
+    let opener = Opener::new(SealContext::new("fuzz", &["a", "b", "c"]), vec![key]);
+    let _ = reader.authenticate(&opener, &Default::default());
+    let _ = reader.tfhe_records();
+}
+
 /// Fuzzing entry point: any bytes as `batches.bin` of a three-field store
 /// (the first byte is the manifest's frame count; the manifest lists the
 /// digests of the frames the bytes hold, so that they are read on), every
@@ -682,4 +722,33 @@ pub fn fuzz_store_bytes(data: &[u8]) {
     });
     let ids: Vec<u64> = (0..u64::from(frames % 8)).collect();
     let _ = decode(rest, &ids, fields.len());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_fuzz_entry_point_reads_on_past_the_parse() {
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT.into(),
+            dataset: "fuzz".into(),
+            struct_name: "R".into(),
+            fields: Vec::new(),
+            frames: 1,
+            frame_sha256: vec!["00".into()],
+            records: Default::default(),
+            tfhe: None,
+            carried: Default::default(),
+            seal: Some("zz".into()),
+        };
+        let bytes = serde_json::to_vec(&manifest).unwrap();
+        assert!(parse_manifest(Path::new("m"), &bytes).is_ok());
+        fuzz_manifest_bytes(&bytes);
+        let mut odd = manifest;
+        odd.seal = Some("0".repeat(200));
+        fuzz_manifest_bytes(&serde_json::to_vec(&odd).unwrap());
+        fuzz_manifest_bytes(b"{\"format\": 7}");
+        fuzz_manifest_bytes(b"\xff");
+    }
 }

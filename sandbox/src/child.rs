@@ -3,7 +3,7 @@
 
 use std::process::Child;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -14,22 +14,36 @@ use std::time::{Duration, Instant};
 /// next frame, so a stage fed while the job's dataflow runs is not timed
 /// for the job's own work (a stage that stops reading is: the feeder then
 /// waits on it).
+///
+/// It also ends the sandbox early when the command writes more than
+/// `output_limit` bytes back ([`read_all`]): the watchdog kills it then.
 #[derive(Debug)]
 pub(crate) struct StageClock {
     started: Instant,
     /// Milliseconds after `started` since which it runs; [`STOPPED`].
     since: AtomicU64,
+    output_limit: u64,
+    overflowed: AtomicBool,
 }
 
 const STOPPED: u64 = u64::MAX;
 
 impl StageClock {
-    /// A clock running since `started`.
-    pub(crate) fn start(started: Instant) -> Arc<StageClock> {
+    /// A clock running since `started`, for a command that may write
+    /// `output_limit` bytes back.
+    pub(crate) fn start(started: Instant, output_limit: u64) -> Arc<StageClock> {
         Arc::new(StageClock {
             started,
             since: AtomicU64::new(0),
+            output_limit,
+            overflowed: AtomicBool::new(false),
         })
+    }
+
+    /// Whether the command wrote more than its output limit (and was
+    /// killed for it).
+    pub(crate) fn overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::SeqCst)
     }
 
     fn now(&self) -> u64 {
@@ -66,11 +80,14 @@ pub(crate) struct Piped {
     reader: Option<JoinHandle<(Vec<u8>, Option<Duration>)>>,
 }
 
-/// Reads `from` to the end; what it read, and when (after `started`) the
-/// first byte came.
+/// Reads `from` to the end, or to the clock's output limit: what it read,
+/// and when (after the clock's start) the first byte came. Past the limit
+/// it stops reading and marks the clock overflowed, which the watchdog
+/// answers by killing the sandbox: a hostile command cannot fill the
+/// host's memory with its answer.
 pub(crate) fn read_all(
     mut from: impl std::io::Read,
-    started: std::time::Instant,
+    clock: &StageClock,
 ) -> (Vec<u8>, Option<Duration>) {
     let mut out = Vec::new();
     let mut first = None;
@@ -79,7 +96,11 @@ pub(crate) fn read_all(
         match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
-                first.get_or_insert_with(|| started.elapsed());
+                first.get_or_insert_with(|| clock.started.elapsed());
+                if (out.len() + n) as u64 > clock.output_limit {
+                    clock.overflowed.store(true, Ordering::SeqCst);
+                    break;
+                }
                 out.extend_from_slice(&buf[..n]);
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -118,7 +139,6 @@ impl Piped {
     pub(crate) fn start(
         child: &mut Child,
         input: Option<crate::StageInput>,
-        started: std::time::Instant,
         clock: &Arc<StageClock>,
     ) -> Piped {
         let feeder = match (input, child.stdin.take()) {
@@ -128,10 +148,10 @@ impl Piped {
             }
             _ => None,
         };
-        let reader = child
-            .stdout
-            .take()
-            .map(|stdout| std::thread::spawn(move || read_all(stdout, started)));
+        let reader = child.stdout.take().map(|stdout| {
+            let clock = Arc::clone(clock);
+            std::thread::spawn(move || read_all(stdout, &clock))
+        });
         Piped { feeder, reader }
     }
 
@@ -163,12 +183,16 @@ impl Watchdog {
         let (done, watching): (Sender<()>, Receiver<()>) = channel();
         let thread = std::thread::spawn(move || {
             loop {
-                // While the clock is stopped, it is looked at again soon.
-                let wait = clock.left(timeout).unwrap_or(Duration::from_millis(50));
+                // While the clock is stopped, it is looked at again soon;
+                // and often enough to see an overflowed output.
+                let wait = clock
+                    .left(timeout)
+                    .unwrap_or(Duration::from_millis(50))
+                    .min(Duration::from_millis(100));
                 if watching.recv_timeout(wait) != Err(RecvTimeoutError::Timeout) {
                     return false;
                 }
-                if clock.left(timeout) == Some(Duration::ZERO) {
+                if clock.overflowed() || clock.left(timeout) == Some(Duration::ZERO) {
                     kill();
                     return true;
                 }

@@ -127,8 +127,11 @@ pub(crate) fn run_with(
         path: runsc.clone(),
         source,
     })?;
-    let clock = StageClock::start(started);
-    let piped = Piped::start(&mut child, input, started, &clock);
+    // A command writes back at most its memory limit (a stage builds its
+    // answer in memory).
+    let clock = StageClock::start(started, limits.memory_bytes);
+    let piped = Piped::start(&mut child, input, &clock);
+    let overflowed = std::sync::Arc::clone(&clock);
     // At the timeout everything in the container is killed, and runsc with
     // it; meanwhile this thread waits for runsc.
     let mut kill_all = runsc_cmd(&["kill", "--all", &id, "KILL"]);
@@ -140,6 +143,7 @@ pub(crate) fn run_with(
     let status = child.wait();
     let timed_out = watchdog.disarm();
     let outcome = match status {
+        _ if overflowed.overflowed() => Outcome::OutputLimit,
         _ if timed_out => Outcome::TimedOut,
         Err(e) => return Err(SandboxError::InitFailed(format!("waiting for runsc: {e}"))),
         Ok(s) => match s.code() {

@@ -105,6 +105,9 @@ pub enum Outcome {
     MemoryLimit,
     /// It ran past the timeout and everything in the sandbox was killed.
     TimedOut,
+    /// It wrote back more than its memory limit, and everything in the
+    /// sandbox was killed (what it wrote is dropped).
+    OutputLimit,
 }
 
 /// What [`run`] saw.
@@ -373,7 +376,7 @@ pub fn doctor() -> Vec<TierStatus> {
         n => native.push(format!("Landlock: ABI {n}")),
     }
     native.push(format!(
-        "seccomp: allowlist of {} system calls, compiled in",
+        "seccomp: allowlist of {} system calls, compiled in, arguments filtered: clone without namespace flags, socket AF_UNIX only, ioctl by request allowlist; clone3 answers ENOSYS",
         seccomp::allowlist_len()
     ));
     let (mut gvisor, mut gvisor_missing) = (Vec::new(), Vec::new());

@@ -353,7 +353,6 @@ impl Port {
     fn listen(
         path: PathBuf,
         input: crate::StageInput,
-        started: Instant,
         clock: &std::sync::Arc<StageClock>,
     ) -> Result<Port, SandboxError> {
         let clock = std::sync::Arc::clone(clock);
@@ -368,10 +367,11 @@ impl Port {
             if std::io::Read::read_exact(&mut &stream, &mut ready).is_err() || ready != *b"R" {
                 return (Vec::new(), None);
             }
+            let feeding = std::sync::Arc::clone(&clock);
             let feeder = stream
                 .try_clone()
-                .map(|s| std::thread::spawn(move || crate::child::feed(input, s, &clock)));
-            let out = crate::child::read_all(&stream, started);
+                .map(|s| std::thread::spawn(move || crate::child::feed(input, s, &feeding)));
+            let out = crate::child::read_all(&stream, &clock);
             if let Ok(f) = feeder {
                 let _ = f.join();
             }
@@ -482,7 +482,10 @@ fn boot(
     if let Some(user) = qemu_user()? {
         qemu_cmd.args(["-runas", user]);
     }
-    let clock = StageClock::start(started);
+    // A command writes back at most its memory limit (a stage builds its
+    // answer in memory).
+    let clock = StageClock::start(started, limits.memory_bytes);
+    let overflowed = std::sync::Arc::clone(&clock);
     let port = match input {
         None => None,
         Some(input) => {
@@ -494,7 +497,7 @@ fn boot(
                     "-device",
                     "virtserialport,chardev=stage,name=symbiont.stage",
                 ]);
-            Some(Port::listen(path, input, started, &clock)?)
+            Some(Port::listen(path, input, &clock)?)
         }
     };
     // Firecracker, where it and KVM exist, runs commands (a stage's port
@@ -595,6 +598,7 @@ fn boot(
     let (output, first_output) = port.map(Port::finish).unwrap_or_default();
     let qemu_err = std::fs::read_to_string(&err_path).unwrap_or_default();
     let outcome = match exit {
+        _ if overflowed.overflowed() => Outcome::OutputLimit,
         _ if timed_out => Outcome::TimedOut,
         Some(_) if oom => Outcome::MemoryLimit,
         Some(code) if code > 128 => Outcome::Signaled(code - 128),

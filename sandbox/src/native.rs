@@ -241,8 +241,11 @@ pub(crate) fn run_with(
     let _ = warming.join();
     cgroup.add(pid.as_raw())?;
     kill(pid, Signal::SIGCONT).map_err(step("resuming init"))?;
-    let clock = StageClock::start(started);
-    let piped = Piped::start(&mut child, input, started, &clock);
+    // A command writes back at most its memory limit (a stage builds its
+    // answer in memory).
+    let clock = StageClock::start(started, limits.memory_bytes);
+    let piped = Piped::start(&mut child, input, &clock);
+    let overflowed = std::sync::Arc::clone(&clock);
 
     // A watchdog kills everything in the sandbox (all of it is in the
     // cgroup) at the timeout; meanwhile this thread blocks in waitpid.
@@ -264,6 +267,7 @@ pub(crate) fn run_with(
     let timed_out = watchdog.disarm();
     let status = status.map_err(step("waiting for init"))?;
     let outcome = match status {
+        _ if overflowed.overflowed() => Outcome::OutputLimit,
         _ if timed_out => Outcome::TimedOut,
         WaitStatus::Exited(_, code) if code >= 128 => {
             Outcome::Signaled(Signal::try_from(code - 128).map_or(code - 128, |s| s as i32))
