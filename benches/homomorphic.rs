@@ -152,7 +152,10 @@ fn programmable_costs(v: &[u32]) -> serde_json::Value {
         let t = Instant::now();
         let out = evaluate(&server, &records, &spec).expect("evaluates");
         let s = t.elapsed().as_secs_f64();
-        (decrypt(&client, &out, &spec, records.len() as u64).expect("decrypts")[0], s)
+        (
+            decrypt(&client, &out, &spec, records.len() as u64).expect("decrypts")[0],
+            s,
+        )
     };
     let kept: Vec<i64> = v
         .iter()

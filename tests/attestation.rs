@@ -72,6 +72,56 @@ fn verify(name: &str, bundle: &Value) -> (i32, String) {
 }
 
 #[test]
+fn a_trust_file_names_the_owners_whose_bundles_verify() {
+    let (env, path) = bundle();
+    let path = path.to_str().unwrap();
+    let owner = std::fs::read_to_string(owner_key()).unwrap();
+    // Another owner's key: a keystore of its own.
+    let other_ks = env.path("other-keystore");
+    let made = env.symbi(&["keys", "init", "--dir", other_ks.to_str().unwrap()]);
+    assert_eq!(code(&made), 0, "{}", text(&made.stderr));
+    let other = std::fs::read_to_string(other_ks.join("audit_ed25519.pub")).unwrap();
+    let trust = env.path("trust.txt");
+    let trust_arg = trust.to_str().unwrap();
+
+    std::fs::write(
+        &trust,
+        format!(
+            "# owners we accept\nlab {}\nclinic {}  # the clinic\n",
+            other.trim(),
+            owner.trim()
+        ),
+    )
+    .unwrap();
+    let out = env.symbi(&["verify", path, "--trust", trust_arg]);
+    let said = text(&out.stdout);
+    assert_eq!(code(&out), 0, "{said}");
+    assert!(said.contains(": verified\n"), "{said}");
+    assert!(
+        said.contains("the signer is `clinic` of the trust file"),
+        "{said}"
+    );
+
+    // The bundle's signer is not among them.
+    std::fs::write(&trust, format!("lab {}\n", other.trim())).unwrap();
+    let out = env.symbi(&["verify", path, "--trust", trust_arg]);
+    let said = text(&out.stdout);
+    assert_eq!(code(&out), 4, "{said}");
+    assert!(said.contains("none of the owners"), "{said}");
+    assert!(!said.contains(": verified\n"), "{said}");
+
+    // A malformed line is named.
+    std::fs::write(&trust, "lab\n").unwrap();
+    let out = env.symbi(&["verify", path, "--trust", trust_arg]);
+    assert_ne!(code(&out), 0);
+    assert!(
+        text(&out.stderr).contains("trust.txt:1: expected `NAME KEY`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn the_bundle_verifies_offline_and_pins_its_signer() {
     let (env, path) = bundle();
     let key = owner_key();

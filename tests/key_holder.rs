@@ -226,6 +226,20 @@ fn a_sent_column_with_another_mask_is_refused() {
 }
 
 #[test]
+fn a_shifted_body_is_refused_after_decryption() {
+    // Bodies carry the data and cannot be checked before decryption. One
+    // residue's body moved by one unit (a stage publishing a count of its
+    // choosing, or reading a bit of the noise from whether it passes):
+    // the residues disagree, and the total they recombine to is beyond
+    // anything the lists sent can add up to.
+    let (_, out) = run("body", |reduced| {
+        let body = &mut reduced[0].1.residues[0][SLOTS];
+        *body = body.wrapping_add(delta(PRIMES[0]));
+    });
+    refused(out, "no sum of the lists sent can reach");
+}
+
+#[test]
 fn a_dropped_column_or_a_changed_list_count_is_refused() {
     let (_, out) = run("drop", |reduced| {
         reduced.pop();

@@ -96,7 +96,7 @@ impl KeyHolder for RecordingHolder {
         Err("this key holder decrypts nothing".into())
     }
 
-    fn reserve_programmable(&self, _: &Spec, _: u64) -> Result<(), String> {
+    fn reserve_programmable(&self, _: &Spec, _: u64) -> Result<String, String> {
         *self.asked.lock().unwrap() += 1;
         Err("this key holder decrypts nothing".into())
     }
@@ -106,6 +106,7 @@ impl KeyHolder for RecordingHolder {
         _: &[Encrypted],
         _: &Spec,
         _: u64,
+        _: &str,
     ) -> Result<Vec<(i64, Option<i64>)>, String> {
         *self.asked.lock().unwrap() += 1;
         Err("this key holder decrypts nothing".into())

@@ -435,6 +435,38 @@ pub struct Reduced {
 
 const LIST_LEN: usize = 2 * SLOTS;
 
+impl Reduced {
+    /// Whether `total` is one that its lists can add up to: a count
+    /// between 0 and one per slot, a sum below 2^[`MAX_VALUE_BITS`] per
+    /// slot in magnitude. The bodies of a reduced column cannot be checked
+    /// before decryption ([`Sent::check`]); a stage that shifts one residue
+    /// (to read a bit of the noise, or to publish a total of its choosing)
+    /// mostly lands far outside this range, where the total is refused.
+    pub fn reachable(&self, total: i128) -> bool {
+        let slots = i128::from(self.lists) * SLOTS as i128;
+        match self.width {
+            Width::Count => (0..=slots).contains(&total),
+            Width::Sum => total.abs() < slots << MAX_VALUE_BITS,
+        }
+    }
+}
+
+/// The mask of the ciphertext [`Column::reduce`] makes of a summed list
+/// whose mask is `m`. Expansion gives ciphertext `i` the mask `m·X^i` in
+/// `Z_2^64[X]/(X^N + 1)` (tfhe's `expand_lwe_compact_ciphertext_list`), so
+/// the sum over `i < N` has coordinate `j` equal to `Σ_{k≤j} m_k −
+/// Σ_{k>j} m_k`: linear time, where expanding is quadratic.
+fn reduced_mask(m: &[u64]) -> Vec<u64> {
+    let total = m.iter().fold(0u64, |a, x| a.wrapping_add(*x));
+    let mut prefix = 0u64;
+    m.iter()
+        .map(|x| {
+            prefix = prefix.wrapping_add(*x);
+            prefix.wrapping_mul(2).wrapping_sub(total)
+        })
+        .collect()
+}
+
 /// What the ingestion side handed the compute stage for one column: how
 /// many lists, and per residue the wrapping sum of their masks.
 ///
@@ -468,6 +500,10 @@ impl Sent {
         }
         if lists.iter().any(|l| l.0.len() != LIST_LEN) {
             return Err(AdditiveError::Malformed("list size"));
+        }
+        // The noise budget is the key holder's to keep, not the stage's.
+        if self.lists >= MAX_LISTS {
+            return Err(AdditiveError::OverBudget { max: MAX_LISTS });
         }
         for (mask, list) in self.masks.iter_mut().zip(lists) {
             slice_wrapping_add_assign(mask, &list.0[..SLOTS]);
@@ -506,24 +542,8 @@ impl Sent {
         {
             return not_sent("malformed ciphertexts".into());
         }
-        // Reduce the summed masks as the stage reduces the summed lists,
-        // with zero bodies: the masks come out the same.
-        let expected = Column {
-            width: self.width,
-            sums: self
-                .masks
-                .iter()
-                .map(|m| {
-                    let mut list = m.clone();
-                    list.resize(LIST_LEN, 0);
-                    list
-                })
-                .collect(),
-            lists: self.lists,
-        }
-        .reduce();
-        for (got, want) in reduced.residues.iter().zip(&expected.residues) {
-            if got[..SLOTS] != want[..SLOTS] {
+        for (got, summed) in reduced.residues.iter().zip(&self.masks) {
+            if got[..SLOTS] != reduced_mask(summed)[..] {
                 return not_sent("a mask differs".into());
             }
         }

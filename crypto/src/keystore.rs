@@ -939,8 +939,10 @@ impl Keystore {
     /// Charges `bits` against the programmable key's decryption budget
     /// ([`crate::programmable::leaked_bits`]) before the key holder
     /// decrypts; refused, charging nothing, past
-    /// [`crate::programmable::DECRYPTION_BUDGET_BITS`]. The bits left.
-    pub fn spend_programmable_budget(dir: &Path, bits: u64) -> Result<u64, KeystoreError> {
+    /// [`crate::programmable::DECRYPTION_BUDGET_BITS`]. The id of the key
+    /// charged ([`Keystore::programmable_key_id`]): decrypt under that key
+    /// only ([`Keystore::programmable_client_key_of`]).
+    pub fn spend_programmable_budget(dir: &Path, bits: u64) -> Result<String, KeystoreError> {
         let budget = crate::programmable::DECRYPTION_BUDGET_BITS;
         private_dir(dir, false)?;
         let _lock = lock(dir)?;
@@ -966,7 +968,27 @@ impl Keystore {
             });
         }
         write_atomic(&path, total.to_string().as_bytes())?;
-        Ok(budget - total)
+        Keystore::programmable_key_id(dir)
+    }
+
+    /// The programmable client key, if it is still the key `key_id` whose
+    /// budget a job was charged (not rotated since): read under the
+    /// keystore's lock, so a rotation cannot slip in between.
+    pub fn programmable_client_key_of(
+        dir: &Path,
+        key_id: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
+        private_dir(dir, false)?;
+        let _lock = lock(dir)?;
+        if Keystore::programmable_key_id(dir)? != key_id {
+            return Err(KeystoreError::Malformed {
+                path: dir.join(PROGRAMMABLE_PUBLIC_FILE),
+                what: "the programmable keys were rotated while the job ran: nothing decrypted"
+                    .into(),
+            });
+        }
+        let path = dir.join(PROGRAMMABLE_CLIENT_FILE);
+        Ok(Zeroizing::new(std::fs::read(&path).map_err(io(&path))?))
     }
 
     /// Replaces the programmable path's keys with new ones, with a fresh

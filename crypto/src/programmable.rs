@@ -379,13 +379,25 @@ pub fn decrypt(
     let key: ClientKey = from_bytes("the client key", client)?;
     let limit = 1i128 << MAX_VALUE_BITS;
     let mut out = Vec::with_capacity(results.len());
+    // A ciphertext of another shape than the key's makes tfhe's decryption
+    // assert: that is a refusal, not a crash of the key holder.
+    let decrypting = |what: &'static str| {
+        move |_| {
+            ProgrammableError::Decode(what, "not a ciphertext under this key's parameters".into())
+        }
+    };
     for (i, (r, a)) in results.iter().zip(&spec.aggregates).enumerate() {
         let count: FheUint32 = from_bytes("an encrypted count", &r.count)?;
-        let count: u32 = count.decrypt(&key);
+        let count: u32 =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| count.decrypt(&key)))
+                .map_err(decrypting("an encrypted count"))?;
         let value = match &r.value {
             Some(v) => {
                 let v: FheInt64 = from_bytes("an encrypted value", v)?;
-                Some(v.decrypt(&key))
+                Some(
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| v.decrypt(&key)))
+                        .map_err(decrypting("an encrypted value"))?,
+                )
             }
             None => None,
         };

@@ -244,8 +244,9 @@ pub trait KeyHolder: Send + Sync + std::fmt::Debug {
     /// Agrees to decrypt the answer of `spec` over `records` records,
     /// before the compute stage runs: a key holder with a decryption
     /// budget charges it here ([`programmable::leaked_bits`]) and refuses
-    /// past it.
-    fn reserve_programmable(&self, spec: &Spec, records: u64) -> Result<(), String>;
+    /// past it. The id of the key charged, which
+    /// [`KeyHolder::decrypt_programmable`] must decrypt under.
+    fn reserve_programmable(&self, spec: &Spec, records: u64) -> Result<String, String>;
 
     /// The (count, value) of each aggregate of `spec`, evaluated over
     /// `records` records: only an answer of the plan's shape is decrypted,
@@ -256,6 +257,7 @@ pub trait KeyHolder: Send + Sync + std::fmt::Debug {
         results: &[Encrypted],
         spec: &Spec,
         records: u64,
+        reserved: &str,
     ) -> Result<Vec<(i64, Option<i64>)>, String>;
 }
 
@@ -278,18 +280,22 @@ impl KeyHolder for KeystoreHolder {
         reduced
             .iter()
             .map(|(column, r)| {
-                key.decrypt(r)
-                    .map(|total| (column.clone(), total))
-                    .map_err(|e| e.to_string())
+                let total = key.decrypt(r).map_err(|e| e.to_string())?;
+                if !r.reachable(total) {
+                    return Err(format!(
+                        "the compute stage returned a column of aggregate {} ({:?}) whose total no sum of the lists sent can reach: refused, nothing of it published",
+                        column.0, column.2
+                    ));
+                }
+                Ok((column.clone(), total))
             })
             .collect()
     }
 
     /// Charges the job's [`programmable::leaked_bits`] to the key's
     /// budget in the keystore.
-    fn reserve_programmable(&self, spec: &Spec, records: u64) -> Result<(), String> {
+    fn reserve_programmable(&self, spec: &Spec, records: u64) -> Result<String, String> {
         Keystore::spend_programmable_budget(&self.dir, programmable::leaked_bits(spec, records))
-            .map(|_| ())
             .map_err(|e| e.to_string())
     }
 
@@ -298,8 +304,10 @@ impl KeyHolder for KeystoreHolder {
         results: &[Encrypted],
         spec: &Spec,
         records: u64,
+        reserved: &str,
     ) -> Result<Vec<(i64, Option<i64>)>, String> {
-        let key = Keystore::programmable_client_key(&self.dir).map_err(|e| e.to_string())?;
+        let key =
+            Keystore::programmable_client_key_of(&self.dir, reserved).map_err(|e| e.to_string())?;
         programmable::decrypt(&key, results, spec, records).map_err(|e| e.to_string())
     }
 }
@@ -1215,7 +1223,8 @@ fn programmable_partials(
     let n = records.len() as i64;
     let mut report = None;
     if n > 0 {
-        p.key_holder
+        let reserved = p
+            .key_holder
             .reserve_programmable(&p.compiled.spec, n as u64)
             .map_err(JobError::Homomorphic)?;
         let (encrypted, r) = p
@@ -1224,7 +1233,7 @@ fn programmable_partials(
             .map_err(JobError::Homomorphic)?;
         let decrypted = p
             .key_holder
-            .decrypt_programmable(&encrypted, &p.compiled.spec, n as u64)
+            .decrypt_programmable(&encrypted, &p.compiled.spec, n as u64, &reserved)
             .map_err(JobError::Homomorphic)?;
         for (agg, partial) in p
             .compiled

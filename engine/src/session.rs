@@ -406,13 +406,14 @@ fn run(
         };
         // Its TFHE copy must be under this keystore's programmable key
         // (rotated keys would decrypt it to noise, and spend the budget).
+        // A copy made before the key was recorded is refused too.
         let stored_key = store
             .manifest()
             .tfhe
             .as_ref()
-            .and_then(|t| t.public_key_sha256.clone());
+            .map(|t| t.public_key_sha256.clone());
         if let (true, Some(stored_key), Some(ks)) = (spec.tfhe_input, stored_key, &keystore)
-            && Keystore::programmable_key_id(ks.dir()).ok() != Some(stored_key)
+            && (stored_key.is_none() || Keystore::programmable_key_id(ks.dir()).ok() != stored_key)
         {
             return Ok(Outcome::Failed(format!(
                 "{}: its TFHE copy is encrypted under a programmable key this keystore no longer has (rotated with `symbi keys rotate --programmable`, or another keystore's): persist the dataset again",

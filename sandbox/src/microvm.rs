@@ -570,7 +570,9 @@ fn boot(
     let mut kernel_said: Vec<String> = Vec::new();
     loop {
         raw.clear();
-        match console.read_until(b'\n', &mut raw) {
+        // A line is at most 64 KiB (a longer one comes in pieces): a guest
+        // that writes without a newline holds no more of the host's memory.
+        match std::io::Read::take(&mut console, 64 << 10).read_until(b'\n', &mut raw) {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }

@@ -1171,6 +1171,66 @@ pub struct Trust {
     /// bundle with a fresh key).
     #[arg(long, conflicts_with = "key")]
     pub consistency_only: bool,
+    /// A trust file: the owners whose bundles are accepted, one per line as
+    /// `NAME KEY` (KEY: the text of their `audit_ed25519.pub`; `#` starts a
+    /// comment). The bundle's signer must be one of them.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["key", "consistency_only"])]
+    pub trust: Option<std::path::PathBuf>,
+}
+
+/// The owners of a trust file ([`Trust::trust`]): name and key, in order.
+pub fn read_trust_file(path: &Path) -> Result<Vec<(String, AuditVerifyingKey)>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut owners = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let at = |why: String| format!("{}:{}: {why}", path.display(), n + 1);
+        let (name, key) = line
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| at("expected `NAME KEY`".into()))?;
+        let key = AuditVerifyingKey::parse(key.trim()).map_err(|e| at(e.to_string()))?;
+        owners.push((name.to_owned(), key));
+    }
+    if owners.is_empty() {
+        return Err(format!("{}: names no owner", path.display()));
+    }
+    Ok(owners)
+}
+
+/// The key of `trust`'s file that signed the bundle at `path`, and the
+/// check that says so (failing when none did).
+fn trusted_signer(file: &Path, path: &Path) -> Result<(Option<AuditVerifyingKey>, Check), String> {
+    let owners = read_trust_file(file)?;
+    let signer = read_bundle(path).ok().and_then(|b| {
+        b.get("signer")
+            .and_then(Value::as_str)
+            .and_then(|t| AuditVerifyingKey::parse(t).ok())
+    });
+    Ok(
+        match signer.and_then(|s| owners.into_iter().find(|(_, k)| *k == s)) {
+            Some((name, key)) => (
+                Some(key),
+                Check {
+                    what: format!("the signer is `{name}` of the trust file"),
+                    failure: None,
+                },
+            ),
+            None => (
+                None,
+                Check {
+                    what: "the signer is in the trust file".into(),
+                    failure: Some(format!(
+                        "the bundle's signer is none of the owners {} names",
+                        file.display()
+                    )),
+                },
+            ),
+        },
+    )
 }
 
 /// What `symbi verify` and `symbi-verify` do: the checks of the bundle at
@@ -1185,10 +1245,20 @@ pub fn verify_command(
     json_out: bool,
     more: &dyn Fn(&Value) -> Vec<Check>,
 ) -> Result<(String, bool), String> {
-    let key = trust.key.as_deref().map(read_key).transpose()?;
+    let (key, trusted) = match (&trust.key, &trust.trust) {
+        (Some(k), _) => (Some(read_key(k)?), None),
+        (None, Some(file)) => {
+            let (key, check) = trusted_signer(file, path)?;
+            (key, Some(check))
+        }
+        (None, None) => (None, None),
+    };
     // Read once: every check, and what is said in words, is of these
-    // bytes (a file swapped between reads, or a pipe, cannot split them).
+    // bytes (a file swapped between reads, or a pipe, cannot split them;
+    // the trust file's key was chosen from an earlier read, and a bundle
+    // swapped since fails its signature check).
     let (mut results, bundle) = read_and_check(path, key.as_ref());
+    results.extend(trusted);
     if let Some(b) = &bundle {
         results.extend(more(b));
     }
