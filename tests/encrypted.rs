@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
 const CLINIC: &str = "examples/clinic_costs.symbi";
 const BREAKDOWN: &str = "examples/diagnosis_breakdown.symbi";
 
@@ -147,7 +149,7 @@ fn canary_no_confidential_or_restricted_marker_in_any_byte_written() {
     let store = t.path("out/store");
     let direct = json(&run(&[
         "run",
-        CLINIC,
+        &keeper(&t),
         "--input",
         &bind,
         "--persist-encrypted",
@@ -209,11 +211,21 @@ fn canary_no_confidential_or_restricted_marker_in_any_byte_written() {
 }
 
 /// A small encrypted dataset, persisted under `t`; returns its path.
+/// clinic_costs with `persist` allowed, which its policy denies: the
+/// program of the jobs here that write the dataset out (persisting is an
+/// action the policies decide; `persisting_is_an_action_the_policies_decide`).
+fn keeper(t: &Tree) -> String {
+    let path = t.0.join("keeper.symbi");
+    let source = common::allow_persist(&std::fs::read_to_string(CLINIC).unwrap());
+    std::fs::write(&path, source).unwrap();
+    path.display().to_string()
+}
+
 fn persisted(t: &Tree) -> (String, serde_json::Value) {
     let store = t.path("out/store");
     let o = t.symbi(&[
         "run",
-        CLINIC,
+        &keeper(t),
         "--input",
         "patients=examples/data/patients.csv",
         "--persist-encrypted",
@@ -228,9 +240,10 @@ fn persisted(t: &Tree) -> (String, serde_json::Value) {
 fn fails_cleanly(t: &Tree, store: &str, what: &[&str], extra: &[&str], env: &[(&str, &str)]) {
     let out = t.path("out/result.json");
     let again = t.path("out/again");
+    let program = keeper(t);
     let mut args = vec![
         "run",
-        CLINIC,
+        &program,
         "--input",
         &format!("patients={store}"),
         "--out",
@@ -324,7 +337,7 @@ fn a_persisted_dataset_reads_back_to_the_same_result() {
     // Refuses to overwrite.
     let o = t.symbi(&[
         "run",
-        CLINIC,
+        &keeper(&t),
         "--input",
         "patients=examples/data/patients.csv",
         "--persist-encrypted",
@@ -448,7 +461,7 @@ fn a_wrong_passphrase_fails_naming_the_master_key_file() {
     let o = t.symbi_env(
         &[
             "run",
-            CLINIC,
+            &keeper(&t),
             "--input",
             "patients=examples/data/patients.csv",
             "--keystore",
@@ -679,7 +692,7 @@ fn a_restored_keystore_never_repeats_a_key_and_nonce() {
         let store = t.path(name);
         let o = t.symbi(&[
             "run",
-            CLINIC,
+            &keeper(&t),
             "--input",
             "patients=examples/data/patients.csv",
             "--persist-encrypted",
@@ -827,7 +840,7 @@ fn a_store_with_frames_dropped_duplicated_or_spliced_is_refused() {
     let other = t.path("out/other");
     let o = t.symbi(&[
         "run",
-        CLINIC,
+        &keeper(&t),
         "--input",
         "patients=examples/data/patients.csv",
         "--persist-encrypted",
@@ -889,4 +902,41 @@ fn a_store_with_frames_dropped_duplicated_or_spliced_is_refused() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn persisting_is_an_action_the_policies_decide() {
+    // clinic_costs' policy says `deny: ["export", "persist", "share"]`:
+    // before, --persist-encrypted wrote the dataset out regardless.
+    let t = Tree::new("persist-denied");
+    let store = t.path("out/store");
+    let o = t.symbi(&[
+        "run",
+        CLINIC,
+        "--input",
+        "patients=examples/data/patients.csv",
+        "--persist-encrypted",
+        &store,
+    ]);
+    let err = stderr(&o);
+    assert_ne!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("`persist` is denied by the `deny` rule of policy `medical_data_policy`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("this performs `persist` in agent `cost_report`"),
+        "{err}"
+    );
+    assert!(!Path::new(&store).exists());
+    // The same job without persisting runs; a policy that allows it, too.
+    let o = t.symbi(&[
+        "run",
+        CLINIC,
+        "--input",
+        "patients=examples/data/patients.csv",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (_, result) = persisted(&t);
+    assert_eq!(result["seniors"], 771);
 }

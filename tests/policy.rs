@@ -1129,7 +1129,7 @@ fn a_dataset_carries_its_own_policies_and_they_travel_with_its_encrypted_copy() 
     // Conditions suspend; requirements force the lane.
     std::fs::write(
         &policy,
-        "policy owner {\n    allow: [\"read\", \"analyze\", \"aggregate\"];\n    require: [encryption == \"aes-256-gcm\"];\n    conditions: { purpose: \"research\" }\n}\n",
+        "policy owner {\n    allow: [\"read\", \"analyze\", \"aggregate\", \"persist\"];\n    require: [encryption == \"aes-256-gcm\"];\n    conditions: { purpose: \"research\" }\n}\n",
     )
     .unwrap();
     let o = run(&bind, &[]);

@@ -9,6 +9,9 @@ use std::net::TcpListener;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+mod common;
+use common::allow_persist;
+
 fn sandbox_in(tier: &str, args: &[&str], command: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_symbi"))
         .args(["sandbox", "run", "--tier", tier])
@@ -426,8 +429,9 @@ fn doctor_lists_every_tier() {
 fn clinic_costs_runs_each_stage_in_its_tier() {
     let jobs = Jobs::new("stage");
     let store = jobs.0.join("store");
+    let keeper = jobs.program("keeper.symbi", allow_persist);
     let o = jobs.run(
-        "examples/clinic_costs.symbi",
+        &keeper,
         &["--persist-encrypted", store.to_str().unwrap()],
         &[],
     );
@@ -659,7 +663,7 @@ fn an_agents_sandbox_entry_raises_its_stages() {
 fn a_required_tier_puts_the_public_lanes_aggregation_in_a_sandbox() {
     let jobs = Jobs::new("public-tier");
     let program = jobs.program("public.symbi", |s| {
-        s.replace(REQUIRE, "require: [audit_trail == true, tier >= 2];")
+        allow_persist(&s.replace(REQUIRE, "require: [audit_trail == true, tier >= 2];"))
     });
     let store = jobs.0.join("store");
     let o = jobs.run(

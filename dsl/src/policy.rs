@@ -554,115 +554,159 @@ pub fn check_policies_with(program: &Program, dataset: &[Policy], origin: &str) 
         Ok(p) => p,
         Err(errors) => return errors,
     };
-    let spans: HashMap<&str, Span> = program
+    let spans = policy_spans(program);
+    let mut diagnostics: Vec<Diagnostic> = actions(program)
+        .iter()
+        .filter_map(|action| decide_statically(action, &defined, &spans, dataset, origin))
+        .collect();
+    diagnostics.sort_by_key(|d| (d.span.start, d.span.end));
+    diagnostics.dedup_by_key(|d| (d.span.start, d.code));
+    diagnostics
+}
+
+/// The action `persist` of a job of agent `entry` that writes its dataset
+/// out (`symbi run --persist-encrypted`): performed where the agent reads
+/// its input, under the policies in effect there and `dataset`'s, decided
+/// like every other action (a policy's `deny: ["persist"]` refuses it).
+pub fn check_persist(
+    program: &Program,
+    entry: &str,
+    dataset: &[Policy],
+    origin: &str,
+) -> Vec<Diagnostic> {
+    let defined = match policies(program) {
+        Ok(p) => p,
+        Err(errors) => return errors,
+    };
+    let read = actions_of(program, entry)
+        .into_iter()
+        .find(|a| a.agent == entry && a.name == "read");
+    let Some(read) = read else {
+        return Vec::new();
+    };
+    let persist = Action {
+        name: "persist",
+        ..read
+    };
+    decide_statically(&persist, &defined, &policy_spans(program), dataset, origin)
+        .into_iter()
+        .collect()
+}
+
+/// Where each of the program's policies is defined.
+fn policy_spans(program: &Program) -> HashMap<&str, Span> {
+    program
         .items
         .iter()
         .filter_map(|i| match i {
             Item::Policy(p) => Some((p.name.name.as_str(), p.name.span)),
             _ => None,
         })
-        .collect();
-    let context = context_attributes();
+        .collect()
+}
+
+/// One action decided statically ([`check_policies_with`]): its
+/// diagnostic, or `None` when it is allowed.
+fn decide_statically(
+    action: &Action,
+    defined: &HashMap<String, Policy>,
+    spans: &HashMap<&str, Span>,
+    dataset: &[Policy],
+    origin: &str,
+) -> Option<Diagnostic> {
     let none = BTreeMap::new();
-    let mut diagnostics = Vec::new();
-    for action in actions(program) {
-        // Runtime conditions are not decided statically.
-        let applicable: Vec<Policy> = dataset
+    // Runtime conditions are not decided statically.
+    let applicable: Vec<Policy> = dataset
+        .iter()
+        .chain(action.policies.iter().filter_map(|n| defined.get(n)))
+        .map(|p| Policy {
+            conditions: Vec::new(),
+            ..p.clone()
+        })
+        .collect();
+    // Tiers are met by raising stages, never by lowering them: a
+    // requirement that caps the tier cannot be guaranteed.
+    if let Some((policy, c)) = applicable.iter().find_map(|p| {
+        p.require
             .iter()
-            .chain(action.policies.iter().filter_map(|n| defined.get(n)))
-            .map(|p| Policy {
-                conditions: Vec::new(),
-                ..p.clone()
-            })
-            .collect();
-        // Tiers are met by raising stages, never by lowering them: a
-        // requirement that caps the tier cannot be guaranteed.
-        if let Some((policy, c)) = applicable.iter().find_map(|p| {
-            p.require
-                .iter()
-                .find(|c| c.attribute == TIER && !matches!(c.op, CmpOp::Ge | CmpOp::Gt))
-                .map(|c| (p, c))
-        }) {
-            diagnostics.push(
-                Diagnostic::error(
-                    Code::E0402,
-                    action.span,
-                    format!(
-                        "policy `{}` requires `tier {} {}`; this build meets tier requirements \
-                         by raising stages (`tier >= N`), so `{}` in `{}` cannot run",
-                        policy.name,
-                        c.op.symbol(),
-                        c.value,
-                        action.name,
-                        action.agent
-                    ),
-                )
-                .with_note("the risk table may put a stage higher (docs/SANDBOX.md)"),
-            );
-            continue;
-        }
-        let Ok(compiled) = CompiledPolicies::compile(&applicable) else {
-            continue;
-        };
-        // A requirement the engine meets by forcing the lane, or by
-        // raising the compute stages' tier, is met.
-        let mut context = match forced_lane(&applicable) {
-            Some(lane) => context_with_lane(Some(lane)),
-            None => context.clone(),
-        };
-        context.extend(context_with_tiers(&required_tiers(&applicable)));
-        let decision = compiled.decide(
-            action.name,
-            &Attributes {
-                principal: &none,
-                resource: &context,
-            },
-        );
-        if decision.effect == Effect::Allow {
-            continue;
-        }
-        let first = &decision.reasons[0];
-        let (code, message) = if first.rule == "require" {
-            (
+            .find(|c| c.attribute == TIER && !matches!(c.op, CmpOp::Ge | CmpOp::Gt))
+            .map(|c| (p, c))
+    }) {
+        return Some(
+            Diagnostic::error(
                 Code::E0402,
+                action.span,
                 format!(
-                    "policy `{}` {}; this build cannot meet it, so `{}` in `{}` cannot run",
-                    first.policy, first.detail, action.name, action.agent
+                    "policy `{}` requires `tier {} {}`; this build meets tier requirements \
+                     by raising stages (`tier >= N`), so `{}` in `{}` cannot run",
+                    policy.name,
+                    c.op.symbol(),
+                    c.value,
+                    action.name,
+                    action.agent
                 ),
             )
-        } else {
-            (
-                Code::E0401,
-                format!(
-                    "`{}` is denied by the `{}` rule of policy `{}`",
-                    action.name, first.rule, first.policy
-                ),
-            )
-        };
-        let mut d = Diagnostic::error(code, action.span, message).with_label(format!(
-            "this performs `{}` in agent `{}`",
-            action.name, action.agent
-        ));
-        if let Some(span) = spans.get(first.policy.as_str()) {
-            d = d.with_secondary(*span, "the policy");
-        } else if dataset.iter().any(|p| p.name == first.policy) {
-            d = d.with_note(format!(
-                "policy `{}` is carried by the dataset: {origin}",
-                first.policy
-            ));
-        }
-        for r in &decision.reasons[1..] {
-            d = d.with_note(format!(
-                "also: policy `{}`, `{}`: {}",
-                r.policy, r.rule, r.detail
-            ));
-        }
-        for c in &decision.conflicts {
-            d = d.with_note(format!("conflict: {c}"));
-        }
-        diagnostics.push(d);
+            .with_note("the risk table may put a stage higher (docs/SANDBOX.md)"),
+        );
     }
-    diagnostics.sort_by_key(|d| (d.span.start, d.span.end));
-    diagnostics.dedup_by_key(|d| (d.span.start, d.code));
-    diagnostics
+    let Ok(compiled) = CompiledPolicies::compile(&applicable) else {
+        return None;
+    };
+    // A requirement the engine meets by forcing the lane, or by
+    // raising the compute stages' tier, is met.
+    let mut context = match forced_lane(&applicable) {
+        Some(lane) => context_with_lane(Some(lane)),
+        None => context_attributes(),
+    };
+    context.extend(context_with_tiers(&required_tiers(&applicable)));
+    let decision = compiled.decide(
+        action.name,
+        &Attributes {
+            principal: &none,
+            resource: &context,
+        },
+    );
+    if decision.effect == Effect::Allow {
+        return None;
+    }
+    let first = &decision.reasons[0];
+    let (code, message) = if first.rule == "require" {
+        (
+            Code::E0402,
+            format!(
+                "policy `{}` {}; this build cannot meet it, so `{}` in `{}` cannot run",
+                first.policy, first.detail, action.name, action.agent
+            ),
+        )
+    } else {
+        (
+            Code::E0401,
+            format!(
+                "`{}` is denied by the `{}` rule of policy `{}`",
+                action.name, first.rule, first.policy
+            ),
+        )
+    };
+    let mut d = Diagnostic::error(code, action.span, message).with_label(format!(
+        "this performs `{}` in agent `{}`",
+        action.name, action.agent
+    ));
+    if let Some(span) = spans.get(first.policy.as_str()) {
+        d = d.with_secondary(*span, "the policy");
+    } else if dataset.iter().any(|p| p.name == first.policy) {
+        d = d.with_note(format!(
+            "policy `{}` is carried by the dataset: {origin}",
+            first.policy
+        ));
+    }
+    for r in &decision.reasons[1..] {
+        d = d.with_note(format!(
+            "also: policy `{}`, `{}`: {}",
+            r.policy, r.rule, r.detail
+        ));
+    }
+    for c in &decision.conflicts {
+        d = d.with_note(format!("conflict: {c}"));
+    }
+    Some(d)
 }

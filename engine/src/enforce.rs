@@ -2,16 +2,14 @@
 //! dataset and the records actually seen; suspension, and resumption with
 //! a signed human approval.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use symbiont_crypto::{Approval, ApprovalRequest, AuditLog, EntryKind, Violation};
-use symbiont_dsl::ast::Program;
 
 use crate::session::{Event, Observer};
 use symbiont_operators::{
-    Attributes, CompiledPolicies, Condition, Effect, Lane, Policy, PolicyValue, Query,
+    Attributes, CompiledPolicies, Condition, Effect, Lane, Policy, PolicyValue,
 };
 
 /// The attribute that holds each record's class.
@@ -37,28 +35,42 @@ fn without_record_conditions(p: &Policy) -> Policy {
     }
 }
 
-/// Decides every action of the entry agent (and the agents it reaches)
+/// Decides every action of the entry agent (and the agents it reaches;
+/// `persist` too when the job writes its dataset out)
 /// with its policies' conditions (the dataset's policies first): once for the job (principal, dataset
 /// metadata, job context), and once per record class for the conditions on
 /// `data_classification`. Each decision is an audit entry.
 pub(crate) fn decide(
-    program: &Program,
-    query: &Query,
+    spec: &crate::JobSpec,
     dataset: &[Policy],
-    principal: &BTreeMap<String, PolicyValue>,
-    resource: &BTreeMap<String, PolicyValue>,
     log: &mut AuditLog,
     job: u64,
 ) -> Result<RuntimeDecision> {
+    let (program, query, principal) = (&spec.program, &spec.query, &spec.principal);
+    let persist = spec.persist_encrypted.is_some();
     let defined =
         symbiont_dsl::policies(program).map_err(|_| anyhow::anyhow!("invalid policies"))?;
-    let mut resource = resource.clone();
+    let mut resource = spec.resource.clone();
     resource.extend(symbiont_dsl::context_with_lane(Some(query.min_lane)));
     // The job's compute stages run in at least the tiers required.
     resource.extend(symbiont_dsl::context_with_tiers(&query.tier_requirements));
     let mut out = RuntimeDecision::default();
     let mut seen = std::collections::BTreeSet::new();
-    for action in symbiont_dsl::actions_of(program, &query.agent) {
+    let mut actions = symbiont_dsl::actions_of(program, &query.agent);
+    // Writing the dataset out (`--persist-encrypted`): the entry agent's
+    // action `persist`, where it reads its input.
+    if persist
+        && let Some(read) = actions
+            .iter()
+            .find(|a| a.agent == query.agent && a.name == "read")
+            .cloned()
+    {
+        actions.push(symbiont_dsl::Action {
+            name: "persist",
+            ..read
+        });
+    }
+    for action in actions {
         if !seen.insert((action.name, action.policies.clone())) {
             continue;
         }

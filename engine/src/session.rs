@@ -531,11 +531,8 @@ fn start(
     let job = log.append(EntryKind::JobStart, job_start(spec, files, dataset))?;
     observer.event(Event::Started { job });
     let decision = match enforce::decide(
-        &spec.program,
-        query,
+        spec,
         files.policies.map_or(&[][..], |(_, p)| p.as_slice()),
-        &spec.principal,
-        &spec.resource,
         log,
         job,
     ) {
@@ -855,6 +852,19 @@ fn prepare(spec: &mut JobSpec) -> Result<std::result::Result<Prepared, Outcome>>
         spec.query
             .tier_requirements
             .extend(symbiont_dsl::required_tiers(policies));
+    }
+    // Writing the dataset out is the action `persist`, decided by the
+    // program's and the dataset's policies like every other action.
+    if spec.persist_encrypted.is_some() {
+        let (policies, origin) = match &dataset_policies {
+            Some((file, p)) => (p.as_slice(), file.file.display().to_string()),
+            None => (&[][..], String::new()),
+        };
+        let denials =
+            symbiont_dsl::check_persist(&spec.program, &spec.query.agent, policies, &origin);
+        if !denials.is_empty() {
+            return Ok(Err(Outcome::PolicyDiagnostics(denials)));
+        }
     }
     let dataset = if stored {
         // A persisted dataset keeps the id it was sealed under.

@@ -71,3 +71,20 @@ pub(crate) fn text(bytes: &[u8]) -> String {
 pub(crate) fn stderr(o: &Output) -> String {
     text(&o.stderr)
 }
+
+/// `examples/clinic_costs.symbi`'s source (`source`) with its policy
+/// allowing `persist`, which it denies: for tests whose jobs write their
+/// dataset out (persisting is an action the policies decide).
+pub(crate) fn allow_persist(source: &str) -> String {
+    let changed = source
+        .replace(
+            r#"allow: ["read", "analyze", "aggregate"];"#,
+            r#"allow: ["read", "analyze", "aggregate", "persist"];"#,
+        )
+        .replace(
+            r#"deny: ["export", "persist", "share"];"#,
+            r#"deny: ["export", "share"];"#,
+        );
+    assert_ne!(changed, source, "clinic_costs' policy as expected");
+    changed
+}
