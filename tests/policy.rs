@@ -874,6 +874,36 @@ fn a_record_of_a_forbidden_class_suspends_the_job_and_an_approval_resumes_it() {
     assert_eq!(approvals[0]["detail"]["approver"], "alice");
     assert_eq!(approvals[0]["detail"]["reason"], "IRB 2026-17");
 
+    // Issue 21, point 5: an approval is single-use. The same file again
+    // used to override the same violations for every later run until it
+    // expired; now it is refused, naming the job that used it.
+    let o = run(&["--override-approval", a]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("this approval was already used by job"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty(), "a result was released");
+    let sign_again = |name: &str, reason: &str| {
+        let path = dir.join(name);
+        let o = symbi(
+            &[
+                "approve",
+                request.to_str().unwrap(),
+                "--approver",
+                "alice",
+                "--reason",
+                reason,
+                "--out",
+                path.to_str().unwrap(),
+            ],
+            &dir,
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        path
+    };
+
     // Issue 21, point 6: an approval whose audit entry cannot be written
     // (a reason past the log's 16 MiB record limit) fails the job. It used
     // to run under the override with no `approval` entry at all.
@@ -901,13 +931,14 @@ fn a_record_of_a_forbidden_class_suspends_the_job_and_an_approval_resumes_it() {
     assert_eq!(
         audit_kinds(&dir)
             .iter()
-            .filter(|e| e["kind"] == "approval")
+            .filter(|e| e["kind"] == "approval" && e["detail"]["refused"].is_null())
             .count(),
         1
     );
 
     // The approval covers only what it lists: a missing clearance is a new
     // violation, and the job is suspended before it starts.
+    let fresh = sign_again("fresh.approval", "IRB 2026-17, again");
     let o = symbi(
         &[
             "run",
@@ -915,7 +946,7 @@ fn a_record_of_a_forbidden_class_suspends_the_job_and_an_approval_resumes_it() {
             "--input",
             "patients=examples/data/patients.csv",
             "--override-approval",
-            a,
+            fresh.to_str().unwrap(),
         ],
         &dir,
     );

@@ -237,11 +237,35 @@ pub(crate) fn load_approval(
         std::time::SystemTime::now(),
     ) {
         Ok((approval, key)) => {
+            // Single-use: an approval the log shows in use by an earlier
+            // job is refused (it would otherwise override again, for any
+            // run of the same program over the same dataset, until it
+            // expires).
+            let id = crate::digest(&serde_json::to_vec(&approval)?);
+            let earlier = symbiont_crypto::read_entries(log.path())?
+                .into_iter()
+                .find(|e| {
+                    e.kind == EntryKind::Approval.as_str()
+                        && e.detail["approval_sha256"] == id.as_str()
+                });
+            if let Some(e) = earlier {
+                let why = format!(
+                    "{}: this approval was already used by job {} (an approval is single-use: ask for a new one)",
+                    path.display(),
+                    e.detail["job"]
+                );
+                log.append(
+                    EntryKind::Approval,
+                    serde_json::json!({"job": job, "file": path.display().to_string(), "refused": why}),
+                )?;
+                return Ok(Err(why));
+            }
             log.append(
                 EntryKind::Approval,
                 serde_json::json!({
                     "job": job,
                     "file": path.display().to_string(),
+                    "approval_sha256": id,
                     "approver": approval.approver,
                     "key": key,
                     "reason": approval.reason,
