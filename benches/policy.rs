@@ -28,16 +28,12 @@ fn bench(c: &mut Criterion) {
     ];
     let compiled = CompiledPolicies::compile(&policies).unwrap();
     let principal = BTreeMap::from([("user_clearance".to_owned(), PolicyValue::parse("level_3"))]);
-    let resource = BTreeMap::from([
-        (
-            "data_classification".to_owned(),
-            PolicyValue::parse("medical"),
-        ),
-        ("audit_trail".to_owned(), PolicyValue::Bool(true)),
-    ]);
+    let resource = BTreeMap::from([("audit_trail".to_owned(), PolicyValue::Bool(true))]);
+    let record = BTreeMap::from([("class".to_owned(), PolicyValue::parse("medical"))]);
     let attributes = Attributes {
         principal: &principal,
         resource: &resource,
+        record: &record,
     };
     assert!(compiled.allows("read", &attributes));
     assert!(!compiled.allows("export", &attributes));

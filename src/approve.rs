@@ -13,21 +13,17 @@ fn read_request(path: &Path) -> Result<ApprovalRequest> {
         .with_context(|| format!("{}: not an approval request", path.display()))
 }
 
-/// `symbi approve REQUEST --approver NAME --reason TEXT [--expires D] --out FILE`.
+/// `symbi approve REQUEST --approver NAME --key KEY --reason TEXT [--expires D] --out FILE`.
 pub(crate) fn approve(
     request: &Path,
     approver: &str,
-    key: Option<&Path>,
+    key: &Path,
     reason: &str,
     expires: std::time::Duration,
-    keystore: Option<&Path>,
     out: &Path,
 ) -> Result<u8> {
-    let keystore = crate::keys::dir_or_default(keystore)?;
-    let keystore = keystore.as_path();
     let req = read_request(request)?;
     let text = symbiont_crypto::sign_approval(
-        keystore,
         approver,
         key,
         req.clone(),

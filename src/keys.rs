@@ -114,25 +114,43 @@ pub(crate) fn list(dir: Option<&Path>, json: bool) -> Result<u8> {
     Ok(exit::OK)
 }
 
-/// `symbi keys add-approver NAME`.
-pub(crate) fn add_approver(dir: Option<&Path>, name: &str) -> Result<u8> {
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        eprintln!("symbi: usage error: an approver name is letters, digits, `-`, `_` and `.`");
-        return Ok(exit::USAGE);
-    }
+/// `symbi keys add-approver NAME (--public-key KEY | --key-out FILE)`.
+pub(crate) fn add_approver(
+    dir: Option<&Path>,
+    name: &str,
+    public: Option<&str>,
+    key_out: Option<&Path>,
+) -> Result<u8> {
     let dir = dir_or_default(dir)?;
     Keystore::list(&dir)?;
-    let public = symbiont_crypto::add_approver(&dir, name)?;
-    println!(
-        "approver {name}: {public}
-  signing key {} (give it to {name}; the keystore trusts {})",
-        dir.join("approvers").join(format!("{name}.key")).display(),
-        dir.join("approvers").join(format!("{name}.pub")).display()
-    );
+    let key = match (public, key_out) {
+        (Some(p), _) => symbiont_crypto::NewApprover::Public(p),
+        (None, Some(out)) => symbiont_crypto::NewApprover::KeyOut(out),
+        (None, None) => unreachable!("clap requires one"),
+    };
+    let public = symbiont_crypto::add_approver(&dir, name, key)?;
+    println!("approver {name}: {public}");
+    if let Some(out) = key_out {
+        println!("  signing key {} (give it to {name})", out.display());
+    }
+    Ok(exit::OK)
+}
+
+/// `symbi keys issue-principal NAME KEY=VALUE... --out FILE`.
+pub(crate) fn issue_principal(
+    dir: Option<&Path>,
+    name: &str,
+    attributes: &[String],
+    valid: std::time::Duration,
+    out: &Path,
+) -> Result<u8> {
+    let dir = dir_or_default(dir)?;
+    Keystore::list(&dir)?;
+    if let Err(why) = symbiont_engine::Principal::issue(&dir, name, attributes, valid, out)? {
+        eprintln!("symbi: usage error: {why}");
+        return Ok(exit::USAGE);
+    }
+    println!("issued principal {name}: {}", out.display());
     Ok(exit::OK)
 }
 

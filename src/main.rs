@@ -126,9 +126,15 @@ enum Command {
         /// `NAME=tfhe:DIR`). Written only if the job succeeds.
         #[arg(long, value_name = "DIR")]
         persist_encrypted: Option<PathBuf>,
-        /// An attribute of the principal, for policy conditions.
+        /// Who runs the job: a principal credential the keystore's issuer
+        /// signed (`symbi keys issue-principal`); its attributes are what
+        /// `principal.*` conditions see.
+        #[arg(long, value_name = "FILE", conflicts_with = "principal_unverified")]
+        principal: Option<PathBuf>,
+        /// A principal attribute nobody vouches for: audited, and
+        /// `principal.verified` is false (a policy may require it true).
         #[arg(long, value_name = "KEY=VALUE")]
-        principal: Vec<String>,
+        principal_unverified: Vec<String>,
         /// An attribute of the dataset, for policy conditions.
         #[arg(long, value_name = "KEY=VALUE")]
         resource: Vec<String>,
@@ -189,8 +195,7 @@ enum Command {
     Approve {
         /// The request the suspended job wrote.
         request: PathBuf,
-        /// The approver (their key: `approvers/NAME.key` in the keystore,
-        /// or --key).
+        /// The approver's name, as the keystore's owner added them.
         #[arg(long)]
         approver: String,
         /// Why the violations are acceptable (recorded in the audit log).
@@ -199,12 +204,9 @@ enum Command {
         /// How long the approval is valid, e.g. `1h`, `7days`.
         #[arg(long, default_value = "24h")]
         expires: humantime::Duration,
-        /// The approver's signing key, if not in the keystore.
+        /// The approver's signing key (`symbi keys add-approver --key-out`).
         #[arg(long, value_name = "PATH")]
-        key: Option<PathBuf>,
-        /// The keystore (default: `$XDG_DATA_HOME/symbiont`).
-        #[arg(long, value_name = "DIR")]
-        keystore: Option<PathBuf>,
+        key: PathBuf,
         /// The approval file to create.
         #[arg(long, value_name = "PATH")]
         out: PathBuf,
@@ -272,27 +274,33 @@ enum Command {
 enum PolicyCommand {
     /// Decide one action under the policies of a program file: prints the
     /// decision and the rules that determined it; exit 0 allow, 2 deny.
-    Eval {
-        /// A `.symbi` file defining policies.
-        #[arg(long)]
-        policy: PathBuf,
-        /// Only these policies (in this precedence order); default: all of
-        /// the file's, in file order.
-        #[arg(long, value_name = "NAME")]
-        name: Vec<String>,
-        /// The action, e.g. `export`.
-        #[arg(long)]
-        action: String,
-        /// An attribute of the principal.
-        #[arg(long, value_name = "KEY=VALUE")]
-        principal: Vec<String>,
-        /// An attribute of the resource.
-        #[arg(long, value_name = "KEY=VALUE")]
-        resource: Vec<String>,
-        /// `human` or `json`.
-        #[arg(long, value_enum, default_value_t = Format::Human)]
-        format: Format,
-    },
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct EvalArgs {
+    /// A `.symbi` file defining policies.
+    #[arg(long)]
+    policy: PathBuf,
+    /// Only these policies (in this precedence order); default: all of
+    /// the file's, in file order.
+    #[arg(long, value_name = "NAME")]
+    name: Vec<String>,
+    /// The action, e.g. `export`.
+    #[arg(long)]
+    action: String,
+    /// An attribute of the principal.
+    #[arg(long, value_name = "KEY=VALUE")]
+    principal: Vec<String>,
+    /// An attribute of the resource.
+    #[arg(long, value_name = "KEY=VALUE")]
+    resource: Vec<String>,
+    /// An attribute of the record (`class=restricted`).
+    #[arg(long, value_name = "KEY=VALUE")]
+    record: Vec<String>,
+    /// `human` or `json`.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
 }
 
 #[derive(Debug, Subcommand)]
@@ -443,12 +451,37 @@ enum KeysCommand {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
-    /// Make an approver key NAME: `approvers/NAME.key` (give it to the
-    /// approver) and `approvers/NAME.pub` (what makes the keystore trust
-    /// their approvals).
+    /// Trust approver NAME's key (`approvers/NAME.pub`): the public key
+    /// they made, or a new key written to --key-out for them to keep.
+    /// Private keys are never kept in the keystore.
     AddApprover {
         /// The approver's name.
         name: String,
+        /// Their public key (`NAME+ID+KEY`, as `--key-out` prints it).
+        #[arg(long, value_name = "KEY", required_unless_present = "key_out")]
+        public_key: Option<String>,
+        /// Make the key and write its private half here (a new file, mode
+        /// 0600, outside the keystore).
+        #[arg(long, value_name = "PATH", conflicts_with = "public_key")]
+        key_out: Option<PathBuf>,
+        /// The keystore directory (default: `$XDG_DATA_HOME/symbiont`).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Issue principal NAME a credential with KEY=VALUE attributes, signed
+    /// by the keystore's issuer key; `symbi run --principal FILE` uses it.
+    IssuePrincipal {
+        /// The principal's name.
+        name: String,
+        /// Their attributes (`principal.KEY` in policies).
+        #[arg(value_name = "KEY=VALUE")]
+        attributes: Vec<String>,
+        /// How long it holds, e.g. `90days`.
+        #[arg(long, default_value = "90days")]
+        expires: humantime::Duration,
+        /// The credential file to create.
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
         /// The keystore directory (default: `$XDG_DATA_HOME/symbiont`).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
@@ -628,6 +661,7 @@ fn main() -> ExitCode {
             stage_timeout,
             persist_encrypted,
             principal,
+            principal_unverified,
             resource,
             override_approval,
             bundle,
@@ -656,6 +690,7 @@ fn main() -> ExitCode {
             },
             persist_encrypted,
             principal,
+            principal_unverified,
             resource,
             override_approval,
             bundle,
@@ -672,28 +707,11 @@ fn main() -> ExitCode {
             reason,
             expires,
             key,
-            keystore,
             out,
-        } => approve::approve(
-            &request,
-            &approver,
-            key.as_deref(),
-            &reason,
-            expires.into(),
-            keystore.as_deref(),
-            &out,
-        ),
+        } => approve::approve(&request, &approver, &key, &reason, expires.into(), &out),
         Command::Policy {
-            command:
-                PolicyCommand::Eval {
-                    policy,
-                    name,
-                    action,
-                    principal,
-                    resource,
-                    format,
-                },
-        } => run::policy_eval(&policy, &name, &action, &principal, &resource, format),
+            command: PolicyCommand::Eval(args),
+        } => run::policy_eval(&args),
         Command::Audit { command } => run_audit(command),
         Command::Verify {
             bundle,
@@ -784,34 +802,8 @@ fn run_sandbox(command: SandboxCommand) -> Result<u8> {
             };
             let init = symbiont_engine::StageBinaries::this_binary()?.init;
             let report = symbiont_sandbox::run_binding(tier, &init, &command, &limits, binds)?;
-            use symbiont_sandbox::Outcome;
-            let code = match report.outcome {
-                Outcome::Exited(c) => c,
-                Outcome::Signaled(s) => {
-                    eprintln!(
-                        "symbi: sandbox: the command was killed by signal {s}{}",
-                        if s == 31 {
-                            " (SIGSYS: a system call outside the seccomp allowlist)"
-                        } else {
-                            ""
-                        }
-                    );
-                    128 + s
-                }
-                Outcome::MemoryLimit | Outcome::OutputLimit => {
-                    eprintln!(
-                        "symbi: sandbox: the command was killed at its memory limit ({memory_mib} MiB)"
-                    );
-                    137
-                }
-                Outcome::TimedOut => {
-                    eprintln!("symbi: sandbox: the command ran past {timeout} and was killed");
-                    124
-                }
-            };
-            if report.pids_limited {
-                eprintln!("symbi: sandbox: the process limit ({pids}) refused at least one fork");
-            }
+            let (code, said) = report.exit_status(&limits);
+            said.iter().for_each(|s| eprintln!("symbi: sandbox: {s}"));
             Ok(u8::try_from(code).unwrap_or(exit::RUNTIME))
         }
         SandboxCommand::Doctor { format } => {
@@ -819,21 +811,7 @@ fn run_sandbox(command: SandboxCommand) -> Result<u8> {
             if format == Format::Json {
                 println!("{}", serde_json::to_string_pretty(&tiers)?);
             } else {
-                for t in &tiers {
-                    println!(
-                        "tier {} ({}): {}",
-                        t.tier,
-                        t.mechanism,
-                        if t.available {
-                            "available"
-                        } else {
-                            "NOT available"
-                        }
-                    );
-                    for d in &t.detail {
-                        println!("  {d}");
-                    }
-                }
+                tiers.iter().for_each(|t| print!("{t}"));
             }
             Ok(exit::OK)
         }
@@ -866,7 +844,24 @@ fn run_keys(command: KeysCommand) -> Result<u8> {
             &audit_to(audit_log),
         ),
         KeysCommand::List { dir, format } => keys::list(dir.as_deref(), format == Format::Json),
-        KeysCommand::AddApprover { name, dir } => keys::add_approver(dir.as_deref(), &name),
+        KeysCommand::AddApprover {
+            name,
+            public_key,
+            key_out,
+            dir,
+        } => keys::add_approver(
+            dir.as_deref(),
+            &name,
+            public_key.as_deref(),
+            key_out.as_deref(),
+        ),
+        KeysCommand::IssuePrincipal {
+            name,
+            attributes,
+            expires,
+            out,
+            dir,
+        } => keys::issue_principal(dir.as_deref(), &name, &attributes, expires.into(), &out),
         KeysCommand::ExportDataKey {
             id,
             out,

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use symbiont_dsl::ast::Program;
 use symbiont_dsl::{Diagnostic, SourceFile, parse_bytes};
 use symbiont_engine::{
-    Custody, Event, Job, JobResult, JobSpec, Observer, OnError, Outcome, Passphrase, ResultSink,
-    StageBinaries, homes,
+    Custody, Event, Job, JobResult, JobSpec, Observer, OnError, Outcome, Passphrase, Principal,
+    ResultSink, StageBinaries, homes,
 };
 use symbiont_operators::{
     Attributes, CompiledPolicies, Effect, InputKind, Plan, PolicyValue, Query,
@@ -38,7 +38,8 @@ pub(crate) struct RunArgs {
     pub(crate) dataset_id: Option<String>,
     pub(crate) persist_encrypted: Option<PathBuf>,
     pub(crate) aes_backend: symbiont_crypto::Backend,
-    pub(crate) principal: Vec<String>,
+    pub(crate) principal: Option<PathBuf>,
+    pub(crate) principal_unverified: Vec<String>,
     pub(crate) resource: Vec<String>,
     pub(crate) override_approval: Option<PathBuf>,
     pub(crate) stage_limits: symbiont_sandbox::Limits,
@@ -144,9 +145,24 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
-    let (principal, resource) = match both_attributes(&args.principal, &args.resource)? {
+    let (unverified, resource) = match both_attributes(&args.principal_unverified, &args.resource)?
+    {
         Ok(both) => both,
         Err(code) => return Ok(code),
+    };
+    let keystore = crate::keys::dir_or_default(args.keystore.as_deref())?;
+    let principal = match &args.principal {
+        Some(file) => match Principal::from_credential(file, &keystore) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("symbi: the principal is refused: {e}");
+                return Ok(exit::POLICY_DENIED);
+            }
+        },
+        None => match Principal::unverified(unverified) {
+            Ok(p) => p,
+            Err(why) => return usage(format_args!("--principal-unverified: {why}")),
+        },
     };
     let mut input = None;
     for binding in &args.inputs {
@@ -218,7 +234,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         Ok(job) => {
             let passphrase_env = args.passphrase_env.clone();
             let custody = Custody {
-                keystore: crate::keys::dir_or_default(args.keystore.as_deref())?,
+                keystore,
                 create_keystore: args.keystore.is_none(),
                 passphrase: Passphrase::from_fn(move || {
                     crate::keys::passphrase(passphrase_env.as_deref())
@@ -380,17 +396,14 @@ pub(crate) fn explain(
     Ok(exit::OK)
 }
 
-pub(crate) fn policy_eval(
-    file: &Path,
-    names: &[String],
-    action: &str,
-    principal: &[String],
-    resource: &[String],
-    format: Format,
-) -> Result<u8> {
-    let (principal, resource) = match both_attributes(principal, resource)? {
+pub(crate) fn policy_eval(args: &crate::EvalArgs) -> Result<u8> {
+    let (file, action, format) = (&args.policy, args.action.as_str(), args.format);
+    let (principal, resource) = match both_attributes(&args.principal, &args.resource)? {
         Ok(both) => both,
         Err(code) => return Ok(code),
+    };
+    let Ok(record) = symbiont_operators::parse_attributes(&args.record) else {
+        return usage("--record takes KEY=VALUE");
     };
     let policy_file = match ProgramFile::open(file)? {
         Ok(f) => f,
@@ -404,31 +417,17 @@ pub(crate) fn policy_eval(
             return Ok(exit::INVALID_PROGRAM);
         }
     };
-    let order: Vec<String> = if names.is_empty() {
-        program
-            .items
-            .iter()
-            .filter_map(|i| match i {
-                symbiont_dsl::ast::Item::Policy(p) => Some(p.name.name.clone()),
-                _ => None,
-            })
-            .collect()
-    } else {
-        names.to_vec()
+    let applicable = match symbiont_dsl::policies_named(program, &defined, &args.name) {
+        Ok(a) => a,
+        Err(n) => return usage(format_args!("{} defines no policy `{n}`", file.display())),
     };
-    let mut applicable = Vec::new();
-    for n in &symbiont_dsl::with_ancestors(program, &order) {
-        match defined.get(n) {
-            Some(p) => applicable.push(p.clone()),
-            None => return usage(format_args!("{} defines no policy `{n}`", file.display())),
-        }
-    }
     let compiled = CompiledPolicies::compile(&applicable)?;
     let decision = compiled.decide(
         action,
         &Attributes {
             principal: &principal,
             resource: &resource,
+            record: &record,
         },
     );
     if format == Format::Json {

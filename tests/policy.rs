@@ -43,6 +43,11 @@ policy retention {
     allow: ["persist"];
     conditions: { retention_period: <= 30.days, geographic_restriction: "EU" }
 }
+policy namespaced {
+    allow: ["read"];
+    require: [principal.verified == true];
+    conditions: { principal.clearance: >= "level_2", resource.region: "EU", record.class: "public" }
+}
 "#;
 
 fn defined() -> BTreeMap<String, Policy> {
@@ -260,14 +265,66 @@ const CASES: &[(&str, &str, &str, &str, &str, &str)] = &[
         "deny",
         "clearance/default deny",
     ),
-    // a principal attribute wins over a resource attribute of the same name
+    // Issue 21, point 5: a principal attribute never stands for the data's.
+    // A principal that said `data_classification=medical` used to win over
+    // the records' class (allow); unqualified names are the resource's
+    // first, and `data_classification` is the record's class.
     (
         "clearance",
         "read",
         "user_clearance=level_2 data_classification=medical",
         "data_classification=financial retention_days=1",
+        "deny",
+        "clearance/condition",
+    ),
+    (
+        "retention",
+        "persist",
+        "geographic_restriction=EU",
+        "retention_period=2592000 geographic_restriction=US",
+        "deny",
+        "retention/condition",
+    ),
+    // namespaces: each name is looked up in its own
+    (
+        "namespaced",
+        "read",
+        "clearance=level_2 verified=true",
+        "region=EU record.class=public",
         "allow",
-        "clearance/allow",
+        "namespaced/allow",
+    ),
+    (
+        "namespaced",
+        "read",
+        "clearance=level_2 verified=true region=EU",
+        "region=US record.class=public",
+        "deny",
+        "namespaced/condition",
+    ),
+    (
+        "namespaced",
+        "read",
+        "clearance=level_2 verified=true class=public",
+        "region=EU record.class=restricted",
+        "deny",
+        "namespaced/condition",
+    ),
+    (
+        "namespaced",
+        "read",
+        "verified=true",
+        "region=EU clearance=level_9 record.class=public",
+        "deny",
+        "namespaced/condition",
+    ),
+    (
+        "namespaced",
+        "read",
+        "clearance=level_3",
+        "region=EU record.class=public",
+        "deny",
+        "namespaced/require",
     ),
     // durations are seconds
     (
@@ -409,10 +466,18 @@ fn decide(
         .map(|n| defined[n].clone())
         .collect();
     let compiled = CompiledPolicies::compile(&policies).unwrap();
-    let (p, r) = (attrs(principal), attrs(resource));
+    let (p, mut r) = (attrs(principal), attrs(resource));
+    // The table writes the record's class as `record.class` (or, as the
+    // engine's legacy name, `data_classification`) among the resource's.
+    let record: BTreeMap<String, PolicyValue> = ["record.class", "data_classification"]
+        .iter()
+        .filter_map(|k| r.remove(*k))
+        .map(|v| ("class".to_owned(), v))
+        .collect();
     let attributes = Attributes {
         principal: &p,
         resource: &r,
+        record: &record,
     };
     let decision = compiled.decide(action, &attributes);
     // The fast path agrees with the explained one.
@@ -475,7 +540,7 @@ proptest! {
         action in prop::sample::select(vec!["read", "analyze", "aggregate", "export", "persist", "share"]),
     ) {
         let none = BTreeMap::new();
-        let a = Attributes { principal: &none, resource: &none };
+        let a = Attributes { principal: &none, resource: &none, record: &none };
         let before = CompiledPolicies::compile(&policies).unwrap().allows(action, &a);
         let mut more = policies.clone();
         let i = which % more.len();
@@ -491,7 +556,7 @@ proptest! {
         action in prop::sample::select(vec!["read", "analyze", "aggregate", "export", "persist", "share"]),
     ) {
         let none = BTreeMap::new();
-        let a = Attributes { principal: &none, resource: &none };
+        let a = Attributes { principal: &none, resource: &none, record: &none };
         let before = CompiledPolicies::compile(&policies).unwrap().allows(action, &a);
         let mut fewer = policies.clone();
         let i = which % fewer.len();
@@ -640,7 +705,7 @@ fn principal_conditions_are_enforced_at_run_time_and_audited() {
         args.extend_from_slice(extra);
         symbi(&args, &dir)
     };
-    let denied = run(&["--principal", "user_clearance=level_1"]);
+    let denied = run(&["--principal-unverified", "user_clearance=level_1"]);
     assert_eq!(denied.status.code(), Some(2));
     let err = String::from_utf8_lossy(&denied.stderr);
     assert!(err.contains("suspended"), "{err}");
@@ -651,7 +716,7 @@ fn principal_conditions_are_enforced_at_run_time_and_audited() {
         "{err}"
     );
     assert!(denied.stdout.is_empty());
-    let allowed = run(&["--principal", "user_clearance=level_2"]);
+    let allowed = run(&["--principal-unverified", "user_clearance=level_2"]);
     assert_eq!(
         allowed.status.code(),
         Some(0),
@@ -701,8 +766,8 @@ fn policy_eval_prints_the_decision_and_its_rules() {
             "read",
             "--principal",
             "user_clearance=level_2",
-            "--resource",
-            "data_classification=medical",
+            "--record",
+            "class=medical",
             "--resource",
             "retention_days=10",
         ],
@@ -801,7 +866,7 @@ fn a_record_of_a_forbidden_class_suspends_the_job_and_an_approval_resumes_it() {
             p,
             "--input",
             "patients=examples/data/patients.csv",
-            "--principal",
+            "--principal-unverified",
             "user_clearance=level_3",
         ];
         args.extend_from_slice(extra);
@@ -835,12 +900,12 @@ fn a_record_of_a_forbidden_class_suspends_the_job_and_an_approval_resumes_it() {
             .any(|e| e["kind"] == "job_end" && e["detail"]["status"] == "suspended")
     );
 
-    // An approver the keystore trusts signs the request; the job resumes.
-    assert!(
-        symbi(&["keys", "add-approver", "alice"], &dir)
-            .status
-            .success()
-    );
+    // An approver the keystore's owner added signs the request; the job
+    // resumes. Her private key is hers, not the keystore's.
+    let alice_key = dir.join("alice.key");
+    let k = alice_key.to_str().unwrap();
+    let o = symbi(&["keys", "add-approver", "alice", "--key-out", k], &dir);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let approval = dir.join("ok.approval");
     let a = approval.to_str().unwrap();
     let o = symbi(
@@ -849,6 +914,8 @@ fn a_record_of_a_forbidden_class_suspends_the_job_and_an_approval_resumes_it() {
             request.to_str().unwrap(),
             "--approver",
             "alice",
+            "--key",
+            k,
             "--reason",
             "IRB 2026-17",
             "--out",
@@ -893,6 +960,8 @@ fn a_record_of_a_forbidden_class_suspends_the_job_and_an_approval_resumes_it() {
                 request.to_str().unwrap(),
                 "--approver",
                 "alice",
+                "--key",
+                k,
                 "--reason",
                 reason,
                 "--out",
@@ -911,9 +980,8 @@ fn a_record_of_a_forbidden_class_suspends_the_job_and_an_approval_resumes_it() {
         serde_json::from_str(&std::fs::read_to_string(&request).unwrap()).unwrap();
     let unlogged = dir.join("unlogged.approval");
     let text = symbiont_crypto::sign_approval(
-        &dir.join("data/symbiont"),
         "alice",
-        None,
+        &alice_key,
         req,
         &"r".repeat(17 << 20),
         std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
@@ -936,9 +1004,11 @@ fn a_record_of_a_forbidden_class_suspends_the_job_and_an_approval_resumes_it() {
         1
     );
 
-    // The approval covers only what it lists: a missing clearance is a new
-    // violation, and the job is suspended before it starts.
+    // Issue 21, point 5: an approval binds the principal, the input's bytes
+    // and the suspended run. Each used to be free: any principal, any
+    // content under the same dataset id.
     let fresh = sign_again("fresh.approval", "IRB 2026-17, again");
+    let f = fresh.to_str().unwrap();
     let o = symbi(
         &[
             "run",
@@ -946,12 +1016,62 @@ fn a_record_of_a_forbidden_class_suspends_the_job_and_an_approval_resumes_it() {
             "--input",
             "patients=examples/data/patients.csv",
             "--override-approval",
-            fresh.to_str().unwrap(),
+            f,
         ],
         &dir,
     );
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("user_clearance"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("approves another job (the principal differs)"),
+        "{err}"
+    );
+    let req: symbiont_crypto::ApprovalRequest =
+        serde_json::from_str(&std::fs::read_to_string(&request).unwrap()).unwrap();
+    let edited = dir.join("edited.csv");
+    let csv = std::fs::read_to_string("examples/data/patients.csv").unwrap();
+    std::fs::write(&edited, csv.replacen("\n", "\n\n", 1)).unwrap();
+    let o = symbi(
+        &[
+            "run",
+            p,
+            "--input",
+            &format!("patients={}", edited.display()),
+            "--dataset-id",
+            &req.dataset,
+            "--principal-unverified",
+            "user_clearance=level_3",
+            "--override-approval",
+            f,
+        ],
+        &dir,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("(the input's SHA-256 differs)"), "{err}");
+    let unsuspended = dir.join("unsuspended.approval");
+    let text = symbiont_crypto::sign_approval(
+        "alice",
+        &alice_key,
+        symbiont_crypto::ApprovalRequest {
+            suspended_job: req.suspended_job + 1000,
+            ..req.clone()
+        },
+        "no such run",
+        std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+    )
+    .unwrap();
+    std::fs::write(&unsuspended, text).unwrap();
+    let o = run(&["--override-approval", unsuspended.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("which this audit log does not show suspended"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty(), "a result was released");
+    // The fresh approval is still good for the run it binds.
+    assert_eq!(run(&["--override-approval", f]).status.code(), Some(0));
 
     // An altered approval, one for another dataset, and one signed by a key
     // the keystore does not trust are refused (exit 2), and audited.
@@ -972,7 +1092,7 @@ fn a_record_of_a_forbidden_class_suspends_the_job_and_an_approval_resumes_it() {
             p,
             "--input",
             &format!("patients={}", copy.display()),
-            "--principal",
+            "--principal-unverified",
             "user_clearance=level_3",
             "--override-approval",
             a,
@@ -990,6 +1110,8 @@ fn a_record_of_a_forbidden_class_suspends_the_job_and_an_approval_resumes_it() {
             "keys",
             "add-approver",
             "mallory",
+            "--key-out",
+            other.join("mallory.key").to_str().unwrap(),
             "--dir",
             other.join("ks").to_str().unwrap(),
         ],
@@ -1010,6 +1132,8 @@ fn a_record_of_a_forbidden_class_suspends_the_job_and_an_approval_resumes_it() {
                 "keys",
                 "add-approver",
                 "mallory",
+                "--key-out",
+                other.join("mallory.key").to_str().unwrap(),
                 "--dir",
                 other.join("ks").to_str().unwrap()
             ],
@@ -1028,7 +1152,7 @@ fn a_record_of_a_forbidden_class_suspends_the_job_and_an_approval_resumes_it() {
             "--reason",
             "trust me",
             "--key",
-            other.join("ks/approvers/mallory.key").to_str().unwrap(),
+            other.join("mallory.key").to_str().unwrap(),
             "--out",
             forged.to_str().unwrap(),
         ],
@@ -1062,7 +1186,7 @@ fn records_of_allowed_classes_run_without_suspension() {
             program.to_str().unwrap(),
             "--input",
             "patients=examples/data/patients.csv",
-            "--principal",
+            "--principal-unverified",
             "user_clearance=level_2",
         ],
         &dir,
@@ -1173,7 +1297,7 @@ fn a_dataset_carries_its_own_policies_and_they_travel_with_its_encrypted_copy() 
     let o = run(
         &bind,
         &[
-            "--principal",
+            "--principal-unverified",
             "purpose=research",
             "--persist-encrypted",
             store.to_str().unwrap(),
@@ -1194,7 +1318,7 @@ fn a_dataset_carries_its_own_policies_and_they_travel_with_its_encrypted_copy() 
     let stored = format!("patients={}", store.display());
     assert_eq!(run(&stored, &[]).status.code(), Some(2));
     assert_eq!(
-        run(&stored, &["--principal", "purpose=research"])
+        run(&stored, &["--principal-unverified", "purpose=research"])
             .status
             .code(),
         Some(0)
@@ -1212,7 +1336,7 @@ fn a_dataset_carries_its_own_policies_and_they_travel_with_its_encrypted_copy() 
             None => std::fs::remove_file(&carried).unwrap(),
             Some(text) => std::fs::write(&carried, text).unwrap(),
         }
-        let o = run(&stored, &["--principal", "purpose=research"]);
+        let o = run(&stored, &["--principal-unverified", "purpose=research"]);
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
         assert_eq!(o.status.code(), Some(1), "{err}");
         assert!(
@@ -1274,5 +1398,181 @@ fn dataset_metadata_feeds_conditions_and_cannot_be_contradicted() {
     let o = run(&bind, &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("retention_period <= 2592000"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 21, point 5: who runs a job comes from a credential the
+/// keystore's owner issued, and nothing the principal says stands for the
+/// data's attributes.
+#[test]
+fn principals_come_from_signed_credentials_and_cannot_speak_for_the_data() {
+    let dir = scratch("principals");
+    let program = dir.join("p.symbi");
+    std::fs::write(&program, TRIAGED).unwrap();
+    let p = program.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", p, "--input", "patients=examples/data/patients.csv"];
+        args.extend_from_slice(extra);
+        symbi(&args, &dir)
+    };
+    // The attack, as it ran on the old code: `--principal
+    // data_classification=public` made every record's class condition
+    // evaluate as public, and the restricted records were aggregated
+    // (exit 0). Now the record's class is the record's, and a principal's
+    // attribute cannot even be named so.
+    let o = run(&[
+        "--principal-unverified",
+        "user_clearance=level_3",
+        "--principal-unverified",
+        "data_classification=public",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("(records classified restricted)"), "{err}");
+    assert!(o.stdout.is_empty(), "a result was released");
+    let o = run(&["--principal-unverified", "record.class=public"]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot be a principal's attribute"));
+    // `--principal` takes a credential, not an attribute.
+    let o = run(&["--principal", "user_clearance=level_3"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(o.stdout.is_empty());
+
+    // The owner issues a credential; the job takes the principal from it.
+    let ks = dir.join("data/symbiont");
+    let ks = ks.to_str().unwrap();
+    // (The runs above made the default keystore; this makes it if not.)
+    let _ = symbi(&["keys", "init", "--dir", ks], &dir);
+    let cred = dir.join("alice.principal");
+    let c = cred.to_str().unwrap();
+    let o = symbi(
+        &[
+            "keys",
+            "issue-principal",
+            "alice",
+            "user_clearance=level_1",
+            "--out",
+            c,
+        ],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Level 1 does not meet the clearance condition: suspended before it
+    // starts, on the credential's word.
+    let o = run(&["--principal", c]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("requires user_clearance >= \"level_2\""),
+        "{err}"
+    );
+    // Raising one's own clearance in the file breaks the issuer's signature.
+    let text = std::fs::read_to_string(&cred).unwrap();
+    let raised = dir.join("raised.principal");
+    std::fs::write(&raised, text.replace("level_1", "level_3")).unwrap();
+    let o = run(&["--principal", raised.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not signed by this keystore's issuer key")
+    );
+    // A policy can refuse principals nobody vouches for.
+    let strict = dir.join("strict.symbi");
+    std::fs::write(
+        &strict,
+        TRIAGED.replace(
+            "conditions: { user_clearance: >= \"level_2\", data_classification: != \"restricted\" }",
+            "require: [principal.verified == true];\n    conditions: { principal.user_clearance: >= \"level_2\" }",
+        ),
+    )
+    .unwrap();
+    let s = strict.to_str().unwrap();
+    assert_eq!(symbi(&["check", s], &dir).status.code(), Some(0));
+    let strict_run = |extra: &[&str]| {
+        let mut args = vec!["run", s, "--input", "patients=examples/data/patients.csv"];
+        args.extend_from_slice(extra);
+        symbi(&args, &dir)
+    };
+    let o = strict_run(&["--principal-unverified", "user_clearance=level_3"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("requires principal.verified == true"), "{err}");
+    let bob = dir.join("bob.principal");
+    let o = symbi(
+        &[
+            "keys",
+            "issue-principal",
+            "bob",
+            "user_clearance=level_3",
+            "--out",
+            bob.to_str().unwrap(),
+        ],
+        &dir,
+    );
+    assert!(o.status.success());
+    let o = strict_run(&["--principal", bob.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The audit log names who ran each job, and whether anyone vouched.
+    let starts: Vec<serde_json::Value> = audit_kinds(&dir)
+        .into_iter()
+        .filter(|e| e["kind"] == "job_start")
+        .map(|e| e["detail"]["principal"].clone())
+        .collect();
+    let last = starts.last().unwrap();
+    assert_eq!(
+        (last["name"].as_str(), last["verified"].as_bool()),
+        (Some("bob"), Some(true))
+    );
+    assert!(starts.iter().any(|p| p["verified"] == false));
+    // A principal cannot be issued an attribute in another namespace.
+    let o = symbi(
+        &[
+            "keys",
+            "issue-principal",
+            "eve",
+            "resource.geographic_restriction=EU",
+            "--out",
+            dir.join("eve.principal").to_str().unwrap(),
+        ],
+        &dir,
+    );
+    assert_eq!(o.status.code(), Some(64));
+    assert_eq!(symbi(&["audit", "verify"], &dir).status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn qualified_attribute_names_name_a_known_namespace() {
+    let dir = scratch("namespaces");
+    let file = dir.join("p.symbi");
+    for (conditions, ok) in [
+        (
+            "principal.role: \"analyst\", resource.region: \"EU\", record.class: \"public\"",
+            true,
+        ),
+        ("user.role: \"analyst\"", false),
+        ("record.age: 3", false),
+        ("principal.a.b: 1", false),
+    ] {
+        std::fs::write(
+            &file,
+            format!(
+                "policy p {{\n    allow: [\"read\"];\n    conditions: {{ {conditions} }}\n}}\n"
+            ),
+        )
+        .unwrap();
+        let o = symbi(&["check", file.to_str().unwrap()], &dir);
+        let err = String::from_utf8_lossy(&o.stderr);
+        if ok {
+            assert_eq!(o.status.code(), Some(0), "{conditions}: {err}");
+        } else {
+            assert_eq!(o.status.code(), Some(3), "{conditions}: {err}");
+            assert!(err.contains("error[E0403]"), "{conditions}: {err}");
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,6 +10,8 @@
 //! - [`AuditSigningKey`] is the signing key (a 0600 file, never printed).
 //! - [`sign_approval`] and [`verify_approval`]: signed human approvals that
 //!   resume a job suspended by a policy condition.
+//! - [`issue_principal`] and [`verify_principal`]: signed principal
+//!   credentials, the only source of a job's `principal.*` attributes.
 //!
 //! `symbiont-crypto` re-exports all of it.
 //!
@@ -35,9 +37,10 @@ mod approval;
 mod audit;
 mod keys;
 pub mod merkle;
+mod principal;
 
 pub use approval::{
-    Approval, ApprovalError, ApprovalRequest, Violation, add_approver, sign_approval,
+    Approval, ApprovalError, ApprovalRequest, NewApprover, Violation, add_approver, sign_approval,
     trusted_approvers, verify_approval,
 };
 pub use audit::{
@@ -45,3 +48,6 @@ pub use audit::{
     Recovery, Verified, fuzz_audit_bytes, read_entries, verify, verify_trusted,
 };
 pub use keys::{AuditSigningKey, AuditVerifyingKey, KeyError, NoteError};
+pub use principal::{
+    PrincipalCredential, PrincipalError, VERIFIED_ATTRIBUTE, issue_principal, verify_principal,
+};

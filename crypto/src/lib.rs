@@ -48,7 +48,8 @@ pub use locked::{LockStatus, LockedBuf};
 
 pub use symbiont_audit::{
     Approval, ApprovalError, ApprovalRequest, AuditError, AuditLog, AuditSigningKey,
-    AuditVerifyingKey, Checkpoint, Entry, EntryKind, KeyError, MAGIC, NoteError, ORIGIN,
-    OpenReport, Problem, Recovery, Verified, Violation, add_approver, fuzz_audit_bytes, merkle,
-    read_entries, sign_approval, trusted_approvers, verify, verify_approval, verify_trusted,
+    AuditVerifyingKey, Checkpoint, Entry, EntryKind, KeyError, MAGIC, NewApprover, NoteError,
+    ORIGIN, OpenReport, PrincipalCredential, PrincipalError, Problem, Recovery, VERIFIED_ATTRIBUTE,
+    Verified, Violation, add_approver, fuzz_audit_bytes, issue_principal, merkle, read_entries,
+    sign_approval, trusted_approvers, verify, verify_approval, verify_principal, verify_trusted,
 };

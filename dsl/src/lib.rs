@@ -48,7 +48,8 @@ pub use lower::{MAX_NESTING, MAX_SOURCE_BYTES, Parsed, parse, parse_bytes};
 pub use policy::{
     Action, ENCRYPTION, FORCEABLE_ENCRYPTION, TIER, actions, actions_of, check_persist,
     check_policies, check_policies_with, context_attributes, context_with_lane, context_with_tiers,
-    forced_lane, job_forced_lane, job_required_tiers, policies, required_tiers, with_ancestors,
+    forced_lane, job_forced_lane, job_required_tiers, policies, policies_named, required_tiers,
+    with_ancestors,
 };
 pub use query::{Rejected, entry_agents, lower_query, runnable};
 pub use syntax::{language, parse_cst};

@@ -275,6 +275,19 @@ impl<'s> Lowerer<'s> {
         }
     }
 
+    /// A condition's key: a name, or a namespaced `principal.role` (its
+    /// parts joined by dots, whatever the spacing).
+    fn attribute(&self, node: Node<'_>) -> Ident {
+        if node.kind() != "attribute_path" {
+            return self.ident(node);
+        }
+        let parts: Vec<&str> = self.children(node).map(|n| self.text(n)).collect();
+        Ident {
+            name: parts.join("."),
+            span: span(node),
+        }
+    }
+
     fn item(&mut self, node: Node<'_>) -> Item {
         match node.kind() {
             "import_declaration" => Item::Import(Import {
@@ -409,7 +422,7 @@ impl<'s> Lowerer<'s> {
                         self.fields(rule, "condition")
                             .into_iter()
                             .map(|c| ConditionEntry {
-                                key: self.ident(self.field(c, "key")),
+                                key: self.attribute(self.field(c, "key")),
                                 op: c
                                     .child_by_field_name("operator")
                                     .and_then(|o| BinaryOp::from_token(self.text(o))),

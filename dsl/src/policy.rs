@@ -6,7 +6,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use symbiont_ir::{
-    Attributes, CmpOp, CompiledPolicies, Condition, Effect, Lane, Policy, PolicyValue, unit_seconds,
+    Attributes, CmpOp, CompiledPolicies, Condition, Effect, Lane, Namespace, Policy, PolicyValue,
+    split_attribute, unit_seconds,
 };
 
 use crate::ast::*;
@@ -57,8 +58,42 @@ fn bad_condition(span: Span) -> Diagnostic {
         "a policy condition is `attribute op value` with a literal value",
     )
     .with_note(
-        "e.g. `user_clearance >= \"level_2\"`, `audit_trail = true`, `retention_period: 30.days`",
+        "e.g. `principal.clearance >= \"level_2\"`, `audit_trail = true`, `resource.retention_period: 30.days`",
     )
+}
+
+/// The attribute a condition names: `name`, or `namespace.key` with a
+/// namespace of [`Namespace::ALL`]; an unknown namespace is refused.
+fn attribute_name(name: &str, span: Span) -> Result<String, Diagnostic> {
+    if !name.contains('.') {
+        return Ok(name.to_owned());
+    }
+    match split_attribute(name) {
+        (Some(Namespace::Record), key) if key != "class" => Err(Diagnostic::error(
+            Code::E0403,
+            span,
+            format!("`{name}`: the record namespace has one attribute, `record.class`"),
+        )),
+        (Some(_), key) if !key.is_empty() && !key.contains('.') => Ok(name.to_owned()),
+        _ => Err(Diagnostic::error(
+            Code::E0403,
+            span,
+            format!(
+                "`{name}` is not an attribute: qualified names are `principal.NAME`, `resource.NAME` or `record.class`"
+            ),
+        )),
+    }
+}
+
+/// `a` or `a.b` as the attribute text it spells.
+fn dotted(e: &Expr) -> Option<String> {
+    match &e.kind {
+        ExprKind::Ident(name) => Some(name.clone()),
+        ExprKind::Member { object, property } => {
+            Some(format!("{}.{}", dotted(object)?, property.name))
+        }
+        _ => None,
+    }
 }
 
 /// The program's policies by name, or the conditions that are not in a
@@ -89,27 +124,26 @@ pub fn policies(program: &Program) -> Result<HashMap<String, Policy>, Vec<Diagno
                     for c in conditions {
                         let parsed = match c {
                             Condition_::Assign { name, value, .. } => {
-                                literal(value).map(|v| Condition {
-                                    attribute: name.name.clone(),
-                                    op: CmpOp::Eq,
-                                    value: v,
-                                })
+                                literal(value).map(|v| (name.name.clone(), CmpOp::Eq, v))
                             }
                             Condition_::Expr(Expr {
                                 kind: ExprKind::Binary { op, lhs, rhs },
                                 ..
-                            }) => match (&lhs.kind, cmp_op(*op), literal(rhs)) {
-                                (ExprKind::Ident(attr), Some(op), Some(value)) => Some(Condition {
-                                    attribute: attr.clone(),
-                                    op,
-                                    value,
-                                }),
+                            }) => match (dotted(lhs), cmp_op(*op), literal(rhs)) {
+                                (Some(attr), Some(op), Some(value)) => Some((attr, op, value)),
                                 _ => None,
                             },
                             Condition_::Expr(_) => None,
                         };
-                        match parsed {
-                            Some(c) => policy.require.push(c),
+                        match parsed.map(|(a, op, value)| {
+                            attribute_name(&a, c.span()).map(|attribute| Condition {
+                                attribute,
+                                op,
+                                value,
+                            })
+                        }) {
+                            Some(Ok(c)) => policy.require.push(c),
+                            Some(Err(d)) => errors.push(d),
                             None => errors.push(bad_condition(c.span())),
                         }
                     }
@@ -117,12 +151,19 @@ pub fn policies(program: &Program) -> Result<HashMap<String, Policy>, Vec<Diagno
                 PolicyRuleKind::Conditions(entries) => {
                     for e in entries {
                         let op = e.op.map_or(Some(CmpOp::Eq), cmp_op);
-                        match (op, literal(&e.value)) {
-                            (Some(op), Some(value)) => policy.conditions.push(Condition {
-                                attribute: e.key.name.clone(),
-                                op,
-                                value,
-                            }),
+                        match (
+                            op,
+                            literal(&e.value),
+                            attribute_name(&e.key.name, e.key.span),
+                        ) {
+                            (_, _, Err(d)) => errors.push(d),
+                            (Some(op), Some(value), Ok(attribute)) => {
+                                policy.conditions.push(Condition {
+                                    attribute,
+                                    op,
+                                    value,
+                                })
+                            }
                             _ => errors.push(bad_condition(e.span)),
                         }
                     }
@@ -161,7 +202,7 @@ pub fn forced_lane<'p>(policies: impl IntoIterator<Item = &'p Policy>) -> Option
     policies
         .into_iter()
         .flat_map(|p| &p.require)
-        .filter(|c| c.attribute == ENCRYPTION && c.op == CmpOp::Eq)
+        .filter(|c| c.names_resource(ENCRYPTION) && c.op == CmpOp::Eq)
         .filter_map(|c| match &c.value {
             PolicyValue::Str(v) => FORCEABLE_ENCRYPTION
                 .iter()
@@ -193,7 +234,7 @@ pub const TIER: &str = "tier";
 pub fn required_tiers<'p>(policies: impl IntoIterator<Item = &'p Policy>) -> Vec<(u8, String)> {
     let mut out = Vec::new();
     for p in policies {
-        for c in p.require.iter().filter(|c| c.attribute == TIER) {
+        for c in p.require.iter().filter(|c| c.names_resource(TIER)) {
             let PolicyValue::Num(n) = c.value else {
                 continue;
             };
@@ -310,6 +351,29 @@ fn actions_from(program: &Program, entry: Option<&str>) -> Vec<Action> {
     out.sort_by_key(|a| (a.span.start, a.policies.len()));
     out.dedup();
     out
+}
+
+/// The policies `names` (all of the program's, in file order, when none
+/// are named) with their ancestors, in precedence order, for a decision;
+/// `Err` names a policy the program does not define.
+pub fn policies_named(
+    program: &Program,
+    defined: &HashMap<String, Policy>,
+    names: &[String],
+) -> Result<Vec<Policy>, String> {
+    let all: Vec<String> = program
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Policy(p) => Some(p.name.name.clone()),
+            _ => None,
+        })
+        .collect();
+    let order = if names.is_empty() { &all[..] } else { names };
+    with_ancestors(program, order)
+        .iter()
+        .map(|n| defined.get(n).cloned().ok_or_else(|| n.clone()))
+        .collect()
 }
 
 /// `names` with the policies each extends before it (ancestors first, in
@@ -621,6 +685,19 @@ fn decide_statically(
         .chain(action.policies.iter().filter_map(|n| defined.get(n)))
         .map(|p| Policy {
             conditions: Vec::new(),
+            // Requirements on the principal and the records are met, or
+            // not, at run time.
+            require: p
+                .require
+                .iter()
+                .filter(|c| {
+                    !matches!(
+                        split_attribute(&c.attribute).0,
+                        Some(Namespace::Principal | Namespace::Record)
+                    )
+                })
+                .cloned()
+                .collect(),
             ..p.clone()
         })
         .collect();
@@ -629,7 +706,7 @@ fn decide_statically(
     if let Some((policy, c)) = applicable.iter().find_map(|p| {
         p.require
             .iter()
-            .find(|c| c.attribute == TIER && !matches!(c.op, CmpOp::Ge | CmpOp::Gt))
+            .find(|c| c.names_resource(TIER) && !matches!(c.op, CmpOp::Ge | CmpOp::Gt))
             .map(|c| (p, c))
     }) {
         return Some(
@@ -664,6 +741,7 @@ fn decide_statically(
         &Attributes {
             principal: &none,
             resource: &context,
+            record: &none,
         },
     );
     if decision.effect == Effect::Allow {

@@ -194,9 +194,13 @@ module.exports = grammar({
       optional(';'),
     ),
 
+    /// A namespaced attribute in a condition: `principal.role`,
+    /// `resource.retention_period`, `record.class`.
+    attribute_path: $ => seq($.identifier, repeat1(seq('.', $.identifier))),
+
     /// `key: value` or `key: >= value` inside `conditions: {...}`.
     condition_entry: $ => seq(
-      field('key', $.identifier),
+      field('key', choice($.identifier, $.attribute_path)),
       ':',
       optional(field('operator', choice(...COMPARISON_OPERATORS))),
       field('value', $._expression),

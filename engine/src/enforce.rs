@@ -12,9 +12,6 @@ use symbiont_operators::{
     Attributes, CompiledPolicies, Condition, Effect, Lane, Policy, PolicyValue,
 };
 
-/// The attribute that holds each record's class.
-pub(crate) const RECORD_CLASS: &str = "data_classification";
-
 /// What the policies' conditions say about a job before it starts.
 #[derive(Debug, Default)]
 pub(crate) struct RuntimeDecision {
@@ -27,7 +24,7 @@ pub(crate) struct RuntimeDecision {
 }
 
 fn without_record_conditions(p: &Policy) -> Policy {
-    let keep = |c: &Condition| c.attribute != RECORD_CLASS;
+    let keep = |c: &Condition| !c.is_on_records();
     Policy {
         conditions: p.conditions.iter().filter(|c| keep(c)).cloned().collect(),
         require: p.require.iter().filter(|c| keep(c)).cloned().collect(),
@@ -46,7 +43,7 @@ pub(crate) fn decide(
     log: &mut AuditLog,
     job: u64,
 ) -> Result<RuntimeDecision> {
-    let (program, query, principal) = (&spec.program, &spec.query, &spec.principal);
+    let (program, query, principal) = (&spec.program, &spec.query, &spec.principal.attributes);
     let persist = spec.persist_encrypted.is_some();
     let defined =
         symbiont_dsl::policies(program).map_err(|_| anyhow::anyhow!("invalid policies"))?;
@@ -99,6 +96,7 @@ pub(crate) fn decide(
             &Attributes {
                 principal,
                 resource: &resource,
+                record: &Default::default(),
             },
         );
         let mut by_class = serde_json::Map::new();
@@ -109,16 +107,16 @@ pub(crate) fn decide(
             // The records: each class they may have.
             let compiled = CompiledPolicies::compile(&applicable)?;
             for lane in Lane::ALL {
-                let mut with_class = resource.clone();
-                with_class.insert(
-                    RECORD_CLASS.to_owned(),
+                let record = std::collections::BTreeMap::from([(
+                    "class".to_owned(),
                     PolicyValue::Str(lane.class().to_owned()),
-                );
+                )]);
                 let d = compiled.decide(
                     action.name,
                     &Attributes {
                         principal,
-                        resource: &with_class,
+                        resource: &resource,
+                        record: &record,
                     },
                 );
                 by_class.insert(lane.class().to_owned(), serde_json::to_value(d.effect)?);
@@ -242,18 +240,40 @@ pub(crate) fn load_approval(
             // run of the same program over the same dataset, until it
             // expires).
             let id = crate::digest(&serde_json::to_vec(&approval)?);
-            let earlier = symbiont_crypto::read_entries(log.path())?
-                .into_iter()
-                .find(|e| {
-                    e.kind == EntryKind::Approval.as_str()
-                        && e.detail["approval_sha256"] == id.as_str()
-                });
-            if let Some(e) = earlier {
-                let why = format!(
+            let entries = symbiont_crypto::read_entries(log.path())?;
+            let earlier = entries.iter().find(|e| {
+                e.kind == EntryKind::Approval.as_str() && e.detail["approval_sha256"] == id.as_str()
+            });
+            // Bound to the run: the job it resumes was suspended, in this
+            // log, for at least the violations it overrides.
+            let suspended = entries.iter().find(|e| {
+                e.kind == EntryKind::StageSuspended.as_str()
+                    && e.detail["job"] == approval.suspended_job
+            });
+            let listed = suspended.and_then(|e| {
+                serde_json::from_value::<Vec<Violation>>(e.detail["violations"].clone()).ok()
+            });
+            let refused = match (earlier, listed) {
+                (Some(e), _) => Some(format!(
                     "{}: this approval was already used by job {} (an approval is single-use: ask for a new one)",
                     path.display(),
                     e.detail["job"]
-                );
+                )),
+                (None, None) => Some(format!(
+                    "{}: it resumes job {}, which this audit log does not show suspended",
+                    path.display(),
+                    approval.suspended_job
+                )),
+                (None, Some(listed)) if !approval.overrides.iter().all(|v| listed.contains(v)) => {
+                    Some(format!(
+                        "{}: it overrides violations job {} was not suspended for",
+                        path.display(),
+                        approval.suspended_job
+                    ))
+                }
+                _ => None,
+            };
+            if let Some(why) = refused {
                 log.append(
                     EntryKind::Approval,
                     serde_json::json!({"job": job, "file": path.display().to_string(), "refused": why}),

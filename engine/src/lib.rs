@@ -33,6 +33,7 @@ mod files;
 mod graph;
 pub mod homes;
 mod job;
+mod principal;
 mod session;
 pub mod stage;
 mod table;
@@ -50,6 +51,7 @@ pub use job::{
     JobOutput, KeyHolder, KeystoreHolder, LaneKeys, ListFeed, OnError, ProgrammableLane,
     ProgrammableStage, ReducedColumns, SealedFeed, SealedStage, StageOutput, job_plan, run_batch,
 };
+pub use principal::Principal;
 pub use session::{
     Attrs, Custody, Event, Job, JobResult, JobSpec, Observer, Outcome, Passphrase, ResultSink,
     StageBinaries,

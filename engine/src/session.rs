@@ -55,8 +55,9 @@ pub struct JobSpec {
     /// The dataset's id (default: the input's canonical path; a stored
     /// dataset keeps the id it was sealed under).
     pub dataset_id: Option<String>,
-    /// The principal's attributes.
-    pub principal: Attrs,
+    /// Who runs it ([`Principal::from_credential`], or an explicitly
+    /// unverified one).
+    pub principal: crate::Principal,
     /// The resource's attributes (the dataset's metadata must agree).
     pub resource: Attrs,
     /// Dataflow workers.
@@ -542,10 +543,21 @@ fn start(
             return Err(e);
         }
     };
+    // An approval binds the input's bytes: digested (one more read) only
+    // when an approval is given or the job may be suspended.
+    let may_suspend = !decision.before.is_empty() || decision.by_lane.iter().any(|v| !v.is_empty());
+    let input_sha256 = if spec.approval.is_some() || may_suspend {
+        file_digest(&input_bytes(&spec.input))?
+    } else {
+        String::new()
+    };
     let this_job = ApprovalRequest {
         program_sha256: spec.program_sha256.clone(),
         agent: query.agent.clone(),
         dataset: dataset.to_owned(),
+        input_sha256,
+        principal: spec.principal.id(),
+        suspended_job: 0,
         overrides: Vec::new(),
     };
     let approved = match &spec.approval {
@@ -569,6 +581,7 @@ fn start(
             serde_json::json!("start"),
             ApprovalRequest {
                 overrides: before,
+                suspended_job: job,
                 ..this_job
             },
             requests_dir(custody)?,
@@ -582,6 +595,16 @@ fn start(
         approved,
         this_job,
     }))
+}
+
+/// The file whose bytes are the input's digest: the input, or a stored
+/// dataset's `batches.bin`.
+fn input_bytes(input: &Path) -> PathBuf {
+    if symbiont_operators::is_store(input) {
+        input.join("batches.bin")
+    } else {
+        input.to_owned()
+    }
 }
 
 /// Where approval requests go, or why there is no such place.
@@ -701,6 +724,7 @@ fn finish(
             serde_json::json!({"op": "classify", "line": line, "class": lane.class()}),
             ApprovalRequest {
                 overrides: violations,
+                suspended_job: job,
                 ..started.this_job
             },
             requests_dir(custody)?,
@@ -931,6 +955,7 @@ fn job_start(spec: &JobSpec, files: DatasetFiles<'_>, dataset: &str) -> serde_js
         "agent": spec.query.agent,
         "input": spec.input.display().to_string(),
         "dataset": dataset,
+        "principal": spec.principal.to_json(),
         "policies": spec.query.policies,
         "dataset_metadata": files.metadata.map(|(f, _)| serde_json::json!({
             "file": f.file.display().to_string(),
@@ -1119,11 +1144,7 @@ fn execute(
         Some(symbiont_operators::Format::Csv | symbiont_operators::Format::Ndjson)
     ) || symbiont_operators::is_store(&config.input))
     .then(|| {
-        let path = if symbiont_operators::is_store(&config.input) {
-            config.input.join("batches.bin")
-        } else {
-            config.input.clone()
-        };
+        let path = input_bytes(&config.input);
         std::thread::spawn(move || file_digest(&path))
     });
     let result = run_batch(&spec.query, config);

@@ -154,6 +154,20 @@ impl Condition {
             .is_some_and(|o| self.op.holds(o))
     }
 
+    /// Whether it is about the records seen (`record.*`, or the legacy
+    /// `data_classification`) rather than the job.
+    pub fn is_on_records(&self) -> bool {
+        matches!(
+            split_attribute(&self.attribute),
+            (Some(Namespace::Record), _) | (None, LEGACY_RECORD_CLASS)
+        )
+    }
+
+    /// Whether it names the resource attribute `key`, qualified or not.
+    pub fn names_resource(&self, key: &str) -> bool {
+        matches!(split_attribute(&self.attribute), (Some(Namespace::Resource) | None, k) if k == key)
+    }
+
     fn describe(&self) -> String {
         format!("{} {} {}", self.attribute, self.op.symbol(), self.value)
     }
@@ -174,19 +188,79 @@ pub struct Policy {
     pub conditions: Vec<Condition>,
 }
 
-/// The attributes a decision sees: the principal's, then the resource's
-/// (a name in both is the principal's).
+/// The namespaces an attribute lives in. A condition names one as
+/// `principal.role`, `resource.retention_period` or `record.class`; what
+/// the principal asserts can never stand for the data's attributes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Namespace {
+    /// Who asks: a signed principal credential's attributes.
+    Principal,
+    /// What is acted on: the dataset's metadata and the job's context
+    /// (`audit_trail`, `encryption`, `tier`).
+    Resource,
+    /// Each record seen: `class`, as the `@classifier` gave it.
+    Record,
+}
+
+impl Namespace {
+    /// Every namespace, as written before the dot.
+    pub const ALL: [(&'static str, Namespace); 3] = [
+        ("principal", Namespace::Principal),
+        ("resource", Namespace::Resource),
+        ("record", Namespace::Record),
+    ];
+
+    /// The namespace a prefix names.
+    pub fn parse(prefix: &str) -> Option<Namespace> {
+        Namespace::ALL
+            .iter()
+            .find(|(p, _)| *p == prefix)
+            .map(|(_, n)| *n)
+    }
+}
+
+/// The legacy, unqualified name of `record.class`.
+pub const LEGACY_RECORD_CLASS: &str = "data_classification";
+
+/// An attribute as a condition names it: `(Some(namespace), key)` for
+/// `namespace.key`, `(None, name)` for an unqualified name (an unknown
+/// prefix is not a namespace: `symbi check` refuses it).
+pub fn split_attribute(name: &str) -> (Option<Namespace>, &str) {
+    match name.split_once('.') {
+        Some((prefix, key)) => match Namespace::parse(prefix) {
+            Some(ns) => (Some(ns), key),
+            None => (None, name),
+        },
+        None => (None, name),
+    }
+}
+
+/// The attributes a decision sees, each namespace apart.
+///
+/// A qualified name (`principal.k`, `resource.k`, `record.k`) is looked
+/// up in its namespace only. An unqualified name (the spec's own
+/// examples) is the resource's if the resource has it, else the
+/// principal's; `data_classification` is `record.class`. So a principal
+/// never shadows the data's attributes.
 #[derive(Clone, Copy, Debug)]
 pub struct Attributes<'a> {
     /// Who asks.
     pub principal: &'a BTreeMap<String, PolicyValue>,
     /// What is acted on: dataset metadata and the job's context.
     pub resource: &'a BTreeMap<String, PolicyValue>,
+    /// The record a decision is about (`class`), empty for the job's.
+    pub record: &'a BTreeMap<String, PolicyValue>,
 }
 
 impl Attributes<'_> {
     fn get(&self, name: &str) -> Option<&PolicyValue> {
-        self.principal.get(name).or_else(|| self.resource.get(name))
+        match split_attribute(name) {
+            (Some(Namespace::Principal), k) => self.principal.get(k),
+            (Some(Namespace::Resource), k) => self.resource.get(k),
+            (Some(Namespace::Record), k) => self.record.get(k),
+            (None, LEGACY_RECORD_CLASS) => self.record.get("class"),
+            (None, k) => self.resource.get(k).or_else(|| self.principal.get(k)),
+        }
     }
 }
 

@@ -60,7 +60,8 @@ pub use store::{
 pub use symbiont_ir::risk;
 pub use symbiont_ir::{
     AggKind, AggregateSpec, Attributes, BinOp, ClassStmt, Classifier, CmpOp, CompiledPolicies,
-    Condition, Decision, Detector, Effect, Element, Env, EvalError, FieldType, Grouping, Lane,
-    OutExpr, Output, Pipeline, Policy, PolicyValue, Query, Reason, Scalar, Schema, Step, StrMethod,
-    TooManyActions, UnOp, Value, parse_attributes, unit_seconds,
+    Condition, Decision, Detector, Effect, Element, Env, EvalError, FieldType, Grouping,
+    LEGACY_RECORD_CLASS, Lane, Namespace, OutExpr, Output, Pipeline, Policy, PolicyValue, Query,
+    Reason, Scalar, Schema, Step, StrMethod, TooManyActions, UnOp, Value, parse_attributes,
+    split_attribute, unit_seconds,
 };

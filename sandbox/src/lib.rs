@@ -124,6 +124,61 @@ pub struct Report {
     pub first_output: Option<Duration>,
 }
 
+impl Report {
+    /// The exit status `symbi sandbox run` gives for this report, as a
+    /// shell would (`128 + signal`, 137 at the memory limit, 124 past the
+    /// timeout), and what to say about it.
+    pub fn exit_status(&self, limits: &Limits) -> (i32, Vec<String>) {
+        let mut said = Vec::new();
+        let code = match self.outcome {
+            Outcome::Exited(c) => c,
+            Outcome::Signaled(s) => {
+                let sys = if s == 31 {
+                    " (SIGSYS: a system call outside the seccomp allowlist)"
+                } else {
+                    ""
+                };
+                said.push(format!("the command was killed by signal {s}{sys}"));
+                128 + s
+            }
+            Outcome::MemoryLimit | Outcome::OutputLimit => {
+                said.push(format!(
+                    "the command was killed at its memory limit ({} MiB)",
+                    limits.memory_bytes >> 20
+                ));
+                137
+            }
+            Outcome::TimedOut => {
+                said.push(format!(
+                    "the command ran past {:?} and was killed",
+                    limits.timeout
+                ));
+                124
+            }
+        };
+        if self.pids_limited {
+            said.push(format!(
+                "the process limit ({}) refused at least one fork",
+                limits.pids
+            ));
+        }
+        (code, said)
+    }
+}
+
+impl std::fmt::Display for TierStatus {
+    /// `symbi sandbox doctor`'s lines for the tier.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.available {
+            "available"
+        } else {
+            "NOT available"
+        };
+        writeln!(f, "tier {} ({}): {state}", self.tier, self.mechanism)?;
+        self.detail.iter().try_for_each(|d| writeln!(f, "  {d}"))
+    }
+}
+
 /// Why a sandbox could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
