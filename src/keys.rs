@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use symbiont_crypto::{EntryKind, KeyId, Keystore};
@@ -115,21 +115,42 @@ pub(crate) fn list(dir: Option<&Path>, json: bool) -> Result<u8> {
 }
 
 /// `symbi keys add-approver NAME (--public-key KEY | --key-out FILE)`.
-pub(crate) fn add_approver(
-    dir: Option<&Path>,
-    name: &str,
-    public: Option<&str>,
-    key_out: Option<&Path>,
-) -> Result<u8> {
-    let dir = dir_or_default(dir)?;
+#[derive(Debug, clap::Args)]
+pub(crate) struct AddApprover {
+    /// The approver's name.
+    name: String,
+    /// Their public key (`NAME+ID+KEY`, as `--key-out` prints it).
+    #[arg(long, value_name = "KEY", required_unless_present = "key_out")]
+    public_key: Option<String>,
+    /// Make the key and write its private half here (a new file, mode
+    /// 0600, outside the keystore).
+    #[arg(long, value_name = "PATH", conflicts_with = "public_key")]
+    key_out: Option<PathBuf>,
+    /// The keystore directory (default: `$XDG_DATA_HOME/symbiont`).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+pub(crate) fn add_approver(args: &AddApprover) -> Result<u8> {
+    let (name, key_out) = (args.name.as_str(), args.key_out.as_deref());
+    let dir = dir_or_default(args.dir.as_deref())?;
     Keystore::list(&dir)?;
-    let key = match (public, key_out) {
+    let key = match (args.public_key.as_deref(), key_out) {
         (Some(p), _) => symbiont_crypto::NewApprover::Public(p),
         (None, Some(out)) => symbiont_crypto::NewApprover::KeyOut(out),
         (None, None) => unreachable!("clap requires one"),
     };
     let public = symbiont_crypto::add_approver(&dir, name, key)?;
     println!("approver {name}: {public}");
+    let event = serde_json::json!({"event": "added approver", "name": name, "key": public});
+    key_event(
+        &audit::AuditArgs {
+            log: None,
+            key: None,
+        },
+        &dir,
+        event,
+    )?;
     if let Some(out) = key_out {
         println!("  signing key {} (give it to {name})", out.display());
     }
@@ -137,20 +158,44 @@ pub(crate) fn add_approver(
 }
 
 /// `symbi keys issue-principal NAME KEY=VALUE... --out FILE`.
-pub(crate) fn issue_principal(
-    dir: Option<&Path>,
-    name: &str,
-    attributes: &[String],
-    valid: std::time::Duration,
-    out: &Path,
-) -> Result<u8> {
-    let dir = dir_or_default(dir)?;
+#[derive(Debug, clap::Args)]
+pub(crate) struct IssuePrincipal {
+    /// The principal's name.
+    name: String,
+    /// Their attributes (`principal.KEY` in policies).
+    #[arg(value_name = "KEY=VALUE")]
+    attributes: Vec<String>,
+    /// How long it holds, e.g. `90days`.
+    #[arg(long, default_value = "90days")]
+    expires: humantime::Duration,
+    /// The credential file to create.
+    #[arg(long, value_name = "PATH")]
+    out: PathBuf,
+    /// The keystore directory (default: `$XDG_DATA_HOME/symbiont`).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+pub(crate) fn issue_principal(a: &IssuePrincipal) -> Result<u8> {
+    let dir = dir_or_default(a.dir.as_deref())?;
     Keystore::list(&dir)?;
-    if let Err(why) = symbiont_engine::Principal::issue(&dir, name, attributes, valid, out)? {
+    let valid = a.expires.into();
+    if let Err(why) =
+        symbiont_engine::Principal::issue(&dir, &a.name, &a.attributes, valid, &a.out)?
+    {
         eprintln!("symbi: usage error: {why}");
         return Ok(exit::USAGE);
     }
-    println!("issued principal {name}: {}", out.display());
+    println!("issued principal {}: {}", a.name, a.out.display());
+    let event = serde_json::json!({"event": "issued principal", "name": a.name, "attributes": a.attributes});
+    key_event(
+        &audit::AuditArgs {
+            log: None,
+            key: None,
+        },
+        &dir,
+        event,
+    )?;
     Ok(exit::OK)
 }
 
@@ -188,6 +233,55 @@ pub(crate) fn export_data_key(
 
 /// Audits a key event when the keystore is the default one or a log is
 /// named (another keystore's audit key must not sign the default log).
+/// `symbi datasets bind PATH [--policy FILE] [--meta FILE]`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Bind {
+    /// The dataset file.
+    path: PathBuf,
+    /// Its policies (default: `PATH.policy.symbi`).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Its metadata (default: `PATH.meta.json`).
+    #[arg(long, value_name = "FILE")]
+    meta: Option<PathBuf>,
+    /// Its dataset id (default: its canonical path).
+    #[arg(long, value_name = "ID")]
+    dataset_id: Option<String>,
+    /// The keystore directory (default: `$XDG_DATA_HOME/symbiont`).
+    #[arg(long, value_name = "DIR")]
+    keystore: Option<PathBuf>,
+}
+
+pub(crate) fn bind(a: &Bind) -> Result<u8> {
+    let dir = dir_or_default(a.keystore.as_deref())?;
+    Keystore::list(&dir)?;
+    let (policy, meta) = (a.policy.as_deref(), a.meta.as_deref());
+    let b = match symbiont_engine::bind(&dir, &a.path, a.dataset_id.as_deref(), policy, meta)? {
+        Ok(b) => b,
+        Err(why) => {
+            eprintln!("symbi: cannot bind {}: {why}", a.path.display());
+            return Ok(exit::USAGE);
+        }
+    };
+    println!(
+        "bound {} (sha256 {}) as dataset `{}`: {}",
+        a.path.display(),
+        b.input_sha256,
+        b.dataset,
+        b.dir.display()
+    );
+    let event = serde_json::json!({"event": "bound", "dataset": b.dataset, "input_sha256": b.input_sha256, "keystore": dir.display().to_string()});
+    key_event(
+        &audit::AuditArgs {
+            log: None,
+            key: None,
+        },
+        &dir,
+        event,
+    )?;
+    Ok(exit::OK)
+}
+
 fn key_event(audit: &audit::AuditArgs, dir: &Path, detail: serde_json::Value) -> Result<()> {
     let default = symbiont_engine::homes::keystore_dir().ok().as_deref() == Some(dir);
     if !default && audit.log.is_none() {

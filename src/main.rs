@@ -59,101 +59,7 @@ enum Command {
     /// JSON output is the agent's value (a struct as an object, with job
     /// metadata under `_meta`; any other value under `value`, beside
     /// `_meta`).
-    Run {
-        /// The program.
-        file: PathBuf,
-        /// Binds the entry agent's stream parameter: `NAME=PATH` (.csv,
-        /// .ndjson/.jsonl, .parquet or .arrow/.ipc/.feather, or a directory
-        /// written by --persist-encrypted), or `NAME=tfhe:DIR`: such a
-        /// directory with its restricted records read from their TFHE copy
-        /// (the programmable path: filters and min/max under encryption).
-        #[arg(long = "input", value_name = "NAME=PATH", required = true)]
-        inputs: Vec<String>,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = RunFormat::Json)]
-        format: RunFormat,
-        /// Write the result here instead of to stdout.
-        #[arg(long, value_name = "PATH")]
-        out: Option<PathBuf>,
-        /// Worker threads (default: the machine's cores).
-        #[arg(long)]
-        workers: Option<usize>,
-        /// Bad rows: `fail` (stop, naming the row) or `quarantine=PATH`
-        /// (write each bad row's line and reason to PATH and go on).
-        #[arg(long, value_name = "fail|quarantine=PATH", default_value = "fail")]
-        on_error: String,
-        /// The entry agent, when several take a `Stream<T>`.
-        #[arg(long)]
-        agent: Option<String>,
-        /// The audit log the job's events go to (default:
-        /// `$XDG_STATE_HOME/symbiont/audit.log`).
-        #[arg(long, value_name = "PATH")]
-        audit_log: Option<PathBuf>,
-        /// The audit signing key (default: `audit_ed25519.key` in the
-        /// default keystore, created on first use; --keystore does not
-        /// change it, so one log keeps one key).
-        #[arg(long, value_name = "PATH")]
-        audit_key: Option<PathBuf>,
-        /// The keystore whose data keys seal the confidential lane
-        /// (default: `$XDG_DATA_HOME/symbiont`, created on first use).
-        #[arg(long, value_name = "DIR")]
-        keystore: Option<PathBuf>,
-        /// The environment variable holding the keystore's passphrase, if
-        /// its master key is sealed.
-        #[arg(long, value_name = "VAR")]
-        passphrase_env: Option<String>,
-        /// The dataset id the input's records are sealed under (default:
-        /// the input file's canonical path). It selects the data key and is
-        /// bound into every ciphertext.
-        #[arg(long, value_name = "ID")]
-        dataset_id: Option<String>,
-        /// The AES-256-GCM implementation sealing the encrypted lanes:
-        /// `ring` (the default, chosen by benches/aes_lane.sh) or `aes-gcm`
-        /// (RustCrypto).
-        #[arg(long, value_enum, default_value_t = AesBackend::Ring)]
-        aes_backend: AesBackend,
-        /// The memory limit of each sandboxed stage, MiB.
-        #[arg(long, value_name = "MIB", default_value_t = 256)]
-        stage_memory_mib: u64,
-        /// How long a sandboxed stage may run (not counting its waits for
-        /// the job's next batch) before it is killed, failing the job.
-        #[arg(long, value_name = "DURATION", default_value = "60s")]
-        stage_timeout: humantime::Duration,
-        /// Keep the classified dataset in DIR (which must not exist):
-        /// encrypted lanes sealed, public records in the clear, restricted
-        /// records also as TFHE integer ciphertexts of their numeric
-        /// fields. A later run reads it back with `--input NAME=DIR` (or
-        /// `NAME=tfhe:DIR`). Written only if the job succeeds.
-        #[arg(long, value_name = "DIR")]
-        persist_encrypted: Option<PathBuf>,
-        /// Who runs the job: a principal credential the keystore's issuer
-        /// signed (`symbi keys issue-principal`); its attributes are what
-        /// `principal.*` conditions see.
-        #[arg(long, value_name = "FILE", conflicts_with = "principal_unverified")]
-        principal: Option<PathBuf>,
-        /// A principal attribute nobody vouches for: audited, and
-        /// `principal.verified` is false (a policy may require it true).
-        #[arg(long, value_name = "KEY=VALUE")]
-        principal_unverified: Vec<String>,
-        /// An attribute of the dataset, for policy conditions.
-        #[arg(long, value_name = "KEY=VALUE")]
-        resource: Vec<String>,
-        /// Resume a job suspended by policy conditions with this approval
-        /// (`symbi approve`), signed by an approver the keystore trusts.
-        #[arg(long, value_name = "FILE")]
-        override_approval: Option<PathBuf>,
-        /// Attest the agent's `prove(...)` fields: commit to the input at
-        /// ingestion (signed with the audit key), prove them with Groth16
-        /// once the job has its result, and write the bundle an auditor
-        /// checks with `symbi verify` (docs/ATTESTATION.md). Written only
-        /// if the job succeeds.
-        #[arg(long, value_name = "PATH")]
-        bundle: Option<PathBuf>,
-        /// With --bundle: prove with the key of the ceremony in DIR
-        /// (`symbi ceremony`), not one set up on this machine.
-        #[arg(long, value_name = "DIR", requires = "bundle")]
-        ceremony: Option<PathBuf>,
-    },
+    Run(run::RunArgs),
     /// Check an attestation bundle offline: the signed dataset commitment,
     /// every proof, every attested output, the audit checkpoint and the
     /// job's entries in it. Exit 0 if everything checks, 4 otherwise,
@@ -454,38 +360,10 @@ enum KeysCommand {
     /// Trust approver NAME's key (`approvers/NAME.pub`): the public key
     /// they made, or a new key written to --key-out for them to keep.
     /// Private keys are never kept in the keystore.
-    AddApprover {
-        /// The approver's name.
-        name: String,
-        /// Their public key (`NAME+ID+KEY`, as `--key-out` prints it).
-        #[arg(long, value_name = "KEY", required_unless_present = "key_out")]
-        public_key: Option<String>,
-        /// Make the key and write its private half here (a new file, mode
-        /// 0600, outside the keystore).
-        #[arg(long, value_name = "PATH", conflicts_with = "public_key")]
-        key_out: Option<PathBuf>,
-        /// The keystore directory (default: `$XDG_DATA_HOME/symbiont`).
-        #[arg(long, value_name = "DIR")]
-        dir: Option<PathBuf>,
-    },
+    AddApprover(keys::AddApprover),
     /// Issue principal NAME a credential with KEY=VALUE attributes, signed
     /// by the keystore's issuer key; `symbi run --principal FILE` uses it.
-    IssuePrincipal {
-        /// The principal's name.
-        name: String,
-        /// Their attributes (`principal.KEY` in policies).
-        #[arg(value_name = "KEY=VALUE")]
-        attributes: Vec<String>,
-        /// How long it holds, e.g. `90days`.
-        #[arg(long, default_value = "90days")]
-        expires: humantime::Duration,
-        /// The credential file to create.
-        #[arg(long, value_name = "PATH")]
-        out: PathBuf,
-        /// The keystore directory (default: `$XDG_DATA_HOME/symbiont`).
-        #[arg(long, value_name = "DIR")]
-        dir: Option<PathBuf>,
-    },
+    IssuePrincipal(keys::IssuePrincipal),
     /// Write one data key (hex) to a new file of mode 0600, for escrow or
     /// for another tool to decrypt with.
     ExportDataKey {
@@ -505,6 +383,9 @@ enum KeysCommand {
 
 #[derive(Debug, Subcommand)]
 enum DatasetsCommand {
+    /// Bind a file to its policies and metadata in the keystore, by its
+    /// content: a job over those bytes, under any name, answers to them.
+    Bind(keys::Bind),
     /// Generate a deterministic dataset as CSV (streaming, constant memory).
     Generate {
         /// Which dataset: `patients` (the schema of examples/data/patients.csv).
@@ -643,64 +524,7 @@ fn main() -> ExitCode {
             format,
             files,
         } => run_fmt(&files, check, format),
-        Command::Run {
-            file,
-            inputs,
-            format,
-            out,
-            workers,
-            on_error,
-            agent,
-            audit_log,
-            audit_key,
-            keystore,
-            passphrase_env,
-            dataset_id,
-            aes_backend,
-            stage_memory_mib,
-            stage_timeout,
-            persist_encrypted,
-            principal,
-            principal_unverified,
-            resource,
-            override_approval,
-            bundle,
-            ceremony,
-        } => run::run(&run::RunArgs {
-            file,
-            inputs,
-            format: match format {
-                RunFormat::Json => run::Output::Json,
-                RunFormat::Table => run::Output::Table,
-            },
-            out,
-            workers,
-            on_error,
-            agent,
-            audit: audit::AuditArgs {
-                log: audit_log,
-                key: audit_key,
-            },
-            keystore,
-            passphrase_env,
-            dataset_id,
-            aes_backend: match aes_backend {
-                AesBackend::Ring => symbiont_crypto::Backend::Ring,
-                AesBackend::AesGcm => symbiont_crypto::Backend::RustCrypto,
-            },
-            persist_encrypted,
-            principal,
-            principal_unverified,
-            resource,
-            override_approval,
-            bundle,
-            ceremony,
-            stage_limits: symbiont_sandbox::Limits {
-                memory_bytes: stage_memory_mib << 20,
-                timeout: stage_timeout.into(),
-                ..Default::default()
-            },
-        }),
+        Command::Run(args) => run::run(&args),
         Command::Approve {
             request,
             approver,
@@ -744,6 +568,9 @@ fn main() -> ExitCode {
             agent,
             input_kind,
         } => run::explain(&file, format, agent.as_deref(), input_kind),
+        Command::Datasets {
+            command: DatasetsCommand::Bind(args),
+        } => keys::bind(&args),
         Command::Datasets {
             command:
                 DatasetsCommand::Generate {
@@ -844,24 +671,8 @@ fn run_keys(command: KeysCommand) -> Result<u8> {
             &audit_to(audit_log),
         ),
         KeysCommand::List { dir, format } => keys::list(dir.as_deref(), format == Format::Json),
-        KeysCommand::AddApprover {
-            name,
-            public_key,
-            key_out,
-            dir,
-        } => keys::add_approver(
-            dir.as_deref(),
-            &name,
-            public_key.as_deref(),
-            key_out.as_deref(),
-        ),
-        KeysCommand::IssuePrincipal {
-            name,
-            attributes,
-            expires,
-            out,
-            dir,
-        } => keys::issue_principal(dir.as_deref(), &name, &attributes, expires.into(), &out),
+        KeysCommand::AddApprover(args) => keys::add_approver(&args),
+        KeysCommand::IssuePrincipal(args) => keys::issue_principal(&args),
         KeysCommand::ExportDataKey {
             id,
             out,

@@ -17,34 +17,106 @@ use symbiont_operators::{
     Attributes, CompiledPolicies, Effect, InputKind, Plan, PolicyValue, Query,
 };
 
-use crate::{ExplainFormat, Format, Reporter, display_name, exit, read_source};
+use crate::{
+    AesBackend, ExplainFormat, Format, Reporter, RunFormat, display_name, exit, read_source,
+};
 
-pub(crate) enum Output {
-    Json,
-    Table,
-}
-
+/// `symbi run`'s flags.
+#[derive(Debug, clap::Args)]
 pub(crate) struct RunArgs {
-    pub(crate) file: PathBuf,
-    pub(crate) inputs: Vec<String>,
-    pub(crate) format: Output,
-    pub(crate) out: Option<PathBuf>,
-    pub(crate) workers: Option<usize>,
-    pub(crate) on_error: String,
-    pub(crate) agent: Option<String>,
-    pub(crate) audit: crate::audit::AuditArgs,
-    pub(crate) keystore: Option<PathBuf>,
-    pub(crate) passphrase_env: Option<String>,
-    pub(crate) dataset_id: Option<String>,
-    pub(crate) persist_encrypted: Option<PathBuf>,
-    pub(crate) aes_backend: symbiont_crypto::Backend,
-    pub(crate) principal: Option<PathBuf>,
-    pub(crate) principal_unverified: Vec<String>,
-    pub(crate) resource: Vec<String>,
-    pub(crate) override_approval: Option<PathBuf>,
-    pub(crate) stage_limits: symbiont_sandbox::Limits,
-    pub(crate) bundle: Option<PathBuf>,
-    pub(crate) ceremony: Option<PathBuf>,
+    /// The program.
+    file: PathBuf,
+    /// Binds the entry agent's stream parameter: `NAME=PATH` (.csv,
+    /// .ndjson/.jsonl, .parquet or .arrow/.ipc/.feather, or a directory
+    /// written by --persist-encrypted), or `NAME=tfhe:DIR`: such a
+    /// directory with its restricted records read from their TFHE copy
+    /// (the programmable path: filters and min/max under encryption).
+    #[arg(long = "input", value_name = "NAME=PATH", required = true)]
+    inputs: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = RunFormat::Json)]
+    format: RunFormat,
+    /// Write the result here instead of to stdout.
+    #[arg(long, value_name = "PATH")]
+    out: Option<PathBuf>,
+    /// Worker threads (default: the machine's cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Bad rows: `fail` (stop, naming the row) or `quarantine=PATH`
+    /// (write each bad row's line and reason to PATH and go on).
+    #[arg(long, value_name = "fail|quarantine=PATH", default_value = "fail")]
+    on_error: String,
+    /// The entry agent, when several take a `Stream<T>`.
+    #[arg(long)]
+    agent: Option<String>,
+    /// The audit log the job's events go to (default:
+    /// `$XDG_STATE_HOME/symbiont/audit.log`).
+    #[arg(long, value_name = "PATH")]
+    audit_log: Option<PathBuf>,
+    /// The audit signing key (default: `audit_ed25519.key` in the
+    /// default keystore, created on first use; --keystore does not
+    /// change it, so one log keeps one key).
+    #[arg(long, value_name = "PATH")]
+    audit_key: Option<PathBuf>,
+    /// The keystore whose data keys seal the confidential lane
+    /// (default: `$XDG_DATA_HOME/symbiont`, created on first use).
+    #[arg(long, value_name = "DIR")]
+    keystore: Option<PathBuf>,
+    /// The environment variable holding the keystore's passphrase, if
+    /// its master key is sealed.
+    #[arg(long, value_name = "VAR")]
+    passphrase_env: Option<String>,
+    /// The dataset id the input's records are sealed under (default:
+    /// the input file's canonical path). It selects the data key and is
+    /// bound into every ciphertext.
+    #[arg(long, value_name = "ID")]
+    dataset_id: Option<String>,
+    /// The AES-256-GCM implementation sealing the encrypted lanes:
+    /// `ring` (the default, chosen by benches/aes_lane.sh) or `aes-gcm`
+    /// (RustCrypto).
+    #[arg(long, value_enum, default_value_t = AesBackend::Ring)]
+    aes_backend: AesBackend,
+    /// The memory limit of each sandboxed stage, MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    stage_memory_mib: u64,
+    /// How long a sandboxed stage may run (not counting its waits for
+    /// the job's next batch) before it is killed, failing the job.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    stage_timeout: humantime::Duration,
+    /// Keep the classified dataset in DIR (which must not exist):
+    /// encrypted lanes sealed, public records in the clear, restricted
+    /// records also as TFHE integer ciphertexts of their numeric
+    /// fields. A later run reads it back with `--input NAME=DIR` (or
+    /// `NAME=tfhe:DIR`). Written only if the job succeeds.
+    #[arg(long, value_name = "DIR")]
+    persist_encrypted: Option<PathBuf>,
+    /// Who runs the job: a principal credential the keystore's issuer
+    /// signed (`symbi keys issue-principal`); its attributes are what
+    /// `principal.*` conditions see.
+    #[arg(long, value_name = "FILE", conflicts_with = "principal_unverified")]
+    principal: Option<PathBuf>,
+    /// A principal attribute nobody vouches for: audited, and
+    /// `principal.verified` is false (a policy may require it true).
+    #[arg(long, value_name = "KEY=VALUE")]
+    principal_unverified: Vec<String>,
+    /// An attribute of the dataset, for policy conditions.
+    #[arg(long, value_name = "KEY=VALUE")]
+    resource: Vec<String>,
+    /// Resume a job suspended by policy conditions with this approval
+    /// (`symbi approve`), signed by an approver the keystore trusts.
+    #[arg(long, value_name = "FILE")]
+    override_approval: Option<PathBuf>,
+    /// Attest the agent's `prove(...)` fields: commit to the input at
+    /// ingestion (signed with the audit key), prove them with Groth16
+    /// once the job has its result, and write the bundle an auditor
+    /// checks with `symbi verify` (docs/ATTESTATION.md). Written only
+    /// if the job succeeds.
+    #[arg(long, value_name = "PATH")]
+    bundle: Option<PathBuf>,
+    /// With --bundle: prove with the key of the ceremony in DIR
+    /// (`symbi ceremony`), not one set up on this machine.
+    #[arg(long, value_name = "DIR", requires = "bundle")]
+    ceremony: Option<PathBuf>,
 }
 
 type Attrs = BTreeMap<String, PolicyValue>;
@@ -216,6 +288,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         input,
         tfhe_input,
         dataset_id: args.dataset_id.clone(),
+        bindings: Some(keystore.clone()),
         principal,
         resource,
         workers,
@@ -224,7 +297,11 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         persist_encrypted: args.persist_encrypted.clone(),
         bundle: args.bundle.clone(),
         ceremony: args.ceremony.clone(),
-        stage_limits: args.stage_limits.clone(),
+        stage_limits: symbiont_sandbox::Limits {
+            memory_bytes: args.stage_memory_mib << 20,
+            timeout: args.stage_timeout.into(),
+            ..Default::default()
+        },
         binaries: StageBinaries::this_binary()?,
         progress: progress.clone(),
         cancel: None,
@@ -232,6 +309,10 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
     let outcome = match job {
         Err(outcome) => outcome,
         Ok(job) => {
+            let audit = crate::audit::AuditArgs {
+                log: args.audit_log.clone(),
+                key: args.audit_key.clone(),
+            };
             let passphrase_env = args.passphrase_env.clone();
             let custody = Custody {
                 keystore,
@@ -239,16 +320,19 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
                 passphrase: Passphrase::from_fn(move || {
                     crate::keys::passphrase(passphrase_env.as_deref())
                 }),
-                aes_backend: args.aes_backend,
+                aes_backend: match args.aes_backend {
+                    AesBackend::Ring => symbiont_crypto::Backend::Ring,
+                    AesBackend::AesGcm => symbiont_crypto::Backend::RustCrypto,
+                },
                 // The audit log keeps its own key (--audit-key, or the
                 // default keystore's) whichever keystore seals the data.
-                audit_key: match &args.audit.key {
+                audit_key: match &audit.key {
                     Some(k) => k.clone(),
                     None => homes::audit_key()?,
                 },
                 requests: homes::requests_dir().map_err(|e| format!("{e:#}")),
             };
-            let mut log = args.audit.open()?;
+            let mut log = audit.open()?;
             let mut sink = Sink {
                 format: &args.format,
                 out: args.out.as_deref(),
@@ -329,15 +413,15 @@ impl Drop for Printer {
 /// The result as `--format` renders it, to `--out` (whole or not at all)
 /// or stdout.
 struct Sink<'a> {
-    format: &'a Output,
+    format: &'a RunFormat,
     out: Option<&'a Path>,
 }
 
 impl ResultSink for Sink<'_> {
     fn render(&self, result: &JobResult) -> Result<String> {
         Ok(match self.format {
-            Output::Json => serde_json::to_string_pretty(&result.to_json())? + "\n",
-            Output::Table => result.output.table(),
+            RunFormat::Json => serde_json::to_string_pretty(&result.to_json())? + "\n",
+            RunFormat::Table => result.output.table(),
         })
     }
 

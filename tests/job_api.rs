@@ -167,6 +167,7 @@ fn spec(env: &Tree, input: PathBuf) -> JobSpec {
         input,
         tfhe_input: false,
         dataset_id: Some("rows".into()),
+        bindings: None,
         principal: symbiont_engine::Principal::anonymous(),
         resource: BTreeMap::new(),
         workers: 2,

@@ -1576,3 +1576,84 @@ fn qualified_attribute_names_name_a_known_namespace() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 21, point 5: a plain file's policies are bound to it in the
+/// keystore, by its content, so a renamed copy keeps them.
+#[test]
+fn a_dataset_bound_in_the_keystore_keeps_its_policies_under_another_name() {
+    let dir = scratch("bound");
+    let data = dir.join("patients.csv");
+    std::fs::copy("examples/data/patients.csv", &data).unwrap();
+    std::fs::write(
+        dir.join("patients.csv.policy.symbi"),
+        "policy owner {\n    allow: [\"read\", \"analyze\"];\n}\n",
+    )
+    .unwrap();
+    let renamed = dir.join("renamed.csv");
+    std::fs::copy(&data, &renamed).unwrap();
+    let run = |input: &std::path::Path| {
+        let bind = format!("patients={}", input.display());
+        symbi(
+            &[
+                "run",
+                "examples/diagnosis_breakdown.symbi",
+                "--input",
+                &bind,
+            ],
+            &dir,
+        )
+    };
+    let denied = |o: &Output| {
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("policy `dataset:owner`"), "{err}");
+        assert!(o.stdout.is_empty());
+    };
+    denied(&run(&data));
+    // The attack: the same bytes under another name leave the policy
+    // file behind, and nothing restricts the job. This is what a file that
+    // is not bound still does.
+    assert_eq!(run(&renamed).status.code(), Some(0));
+
+    // Bound, the bytes keep their policies under any name.
+    let ks = dir.join("data/symbiont");
+    let _ = symbi(&["keys", "init", "--dir", ks.to_str().unwrap()], &dir);
+    let o = symbi(&["datasets", "bind", data.to_str().unwrap()], &dir);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    denied(&run(&renamed));
+    std::fs::remove_file(dir.join("patients.csv.policy.symbi")).unwrap();
+    denied(&run(&data));
+    assert!(
+        audit_kinds(&dir)
+            .iter()
+            .any(|e| e["kind"] == "key_event" && e["detail"]["event"] == "bound")
+    );
+    // A file beside it cannot say otherwise.
+    let side = dir.join("renamed.csv.policy.symbi");
+    std::fs::write(
+        &side,
+        "policy owner {\n    allow: [\"read\", \"analyze\", \"aggregate\"];\n}\n",
+    )
+    .unwrap();
+    let o = run(&renamed);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("differs from what this dataset is bound to"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+    std::fs::remove_file(&side).unwrap();
+    // Edited in place, a bound file is refused until it is bound again.
+    let mut bytes = std::fs::read(&data).unwrap();
+    bytes.extend_from_slice(b"\n");
+    std::fs::write(&data, &bytes).unwrap();
+    let o = run(&data);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("its bytes have changed since; bind it again"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -68,7 +68,11 @@ fn carried_file(input: &Path, name: &str) -> PathBuf {
 /// The attributes a dataset carries (`{"attributes": {"retention_period":
 /// "30.days", "geographic_restriction": "EU"}}`), for policy conditions.
 pub fn dataset_metadata(input: &Path) -> Result<Option<(Carried, Attrs)>> {
-    let file = dataset_meta_file(input);
+    metadata_at(dataset_meta_file(input))
+}
+
+/// [`dataset_metadata`] from the file `file`, if it exists.
+pub(crate) fn metadata_at(file: PathBuf) -> Result<Option<(Carried, Attrs)>> {
     if !file.exists() {
         return Ok(None);
     }
@@ -112,7 +116,11 @@ pub enum DatasetPolicies {
 
 /// Reads and checks the policy file `input` carries, if it carries one.
 pub fn dataset_policies(input: &Path) -> Result<DatasetPolicies> {
-    let file = dataset_policy_file(input);
+    policies_at(dataset_policy_file(input))
+}
+
+/// [`dataset_policies`] from the file `file`, if it exists.
+pub(crate) fn policies_at(file: PathBuf) -> Result<DatasetPolicies> {
     if !file.exists() {
         return Ok(DatasetPolicies::None);
     }

@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 mod attest;
+mod bindings;
 pub mod ceremony;
 mod dataset_files;
 mod datasets;
@@ -39,6 +40,7 @@ pub mod stage;
 mod table;
 
 pub use attest::program_checks;
+pub use bindings::{Bound, bind};
 pub use dataset_files::{
     Carried, DatasetPolicies, dataset_meta_file, dataset_metadata, dataset_policies,
     dataset_policy_file,

@@ -52,9 +52,14 @@ pub struct JobSpec {
     /// Read a stored dataset's restricted records from their TFHE copy
     /// (the programmable path).
     pub tfhe_input: bool,
-    /// The dataset's id (default: the input's canonical path; a stored
-    /// dataset keeps the id it was sealed under).
+    /// The dataset's id (default: the id its binding gives, else the
+    /// input's canonical path; a stored dataset keeps the id it was sealed
+    /// under).
     pub dataset_id: Option<String>,
+    /// The keystore whose dataset bindings apply (`symbi datasets bind`):
+    /// a plain file bound there answers to the bound policies, whatever
+    /// its name.
+    pub bindings: Option<PathBuf>,
     /// Who runs it ([`Principal::from_credential`], or an explicitly
     /// unverified one).
     pub principal: crate::Principal,
@@ -836,7 +841,29 @@ fn prepare(spec: &mut JobSpec) -> Result<std::result::Result<Prepared, Outcome>>
     }
     // The dataset's metadata: its attributes hold; a `--resource` that
     // says otherwise is refused, not silently overridden.
-    let dataset_metadata = crate::dataset_metadata(&spec.input)?;
+    // A plain file bound in the keystore carries the bound files, under
+    // any name; one that is not carries the files beside it.
+    let bound = match spec.bindings.as_deref().filter(|_| !stored) {
+        Some(ks) => match crate::bindings::bound(ks, &spec.input)? {
+            Ok(b) => b,
+            Err(why) => return Ok(Err(Outcome::Failed(why))),
+        },
+        None => None,
+    };
+    let (meta_file, policy_file) = match &bound {
+        Some(b) => {
+            if let Err(why) = crate::bindings::check_side_files(b, &spec.input)? {
+                return Ok(Err(Outcome::Failed(why)));
+            }
+            let at = |name| b.dir.join(name);
+            (at(crate::bindings::META), at(crate::bindings::POLICY))
+        }
+        None => (
+            crate::dataset_meta_file(&spec.input),
+            crate::dataset_policy_file(&spec.input),
+        ),
+    };
+    let dataset_metadata = crate::dataset_files::metadata_at(meta_file)?;
     if let Some((file, attributes)) = &dataset_metadata {
         for (k, v) in attributes {
             match spec.resource.get(k) {
@@ -854,7 +881,7 @@ fn prepare(spec: &mut JobSpec) -> Result<std::result::Result<Prepared, Outcome>>
     }
     // The dataset's own policies apply to every action, first; their
     // allow, deny and requirements are decided before anything runs.
-    let dataset_policies = match crate::dataset_policies(&spec.input)? {
+    let dataset_policies = match crate::dataset_files::policies_at(policy_file)? {
         DatasetPolicies::None => None,
         DatasetPolicies::Policies(file, policies) => Some((file, policies)),
         DatasetPolicies::Invalid(source, diagnostics) => {
@@ -907,9 +934,17 @@ fn prepare(spec: &mut JobSpec) -> Result<std::result::Result<Prepared, Outcome>>
             _ => sealed_under,
         }
     } else {
-        match &spec.dataset_id {
-            Some(id) => id.clone(),
-            None => std::fs::canonicalize(&spec.input)
+        match (&spec.dataset_id, &bound) {
+            (Some(id), Some(b)) if *id != b.dataset => {
+                return Ok(Err(Outcome::Usage(format!(
+                    "--dataset-id {id}: {} is bound as dataset `{}`",
+                    spec.input.display(),
+                    b.dataset
+                ))));
+            }
+            (Some(id), _) => id.clone(),
+            (None, Some(b)) => b.dataset.clone(),
+            (None, None) => std::fs::canonicalize(&spec.input)
                 .unwrap_or_else(|_| spec.input.clone())
                 .display()
                 .to_string(),
