@@ -27,12 +27,16 @@ fn bench(c: &mut Criterion) {
         defined["data_access"].clone(),
     ];
     let compiled = CompiledPolicies::compile(&policies).unwrap();
-    let principal = BTreeMap::from([("user_clearance".to_owned(), PolicyValue::parse("level_3"))]);
+    let principal = BTreeMap::from([
+        ("user_clearance".to_owned(), PolicyValue::parse("level_3")),
+        ("verified".to_owned(), PolicyValue::Bool(true)),
+    ]);
     let resource = BTreeMap::from([("audit_trail".to_owned(), PolicyValue::Bool(true))]);
     let record = BTreeMap::from([("class".to_owned(), PolicyValue::parse("medical"))]);
     let attributes = Attributes {
         principal: &principal,
         resource: &resource,
+        asserted: &BTreeMap::new(),
         record: &record,
     };
     assert!(compiled.allows("read", &attributes));

@@ -30,19 +30,24 @@ pub(crate) fn approve(
         reason,
         std::time::SystemTime::now() + expires,
     )?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(out)
+    symbiont_engine::write_new(out, text.as_bytes())
         .with_context(|| format!("cannot create {} (it must not exist)", out.display()))?;
-    std::io::Write::write_all(&mut f, text.as_bytes())
-        .with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!(
-        "symbi: {approver} approved {} override(s) for agent `{}` on dataset `{}`; wrote {}",
+        "symbi: {approver} approved {} override(s) for suspended job {}: agent `{}` of program sha256:{}, dataset `{}` (input sha256:{}), principal {}; wrote {}",
         req.overrides.len(),
+        req.suspended_job,
         req.agent,
+        req.program_sha256,
         req.dataset,
+        req.input_sha256,
+        req.principal,
         out.display()
     );
+    for v in &req.overrides {
+        eprintln!(
+            "  overrides `{}` in `{}`: policy `{}`, `{}`: {}",
+            v.action, v.agent, v.policy, v.rule, v.detail
+        );
+    }
     Ok(crate::exit::OK)
 }

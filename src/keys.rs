@@ -231,8 +231,6 @@ pub(crate) fn export_data_key(
     Ok(exit::OK)
 }
 
-/// Audits a key event when the keystore is the default one or a log is
-/// named (another keystore's audit key must not sign the default log).
 /// `symbi datasets bind PATH [--policy FILE] [--meta FILE]`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Bind {
@@ -282,6 +280,8 @@ pub(crate) fn bind(a: &Bind) -> Result<u8> {
     Ok(exit::OK)
 }
 
+/// Audits a key event when the keystore is the default one or a log is
+/// named (another keystore's audit key must not sign the default log).
 fn key_event(audit: &audit::AuditArgs, dir: &Path, detail: serde_json::Value) -> Result<()> {
     let default = symbiont_engine::homes::keystore_dir().ok().as_deref() == Some(dir);
     if !default && audit.log.is_none() {

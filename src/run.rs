@@ -482,10 +482,14 @@ pub(crate) fn explain(
 
 pub(crate) fn policy_eval(args: &crate::EvalArgs) -> Result<u8> {
     let (file, action, format) = (&args.policy, args.action.as_str(), args.format);
-    let (principal, resource) = match both_attributes(&args.principal, &args.resource)? {
+    let (mut principal, resource) = match both_attributes(&args.principal, &args.resource)? {
         Ok(both) => both,
         Err(code) => return Ok(code),
     };
+    // A question about a principal: as if vouched for, unless it says not.
+    principal
+        .entry(symbiont_operators::VERIFIED.to_owned())
+        .or_insert(PolicyValue::Bool(true));
     let Ok(record) = symbiont_operators::parse_attributes(&args.record) else {
         return usage("--record takes KEY=VALUE");
     };
@@ -511,6 +515,7 @@ pub(crate) fn policy_eval(args: &crate::EvalArgs) -> Result<u8> {
         &Attributes {
             principal: &principal,
             resource: &resource,
+            asserted: &Default::default(),
             record: &record,
         },
     );

@@ -196,7 +196,7 @@ const CASES: &[(&str, &str, &str, &str, &str, &str)] = &[
     (
         "clearance",
         "read",
-        "user_clearance=level_2",
+        "verified=true user_clearance=level_2",
         "data_classification=medical retention_days=30",
         "allow",
         "clearance/allow",
@@ -204,7 +204,7 @@ const CASES: &[(&str, &str, &str, &str, &str, &str)] = &[
     (
         "clearance",
         "read",
-        "user_clearance=level_3",
+        "verified=true user_clearance=level_3",
         "data_classification=medical retention_days=7",
         "allow",
         "clearance/allow",
@@ -212,7 +212,7 @@ const CASES: &[(&str, &str, &str, &str, &str, &str)] = &[
     (
         "clearance",
         "read",
-        "user_clearance=level_1",
+        "verified=true user_clearance=level_1",
         "data_classification=medical retention_days=7",
         "deny",
         "clearance/condition",
@@ -228,7 +228,7 @@ const CASES: &[(&str, &str, &str, &str, &str, &str)] = &[
     (
         "clearance",
         "read",
-        "user_clearance=level_2",
+        "verified=true user_clearance=level_2",
         "data_classification=financial retention_days=7",
         "deny",
         "clearance/condition",
@@ -236,7 +236,7 @@ const CASES: &[(&str, &str, &str, &str, &str, &str)] = &[
     (
         "clearance",
         "read",
-        "user_clearance=level_2",
+        "verified=true user_clearance=level_2",
         "data_classification=medical retention_days=31",
         "deny",
         "clearance/condition",
@@ -244,7 +244,7 @@ const CASES: &[(&str, &str, &str, &str, &str, &str)] = &[
     (
         "clearance",
         "read",
-        "user_clearance=level_2",
+        "verified=true user_clearance=level_2",
         "data_classification=medical",
         "deny",
         "clearance/condition",
@@ -252,7 +252,7 @@ const CASES: &[(&str, &str, &str, &str, &str, &str)] = &[
     (
         "clearance",
         "export",
-        "user_clearance=level_2",
+        "verified=true user_clearance=level_2",
         "data_classification=medical retention_days=1",
         "allow",
         "clearance/allow",
@@ -260,7 +260,7 @@ const CASES: &[(&str, &str, &str, &str, &str, &str)] = &[
     (
         "clearance",
         "share",
-        "user_clearance=level_9",
+        "verified=true user_clearance=level_9",
         "data_classification=medical retention_days=1",
         "deny",
         "clearance/default deny",
@@ -272,7 +272,7 @@ const CASES: &[(&str, &str, &str, &str, &str, &str)] = &[
     (
         "clearance",
         "read",
-        "user_clearance=level_2 data_classification=medical",
+        "verified=true user_clearance=level_2 data_classification=medical",
         "data_classification=financial retention_days=1",
         "deny",
         "clearance/condition",
@@ -325,6 +325,15 @@ const CASES: &[(&str, &str, &str, &str, &str, &str)] = &[
         "region=EU record.class=public",
         "deny",
         "namespaced/require",
+    ),
+    // an unqualified name sees a principal only if a credential vouches for it
+    (
+        "clearance",
+        "read",
+        "user_clearance=level_3",
+        "data_classification=medical retention_days=7",
+        "deny",
+        "clearance/condition",
     ),
     // durations are seconds
     (
@@ -395,7 +404,7 @@ const CASES: &[(&str, &str, &str, &str, &str, &str)] = &[
     (
         "open_data,clearance",
         "export",
-        "user_clearance=level_5",
+        "verified=true user_clearance=level_5",
         "data_classification=medical retention_days=3",
         "allow",
         "open_data/allow",
@@ -403,7 +412,7 @@ const CASES: &[(&str, &str, &str, &str, &str, &str)] = &[
     (
         "open_data,clearance",
         "export",
-        "user_clearance=level_0",
+        "verified=true user_clearance=level_0",
         "data_classification=medical retention_days=3",
         "deny",
         "clearance/condition",
@@ -477,6 +486,7 @@ fn decide(
     let attributes = Attributes {
         principal: &p,
         resource: &r,
+        asserted: &BTreeMap::new(),
         record: &record,
     };
     let decision = compiled.decide(action, &attributes);
@@ -540,7 +550,7 @@ proptest! {
         action in prop::sample::select(vec!["read", "analyze", "aggregate", "export", "persist", "share"]),
     ) {
         let none = BTreeMap::new();
-        let a = Attributes { principal: &none, resource: &none, record: &none };
+        let a = Attributes { principal: &none, resource: &none, asserted: &none, record: &none };
         let before = CompiledPolicies::compile(&policies).unwrap().allows(action, &a);
         let mut more = policies.clone();
         let i = which % more.len();
@@ -556,7 +566,7 @@ proptest! {
         action in prop::sample::select(vec!["read", "analyze", "aggregate", "export", "persist", "share"]),
     ) {
         let none = BTreeMap::new();
-        let a = Attributes { principal: &none, resource: &none, record: &none };
+        let a = Attributes { principal: &none, resource: &none, asserted: &none, record: &none };
         let before = CompiledPolicies::compile(&policies).unwrap().allows(action, &a);
         let mut fewer = policies.clone();
         let i = which % fewer.len();
@@ -692,7 +702,7 @@ fn principal_conditions_are_enforced_at_run_time_and_audited() {
         .unwrap()
         .replace(
             "require: [audit_trail == true];",
-            "require: [audit_trail == true];\n    conditions: { user_clearance: >= \"level_2\" }",
+            "require: [audit_trail == true];\n    conditions: { principal.user_clearance: >= \"level_2\" }",
         );
     std::fs::write(&program, text).unwrap();
     let run = |extra: &[&str]| {
@@ -711,7 +721,7 @@ fn principal_conditions_are_enforced_at_run_time_and_audited() {
     assert!(err.contains("suspended"), "{err}");
     assert!(
         err.contains(
-            "policy `medical_data_policy`, `condition`: requires user_clearance >= \"level_2\""
+            "policy `medical_data_policy`, `condition`: requires principal.user_clearance >= \"level_2\""
         ),
         "{err}"
     );
@@ -831,7 +841,7 @@ struct Patient {
 
 policy clinic {
     allow: ["read", "analyze", "aggregate"];
-    conditions: { user_clearance: >= "level_2", data_classification: != "restricted" }
+    conditions: { principal.user_clearance: >= "level_2", data_classification: != "restricted" }
 }
 
 @classifier
@@ -941,19 +951,34 @@ fn a_record_of_a_forbidden_class_suspends_the_job_and_an_approval_resumes_it() {
     assert_eq!(approvals[0]["detail"]["approver"], "alice");
     assert_eq!(approvals[0]["detail"]["reason"], "IRB 2026-17");
 
-    // Issue 21, point 5: an approval is single-use. The same file again
-    // used to override the same violations for every later run until it
-    // expired; now it is refused, naming the job that used it.
-    let o = run(&["--override-approval", a]);
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("this approval was already used by job"),
-        "{err}"
-    );
-    assert!(o.stdout.is_empty(), "a result was released");
+    // Issue 21, point 5: an approval is single-use, and resumes one
+    // suspended run once. The same file again used to override the same
+    // violations for every later run until it expired; now it is refused,
+    // whatever audit log the runner names.
+    for log in [None, Some(dir.join("copied.log"))] {
+        let mut args = vec!["--override-approval", a];
+        if let Some(l) = &log {
+            std::fs::copy(dir.join("state/symbiont/audit.log"), l).unwrap();
+            args.extend(["--audit-log", l.to_str().unwrap()]);
+        }
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("was already resumed"), "{err}");
+        assert!(o.stdout.is_empty(), "a result was released");
+    }
+    // Each new approval is for a new suspension of the job.
+    let suspend_again = || {
+        assert_eq!(run(&[]).status.code(), Some(2));
+        let last = audit_kinds(&dir)
+            .into_iter()
+            .rfind(|e| e["kind"] == "stage_suspended")
+            .unwrap();
+        std::path::PathBuf::from(last["detail"]["request"].as_str().unwrap())
+    };
     let sign_again = |name: &str, reason: &str| {
         let path = dir.join(name);
+        let request = suspend_again();
         let o = symbi(
             &[
                 "approve",
@@ -977,7 +1002,7 @@ fn a_record_of_a_forbidden_class_suspends_the_job_and_an_approval_resumes_it() {
     // (a reason past the log's 16 MiB record limit) fails the job. It used
     // to run under the override with no `approval` entry at all.
     let req: symbiont_crypto::ApprovalRequest =
-        serde_json::from_str(&std::fs::read_to_string(&request).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(suspend_again()).unwrap()).unwrap();
     let unlogged = dir.join("unlogged.approval");
     let text = symbiont_crypto::sign_approval(
         "alice",
@@ -1027,7 +1052,7 @@ fn a_record_of_a_forbidden_class_suspends_the_job_and_an_approval_resumes_it() {
         "{err}"
     );
     let req: symbiont_crypto::ApprovalRequest =
-        serde_json::from_str(&std::fs::read_to_string(&request).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(suspend_again()).unwrap()).unwrap();
     let edited = dir.join("edited.csv");
     let csv = std::fs::read_to_string("examples/data/patients.csv").unwrap();
     std::fs::write(&edited, csv.replacen("\n", "\n\n", 1)).unwrap();
@@ -1065,10 +1090,7 @@ fn a_record_of_a_forbidden_class_suspends_the_job_and_an_approval_resumes_it() {
     let o = run(&["--override-approval", unsuspended.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("which this audit log does not show suspended"),
-        "{err}"
-    );
+    assert!(err.contains("no suspended run"), "{err}");
     assert!(o.stdout.is_empty(), "a result was released");
     // The fresh approval is still good for the run it binds.
     assert_eq!(run(&["--override-approval", f]).status.code(), Some(0));
@@ -1284,15 +1306,14 @@ fn a_dataset_carries_its_own_policies_and_they_travel_with_its_encrypted_copy() 
     // Conditions suspend; requirements force the lane.
     std::fs::write(
         &policy,
-        "policy owner {\n    allow: [\"read\", \"analyze\", \"aggregate\", \"persist\"];\n    require: [encryption == \"aes-256-gcm\"];\n    conditions: { purpose: \"research\" }\n}\n",
+        "policy owner {\n    allow: [\"read\", \"analyze\", \"aggregate\", \"persist\"];\n    require: [encryption == \"aes-256-gcm\"];\n    conditions: { principal.purpose: \"research\" }\n}\n",
     )
     .unwrap();
     let o = run(&bind, &[]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&o.stderr)
-            .contains("policy `dataset:owner`, `condition`: requires purpose == \"research\"")
-    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains(
+        "policy `dataset:owner`, `condition`: requires principal.purpose == \"research\""
+    ));
     let store = dir.join("store");
     let o = run(
         &bind,
@@ -1463,7 +1484,7 @@ fn principals_come_from_signed_credentials_and_cannot_speak_for_the_data() {
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("requires user_clearance >= \"level_2\""),
+        err.contains("requires principal.user_clearance >= \"level_2\""),
         "{err}"
     );
     // Raising one's own clearance in the file breaks the issuer's signature.
@@ -1480,7 +1501,7 @@ fn principals_come_from_signed_credentials_and_cannot_speak_for_the_data() {
     std::fs::write(
         &strict,
         TRIAGED.replace(
-            "conditions: { user_clearance: >= \"level_2\", data_classification: != \"restricted\" }",
+            "conditions: { principal.user_clearance: >= \"level_2\", data_classification: != \"restricted\" }",
             "require: [principal.verified == true];\n    conditions: { principal.user_clearance: >= \"level_2\" }",
         ),
     )
@@ -1528,6 +1549,50 @@ fn principals_come_from_signed_credentials_and_cannot_speak_for_the_data() {
         (Some("bob"), Some(true))
     );
     assert!(starts.iter().any(|p| p["verified"] == false));
+    // Unqualified names (the specification's style) see only what someone
+    // vouches for: the dataset, the job, a signed credential. Neither the
+    // runner's `--resource` nor an unverified principal meets them, and
+    // the job's context cannot be asserted at all.
+    let legacy = dir.join("legacy.symbi");
+    std::fs::write(
+        &legacy,
+        std::fs::read_to_string("examples/clinic_costs.symbi").unwrap().replace(
+            "require: [audit_trail == true];",
+            "require: [audit_trail == true];\n    conditions: { user_clearance: >= \"level_2\" }",
+        ),
+    )
+    .unwrap();
+    let l = legacy.to_str().unwrap();
+    let legacy_run = |extra: &[&str]| {
+        let mut args = vec!["run", l, "--input", "patients=examples/data/patients.csv"];
+        args.extend_from_slice(extra);
+        symbi(&args, &dir)
+    };
+    for asserted in [
+        ["--resource", "user_clearance=level_3"],
+        ["--principal-unverified", "user_clearance=level_3"],
+    ] {
+        let o = legacy_run(&asserted);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(2), "{asserted:?}: {err}");
+        assert!(
+            err.contains("requires user_clearance >= \"level_2\""),
+            "{err}"
+        );
+        assert!(o.stdout.is_empty(), "a result was released");
+    }
+    let o = legacy_run(&["--principal", bob.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for context in ["tier=3", "encryption=aes-256-gcm", "audit_trail=true"] {
+        let o = legacy_run(&["--resource", context]);
+        assert_eq!(o.status.code(), Some(64), "{context}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("the engine sets"));
+    }
     // A principal cannot be issued an attribute in another namespace.
     let o = symbi(
         &[
@@ -1655,5 +1720,144 @@ fn a_dataset_bound_in_the_keystore_keeps_its_policies_under_another_name() {
         err.contains("its bytes have changed since; bind it again"),
         "{err}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 21, point 8: an older, genuine encrypted copy of a dataset put in
+/// place of a newer one is refused. Each copy's seal is valid on its own,
+/// so the old code read the older copy, under its older, weaker policy.
+#[test]
+fn an_older_encrypted_copy_put_back_is_refused() {
+    let dir = scratch("rollback");
+    let data = dir.join("patients.csv");
+    std::fs::copy("examples/data/patients.csv", &data).unwrap();
+    let policy = dir.join("patients.csv.policy.symbi");
+    let bind = format!("patients={}", data.display());
+    let run = |input: &str, extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "examples/diagnosis_breakdown.symbi",
+            "--input",
+            input,
+        ];
+        args.extend_from_slice(extra);
+        symbi(&args, &dir)
+    };
+    let persist = |to: &std::path::Path| {
+        let args = ["--persist-encrypted", to.to_str().unwrap()];
+        let o = run(
+            &bind,
+            &[&args[..], &["--principal-unverified", "purpose=research"]].concat(),
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    // The first copy carries a lenient policy; the second a strict one.
+    std::fs::write(
+        &policy,
+        "policy owner {\n    allow: [\"read\", \"analyze\", \"aggregate\", \"persist\"];\n}\n",
+    )
+    .unwrap();
+    let (old, new) = (dir.join("old"), dir.join("new"));
+    persist(&old);
+    std::fs::write(
+        &policy,
+        "policy owner {\n    allow: [\"read\", \"analyze\", \"aggregate\", \"persist\"];\n    conditions: { principal.purpose: \"research\" }\n}\n",
+    )
+    .unwrap();
+    persist(&new);
+    let stored = |d: &std::path::Path| format!("patients={}", d.display());
+    // The latest copy answers to its policy.
+    assert_eq!(run(&stored(&new), &[]).status.code(), Some(2));
+    // The older one is refused, where it is and put in the newer one's
+    // place.
+    let refused = |o: Output| {
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("not the latest encrypted copy of dataset"),
+            "{err}"
+        );
+        assert!(o.stdout.is_empty(), "a result was released");
+    };
+    refused(run(&stored(&old), &[]));
+    let aside = dir.join("aside");
+    std::fs::rename(&new, &aside).unwrap();
+    std::fs::rename(&old, &new).unwrap();
+    refused(run(&stored(&new), &[]));
+    assert!(
+        audit_kinds(&dir)
+            .iter()
+            .any(|e| e["kind"] == "key_event" && e["detail"]["event"] == "persisted")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// From a hostile review: an approval that overrides the job's violations
+/// (here, the principal's clearance) used to lift the conditions on the
+/// records too, since they were decided only for a job that was allowed;
+/// the restricted records then flowed, though nobody approved them.
+#[test]
+fn an_approval_of_the_jobs_violations_does_not_lift_the_records_conditions() {
+    let dir = scratch("approval-scope");
+    let program = dir.join("p.symbi");
+    std::fs::write(&program, TRIAGED).unwrap();
+    let p = program.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            p,
+            "--input",
+            "patients=examples/data/patients.csv",
+            "--principal-unverified",
+            "user_clearance=level_1",
+        ];
+        args.extend_from_slice(extra);
+        symbi(&args, &dir)
+    };
+    let o = run(&[]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("requires principal.user_clearance"), "{err}");
+    let request = audit_kinds(&dir)
+        .into_iter()
+        .rfind(|e| e["kind"] == "stage_suspended")
+        .unwrap()["detail"]["request"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = dir.join("alice.key");
+    let k = key.to_str().unwrap();
+    assert!(
+        symbi(&["keys", "add-approver", "alice", "--key-out", k], &dir)
+            .status
+            .success()
+    );
+    let approval = dir.join("clearance.approval");
+    let o = symbi(
+        &[
+            "approve",
+            &request,
+            "--approver",
+            "alice",
+            "--key",
+            k,
+            "--reason",
+            "one-off",
+            "--out",
+            approval.to_str().unwrap(),
+        ],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["--override-approval", approval.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("(records classified restricted)"), "{err}");
+    assert!(o.stdout.is_empty(), "a result was released");
     let _ = std::fs::remove_dir_all(&dir);
 }

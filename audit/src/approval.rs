@@ -275,10 +275,18 @@ pub fn verify_approval(
     job: &ApprovalRequest,
     now: SystemTime,
 ) -> Result<(Approval, String), ApprovalError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ApprovalError::Io {
+    let io = |source| ApprovalError::Io {
         path: path.to_owned(),
         source,
-    })?;
+    };
+    // An approval is a few kilobytes (its reason at most what the audit
+    // log holds); more is not one.
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(std::fs::File::open(path).map_err(io)?, 64 << 20),
+        &mut text,
+    )
+    .map_err(io)?;
     let trusted = trusted_approvers(keystore);
     let (body, key) = trusted
         .iter()

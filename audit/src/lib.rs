@@ -49,5 +49,6 @@ pub use audit::{
 };
 pub use keys::{AuditSigningKey, AuditVerifyingKey, KeyError, NoteError};
 pub use principal::{
-    PrincipalCredential, PrincipalError, VERIFIED_ATTRIBUTE, issue_principal, verify_principal,
+    PrincipalCredential, PrincipalError, VERIFIED_ATTRIBUTE, VerifiedPrincipal, issue_principal,
+    verify_principal,
 };

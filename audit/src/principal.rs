@@ -150,14 +150,26 @@ pub fn issue_principal(
     Ok(signer.sign_note(&body))
 }
 
-/// Reads a credential and checks it: signed by this keystore's issuer,
-/// well-formed, not expired. Returns it and the SHA-256 of its text (what
-/// the audit log and approvals name it by).
+/// A credential that verified.
+#[derive(Clone, Debug)]
+pub struct VerifiedPrincipal {
+    /// Its body.
+    pub credential: PrincipalCredential,
+    /// The SHA-256 of its canonical text (body and the issuer's one
+    /// signature line): what the audit log and approvals name it by.
+    pub sha256: [u8; 32],
+    /// The issuer's verifier key (`symbiont-issuer+ID+KEY`).
+    pub issuer: String,
+}
+
+/// Reads a credential and checks it: signed by this keystore's issuer and
+/// by nobody else (one signature line, so one credential has one digest),
+/// well-formed, not expired.
 pub fn verify_principal(
     path: &Path,
     keystore: &Path,
     now: SystemTime,
-) -> Result<(PrincipalCredential, [u8; 32]), PrincipalError> {
+) -> Result<VerifiedPrincipal, PrincipalError> {
     let io = |source| PrincipalError::Io {
         path: path.to_owned(),
         source,
@@ -184,6 +196,11 @@ pub fn verify_principal(
     let body = issuer
         .verify_note(&text)
         .map_err(|_| PrincipalError::Untrusted(path.to_owned()))?;
+    let signatures: Vec<&str> = text[body.len() + 1..].lines().collect();
+    if signatures.len() != 1 {
+        return Err(PrincipalError::Malformed(path.to_owned()));
+    }
+    let canonical = format!("{body}\n{}\n", signatures[0]);
     let json = body
         .strip_prefix(PRINCIPAL_TAG)
         .and_then(|r| r.strip_prefix('\n'))
@@ -206,8 +223,11 @@ pub fn verify_principal(
             expires: credential.expires,
         });
     }
-    let digest = <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()).into();
-    Ok((credential, digest))
+    Ok(VerifiedPrincipal {
+        credential,
+        sha256: <sha2::Sha256 as sha2::Digest>::digest(canonical.as_bytes()).into(),
+        issuer: issuer.to_note_key(),
+    })
 }
 
 #[cfg(test)]
@@ -237,7 +257,9 @@ mod tests {
             issue_principal(&ks, "alice", attrs(&[("clearance", "level_1")]), later).unwrap();
         let file = ks.join("alice.principal");
         std::fs::write(&file, &text).unwrap();
-        let (c, _) = verify_principal(&file, &ks, SystemTime::now()).unwrap();
+        let c = verify_principal(&file, &ks, SystemTime::now())
+            .unwrap()
+            .credential;
         assert_eq!(
             (c.name.as_str(), c.attributes["clearance"].as_str()),
             ("alice", "level_1")
@@ -248,6 +270,15 @@ mod tests {
             verify_principal(&file, &ks, SystemTime::now()),
             Err(PrincipalError::Untrusted(_))
         ));
+        // A second signature line would give the same credential another
+        // digest: refused.
+        let other_line = text
+            .lines()
+            .last()
+            .unwrap()
+            .replace("symbiont-issuer", "someone-else");
+        std::fs::write(&file, format!("{text}{other_line}\n")).unwrap();
+        assert!(verify_principal(&file, &ks, SystemTime::now()).is_err());
         // Another keystore's issuer is not this one's.
         let other = keystore("edit-other");
         let forged =

@@ -50,6 +50,7 @@ pub use symbiont_audit::{
     Approval, ApprovalError, ApprovalRequest, AuditError, AuditLog, AuditSigningKey,
     AuditVerifyingKey, Checkpoint, Entry, EntryKind, KeyError, MAGIC, NewApprover, NoteError,
     ORIGIN, OpenReport, PrincipalCredential, PrincipalError, Problem, Recovery, VERIFIED_ATTRIBUTE,
-    Verified, Violation, add_approver, fuzz_audit_bytes, issue_principal, merkle, read_entries,
-    sign_approval, trusted_approvers, verify, verify_approval, verify_principal, verify_trusted,
+    Verified, VerifiedPrincipal, Violation, add_approver, fuzz_audit_bytes, issue_principal,
+    merkle, read_entries, sign_approval, trusted_approvers, verify, verify_approval,
+    verify_principal, verify_trusted,
 };

@@ -741,6 +741,7 @@ fn decide_statically(
         &Attributes {
             principal: &none,
             resource: &context,
+            asserted: &none,
             record: &none,
         },
     );

@@ -54,7 +54,13 @@ fn records(keystore: &Path) -> Result<Vec<(PathBuf, Record)>> {
     for entry in
         std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
     {
-        let path = entry?.path().join(RECORD);
+        // A binding is a directory with its record; anything else (a file
+        // left there, a binding being written) is not one.
+        let entry = entry?;
+        let path = entry.path().join(RECORD);
+        if entry.file_name().to_string_lossy().starts_with('.') || !path.is_file() {
+            continue;
+        }
         let text =
             std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let record = serde_json::from_slice(&text)
@@ -102,14 +108,10 @@ pub fn bind(
     let path = canonical(input);
     let root = keystore.join(BINDINGS);
     std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
-    // One binding per path and per content: an edited file is bound anew.
-    for (dir, record) in records(keystore)? {
-        if record.path == path || record.input_sha256 == input_sha256 {
-            std::fs::remove_dir_all(&dir)
-                .with_context(|| format!("cannot remove {}", dir.display()))?;
-        }
-    }
-    let dir = root.join(&input_sha256);
+    // Written aside, then put in place: one binding per path and per
+    // content (an edited file is bound anew).
+    let dir = root.join(format!(".binding-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
         .create(&dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -127,8 +129,17 @@ pub fn bind(
     };
     crate::write_new(&dir.join(RECORD), &serde_json::to_vec_pretty(&record)?)
         .with_context(|| format!("cannot write {}", dir.join(RECORD).display()))?;
+    for (old, r) in records(keystore)? {
+        if r.path == record.path || r.input_sha256 == input_sha256 {
+            std::fs::remove_dir_all(&old)
+                .with_context(|| format!("cannot remove {}", old.display()))?;
+        }
+    }
+    let placed = root.join(&input_sha256);
+    std::fs::rename(&dir, &placed)
+        .with_context(|| format!("cannot put {} in place", placed.display()))?;
     Ok(Ok(Bound {
-        dir,
+        dir: placed,
         dataset: record.dataset,
         input_sha256,
     }))
@@ -185,4 +196,85 @@ pub(crate) fn check_side_files(
         }
     }
     Ok(Ok(()))
+}
+
+/// What the keystore records of a dataset's latest encrypted copy.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreRecord {
+    dataset: String,
+    seal_sha256: String,
+    dir: String,
+    persisted: String,
+}
+
+fn store_record_path(keystore: &Path, dataset: &str) -> PathBuf {
+    keystore
+        .join("stores")
+        .join(format!("{}.json", crate::digest(dataset.as_bytes())))
+}
+
+fn seal_digest(manifest: &symbiont_operators::Manifest) -> Option<String> {
+    manifest.seal.as_ref().map(|s| crate::digest(s.as_bytes()))
+}
+
+/// Records the encrypted copy of `dataset` just persisted in `dir`, with
+/// `seal` (hex) as written, as the dataset's latest
+/// (`KEYSTORE/stores/<SHA-256 of the dataset id>.json`): older copies of
+/// the dataset are then refused. Returns what to audit.
+pub(crate) fn record_store(
+    keystore: &Path,
+    dir: &Path,
+    dataset: &str,
+    seal: &str,
+) -> Result<serde_json::Value> {
+    let record = StoreRecord {
+        dataset: dataset.to_owned(),
+        seal_sha256: crate::digest(seal.as_bytes()),
+        dir: canonical(dir),
+        persisted: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+    };
+    let at = store_record_path(keystore, dataset);
+    std::fs::create_dir_all(at.parent().expect("in stores/"))?;
+    crate::write_whole(&at, &serde_json::to_vec_pretty(&record)?)?;
+    Ok(serde_json::json!({
+        "event": "persisted",
+        "dataset": record.dataset,
+        "seal_sha256": record.seal_sha256,
+        "dir": record.dir,
+    }))
+}
+
+/// Refuses an encrypted copy that is not its dataset's latest: an older,
+/// genuine copy put in place of a newer one (with its older policy file)
+/// would otherwise be accepted, since each copy's seal is valid.
+pub(crate) fn check_latest(
+    keystore: &Path,
+    manifest: &symbiont_operators::Manifest,
+    dir: &Path,
+) -> Result<std::result::Result<(), String>> {
+    let at = store_record_path(keystore, &manifest.dataset);
+    let record: Option<StoreRecord> = match std::fs::read(&at) {
+        Ok(bytes) => Some(
+            serde_json::from_slice(&bytes)
+                .with_context(|| format!("{}: not a store record", at.display()))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", at.display())),
+    };
+    Ok(match record {
+        Some(r) if Some(&r.seal_sha256) == seal_digest(manifest).as_ref() => Ok(()),
+        Some(r) => Err(format!(
+            "{}: not the latest encrypted copy of dataset `{}` (the keystore's latest was persisted {} to {}): an older copy may carry older policies; read the latest, or persist the dataset again",
+            dir.display(),
+            manifest.dataset,
+            r.persisted,
+            r.dir
+        )),
+        None => Err(format!(
+            "{}: the keystore has no record of an encrypted copy of dataset `{}` (persisted with another keystore, before copies were recorded, or by a job that failed): persist the dataset again",
+            dir.display(),
+            manifest.dataset
+        )),
+    })
 }

@@ -23,8 +23,10 @@ pub(crate) struct RuntimeDecision {
     pub(crate) by_lane: [Vec<Violation>; 3],
 }
 
-fn without_record_conditions(p: &Policy) -> Policy {
-    let keep = |c: &Condition| !c.is_on_records();
+/// `p` with only the conditions and requirements on the records
+/// (`on_records`), or only the others.
+fn split_conditions(p: &Policy, on_records: bool) -> Policy {
+    let keep = |c: &Condition| c.is_on_records() == on_records;
     Policy {
         conditions: p.conditions.iter().filter(|c| keep(c)).cloned().collect(),
         require: p.require.iter().filter(|c| keep(c)).cloned().collect(),
@@ -40,6 +42,7 @@ fn without_record_conditions(p: &Policy) -> Policy {
 pub(crate) fn decide(
     spec: &crate::JobSpec,
     dataset: &[Policy],
+    metadata: Option<&crate::Attrs>,
     log: &mut AuditLog,
     job: u64,
 ) -> Result<RuntimeDecision> {
@@ -47,7 +50,9 @@ pub(crate) fn decide(
     let persist = spec.persist_encrypted.is_some();
     let defined =
         symbiont_dsl::policies(program).map_err(|_| anyhow::anyhow!("invalid policies"))?;
-    let mut resource = spec.resource.clone();
+    // The resource as the dataset's metadata and the job say it; what the
+    // runner asserts beyond that (`--resource`) apart.
+    let mut resource = metadata.cloned().unwrap_or_default();
     resource.extend(symbiont_dsl::context_with_lane(Some(query.min_lane)));
     // The job's compute stages run in at least the tiers required.
     resource.extend(symbiont_dsl::context_with_tiers(&query.tier_requirements));
@@ -90,12 +95,16 @@ pub(crate) fn decide(
             class: class.map(|l| l.class().to_owned()),
         };
         // The job: every condition but those on the records.
-        let job_policies: Vec<Policy> = applicable.iter().map(without_record_conditions).collect();
+        let job_policies: Vec<Policy> = applicable
+            .iter()
+            .map(|p| split_conditions(p, false))
+            .collect();
         let decision = CompiledPolicies::compile(&job_policies)?.decide(
             action.name,
             &Attributes {
                 principal,
                 resource: &resource,
+                asserted: &spec.resource,
                 record: &Default::default(),
             },
         );
@@ -103,9 +112,16 @@ pub(crate) fn decide(
         if decision.effect == Effect::Deny {
             out.before
                 .extend(decision.reasons.iter().map(|r| violation(r, None)));
-        } else {
-            // The records: each class they may have.
-            let compiled = CompiledPolicies::compile(&applicable)?;
+        }
+        // The records: each class they may have, under the conditions on
+        // the records alone, whatever the job's decision (an approval that
+        // overrides the job's violations must not lift them too).
+        {
+            let on_records: Vec<Policy> = applicable
+                .iter()
+                .map(|p| split_conditions(p, true))
+                .collect();
+            let compiled = CompiledPolicies::compile(&on_records)?;
             for lane in Lane::ALL {
                 let record = std::collections::BTreeMap::from([(
                     "class".to_owned(),
@@ -116,6 +132,7 @@ pub(crate) fn decide(
                     &Attributes {
                         principal,
                         resource: &resource,
+                        asserted: &spec.resource,
                         record: &record,
                     },
                 );
@@ -188,9 +205,12 @@ pub(crate) fn suspend(
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(requests)
         .with_context(|| format!("cannot create {}", requests.display()))?;
-    let path = requests.join(format!("job-{job}.json"));
-    std::fs::write(&path, serde_json::to_string_pretty(&request)? + "\n")
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let path = request_file(requests, &request)?;
+    crate::write_new(
+        &path,
+        (serde_json::to_string_pretty(&request)? + "\n").as_bytes(),
+    )
+    .with_context(|| format!("cannot write {}", path.display()))?;
     log.append(
         EntryKind::StageSuspended,
         serde_json::json!({
@@ -211,10 +231,21 @@ pub(crate) fn suspend(
     }
     observer.event(Event::Notice(text));
     observer.event(Event::Notice(format!(
-        "to resume, an approver signs the request: `symbi approve {} --approver NAME --reason TEXT --out APPROVAL`, then run again with `--override-approval APPROVAL`",
+        "to resume, an approver signs the request: `symbi approve {} --approver NAME --key KEY --reason TEXT --out APPROVAL`, then run again with `--override-approval APPROVAL`",
         path.display()
     )));
     Ok(path)
+}
+
+/// Where a suspended job's request is kept: named by its job number and
+/// its digest, so that jobs of different logs never share a file.
+fn request_file(requests: &Path, request: &ApprovalRequest) -> Result<PathBuf> {
+    let digest = crate::digest(&serde_json::to_vec(request)?);
+    Ok(requests.join(format!(
+        "job-{}-{}.json",
+        request.suspended_job,
+        &digest[..16]
+    )))
 }
 
 /// Verifies `--override-approval FILE` for this job and audits it: the
@@ -223,6 +254,7 @@ pub(crate) fn suspend(
 pub(crate) fn load_approval(
     path: &Path,
     keystore: &Path,
+    requests: &Path,
     job_request: &ApprovalRequest,
     log: &mut AuditLog,
     job: u64,
@@ -240,38 +272,59 @@ pub(crate) fn load_approval(
             // run of the same program over the same dataset, until it
             // expires).
             let id = crate::digest(&serde_json::to_vec(&approval)?);
-            let entries = symbiont_crypto::read_entries(log.path())?;
-            let earlier = entries.iter().find(|e| {
-                e.kind == EntryKind::Approval.as_str() && e.detail["approval_sha256"] == id.as_str()
-            });
-            // Bound to the run: the job it resumes was suspended, in this
-            // log, for at least the violations it overrides.
-            let suspended = entries.iter().find(|e| {
-                e.kind == EntryKind::StageSuspended.as_str()
-                    && e.detail["job"] == approval.suspended_job
-            });
-            let listed = suspended.and_then(|e| {
-                serde_json::from_value::<Vec<Violation>>(e.detail["violations"].clone()).ok()
-            });
-            let refused = match (earlier, listed) {
-                (Some(e), _) => Some(format!(
-                    "{}: this approval was already used by job {} (an approval is single-use: ask for a new one)",
+            // Bound to the run: the request the suspended job wrote, with
+            // every field the approval binds; single-use: one resumption
+            // per suspended run, marked by an exclusive create (whatever
+            // audit log the runner names).
+            let request = ApprovalRequest {
+                program_sha256: approval.program_sha256.clone(),
+                agent: approval.agent.clone(),
+                dataset: approval.dataset.clone(),
+                input_sha256: approval.input_sha256.clone(),
+                principal: approval.principal.clone(),
+                suspended_job: approval.suspended_job,
+                overrides: Vec::new(),
+            };
+            let written = std::fs::read_dir(requests)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name().is_some_and(|n| {
+                        n.to_string_lossy()
+                            .starts_with(&format!("job-{}-", approval.suspended_job))
+                    }) && p.extension().is_some_and(|x| x == "json")
+                })
+                .find_map(|p| {
+                    let r: ApprovalRequest =
+                        serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?;
+                    (ApprovalRequest {
+                        overrides: Vec::new(),
+                        ..r.clone()
+                    } == request)
+                        .then_some((p, r))
+                });
+            let refused = match &written {
+                None => Some(format!(
+                    "{}: no suspended run {} of this job is on record in {} (an approval resumes the run it was signed for)",
                     path.display(),
-                    e.detail["job"]
+                    approval.suspended_job,
+                    requests.display()
                 )),
-                (None, None) => Some(format!(
-                    "{}: it resumes job {}, which this audit log does not show suspended",
-                    path.display(),
-                    approval.suspended_job
-                )),
-                (None, Some(listed)) if !approval.overrides.iter().all(|v| listed.contains(v)) => {
+                Some((_, r)) if !approval.overrides.iter().all(|v| r.overrides.contains(v)) => {
                     Some(format!(
                         "{}: it overrides violations job {} was not suspended for",
                         path.display(),
                         approval.suspended_job
                     ))
                 }
-                _ => None,
+                Some((file, _)) if file.with_extension("used").exists() => Some(format!(
+                    "{}: job {} was already resumed (an approval is single-use: ask for a new one)",
+                    path.display(),
+                    approval.suspended_job
+                )),
+                Some(_) => None,
             };
             if let Some(why) = refused {
                 log.append(
@@ -294,6 +347,20 @@ pub(crate) fn load_approval(
                 }),
             )?;
             log.checkpoint()?;
+            // Used, once its entry is in the log: an exclusive create, so
+            // that two jobs racing with one approval cannot both run.
+            let (file, _) = written.expect("checked above");
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(file.with_extension("used"))
+                .with_context(|| {
+                    format!(
+                        "{}: job {} is being resumed by another job",
+                        path.display(),
+                        approval.suspended_job
+                    )
+                })?;
             observer.event(Event::Notice(format!(
                 "approval by {} ({key}) overrides {} violation(s): {}",
                 approval.approver,

@@ -483,6 +483,8 @@ pub struct JobOutput {
     pub memory_lock: Option<LockStatus>,
     /// Where the classified dataset was persisted.
     pub persisted: Option<PathBuf>,
+    /// The persisted dataset's seal (hex), as written.
+    pub persisted_seal: Option<String>,
     /// The lane every record was raised to at least, by a policy's
     /// encryption requirement.
     pub min_lane: Lane,
@@ -926,7 +928,9 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
         return Err(JobError::Persist(e));
     }
     if let Some(persist) = persist {
-        output.persisted = Some(finish_persist(&persist, query, config)?);
+        let (dest, seal) = finish_persist(&persist, query, config)?;
+        output.persisted = Some(dest);
+        output.persisted_seal = seal;
     }
     output.sandboxes = sandboxes;
     output.input_sha256 = input_sha256;
@@ -1255,12 +1259,12 @@ fn programmable_partials(
 }
 
 /// Finishes the persisted dataset (manifest, then the directory renamed
-/// into place); its destination.
+/// into place); its destination and its seal.
 fn finish_persist(
     persist: &Mutex<Persist>,
     query: &Query,
     config: &JobConfig,
-) -> Result<PathBuf, JobError> {
+) -> Result<(PathBuf, Option<String>), JobError> {
     let mut p = persist.lock().expect("the workers have finished");
     let writer = p.writer.take().expect("no error, so the writer is there");
     let sealer = config.keys.sealer.as_ref().expect("checked before the job");
@@ -1269,7 +1273,7 @@ fn finish_persist(
         .iter()
         .map(|(name, file)| (*name, file.bytes.as_slice()))
         .collect();
-    writer
+    let (_, manifest) = writer
         .finish(
             sealer.context().dataset(),
             &query.schema,
@@ -1287,7 +1291,7 @@ fn finish_persist(
             source,
         })
     })?;
-    Ok(p.dest.clone())
+    Ok((p.dest.clone(), manifest.seal))
 }
 
 /// The digests of the files a dataset carries, by name.
@@ -1392,6 +1396,7 @@ fn finish(
         workers,
         memory_lock: config.keys.opener.as_ref().and_then(|o| o.lock_status()),
         persisted: None,
+        persisted_seal: None,
         min_lane: query.min_lane,
         sandboxes: Vec::new(),
         input: input_kind(config),

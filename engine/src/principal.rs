@@ -19,13 +19,15 @@ pub struct Principal {
     pub attributes: Attrs,
     /// The SHA-256 (hex) of the credential's text.
     pub credential_sha256: Option<String>,
+    /// The key that issued the credential.
+    pub issuer: Option<String>,
 }
 
 impl Principal {
     /// The principal a credential names, checked against `keystore`'s
     /// issuer key and its expiry.
     pub fn from_credential(path: &Path, keystore: &Path) -> Result<Principal, PrincipalError> {
-        let (credential, digest) = match symbiont_crypto::verify_principal(
+        let verified = match symbiont_crypto::verify_principal(
             path,
             keystore,
             std::time::SystemTime::now(),
@@ -40,6 +42,7 @@ impl Principal {
             }
             other => other?,
         };
+        let credential = &verified.credential;
         let mut attributes: Attrs = credential
             .attributes
             .iter()
@@ -47,9 +50,10 @@ impl Principal {
             .collect();
         attributes.insert(VERIFIED_ATTRIBUTE.to_owned(), PolicyValue::Bool(true));
         Ok(Principal {
-            name: Some(credential.name),
+            name: Some(credential.name.clone()),
             attributes,
-            credential_sha256: Some(symbiont_verify::hex(&digest)),
+            credential_sha256: Some(symbiont_verify::hex(&verified.sha256)),
+            issuer: Some(verified.issuer),
         })
     }
 
@@ -73,6 +77,7 @@ impl Principal {
             name: None,
             attributes,
             credential_sha256: None,
+            issuer: None,
         })
     }
 
@@ -132,6 +137,7 @@ impl Principal {
             "name": self.name,
             "verified": self.is_verified(),
             "credential_sha256": self.credential_sha256,
+            "issuer": self.issuer,
             "attributes": self.attributes,
         })
     }

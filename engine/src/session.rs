@@ -18,7 +18,9 @@ use anyhow::{Context, Result};
 use symbiont_crypto::{ApprovalRequest, AuditLog, AuditSigningKey, Backend, EntryKind, Keystore};
 use symbiont_dsl::ast::Program;
 use symbiont_dsl::{Diagnostic, SourceFile};
-use symbiont_operators::{InputKind, Lane, Plan, PlanNode, Policy, PolicyValue, Query};
+use symbiont_operators::{
+    CONTEXT_ATTRIBUTES, InputKind, Lane, Plan, PlanNode, Policy, PolicyValue, Query,
+};
 use zeroize::Zeroizing;
 
 use crate::attest::{Attesting, Planned, ToCommit};
@@ -359,6 +361,7 @@ fn run(
         planned,
         dataset,
         input_kind,
+        bound_sha256,
     } = prepared;
     let files = DatasetFiles {
         metadata: dataset_metadata.as_ref(),
@@ -410,6 +413,13 @@ fn run(
             Ok(store) => store,
             Err(e) => return Ok(Outcome::Failed(e.to_string())),
         };
+        // And it is the dataset's latest copy, not an older one put back.
+        if let Some(ks) = &keystore
+            && let Err(why) =
+                crate::bindings::check_latest(ks.dir(), store.manifest(), &spec.input)?
+        {
+            return Ok(Outcome::Failed(why));
+        }
         // Its TFHE copy must be under this keystore's programmable key
         // (rotated keys would decrypt it to noise, and spend the budget).
         // A copy made before the key was recorded is refused too.
@@ -505,7 +515,15 @@ fn run(
         &spec,
         &running,
         &config,
-        Audit { log, job },
+        Audit {
+            log,
+            job,
+            keystore: keystore.as_ref().map(|k| k.dir()),
+            decided_on: bound_sha256
+                .into_iter()
+                .chain(Some(started.this_job.input_sha256.clone()).filter(|d| !d.is_empty()))
+                .collect(),
+        },
         to_commit.map(|c| (c, custody.keystore.join("zk"), &mut attesting)),
         sink,
         observer,
@@ -534,11 +552,14 @@ fn start(
     observer: &mut dyn Observer,
 ) -> Result<std::result::Result<Decided, Outcome>> {
     let query = &spec.query;
-    let job = log.append(EntryKind::JobStart, job_start(spec, files, dataset))?;
+    let mut started = job_start(spec, files, dataset);
+    started["keystore"] = custody.keystore.display().to_string().into();
+    let job = log.append(EntryKind::JobStart, started)?;
     observer.event(Event::Started { job });
     let decision = match enforce::decide(
         spec,
         files.policies.map_or(&[][..], |(_, p)| p.as_slice()),
+        files.metadata.map(|(_, a)| a),
         log,
         job,
     ) {
@@ -568,7 +589,16 @@ fn start(
     let approved = match &spec.approval {
         None => None,
         Some(path) => {
-            match enforce::load_approval(path, &custody.keystore, &this_job, log, job, observer)? {
+            let requests = requests_dir(custody)?;
+            match enforce::load_approval(
+                path,
+                &custody.keystore,
+                requests,
+                &this_job,
+                log,
+                job,
+                observer,
+            )? {
                 Ok(a) => Some(a),
                 Err(why) => {
                     end(log, job, "denied", Some(why.clone()))?;
@@ -782,6 +812,8 @@ struct Prepared {
     planned: Option<Planned>,
     dataset: String,
     input_kind: InputKind,
+    /// The input's SHA-256 its binding was found by, if it is bound.
+    bound_sha256: Option<String>,
 }
 
 /// [`Job::prepare`].
@@ -839,8 +871,6 @@ fn prepare(spec: &mut JobSpec) -> Result<std::result::Result<Prepared, Outcome>>
             dest.display()
         ))));
     }
-    // The dataset's metadata: its attributes hold; a `--resource` that
-    // says otherwise is refused, not silently overridden.
     // A plain file bound in the keystore carries the bound files, under
     // any name; one that is not carries the files beside it.
     let bound = match spec.bindings.as_deref().filter(|_| !stored) {
@@ -863,19 +893,35 @@ fn prepare(spec: &mut JobSpec) -> Result<std::result::Result<Prepared, Outcome>>
             crate::dataset_policy_file(&spec.input),
         ),
     };
+    // The dataset's metadata: its attributes hold; a `--resource` that
+    // says otherwise is refused, not silently overridden. Neither may set
+    // what the engine sets (the job's context).
     let dataset_metadata = crate::dataset_files::metadata_at(meta_file)?;
+    if let Some(k) = spec
+        .resource
+        .keys()
+        .find(|k| CONTEXT_ATTRIBUTES.contains(&k.as_str()))
+    {
+        return Ok(Err(Outcome::Usage(format!(
+            "--resource {k}: the engine sets `{k}` from the job itself"
+        ))));
+    }
     if let Some((file, attributes)) = &dataset_metadata {
+        if let Some(k) = attributes
+            .keys()
+            .find(|k| CONTEXT_ATTRIBUTES.contains(&k.as_str()))
+        {
+            return Ok(Err(Outcome::Failed(format!(
+                "{}: `{k}` is set by the engine from the job itself, not by a dataset's metadata",
+                file.file.display()
+            ))));
+        }
         for (k, v) in attributes {
-            match spec.resource.get(k) {
-                Some(given) if given != v => {
-                    return Ok(Err(Outcome::Usage(format!(
-                        "--resource {k}={given} contradicts the dataset's metadata ({k} = {v} in {})",
-                        file.file.display()
-                    ))));
-                }
-                _ => {
-                    spec.resource.insert(k.clone(), v.clone());
-                }
+            if let Some(given) = spec.resource.get(k).filter(|given| *given != v) {
+                return Ok(Err(Outcome::Usage(format!(
+                    "--resource {k}={given} contradicts the dataset's metadata ({k} = {v} in {})",
+                    file.file.display()
+                ))));
             }
         }
     }
@@ -962,6 +1008,7 @@ fn prepare(spec: &mut JobSpec) -> Result<std::result::Result<Prepared, Outcome>>
         planned,
         dataset,
         input_kind,
+        bound_sha256: bound.map(|b| b.input_sha256),
     }))
 }
 
@@ -1156,6 +1203,11 @@ impl std::fmt::Display for Failure {
 struct Audit<'a> {
     log: &'a mut AuditLog,
     job: u64,
+    /// The keystore that records a persisted copy as its dataset's latest.
+    keystore: Option<&'a Path>,
+    /// The input's SHA-256 as the job's decisions saw it (its binding, its
+    /// approval): the bytes the job reads must be those.
+    decided_on: Vec<String>,
 }
 
 /// Runs the job, records its stages, and writes the result; returns the
@@ -1170,7 +1222,12 @@ fn execute(
     sink: &mut dyn ResultSink,
     observer: &mut dyn Observer,
 ) -> Result<std::result::Result<String, Failure>> {
-    let Audit { log, job } = audit;
+    let Audit {
+        log,
+        job,
+        keystore,
+        decided_on,
+    } = audit;
     // The source stage's read digest: a CSV or NDJSON source takes it in
     // the scan that divides the file among the workers; a columnar file or
     // a stored dataset is read for it beside the job.
@@ -1209,6 +1266,12 @@ fn execute(
         Some(d) => d,
         None => anyhow::bail!("the source took no digest of {}", config.input.display()),
     };
+    if let Some(d) = decided_on.iter().find(|d| **d != input_digest) {
+        return Ok(Err(Failure::Error(format!(
+            "{}: the input changed while the job ran (its policies and approval were decided on bytes with SHA-256 {d}; the job read {input_digest}): no result",
+            spec.input.display()
+        ))));
+    }
     if cancelled(spec) {
         return Ok(Err(Failure::Cancelled));
     }
@@ -1250,6 +1313,19 @@ fn execute(
             }
             Err(why) => return Ok(Err(Failure::Error(why))),
         }
+    }
+    // The copy just persisted is its dataset's latest: older ones are
+    // refused from now on. Its seal as written, not as read back.
+    if let (Some(dest), Some(seal), Some(ks), Some(sealer)) = (
+        &output.persisted,
+        &output.persisted_seal,
+        keystore,
+        &config.keys.sealer,
+    ) {
+        let dataset = sealer.context().dataset();
+        let mut event = crate::bindings::record_store(ks, dest, dataset, seal)?;
+        event["job"] = job.into();
+        log.append(EntryKind::KeyEvent, event)?;
     }
     let result = JobResult {
         output,

@@ -22,9 +22,9 @@ pub mod value;
 pub use expr::{BinOp, Element, Env, EvalError, Pipeline, Scalar, Step, StrMethod, UnOp};
 pub use pii::Detector;
 pub use policy::{
-    Attributes, CmpOp, CompiledPolicies, Condition, Decision, Effect, LEGACY_RECORD_CLASS,
-    Namespace, Policy, PolicyValue, Reason, TooManyActions, parse_attributes, split_attribute,
-    unit_seconds,
+    Attributes, CONTEXT_ATTRIBUTES, CmpOp, CompiledPolicies, Condition, Decision, Effect,
+    LEGACY_RECORD_CLASS, Namespace, Policy, PolicyValue, Reason, TooManyActions, VERIFIED,
+    parse_attributes, split_attribute, unit_seconds,
 };
 pub use query::{
     AggKind, AggregateSpec, ClassStmt, Classifier, FieldType, Grouping, Lane, OutExpr, Output,

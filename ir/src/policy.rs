@@ -235,31 +235,51 @@ pub fn split_attribute(name: &str) -> (Option<Namespace>, &str) {
     }
 }
 
+/// The job-context attributes the engine sets (`audit_trail`,
+/// `encryption`, `tier`): nobody else may (a dataset's metadata and
+/// `--resource` that name one are refused), and an unqualified name of one
+/// is the resource's only.
+pub const CONTEXT_ATTRIBUTES: [&str; 3] = ["audit_trail", "encryption", "tier"];
+
+/// The principal attribute the engine sets: `true` only for a principal
+/// from a signed credential.
+pub const VERIFIED: &str = "verified";
+
 /// The attributes a decision sees, each namespace apart.
 ///
 /// A qualified name (`principal.k`, `resource.k`, `record.k`) is looked
-/// up in its namespace only. An unqualified name (the spec's own
-/// examples) is the resource's if the resource has it, else the
-/// principal's; `data_classification` is `record.class`. So a principal
-/// never shadows the data's attributes.
+/// up in its namespace only (`resource.k`: the dataset's metadata and the
+/// job's context, then what the runner asserted). An unqualified name (the
+/// spec's own examples) sees only what someone vouches for: the resource's
+/// metadata and context, then a *verified* principal's attributes;
+/// `data_classification` is `record.class`. So neither a principal nor the
+/// runner's own word ever stands for the data's attributes, and the
+/// runner's word is read only where a policy asks for it by name.
 #[derive(Clone, Copy, Debug)]
 pub struct Attributes<'a> {
-    /// Who asks.
+    /// Who asks (`verified` is `true` for a signed credential).
     pub principal: &'a BTreeMap<String, PolicyValue>,
-    /// What is acted on: dataset metadata and the job's context.
+    /// What is acted on: the dataset's metadata and the job's context.
     pub resource: &'a BTreeMap<String, PolicyValue>,
+    /// What the runner says of the resource beyond that (`--resource`).
+    pub asserted: &'a BTreeMap<String, PolicyValue>,
     /// The record a decision is about (`class`), empty for the job's.
     pub record: &'a BTreeMap<String, PolicyValue>,
 }
 
 impl Attributes<'_> {
     fn get(&self, name: &str) -> Option<&PolicyValue> {
+        let vouched = self.principal.get(VERIFIED) == Some(&PolicyValue::Bool(true));
         match split_attribute(name) {
             (Some(Namespace::Principal), k) => self.principal.get(k),
-            (Some(Namespace::Resource), k) => self.resource.get(k),
+            (Some(Namespace::Resource), k) => self.resource.get(k).or_else(|| self.asserted.get(k)),
             (Some(Namespace::Record), k) => self.record.get(k),
             (None, LEGACY_RECORD_CLASS) => self.record.get("class"),
-            (None, k) => self.resource.get(k).or_else(|| self.principal.get(k)),
+            (None, k) if CONTEXT_ATTRIBUTES.contains(&k) => self.resource.get(k),
+            (None, k) => self
+                .resource
+                .get(k)
+                .or_else(|| vouched.then(|| self.principal.get(k)).flatten()),
         }
     }
 }

@@ -59,9 +59,9 @@ pub use store::{
 /// The risk table that gives each plan stage its sandbox tier.
 pub use symbiont_ir::risk;
 pub use symbiont_ir::{
-    AggKind, AggregateSpec, Attributes, BinOp, ClassStmt, Classifier, CmpOp, CompiledPolicies,
-    Condition, Decision, Detector, Effect, Element, Env, EvalError, FieldType, Grouping,
-    LEGACY_RECORD_CLASS, Lane, Namespace, OutExpr, Output, Pipeline, Policy, PolicyValue, Query,
-    Reason, Scalar, Schema, Step, StrMethod, TooManyActions, UnOp, Value, parse_attributes,
-    split_attribute, unit_seconds,
+    AggKind, AggregateSpec, Attributes, BinOp, CONTEXT_ATTRIBUTES, ClassStmt, Classifier, CmpOp,
+    CompiledPolicies, Condition, Decision, Detector, Effect, Element, Env, EvalError, FieldType,
+    Grouping, LEGACY_RECORD_CLASS, Lane, Namespace, OutExpr, Output, Pipeline, Policy, PolicyValue,
+    Query, Reason, Scalar, Schema, Step, StrMethod, TooManyActions, UnOp, VERIFIED, Value,
+    parse_attributes, split_attribute, unit_seconds,
 };

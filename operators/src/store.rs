@@ -284,7 +284,7 @@ impl StoreWriter {
         tfhe_fields: &[String],
         carried: &[(&str, &[u8])],
         sealer: &Sealer,
-    ) -> Result<PathBuf, SourceError> {
+    ) -> Result<(PathBuf, Manifest), SourceError> {
         let path = self.dir.join("batches.bin");
         self.out.flush().map_err(io(&path))?;
         self.out.get_ref().sync_all().map_err(io(&path))?;
@@ -353,7 +353,7 @@ impl StoreWriter {
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(io(&self.dir))?;
-        Ok(self.dir)
+        Ok((self.dir, manifest))
     }
 }
 
