@@ -9,6 +9,7 @@ use symbiont_crypto::{AuditError, AuditLog, AuditVerifyingKey, Verified, verify}
 use symbiont_engine::homes;
 
 /// Where the audit trail of a job goes.
+#[derive(Default)]
 pub(crate) struct AuditArgs {
     pub(crate) log: Option<PathBuf>,
     pub(crate) key: Option<PathBuf>,

@@ -143,14 +143,7 @@ pub(crate) fn add_approver(args: &AddApprover) -> Result<u8> {
     let public = symbiont_crypto::add_approver(&dir, name, key)?;
     println!("approver {name}: {public}");
     let event = serde_json::json!({"event": "added approver", "name": name, "key": public});
-    key_event(
-        &audit::AuditArgs {
-            log: None,
-            key: None,
-        },
-        &dir,
-        event,
-    )?;
+    key_event(&audit::AuditArgs::default(), &dir, event)?;
     if let Some(out) = key_out {
         println!("  signing key {} (give it to {name})", out.display());
     }
@@ -188,14 +181,7 @@ pub(crate) fn issue_principal(a: &IssuePrincipal) -> Result<u8> {
     }
     println!("issued principal {}: {}", a.name, a.out.display());
     let event = serde_json::json!({"event": "issued principal", "name": a.name, "attributes": a.attributes});
-    key_event(
-        &audit::AuditArgs {
-            log: None,
-            key: None,
-        },
-        &dir,
-        event,
-    )?;
+    key_event(&audit::AuditArgs::default(), &dir, event)?;
     Ok(exit::OK)
 }
 
@@ -269,14 +255,7 @@ pub(crate) fn bind(a: &Bind) -> Result<u8> {
         b.dir.display()
     );
     let event = serde_json::json!({"event": "bound", "dataset": b.dataset, "input_sha256": b.input_sha256, "keystore": dir.display().to_string()});
-    key_event(
-        &audit::AuditArgs {
-            log: None,
-            key: None,
-        },
-        &dir,
-        event,
-    )?;
+    key_event(&audit::AuditArgs::default(), &dir, event)?;
     Ok(exit::OK)
 }
 

@@ -222,7 +222,12 @@ fn keeper(t: &Tree) -> String {
 }
 
 fn persisted(t: &Tree) -> (String, serde_json::Value) {
-    let store = t.path("out/store");
+    persisted_to(t, "out/store")
+}
+
+/// [`persisted`], to `name` under the tree.
+fn persisted_to(t: &Tree, name: &str) -> (String, serde_json::Value) {
+    let store = t.path(name);
     let o = t.symbi(&[
         "run",
         &keeper(t),
@@ -778,16 +783,7 @@ fn a_store_with_frames_dropped_duplicated_or_spliced_is_refused() {
     let t = Tree::new("whole");
     // Another copy of the same dataset, sealed under the same data key,
     // persisted first: the store under test is the dataset's latest.
-    let other = t.path("out/other");
-    let o = t.symbi(&[
-        "run",
-        &keeper(&t),
-        "--input",
-        "patients=examples/data/patients.csv",
-        "--persist-encrypted",
-        &other,
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (other, _) = persisted_to(&t, "out/other");
     let (store, direct) = persisted(&t);
     assert_eq!(direct["patients"], 2000);
     let dir = Path::new(&store);

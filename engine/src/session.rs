@@ -335,6 +335,8 @@ impl Job {
 struct DatasetFiles<'a> {
     metadata: Option<&'a (Carried, Attrs)>,
     policies: Option<&'a (Carried, Vec<Policy>)>,
+    /// The input's SHA-256, if its binding was found by it.
+    bound_sha256: Option<&'a str>,
 }
 
 /// A started job: its number, its policy decision and its approval.
@@ -366,6 +368,7 @@ fn run(
     let files = DatasetFiles {
         metadata: dataset_metadata.as_ref(),
         policies: dataset_policies.as_ref(),
+        bound_sha256: bound_sha256.as_deref(),
     };
     let query = &spec.query;
     let stored = input_kind != InputKind::File;
@@ -519,10 +522,7 @@ fn run(
             log,
             job,
             keystore: keystore.as_ref().map(|k| k.dir()),
-            decided_on: bound_sha256
-                .into_iter()
-                .chain(Some(started.this_job.input_sha256.clone()).filter(|d| !d.is_empty()))
-                .collect(),
+            decided_on: Some(started.this_job.input_sha256.clone()).filter(|d| !d.is_empty()),
         },
         to_commit.map(|c| (c, custody.keystore.join("zk"), &mut attesting)),
         sink,
@@ -572,10 +572,10 @@ fn start(
     // An approval binds the input's bytes: digested (one more read) only
     // when an approval is given or the job may be suspended.
     let may_suspend = !decision.before.is_empty() || decision.by_lane.iter().any(|v| !v.is_empty());
-    let input_sha256 = if spec.approval.is_some() || may_suspend {
-        file_digest(&input_bytes(&spec.input))?
-    } else {
-        String::new()
+    let input_sha256 = match files.bound_sha256 {
+        Some(d) => d.to_owned(),
+        None if spec.approval.is_some() || may_suspend => file_digest(&input_bytes(&spec.input))?,
+        None => String::new(),
     };
     let this_job = ApprovalRequest {
         program_sha256: spec.program_sha256.clone(),
@@ -1207,7 +1207,7 @@ struct Audit<'a> {
     keystore: Option<&'a Path>,
     /// The input's SHA-256 as the job's decisions saw it (its binding, its
     /// approval): the bytes the job reads must be those.
-    decided_on: Vec<String>,
+    decided_on: Option<String>,
 }
 
 /// Runs the job, records its stages, and writes the result; returns the
@@ -1266,7 +1266,7 @@ fn execute(
         Some(d) => d,
         None => anyhow::bail!("the source took no digest of {}", config.input.display()),
     };
-    if let Some(d) = decided_on.iter().find(|d| **d != input_digest) {
+    if let Some(d) = decided_on.filter(|d| *d != input_digest) {
         return Ok(Err(Failure::Error(format!(
             "{}: the input changed while the job ran (its policies and approval were decided on bytes with SHA-256 {d}; the job read {input_digest}): no result",
             spec.input.display()
