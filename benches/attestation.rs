@@ -6,6 +6,12 @@
 //!   median.
 //! - `attestation/verify`: one chunk's proof checked against its public
 //!   inputs (`symbiont_circuits::attest::verify` of one chunk).
+//! - `attestation/filtered_chunk_*`: one chunk of a count and a sum behind
+//!   `age >= 65` (`clinic_costs`' statement), committed and proved by the
+//!   general circuit (2,048 records), by the interval circuit with 32-bit
+//!   ages, and with ages declared in `0..=150`.
+//! - With `SYMBI_BENCH_FILTERED=N`: the same three over N records, whole
+//!   (setup, commit + prove, verify), written as JSON to `SYMBI_BENCH_OUT`.
 //! - With `SYMBI_BENCH_ATTEST=N` (run by `benches/attestation.sh`): the
 //!   naive construction — per value a width-3 Poseidon hash (chaining the
 //!   commitment) and a 32-bit range check — set up, proved and timed once
@@ -36,7 +42,7 @@ use criterion::{Criterion, criterion_group};
 
 mod common;
 use symbiont_circuits::attest::{self, Chunk, CircuitKind, Committed, Keys};
-use symbiont_circuits::statement::{Aggregate, Kind, Statement};
+use symbiont_circuits::statement::{Aggregate, Comparison, Kind, Op, Statement};
 
 /// Records per chunk: `symbi run --bundle`'s chunk for the lane circuit.
 const CHUNK: usize = symbiont_circuits::sum::CHUNK;
@@ -51,12 +57,13 @@ fn sum_statement() -> Statement {
         fields: 1,
         comparisons: Vec::new(),
         aggregates: vec![aggregate(Kind::Count), aggregate(Kind::Sum(0))],
+        widths: Vec::new(),
     }
 }
 
 /// Commitment and proofs of `values`: the whole attestation.
 fn attest_all(keys: &Keys, values: &[u32], rng: &mut StdRng) -> (Fr, Vec<Chunk>) {
-    let committed = Committed::new(values, 1, CHUNK);
+    let committed = Committed::new(CircuitKind::Lanes, &sum_statement(), values, CHUNK);
     (
         committed.dataset(),
         committed.prove(keys, &sum_statement(), rng),
@@ -82,7 +89,44 @@ fn bench(c: &mut Criterion) {
     g.bench_function("verify", |b| {
         b.iter(|| attest::verify(&keys.vk, &statement, &chunks).expect("verifies"))
     });
+
+    // One chunk of the seniors' statement, general and interval circuits.
+    for (name, kind, widths) in [
+        ("filtered_chunk_general", CircuitKind::General, vec![]),
+        ("filtered_chunk_intervals", CircuitKind::Intervals, vec![]),
+        (
+            "filtered_chunk_intervals_ranged",
+            CircuitKind::Intervals,
+            vec![8, 32],
+        ),
+    ] {
+        let statement = Statement {
+            widths,
+            ..seniors_statement()
+        };
+        let capacity = match kind {
+            CircuitKind::Intervals => symbiont_circuits::intervals::capacity(&statement),
+            _ => 2048,
+        };
+        let keys = Keys::setup_for(kind, &statement, capacity, &mut rng);
+        let values = patients(capacity);
+        g.throughput(criterion::Throughput::Elements(capacity as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                Committed::new(kind, &statement, &values, capacity)
+                    .prove(&keys, &statement, &mut rng)
+            })
+        });
+    }
     g.finish();
+}
+
+/// `n` generated patients: age below 100 and cost below 2^24.
+fn patients(n: usize) -> Vec<u32> {
+    common::values(2 * n, 7)
+        .chunks(2)
+        .flat_map(|p| [p[0] % 100, p[1] >> 8])
+        .collect()
 }
 
 /// Poseidon of width 3 (rate 2), the naive construction's hash.
@@ -212,9 +256,94 @@ fn comparison(n: usize, out: &str) {
     std::fs::write(out, report.to_string()).expect("writable");
 }
 
+/// Patients' age and cost: the count of those aged 65 or more and the sum
+/// of their cost (`clinic_costs`' attested statement).
+fn seniors_statement() -> Statement {
+    Statement {
+        fields: 2,
+        comparisons: vec![Comparison {
+            field: 0,
+            op: Op::Ge,
+            threshold: 65,
+        }],
+        aggregates: vec![
+            Aggregate {
+                kind: Kind::Count,
+                filters: vec![0],
+            },
+            Aggregate {
+                kind: Kind::Sum(1),
+                filters: vec![0],
+            },
+        ],
+        widths: Vec::new(),
+    }
+}
+
+/// `records` generated patients (age 0..100, cost below 2^24) committed
+/// and proved with `kind`'s circuit, in chunks of 2,048 records for the
+/// general circuit (`symbi run --bundle`'s) and as many as fit 2^17 for the
+/// interval circuit: seconds for the setup, for commit + prove, and for
+/// verifying every chunk.
+fn filtered(kind: CircuitKind, statement: Statement, records: usize) -> serde_json::Value {
+    let mut rng = StdRng::seed_from_u64(3);
+    let capacity = match kind {
+        CircuitKind::Intervals => symbiont_circuits::intervals::capacity(&statement),
+        _ => 2048,
+    };
+    let t = Instant::now();
+    let keys = Keys::setup_for(kind, &statement, capacity, &mut rng);
+    let setup_s = t.elapsed().as_secs_f64();
+    let values = patients(records);
+    let t = Instant::now();
+    let committed = Committed::new(kind, &statement, &values, capacity);
+    let chunks = committed.prove(&keys, &statement, &mut rng);
+    let prove_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let (_, totals) = attest::verify(&keys.vk, &statement, &chunks).expect("verifies");
+    let verify_s = t.elapsed().as_secs_f64();
+    assert_eq!(
+        totals,
+        symbiont_circuits::statement::reference(&statement, &values)
+    );
+    eprintln!(
+        "{kind:?} {:?}: {records} records in chunks of {capacity}, commit+prove {prove_s:.1} s",
+        statement.widths
+    );
+    serde_json::json!({
+        "circuit": format!("{kind:?}"),
+        "widths": statement.widths,
+        "records": records,
+        "chunk_records": capacity,
+        "setup_s": setup_s,
+        "commit_prove_s": prove_s,
+        "verify_all_s": verify_s,
+        "chunks": chunks.len(),
+    })
+}
+
 criterion_group!(benches, bench);
 
 fn main() {
+    if let Ok(n) = std::env::var("SYMBI_BENCH_FILTERED") {
+        // The general circuit (before) and the interval circuit (after),
+        // with 32-bit ages and with ages declared in 0..=150 (8 bits), one
+        // after the other in this run, at `symbi run --bundle`'s chunk
+        // sizes.
+        let n: usize = n.parse().expect("SYMBI_BENCH_FILTERED is a count");
+        let out = std::env::var("SYMBI_BENCH_OUT").unwrap_or_else(|_| "filtered.json".into());
+        let ranged = Statement {
+            widths: vec![8, 32],
+            ..seniors_statement()
+        };
+        let report = serde_json::json!([
+            filtered(CircuitKind::General, seniors_statement(), n),
+            filtered(CircuitKind::Intervals, seniors_statement(), n),
+            filtered(CircuitKind::Intervals, ranged, n),
+        ]);
+        std::fs::write(out, report.to_string()).expect("writable");
+        return;
+    }
     if let Ok(n) = std::env::var("SYMBI_BENCH_ATTEST") {
         let out = std::env::var("SYMBI_BENCH_OUT").unwrap_or_else(|_| "attestation.json".into());
         comparison(n.parse().expect("SYMBI_BENCH_ATTEST is a count"), &out);

@@ -856,3 +856,139 @@ fn a_value_outside_the_attested_range_is_named_by_line_and_field_only() {
     assert!(out.stdout.is_empty());
     assert!(!bundle.exists());
 }
+
+/// Ages declared in `0..=150`: the interval circuit decomposes them into 8
+/// bits (`statement.widths`), the bundle verifies with the program, and the
+/// widths are part of the signed statement.
+#[test]
+fn a_declared_range_narrows_the_attested_field_and_is_signed() {
+    let (env, _) = bundle();
+    let source = std::fs::read_to_string("examples/clinic_costs.symbi").unwrap();
+    let ranged = source.replace("    age: int,", "    age: Age,").replace(
+        "struct Patient {",
+        "type Age = int with range(0, 150);\n\nstruct Patient {",
+    );
+    assert_ne!(ranged, source);
+    let program = env.0.join("clinic_ranged.symbi");
+    std::fs::write(&program, ranged).unwrap();
+    let path = env.0.join("ranged.bundle.json");
+    let out = env.symbi(&[
+        "run",
+        program.to_str().unwrap(),
+        "--input",
+        "patients=examples/data/patients.csv",
+        "--bundle",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["seniors"], 771);
+    assert_eq!(result["senior_cost_cents"], 1_890_850_561u64);
+    assert_eq!(result["_meta"]["attestation"]["circuit"], "Intervals");
+    let bundle = read(&path);
+    assert_eq!(bundle["statement"]["widths"], serde_json::json!([8, 32]));
+    assert!(bundle["dataset"]["chunk_records"].as_u64().unwrap() > 5_000);
+    let out = env.symbi(&[
+        "verify",
+        path.to_str().unwrap(),
+        "--key",
+        &owner_key(),
+        "--program",
+        program.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stdout));
+    // Against the program without the range, the statement differs.
+    let out = env.symbi(&[
+        "verify",
+        path.to_str().unwrap(),
+        "--key",
+        &owner_key(),
+        "--program",
+        "examples/clinic_costs.symbi",
+    ]);
+    assert_eq!(code(&out), 4, "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("FAILED  the program's statement"));
+    // Widened back to 32 bits in the file: the signed statement refuses it.
+    let mut widened = bundle.clone();
+    widened["statement"]["widths"] = serde_json::json!([32, 32]);
+    let (status, said) = verify("widened", &widened);
+    assert_eq!(status, 4, "{said}");
+    assert!(said.contains("FAILED"), "{said}");
+}
+
+/// Two jobs of one owner write to one audit log, so the second bundle's
+/// checkpoint covers the first job's entries too. A genuine entry of the
+/// first job, with a genuine inclusion proof under that checkpoint, cannot
+/// stand in the second bundle: its entries must be one job's, start to end.
+#[test]
+fn entries_of_another_job_cannot_be_mixed_into_a_bundle() {
+    use base64::Engine;
+    let env = Tree::new("attestation", "two-jobs");
+    let (first, second) = (env.path("first.json"), env.path("second.json"));
+    run_clinic(&env, &first);
+    run_clinic(&env, &second);
+    let (a, b) = (read(&first), read(&second));
+    let key = env.0.join("data/symbiont/audit_ed25519.pub");
+    let verify = |name: &str, bundle: &Value| {
+        let path = env.0.join(format!("{name}.json"));
+        std::fs::write(&path, serde_json::to_vec_pretty(bundle).unwrap()).unwrap();
+        let out = env.symbi(&[
+            "verify",
+            path.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ]);
+        (code(&out), text(&out.stdout) + &text(&out.stderr))
+    };
+    let (status, said) = verify("genuine", &b);
+    assert_eq!(status, 0, "{said}");
+    assert!(said.contains("ok      the entries are one job's"), "{said}");
+
+    let kind = |e: &Value| -> String {
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(e["entry"].as_str().unwrap())
+            .unwrap();
+        serde_json::from_slice::<Value>(&body).unwrap()["kind"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let position = |bundle: &Value, wanted: &str| {
+        bundle["audit"]["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|e| kind(e) == wanted)
+            .unwrap()
+    };
+    // The first job's start, proved under the latest checkpoint: the
+    // second bundle's.
+    let start = &a["audit"]["entries"][position(&a, "job_start")];
+    let index = start["index"].as_u64().unwrap().to_string();
+    let log = env.0.join("state/symbiont/audit.log");
+    let out = env.symbi(&["audit", "prove", &index, "--log", log.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let proved: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(proved["checkpoint"], b["audit"]["checkpoint"]);
+    let mut mixed = b.clone();
+    let at = position(&b, "job_start");
+    mixed["audit"]["entries"][at] = serde_json::json!({
+        "index": proved["index"],
+        "entry": proved["entry"],
+        "proof": proved["proof"],
+    });
+    let (status, said) = verify("mixed", &mixed);
+    assert_eq!(status, 4, "{said}");
+    assert!(
+        said.contains("ok      audit entry"),
+        "the entry itself is genuine: {said}"
+    );
+    assert!(said.contains("FAILED  the entries are one job's"), "{said}");
+    // The job's end left out.
+    let mut cut = b.clone();
+    let end = position(&b, "job_end");
+    cut["audit"]["entries"].as_array_mut().unwrap().remove(end);
+    let (status, said) = verify("cut", &cut);
+    assert_eq!(status, 4, "{said}");
+    assert!(said.contains("is not included"), "{said}");
+}

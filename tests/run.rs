@@ -241,6 +241,48 @@ fn each_kind_of_bad_input_names_the_line_and_field() {
 }
 
 #[test]
+fn a_value_outside_its_declared_range_is_a_bad_record() {
+    // `age` is declared in 0..=150: a CSV or NDJSON record with 151 (or
+    // -1) is named by file, line and field, never by its value, and
+    // quarantined like any other bad record.
+    let s = Scratch::new("range");
+    let program = s.file(
+        "ranged.symbi",
+        PROGRAM
+            .replace("age: int,", "age: Age,")
+            .replace(
+                "struct Visit",
+                "type Age = int with range(0, 150);\nstruct Visit",
+            )
+            .as_bytes(),
+    );
+    let csv = s.file(
+        "visits.csv",
+        b"id,age,cost,ward\na,150,5,x\nb,151,6,y\nc,0,7,z\n",
+    );
+    let ndjson = s.file(
+        "visits.ndjson",
+        b"{\"id\":\"a\",\"age\":150,\"cost\":5,\"ward\":\"x\"}\n{\"id\":\"b\",\"age\":-1,\"cost\":6,\"ward\":\"y\"}\n",
+    );
+    for (data, line) in [(&csv, 3), (&ndjson, 2)] {
+        let input = format!("visits={data}");
+        let o = symbi(&["run", &program, "--input", &input]);
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        let message =
+            format!(":line {line}: field `age`: outside the range 0..=150 its type declares");
+        assert!(stderr(&o).contains(&message), "{}", stderr(&o));
+        assert!(!stderr(&o).contains("151") && !stderr(&o).contains("-1 "));
+    }
+    let q = s.path("bad.ndjson");
+    let on_error = format!("quarantine={q}");
+    let input = format!("visits={csv}");
+    let o = symbi(&["run", &program, "--input", &input, "--on-error", &on_error]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(json(&o)["visits"], 2);
+    assert_eq!(json(&o)["_meta"]["quarantined"], 1);
+}
+
+#[test]
 fn error_messages_do_not_echo_field_values() {
     let s = Scratch::new("secret");
     let o = run_program(&s, b"id,age,cost,ward\na,123-45-6789,5,x\n", &[]);

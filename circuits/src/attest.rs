@@ -21,11 +21,13 @@ use sha2::{Digest, Sha256};
 
 use crate::Fr;
 use crate::commit;
+use crate::intervals::{self, IntervalCircuit};
 use crate::statement::{Kind, Statement, StatementCircuit, public_inputs, reference};
 use crate::sum::SumCircuit;
 
 /// Bumped whenever a circuit changes: keys of another version are not
-/// reused.
+/// reused. (Declared widths left it at 2: a statement with widths has
+/// another shape id, and one without is proved as before.)
 pub const CIRCUIT_VERSION: u32 = 2;
 
 /// The circuit a statement is proved with.
@@ -33,6 +35,10 @@ pub const CIRCUIT_VERSION: u32 = 2;
 pub enum CircuitKind {
     /// [`SumCircuit`]: one field, no filters.
     Lanes,
+    /// [`IntervalCircuit`]: every comparison on one field (at least one
+    /// of them `>=` or `<`), or none, and at most
+    /// [`crate::intervals::MAX_FILTER_SETS`] filter sets.
+    Intervals,
     /// [`StatementCircuit`].
     General,
 }
@@ -46,22 +52,51 @@ impl CircuitKind {
             .any(|a| matches!(a.kind, Kind::Sum(_)));
         if statement.lanes() && sums {
             CircuitKind::Lanes
+        } else if intervals::key(statement).is_some() {
+            CircuitKind::Intervals
         } else {
             CircuitKind::General
         }
+    }
+
+    /// Whether this circuit can prove `statement` for a verifier: its own
+    /// ([`CircuitKind::of`], the fastest), or the general circuit for an
+    /// interval statement (same public inputs; a grouping's statement is
+    /// committed for the general circuit before it is known).
+    pub fn proves(self, statement: &Statement) -> bool {
+        let own = CircuitKind::of(statement);
+        self == own || (self == CircuitKind::General && own == CircuitKind::Intervals)
     }
 }
 
 /// A circuit shape's identity: what its keys depend on (the statement
 /// without its thresholds, which are public inputs, and the capacity).
 pub fn shape_id(statement: &Statement, capacity: usize) -> String {
+    shape_id_for(CircuitKind::of(statement), statement, capacity)
+}
+
+/// The shapes whose keys may prove `statement` ([`CircuitKind::proves`]):
+/// its own circuit's and, for an interval statement, the general
+/// circuit's (which proved such statements before the interval circuit
+/// existed, and proves a grouping's).
+pub fn shape_ids(statement: &Statement, capacity: usize) -> Vec<String> {
+    let mut ids = vec![shape_id(statement, capacity)];
+    if CircuitKind::General.proves(statement) && CircuitKind::of(statement) != CircuitKind::General
+    {
+        ids.push(shape_id_for(CircuitKind::General, statement, capacity));
+    }
+    ids
+}
+
+/// The identity of `kind`'s shape for `statement`.
+pub fn shape_id_for(kind: CircuitKind, statement: &Statement, capacity: usize) -> String {
     let mut shape = statement.clone();
     for c in &mut shape.comparisons {
         c.threshold = 0;
     }
     let text = serde_json::json!({
         "version": CIRCUIT_VERSION,
-        "circuit": format!("{:?}", CircuitKind::of(statement)),
+        "circuit": format!("{kind:?}"),
         "statement": shape,
         "capacity": capacity,
     })
@@ -120,10 +155,25 @@ impl Keys {
         capacity: usize,
         rng: &mut R,
     ) -> Keys {
-        let (pk, vk) = match CircuitKind::of(statement) {
+        Keys::setup_for(CircuitKind::of(statement), statement, capacity, rng)
+    }
+
+    /// [`Keys::setup`] for a chosen circuit (benchmarks compare them).
+    pub fn setup_for<R: RngCore + CryptoRng>(
+        kind: CircuitKind,
+        statement: &Statement,
+        capacity: usize,
+        rng: &mut R,
+    ) -> Keys {
+        assert!(kind.proves(statement));
+        let (pk, vk) = match kind {
             CircuitKind::Lanes => {
                 Groth16::<Bn254>::circuit_specific_setup(SumCircuit::shape(capacity), rng)
             }
+            CircuitKind::Intervals => Groth16::<Bn254>::circuit_specific_setup(
+                IntervalCircuit::shape(statement.clone(), capacity),
+                rng,
+            ),
             CircuitKind::General => Groth16::<Bn254>::circuit_specific_setup(
                 StatementCircuit::shape(statement.clone(), capacity),
                 rng,
@@ -154,7 +204,18 @@ impl Keys {
         statement: &Statement,
         capacity: usize,
     ) -> std::io::Result<(Keys, bool)> {
-        let path = dir.join(format!("{}.pk", shape_id(statement, capacity)));
+        Keys::load_or_setup_for(CircuitKind::of(statement), dir, statement, capacity)
+    }
+
+    /// [`Keys::load_or_setup`] for a chosen circuit (one that
+    /// [`CircuitKind::proves`] the statement).
+    pub fn load_or_setup_for(
+        kind: CircuitKind,
+        dir: &Path,
+        statement: &Statement,
+        capacity: usize,
+    ) -> std::io::Result<(Keys, bool)> {
+        let path = dir.join(format!("{}.pk", shape_id_for(kind, statement, capacity)));
         if let Ok(bytes) = std::fs::read(&path) {
             // Our own file: read without the (slow) subgroup checks, but a
             // truncated or foreign file is an error, not a panic.
@@ -168,7 +229,7 @@ impl Keys {
             };
             return Ok((keys, false));
         }
-        let keys = Keys::setup(statement, capacity, &mut os_rng());
+        let keys = Keys::setup_for(kind, statement, capacity, &mut os_rng());
         std::fs::create_dir_all(dir)?;
         let mut bytes = Vec::new();
         keys.pk
@@ -212,7 +273,7 @@ pub fn chunk_public(statement: &Statement, chunk: &Chunk) -> Result<Vec<Fr>, Str
         ));
     }
     match CircuitKind::of(statement) {
-        CircuitKind::General => Ok(public_inputs(
+        CircuitKind::General | CircuitKind::Intervals => Ok(public_inputs(
             statement,
             chunk.commitment,
             chunk.records,
@@ -247,6 +308,8 @@ pub fn chunk_public(statement: &Statement, chunk: &Chunk) -> Result<Vec<Fr>, Str
 /// What the owner computes at ingestion: per chunk its salt, its values
 /// and its commitment. Salts and values are secret: `Debug` shows neither.
 pub struct Committed {
+    /// The circuit whose layout the chunks are committed in.
+    pub kind: CircuitKind,
     /// Records per chunk.
     pub capacity: usize,
     /// Values per record.
@@ -258,6 +321,7 @@ pub struct Committed {
 impl std::fmt::Debug for Committed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Committed")
+            .field("kind", &self.kind)
             .field("capacity", &self.capacity)
             .field("fields", &self.fields)
             .field("chunks", &self.chunks.len())
@@ -267,26 +331,40 @@ impl std::fmt::Debug for Committed {
 
 impl Committed {
     /// Commits `values` (`fields` per record) in chunks of `capacity`
-    /// records, each under a fresh salt.
-    pub fn new(values: &[u32], fields: usize, capacity: usize) -> Committed {
+    /// records, each under a fresh salt, in the layout of `statement`'s
+    /// circuit (for the interval circuit: each chunk in key order, column
+    /// by column). A grouping's statement is known only after the job, and
+    /// is proved by the general circuit: `kind` says which layout to use.
+    pub fn new(
+        kind: CircuitKind,
+        statement: &Statement,
+        values: &[u32],
+        capacity: usize,
+    ) -> Committed {
+        let fields = statement.fields;
         assert!(fields > 0 && values.len().is_multiple_of(fields) && capacity > 0);
+        let one = |values: Vec<u32>| {
+            let salt = commit::salt();
+            let commitment = match kind {
+                CircuitKind::Intervals => commit::commit_columns(salt, &values, fields, capacity),
+                CircuitKind::Lanes | CircuitKind::General => {
+                    commit::commit(salt, &values, fields, capacity)
+                }
+            };
+            (salt, values, commitment)
+        };
         let mut chunks: Vec<(Fr, Vec<u32>, Fr)> = values
             .chunks(capacity * fields)
-            .map(|c| {
-                let salt = commit::salt();
-                let commitment = commit::commit(salt, c, fields, capacity);
-                (salt, c.to_vec(), commitment)
+            .map(|c| match kind {
+                CircuitKind::Intervals => one(intervals::key_order(statement, c)),
+                CircuitKind::Lanes | CircuitKind::General => one(c.to_vec()),
             })
             .collect();
         if chunks.is_empty() {
-            let salt = commit::salt();
-            chunks.push((
-                salt,
-                Vec::new(),
-                commit::commit(salt, &[], fields, capacity),
-            ));
+            chunks.push(one(Vec::new()));
         }
         Committed {
+            kind,
             capacity,
             fields,
             chunks,
@@ -311,15 +389,26 @@ impl Committed {
         rng: &mut R,
     ) -> Vec<Chunk> {
         assert_eq!(statement.fields, self.fields);
+        assert!(self.kind.proves(statement), "committed in its layout");
         self.chunks
             .iter()
             .map(|(salt, values, commitment)| {
                 let outputs = reference(statement, values);
                 let records = (values.len() / self.fields) as u64;
-                let proof = match CircuitKind::of(statement) {
+                let proof = match self.kind {
                     CircuitKind::Lanes => prove_one(
                         keys,
                         SumCircuit::chunk(self.capacity, *salt, values.clone()),
+                        rng,
+                    ),
+                    CircuitKind::Intervals => prove_one(
+                        keys,
+                        IntervalCircuit::chunk(
+                            statement.clone(),
+                            self.capacity,
+                            *salt,
+                            values.clone(),
+                        ),
                         rng,
                     ),
                     CircuitKind::General => prove_one(
@@ -520,7 +609,7 @@ mod tests {
         let keys = Keys::setup(&statement, 8, &mut rng);
         // 20 records in chunks of 8: 8, 8, 4.
         let values: Vec<u32> = (0..20u32).flat_map(|i| [50 + i, 100 * i]).collect();
-        let committed = Committed::new(&values, 2, 8);
+        let committed = Committed::new(CircuitKind::of(&statement), &statement, &values, 8);
         let chunks = committed.prove(&keys, &statement, &mut rng);
         assert_eq!(chunks.len(), 3);
         let (dataset, totals) = verify(&keys.vk, &statement, &chunks).unwrap();
@@ -556,11 +645,12 @@ mod tests {
                     filters: vec![],
                 },
             ],
+            widths: Vec::new(),
         };
         assert_eq!(CircuitKind::of(&statement), CircuitKind::Lanes);
         let keys = Keys::setup(&statement, 60, &mut rng);
         let values: Vec<u32> = (1..=100).collect();
-        let committed = Committed::new(&values, 1, 60);
+        let committed = Committed::new(CircuitKind::Lanes, &statement, &values, 60);
         let chunks = committed.prove(&keys, &statement, &mut rng);
         let (_, totals) = verify(&keys.vk, &statement, &chunks).unwrap();
         assert_eq!(totals, vec![100, 100, 5050]);

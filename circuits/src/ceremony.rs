@@ -34,6 +34,7 @@ use ark_relations::gr1cs::{
 
 use crate::Fr;
 use crate::attest::CircuitKind;
+use crate::intervals::IntervalCircuit;
 use crate::statement::{Statement, StatementCircuit};
 use crate::sum::SumCircuit;
 
@@ -69,6 +70,9 @@ impl Shape {
         cs.set_mode(SynthesisMode::Setup);
         let synthesized = match CircuitKind::of(statement) {
             CircuitKind::Lanes => SumCircuit::shape(capacity).generate_constraints(cs.clone()),
+            CircuitKind::Intervals => {
+                IntervalCircuit::shape(statement.clone(), capacity).generate_constraints(cs.clone())
+            }
             CircuitKind::General => StatementCircuit::shape(statement.clone(), capacity)
                 .generate_constraints(cs.clone()),
         };

@@ -2,7 +2,8 @@
 //! signs, and what the circuits open inside the proof.
 //!
 //! A chunk holds up to a circuit shape's `capacity` records, each with the
-//! same number of attested `u32` fields. The values, record by record, are
+//! same number of attested `u32` fields. The values, record by record (or,
+//! for the interval circuit, column by column: [`commit_columns`]), are
 //! packed [`LANES`] to a field element, value `i` of an element in bits
 //! `42·i .. 42·i + 32` (the 10 spare bits of each 42-bit lane let the sum
 //! circuit add [`BLOCK`] elements lane by lane without a carry), the chunk
@@ -57,6 +58,29 @@ pub fn commit(salt: Fr, values: &[u32], fields: usize, capacity: usize) -> Fr {
     let mut input = vec![salt];
     input.extend(pack(values, capacity * fields));
     input.push(Fr::from((values.len() / fields) as u64));
+    poseidon::hash(&input)
+}
+
+/// What the last element absorbed adds to the record count in the column
+/// layout: 2^64, so that no list of elements is both a row-wise and a
+/// column-wise commitment (a count is below 2^64).
+pub fn columns_tag() -> Fr {
+    Fr::from(u64::MAX) + Fr::from(1u64)
+}
+
+/// The commitment to a chunk committed column by column (the interval
+/// circuit's layout, [`crate::intervals`]): the salt, then each field's
+/// values packed and padded to `capacity` rounded up to whole elements,
+/// field after field, then the record count plus [`columns_tag`].
+pub fn commit_columns(salt: Fr, values: &[u32], fields: usize, capacity: usize) -> Fr {
+    assert!(fields > 0 && values.len().is_multiple_of(fields));
+    let lanes = capacity.div_ceil(LANES) * LANES;
+    let mut input = vec![salt];
+    for f in 0..fields {
+        let column: Vec<u32> = values.iter().skip(f).step_by(fields).copied().collect();
+        input.extend(pack(&column, lanes));
+    }
+    input.push(Fr::from((values.len() / fields) as u64) + columns_tag());
     poseidon::hash(&input)
 }
 

@@ -14,6 +14,10 @@
 //! - [`statement`]: counts and sums behind filters (`>=`, `<`, `==` a
 //!   public threshold) over records of several fields, and the general
 //!   circuit that proves them.
+//! - [`intervals`]: the same statements when every comparison is on one
+//!   field: records committed in that field's order, column by column, so
+//!   only that field is decomposed and the summed columns are added lane
+//!   by lane.
 //! - [`attest`]: keys per circuit shape (cached), a dataset committed and
 //!   proved in chunks, and the verifier's check that adds them up.
 //! - [`snarkjs`]: proofs and verifying keys in snarkjs' JSON format.
@@ -22,6 +26,7 @@
 pub mod attest;
 pub mod ceremony;
 pub mod commit;
+pub mod intervals;
 pub mod poseidon;
 pub mod snarkjs;
 pub mod statement;

@@ -14,13 +14,17 @@
 //! and, for a sum, its sum. The verifier supplies the thresholds, so a
 //! proof for `age >= 65` does not verify as one for `age >= 60`.
 //!
-//! The circuit ([`StatementCircuit`]) decomposes every value into 32 bits
-//! (so the packed elements it hashes are exactly the owner's), marks the
-//! chunk's first `count` records as real (the rest is padding and never
-//! counted), and decides `v >= t` from the top bit of the 33-bit number
-//! `v - t + 2^32`, and `v == t` from whether `v - t` has an inverse. A
-//! record costs `32·fields + 33·(>= and <) + 2·(==) + 2` plus one
+//! The circuit ([`StatementCircuit`]) decomposes every value into its
+//! field's width, 32 bits unless the field's type declares a range
+//! ([`Statement::widths`]; so the packed elements it hashes are exactly the
+//! owner's, and the values within their widths), marks the chunk's first
+//! `count` records as real (the rest is padding and never counted), and
+//! decides `v >= t` from the top bit of the `w + 1`-bit number
+//! `v - t + 2^w`, and `v == t` from whether `v - t` has an inverse. A
+//! record costs `Σ w + (w + 2)·(>= and <) + 2·(==) + 2` plus one
 //! constraint per filter and per sum, and the hash `969 / (192 / fields)`.
+//! When every comparison is on one field, the interval circuit
+//! ([`crate::intervals`]) proves the same statement far more cheaply.
 //! The plain count-and-sum of one field has a far cheaper circuit
 //! ([`crate::sum`]); [`Statement::lanes`] says when it applies.
 
@@ -104,6 +108,11 @@ pub struct Statement {
     pub comparisons: Vec<Comparison>,
     /// The aggregates.
     pub aggregates: Vec<Aggregate>,
+    /// Per field, the bits its values have (`1..=32`): from a range the
+    /// field's type declares, widened to hold every threshold it is
+    /// compared with. Empty: 32 for every field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub widths: Vec<u32>,
 }
 
 impl Statement {
@@ -113,10 +122,37 @@ impl Statement {
         self.fields == 1 && self.comparisons.is_empty()
     }
 
-    /// Whether the statement is well formed: indices in range, a field.
+    /// The bits of field `f`'s values ([`Statement::widths`]).
+    pub fn width(&self, f: usize) -> u32 {
+        self.widths.get(f).copied().unwrap_or(32)
+    }
+
+    /// Whether the statement is well formed: indices in range, a field,
+    /// widths of 1 to 32 bits that hold every threshold.
     pub fn check(&self) -> Result<(), String> {
         if self.fields == 0 {
             return Err("a statement attests at least one field".into());
+        }
+        if !self.widths.is_empty()
+            && (self.widths.len() != self.fields
+                || self.widths.iter().any(|w| !(1..=32).contains(w)))
+        {
+            return Err(format!(
+                "widths {:?} for {} fields",
+                self.widths, self.fields
+            ));
+        }
+        if let Some(c) = self
+            .comparisons
+            .iter()
+            .find(|c| c.field < self.fields && u64::from(c.threshold) > 1u64 << self.width(c.field))
+        {
+            return Err(format!(
+                "threshold {} of field {}, whose values have {} bits",
+                c.threshold,
+                c.field,
+                self.width(c.field)
+            ));
         }
         for c in &self.comparisons {
             if c.field >= self.fields {
@@ -221,6 +257,7 @@ pub(crate) fn seniors() -> Statement {
             kind: Kind::Sum(1),
             filters: vec![0],
         }],
+        widths: Vec::new(),
     }
 }
 
@@ -269,8 +306,62 @@ impl StatementCircuit {
     }
 }
 
+/// The public inputs of `statement`'s circuits ([`public_inputs`]) as
+/// input variables; `public` is `None` for setup, and of the wrong length
+/// unsatisfiable.
+pub(crate) fn public_vars(
+    cs: &ConstraintSystemRef<Fr>,
+    statement: &Statement,
+    public: Option<&[Fr]>,
+) -> Result<Vec<FpVar<Fr>>, SynthesisError> {
+    let expected = 2 + statement.comparisons.len() + statement.output_len();
+    if public.is_some_and(|p| p.len() != expected) {
+        return Err(SynthesisError::Unsatisfiable);
+    }
+    (0..expected)
+        .map(|i| {
+            FpVar::new_input(cs.clone(), || {
+                public
+                    .map(|p| p[i])
+                    .ok_or(SynthesisError::AssignmentMissing)
+            })
+        })
+        .collect()
+}
+
+/// One mark per record slot, the first `count` of them set: the marks
+/// never rise again (`mark · (1 - previous) = 0`) and add up to `count`,
+/// so padding is never counted. `records` is the witness's count.
+pub(crate) fn real_marks(
+    cs: &ConstraintSystemRef<Fr>,
+    slots: usize,
+    records: Option<usize>,
+    count: &FpVar<Fr>,
+) -> Result<Vec<Boolean<Fr>>, SynthesisError> {
+    let mut real: Vec<Boolean<Fr>> = Vec::with_capacity(slots);
+    for r in 0..slots {
+        let mark = Boolean::new_witness(cs.clone(), || {
+            records
+                .map(|n| r < n)
+                .ok_or(SynthesisError::AssignmentMissing)
+        })?;
+        if let Some(previous) = real.last() {
+            FpVar::from(mark.clone()).mul_equals(
+                &(FpVar::one() - FpVar::from(previous.clone())),
+                &FpVar::zero(),
+            )?;
+        }
+        real.push(mark);
+    }
+    real.iter()
+        .map(|m| FpVar::from(m.clone()))
+        .sum::<FpVar<Fr>>()
+        .enforce_equal(count)?;
+    Ok(real)
+}
+
 /// `bits` little-endian bits of `v` as witnesses.
-fn bits_of(
+pub(crate) fn bits_of(
     cs: &ConstraintSystemRef<Fr>,
     v: Option<u64>,
     bits: usize,
@@ -289,17 +380,7 @@ impl ConstraintSynthesizer<Fr> for StatementCircuit {
     fn generate_constraints(self, cs: ConstraintSystemRef<Fr>) -> Result<(), SynthesisError> {
         let st = &self.statement;
         let missing = || SynthesisError::AssignmentMissing;
-        let expected = 2 + st.comparisons.len() + st.output_len();
-        if self.public.as_ref().is_some_and(|p| p.len() != expected) {
-            return Err(SynthesisError::Unsatisfiable);
-        }
-        let public: Vec<FpVar<Fr>> = (0..expected)
-            .map(|i| {
-                FpVar::new_input(cs.clone(), || {
-                    self.public.as_ref().map(|p| p[i]).ok_or_else(missing)
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        let public = public_vars(&cs, st, self.public.as_deref())?;
         let (commitment, count) = (&public[0], &public[1]);
         let thresholds = &public[2..2 + st.comparisons.len()];
         let outputs = &public[2 + st.comparisons.len()..];
@@ -315,7 +396,7 @@ impl ConstraintSynthesizer<Fr> for StatementCircuit {
         for r in 0..self.capacity {
             let mut record = Vec::with_capacity(st.fields);
             for f in 0..st.fields {
-                let bits = bits_of(&cs, value(r, f).map(u64::from), 32)?;
+                let bits = bits_of(&cs, value(r, f).map(u64::from), st.width(f) as usize)?;
                 let v = Boolean::le_bits_to_fp(&bits)?;
                 flat.push(v.clone());
                 record.push(v);
@@ -343,32 +424,18 @@ impl ConstraintSynthesizer<Fr> for StatementCircuit {
         absorbed.push(count.clone());
         poseidon::hash_var(cs.clone(), &absorbed)?.enforce_equal(commitment)?;
 
-        // The first `count` records are real: the marks never rise again.
-        let mut real: Vec<Boolean<Fr>> = Vec::with_capacity(self.capacity);
-        for r in 0..self.capacity {
-            let mark =
-                Boolean::new_witness(cs.clone(), || records.map(|n| r < n).ok_or_else(missing))?;
-            if let Some(previous) = real.last() {
-                // mark · (1 - previous) = 0
-                FpVar::from(mark.clone()).mul_equals(
-                    &(FpVar::one() - FpVar::from(previous.clone())),
-                    &FpVar::zero(),
-                )?;
-            }
-            real.push(mark);
-        }
-        let marks: Vec<FpVar<Fr>> = real.iter().map(|m| FpVar::from(m.clone())).collect();
-        marks.iter().sum::<FpVar<Fr>>().enforce_equal(count)?;
+        let real = real_marks(&cs, self.capacity, records, count)?;
 
-        // `v >= t`: the top bit of v - t + 2^32 (33 bits).
-        let two_32 = Fr::from(1u64 << 32);
+        // `v >= t`: the top bit of v - t + 2^w (w + 1 bits, w the field's
+        // width; the statement's check keeps t <= 2^w).
         let ge = |r: usize, c: &crate::statement::Comparison, t: &FpVar<Fr>| {
-            let native =
-                value(r, c.field).map(|v| u64::from(v) + (1u64 << 32) - u64::from(c.threshold));
-            let bits = bits_of(&cs, native, 33)?;
-            let d = &fields[r][c.field] - t + two_32;
+            let w = st.width(c.field) as usize;
+            let native = value(r, c.field)
+                .map(|v| (u64::from(v) + (1u64 << w)).wrapping_sub(u64::from(c.threshold)));
+            let bits = bits_of(&cs, native, w + 1)?;
+            let d = &fields[r][c.field] - t + Fr::from(1u64 << w);
             Boolean::le_bits_to_fp(&bits)?.enforce_equal(&d)?;
-            Ok::<_, SynthesisError>(bits[32].clone())
+            Ok::<_, SynthesisError>(bits[w].clone())
         };
         let mut passes: Vec<Vec<Boolean<Fr>>> = vec![Vec::new(); self.capacity];
         for (c, t) in st.comparisons.iter().zip(thresholds) {
@@ -454,6 +521,7 @@ mod tests {
                     filters: vec![],
                 },
             ],
+            widths: Vec::new(),
         }
     }
 

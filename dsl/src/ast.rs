@@ -309,6 +309,44 @@ pub struct TypeAlias {
     pub span: Span,
 }
 
+impl TypeAlias {
+    /// The inclusive bounds its `range(lo, hi)` annotation declares, if it
+    /// has one: both integer literals, `lo <= hi`. An annotation that is
+    /// not that is an error at the annotation's span.
+    pub fn declared_range(&self) -> Result<Option<(i64, i64)>, (Span, String)> {
+        let Some(range) = self.annotations.iter().find(|a| a.name.name == "range") else {
+            return Ok(None);
+        };
+        let literal = |arg: &Arg| -> Option<i64> {
+            let Arg::Positional(e) = arg else { return None };
+            match &e.kind {
+                ExprKind::Int(v) => Some(*v),
+                ExprKind::Unary {
+                    op: UnaryOp::Neg,
+                    operand,
+                    ..
+                } => match operand.kind {
+                    ExprKind::Int(v) => v.checked_neg(),
+                    _ => None,
+                },
+                _ => None,
+            }
+        };
+        let bounds: Vec<Option<i64>> = range.args.iter().map(literal).collect();
+        match bounds[..] {
+            [Some(lo), Some(hi)] if lo <= hi => Ok(Some((lo, hi))),
+            [Some(lo), Some(hi)] => Err((
+                range.span,
+                format!("`range({lo}, {hi})`: the lower bound is above the upper one"),
+            )),
+            _ => Err((
+                range.span,
+                "`range` takes two integer literals, the lowest and the highest value: `range(0, 150)`".into(),
+            )),
+        }
+    }
+}
+
 /// `encryption("AES-256-GCM")` after `with` in a type alias.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TypeAnnotation {

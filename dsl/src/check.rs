@@ -330,8 +330,22 @@ impl<'p> Checker<'p> {
                 Item::Enum(e) => self.check_duplicates(e.variants.iter(), "variant"),
                 Item::TypeAlias(t) => {
                     self.type_params = t.params.iter().map(|p| p.name.clone()).collect();
-                    self.resolve(&t.ty);
+                    let ty = self.resolve(&t.ty);
                     self.type_params.clear();
+                    match t.declared_range() {
+                        Err((span, why)) => {
+                            self.error(Code::E0214, span, why);
+                        }
+                        Ok(Some(_)) if ty != Ty::Int && ty != Ty::Unknown => {
+                            let span = t.annotations.iter().find(|a| a.name.name == "range");
+                            self.error(
+                                Code::E0214,
+                                span.map_or(t.span, |a| a.span),
+                                format!("`range` bounds an `int`; `{}` is not one", t.name.name),
+                            );
+                        }
+                        Ok(_) => {}
+                    }
                 }
                 Item::Policy(p) => self.check_policy(p),
                 Item::Agent(a) => self.check_agent(a),

@@ -68,6 +68,9 @@ pub enum Code {
     E0212,
     /// Iterating over something that is not an `Array` or a `Stream`.
     E0213,
+    /// A type annotation that does not make sense (`range` on a type
+    /// other than `int`, or not two ordered integer literals).
+    E0214,
     /// A valid program that cannot (yet) run as a pipeline.
     E0301,
     /// An action the program performs is denied by a policy.
@@ -115,6 +118,7 @@ impl Code {
             Code::E0211 => "E0211",
             Code::E0212 => "E0212",
             Code::E0213 => "E0213",
+            Code::E0214 => "E0214",
             Code::E0301 => "E0301",
             Code::E0401 => "E0401",
             Code::E0402 => "E0402",

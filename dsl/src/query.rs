@@ -154,7 +154,7 @@ pub fn lower_query(
     let def = structs
         .get(element.name.as_str())
         .ok_or_else(|| unsupported(element.span, "the stream's element type must be a struct"))?;
-    let schema = schema_of(def)?;
+    let schema = schema_of(def, program)?;
 
     let mut classifier = None;
     let mut prove = Vec::new();
@@ -216,29 +216,61 @@ pub fn lower_query(
     })
 }
 
-fn schema_of(def: &StructDef) -> Lowered<Schema> {
-    let fields = def
-        .fields
+fn schema_of(def: &StructDef, program: &Program) -> Lowered<Schema> {
+    let aliases: HashMap<&str, &TypeAlias> = program
+        .items
         .iter()
-        .map(|f| {
-            let ty = match &f.ty.kind {
-                TypeKind::Primitive(Primitive::Int) => FieldType::Int,
-                TypeKind::Primitive(Primitive::Float) => FieldType::Float,
-                TypeKind::Primitive(Primitive::String) => FieldType::Str,
-                TypeKind::Primitive(Primitive::Bool) => FieldType::Bool,
-                _ => {
-                    return Err(unsupported(
-                        f.ty.span,
-                        "record fields of a dataset must be int, float, string or bool",
-                    ));
-                }
-            };
-            Ok((f.name.name.clone(), ty))
+        .filter_map(|i| match i {
+            Item::TypeAlias(t) if t.params.is_empty() => Some((t.name.name.as_str(), t)),
+            _ => None,
         })
-        .collect::<Lowered<_>>()?;
+        .collect();
+    let mut fields = Vec::with_capacity(def.fields.len());
+    let mut ranges = Vec::with_capacity(def.fields.len());
+    for f in &def.fields {
+        // A field's type is a primitive, or an alias of one (through other
+        // aliases); the nearest `range(lo, hi)` on the way bounds it.
+        let mut ty = &f.ty;
+        let mut range = None;
+        let mut seen = 0;
+        while let TypeKind::Named(name) = &ty.kind
+            && let Some(alias) = aliases.get(name.name.as_str())
+            && seen < aliases.len()
+        {
+            if range.is_none() {
+                range = alias
+                    .declared_range()
+                    .map_err(|(span, why)| unsupported(span, why))?;
+            }
+            ty = &alias.ty;
+            seen += 1;
+        }
+        let field_type = match &ty.kind {
+            TypeKind::Primitive(Primitive::Int) => FieldType::Int,
+            TypeKind::Primitive(Primitive::Float) => FieldType::Float,
+            TypeKind::Primitive(Primitive::String) => FieldType::Str,
+            TypeKind::Primitive(Primitive::Bool) => FieldType::Bool,
+            _ => {
+                return Err(unsupported(
+                    f.ty.span,
+                    "record fields of a dataset must be int, float, string or bool (or an alias of one)",
+                ));
+            }
+        };
+        if range.is_some() && field_type != FieldType::Int {
+            return Err(unsupported(f.ty.span, "`range` bounds an `int` field"));
+        }
+        fields.push((f.name.name.clone(), field_type));
+        ranges.push(range);
+    }
     Ok(Schema {
         name: def.name.name.clone(),
         fields,
+        ranges: if ranges.iter().any(Option::is_some) {
+            ranges
+        } else {
+            Vec::new()
+        },
     })
 }
 

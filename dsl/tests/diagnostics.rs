@@ -310,6 +310,21 @@ const CASES: &[(&str, &str, &[&str])] = &[
         "agent a() { for x in 3 {} }",
         &["E0213@1:22"],
     ),
+    (
+        "range bounds out of order",
+        "type Age = int with range(150, 0);",
+        &["E0214@1:21"],
+    ),
+    (
+        "range of a string literal",
+        "type Age = int with range(0, \"150\");",
+        &["E0214@1:21"],
+    ),
+    (
+        "range on a string",
+        "type Name = string with range(0, 10);",
+        &["E0214@1:25"],
+    ),
 ];
 
 #[test]

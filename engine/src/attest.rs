@@ -290,10 +290,12 @@ pub(crate) fn plan(query: &Query) -> Result<Planned, String> {
             filters: a.filters.clone(),
         });
     }
+    let widths = widths(query, &schema_fields, &comparisons);
     let statement = Statement {
         fields: schema_fields.len(),
         comparisons,
         aggregates,
+        widths,
     };
     statement.check()?;
     let offsets = statement.offsets();
@@ -311,6 +313,9 @@ pub(crate) fn plan(query: &Query) -> Result<Planned, String> {
         .collect();
     let capacity = match (&grouping, attest::CircuitKind::of(&statement)) {
         (None, attest::CircuitKind::Lanes) => LANES_CHUNK,
+        (None, attest::CircuitKind::Intervals) => {
+            symbiont_circuits::intervals::capacity(&statement)
+        }
         _ => GENERAL_CHUNK,
     };
     Ok(Planned {
@@ -325,6 +330,40 @@ pub(crate) fn plan(query: &Query) -> Result<Planned, String> {
         grouping,
         ceremony: None,
     })
+}
+
+/// The bits of each committed field's values: what the range its type
+/// declares needs (`type Age = int with range(0, 150)`: 8), widened to
+/// hold every threshold it is compared with; 32 without a range. Empty
+/// when every field has 32, as statements without ranges always were.
+fn widths(query: &Query, schema_fields: &[usize], comparisons: &[Comparison]) -> Vec<u32> {
+    let widths: Vec<u32> = schema_fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let declared = match query.schema.range(*f) {
+                Some((lo, hi)) if lo >= 0 && hi <= i64::from(u32::MAX) => {
+                    (64 - hi.leading_zeros()).max(1)
+                }
+                _ => 32,
+            };
+            comparisons
+                .iter()
+                .filter(|c| c.field == i)
+                .fold(declared, |w, c| {
+                    let mut w = w;
+                    while w < 32 && u64::from(c.threshold) > 1u64 << w {
+                        w += 1;
+                    }
+                    w
+                })
+        })
+        .collect();
+    if widths.iter().all(|w| *w == 32) {
+        Vec::new()
+    } else {
+        widths
+    }
 }
 
 /// `aggregate` in `aggregates`, added if it is not there: its index.
@@ -356,6 +395,7 @@ impl Planned {
                 kind: Kind::Count,
                 filters: Vec::new(),
             }],
+            widths: base.widths.clone(),
         };
         let mut attested = Vec::new();
         let (mut keys, mut codes, mut counts) = (Vec::new(), Vec::new(), Vec::new());
@@ -636,7 +676,13 @@ impl ToCommit {
             provenance,
         } = self;
         let fields = planned.statement.fields;
-        let committed = Committed::new(values, fields, planned.capacity);
+        // A grouping's statement (`key == code` per group) is known only
+        // after the job; the general circuit proves it.
+        let kind = match planned.grouping {
+            Some(_) => attest::CircuitKind::General,
+            None => attest::CircuitKind::of(&planned.statement),
+        };
+        let committed = Committed::new(kind, &planned.statement, values, planned.capacity);
         let records = values.len() / fields;
         let note = key.sign_note(&note_body(
             &dataset,
@@ -707,9 +753,15 @@ impl Attesting {
             }
         }
         let st = &self.planned.statement;
+        let kind = self.committed.kind;
+        if !kind.proves(st) {
+            return Ok(Err(format!(
+                "the records were committed for the {kind:?} circuit, which cannot prove this statement for a verifier"
+            )));
+        }
         let (keys, created) = match &self.planned.ceremony {
             Some(ceremony) => (ceremony.keys()?, false),
-            None => Keys::load_or_setup(keys_dir, st, self.planned.capacity)
+            None => Keys::load_or_setup_for(kind, keys_dir, st, self.planned.capacity)
                 .with_context(|| format!("the proving keys in {}", keys_dir.display()))?,
         };
         self.chunks = self.committed.prove(&keys, st, &mut attest::os_rng());
@@ -768,7 +820,7 @@ impl Attesting {
             "attested": self.names(),
             "records": self.records(),
             "chunks": self.chunks.len(),
-            "circuit": format!("{:?}", attest::CircuitKind::of(&self.planned.statement)),
+            "circuit": format!("{:?}", self.committed.kind),
             "commitment": encoding::fr_text(&self.committed.dataset()),
             "setup": if self.planned.ceremony.is_some() { "ceremony" } else { "this machine" },
         })
@@ -859,7 +911,7 @@ impl Attesting {
             "verifying_key": {
                 "sha256": self.vk.as_deref().map(crate::digest),
                 "key": self.vk.as_deref().map(attest::hex),
-                "shape": attest::shape_id(st, self.planned.capacity),
+                "shape": attest::shape_id_for(self.committed.kind, st, self.planned.capacity),
             },
         });
         let mut bundle = bundle;

@@ -89,6 +89,26 @@ pub struct Schema {
     pub name: String,
     /// Its fields, in declaration order.
     pub fields: Vec<(String, FieldType)>,
+    /// Per field, the inclusive bounds its type declares
+    /// (`type Age = int with range(0, 150)`); empty when none does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ranges: Vec<Option<(i64, i64)>>,
+}
+
+impl Schema {
+    /// The declared bounds of field `f`, if its type has them.
+    pub fn range(&self, f: usize) -> Option<(i64, i64)> {
+        self.ranges.get(f).copied().flatten()
+    }
+
+    /// Why `value` of field `f` is outside the field's declared range,
+    /// naming the bounds and never the value; `None` if it is inside (or
+    /// the field has none).
+    pub fn out_of_range(&self, f: usize, value: i64) -> Option<String> {
+        let (lo, hi) = self.range(f)?;
+        (value < lo || value > hi)
+            .then(|| format!("outside the range {lo}..={hi} its type declares"))
+    }
 }
 
 /// A statement of a classifier.

@@ -195,10 +195,11 @@ fn type_row(
     row: u64,
 ) -> Result<Vec<Value>, RowError> {
     let mut values = Vec::with_capacity(cols.len());
-    for ((col, (name, ty)), &used) in cols
+    for (f, ((col, (name, ty)), &used)) in cols
         .iter()
         .zip(&schema.fields)
         .zip(used.iter().chain(std::iter::repeat(&true)))
+        .enumerate()
     {
         if col.is_null(r) {
             return Err(RowError {
@@ -212,7 +213,15 @@ fn type_row(
             continue;
         }
         values.push(match ty {
-            FieldType::Int => Value::Int(col.as_primitive::<Int64Type>().value(r)),
+            FieldType::Int => {
+                let v = Value::Int(col.as_primitive::<Int64Type>().value(r));
+                crate::source::in_range(schema, f, &v).map_err(|reason| RowError {
+                    line: row,
+                    field: Some(name.clone()),
+                    reason,
+                })?;
+                v
+            }
             FieldType::Float => {
                 let f = col.as_primitive::<Float64Type>().value(r);
                 if !f.is_finite() {

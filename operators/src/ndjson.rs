@@ -115,7 +115,8 @@ fn type_line(
         .fields
         .iter()
         .zip(used.iter().chain(std::iter::repeat(&true)))
-        .map(|((name, ty), &used)| {
+        .enumerate()
+        .map(|(f, ((name, ty), &used))| {
             let error = |reason: String| RowError {
                 line,
                 field: Some(name.clone()),
@@ -125,6 +126,7 @@ fn type_line(
                 None => return Err(error("missing field".into())),
                 Some(v) => json_value(v, *ty).map_err(error)?,
             };
+            crate::source::in_range(schema, f, &value).map_err(error)?;
             Ok(if used { value } else { Value::Null })
         })
         .collect()

@@ -340,10 +340,11 @@ fn type_row(
     // to name the field.
     let whole = simdutf8::basic::from_utf8(row.as_slice()).ok();
     let mut values = Vec::with_capacity(columns.len());
-    for ((&column, (name, ty)), &used) in columns
+    for (f, ((&column, (name, ty)), &used)) in columns
         .iter()
         .zip(&schema.fields)
         .zip(used.iter().chain(std::iter::repeat(&true)))
+        .enumerate()
     {
         let error = |reason: String| RowError {
             line,
@@ -359,10 +360,21 @@ fn type_row(
             Value::Null
         } else {
             let value = parse_value(raw, *ty).map_err(error)?;
+            in_range(schema, f, &value).map_err(error)?;
             if used { value } else { Value::Null }
         });
     }
     Ok(values)
+}
+
+/// Whether `value` of field `f` lies in the range its type declares
+/// (`type Age = int with range(0, 150)`); the error names the range, never
+/// the value.
+pub(crate) fn in_range(schema: &Schema, f: usize, value: &Value) -> Result<(), String> {
+    match value {
+        Value::Int(v) => schema.out_of_range(f, *v).map_or(Ok(()), Err),
+        _ => Ok(()),
+    }
 }
 
 /// Parses one field's text as `ty`. Errors describe the text's shape, never

@@ -226,6 +226,9 @@ pub fn decode(bundle: &Value) -> Result<Decoded, String> {
         .map_err(|e| format!("`dataset.commitment`: {e}"))?;
     let statement: Statement = serde_json::from_value(field(bundle, "statement")?.clone())
         .map_err(|e| format!("`statement`: {e}"))?;
+    statement
+        .check()
+        .map_err(|e| format!("`statement` is not well formed: {e}"))?;
     let proofs = field(bundle, "proofs")?
         .as_array()
         .ok_or("`proofs` is not a list")?
@@ -268,7 +271,8 @@ pub fn decode(bundle: &Value) -> Result<Decoded, String> {
         vk,
         vk_sha256: text(bundle, "verifying_key.sha256")?.to_string(),
         vk_bytes,
-        shape: attest::shape_id(
+        shape: shape(
+            bundle,
             &statement,
             field(bundle, "dataset.chunk_records")?
                 .as_u64()
@@ -276,6 +280,23 @@ pub fn decode(bundle: &Value) -> Result<Decoded, String> {
         ),
         statement,
     })
+}
+
+/// The circuit shape of `statement` over chunks of `capacity` records,
+/// recomputed: its own circuit's ([`attest::shape_id`]), or for an
+/// interval statement the general circuit's if the bundle names that one
+/// (bundles made before the interval circuit existed, and groupings, which
+/// are committed for the general circuit). What the bundle names is used
+/// only when it is one of these.
+fn shape(bundle: &Value, statement: &Statement, capacity: usize) -> String {
+    let named = bundle
+        .pointer("/verifying_key/shape")
+        .and_then(Value::as_str);
+    let ids = attest::shape_ids(statement, capacity);
+    match named {
+        Some(named) if ids.iter().any(|id| id == named) => named.to_owned(),
+        _ => ids.into_iter().next().expect("a statement has a shape"),
+    }
 }
 
 /// Runs every check of `bundle`; `key` pins the signer. The bundle
@@ -733,6 +754,7 @@ fn audit_checks(bundle: &Value, d: &Decoded, check: &mut impl FnMut(&str, Result
         .unwrap_or_default();
     let (mut committed, mut proved) = (false, false);
     let mut signed_claims = Vec::new();
+    let mut included: Vec<(u64, Value)> = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
         let result = (|| {
             let index = e.get("index").and_then(Value::as_u64).ok_or("no index")?;
@@ -773,10 +795,12 @@ fn audit_checks(bundle: &Value, d: &Decoded, check: &mut impl FnMut(&str, Result
                     signed_claims.push(claim.clone());
                 }
             }
+            included.push((index, entry));
             Ok(())
         })();
         check(&format!("audit entry {i}"), result);
     }
+    check("the entries are one job's", one_job(&included));
     check(
         "the audit log records the commitment",
         if committed {
@@ -794,6 +818,55 @@ fn audit_checks(bundle: &Value, d: &Decoded, check: &mut impl FnMut(&str, Result
         },
     );
     claim_checks(bundle, &signed_claims, check);
+}
+
+/// Whether the included entries are one job's, start to end: one
+/// `job_start` (its index is the job's number), every other entry naming
+/// that job and coming after it, and the job's `job_end`, last, saying
+/// it ended `ok`. Entries of other jobs of the same log (genuine, and
+/// under the same checkpoint) cannot be mixed in.
+fn one_job(entries: &[(u64, Value)]) -> Result<(), String> {
+    let kind = |e: &Value| e.get("kind").and_then(Value::as_str).map(str::to_owned);
+    let starts: Vec<u64> = entries
+        .iter()
+        .filter(|(_, e)| kind(e).as_deref() == Some(EntryKind::JobStart.as_str()))
+        .map(|(i, _)| *i)
+        .collect();
+    let job = match starts[..] {
+        [job] => job,
+        [] => return Err("no included entry starts the job".into()),
+        _ => return Err(format!("{} included entries start a job", starts.len())),
+    };
+    let mut end = None;
+    for (index, entry) in entries {
+        if *index == job {
+            continue;
+        }
+        let named = entry.pointer("/detail/job").and_then(Value::as_u64);
+        if named != Some(job) || *index < job {
+            return Err(format!(
+                "entry {index} belongs to job {}, not to the bundle's job {job}",
+                named.map_or("(none)".into(), |n| n.to_string())
+            ));
+        }
+        if kind(entry).as_deref() == Some(EntryKind::JobEnd.as_str()) {
+            end = Some((
+                *index,
+                entry.pointer("/detail/status").and_then(Value::as_str),
+            ));
+        }
+    }
+    match end {
+        None => Err(format!("the end of job {job} is not included")),
+        Some((_, status)) if status != Some("ok") => Err(format!(
+            "job {job} ended {}",
+            status.unwrap_or("without a status")
+        )),
+        Some((index, _)) if entries.iter().any(|(i, _)| *i > index) => {
+            Err(format!("an entry comes after the end of job {job}"))
+        }
+        Some(_) => Ok(()),
+    }
 }
 
 /// A C2SP checkpoint body: origin, size, base64 root.
@@ -858,7 +931,7 @@ pub fn claim(bundle: &Value) -> Result<Vec<(&'static str, Value)>, String> {
             "commitment": text(bundle, "dataset.commitment")?,
         }),
         serde_json::to_value(&statement).map_err(|e| e.to_string())?,
-        json!(attest::shape_id(&statement, capacity)),
+        json!(shape(bundle, &statement, capacity)),
         json!(text(bundle, "verifying_key.sha256")?),
         field(bundle, "attested")?.clone(),
         field(bundle, "outputs")?.clone(),
