@@ -921,3 +921,51 @@ fn planted_scratch_paths_are_never_used() {
     assert!(err.contains(theirs.to_str().unwrap()), "{err}");
     assert!(err.contains("others may write"), "{err}");
 }
+
+/// A cgroup left behind by a sandbox the kernel killed keeps its limits,
+/// and runsc joins a cgroup that exists without setting them. gVisor
+/// sandboxes were named after their process's id and a counter, so a
+/// later process that got a dead one's id ran its stage under that one's
+/// limit: in CI, a job's decrypting stage "was killed by signal 9" under
+/// the 8 MiB a memory test had left. Leftovers named as the old scheme
+/// would name this process's sandboxes must not touch its stage.
+#[test]
+fn a_stale_cgroup_of_a_recycled_process_id_does_not_limit_a_stage() {
+    let memory = std::path::Path::new("/sys/fs/cgroup/memory");
+    if !memory.is_dir() {
+        eprintln!("no cgroup v1 memory controller: nothing to plant");
+        return;
+    }
+    let pid = std::process::id();
+    let stale: Vec<std::path::PathBuf> = (0..64)
+        .map(|n| memory.join(format!("symbiont-{pid}-{n}")))
+        .collect();
+    for group in &stale {
+        std::fs::create_dir_all(group).unwrap();
+        std::fs::write(
+            group.join("memory.limit_in_bytes"),
+            (8u64 << 20).to_string(),
+        )
+        .unwrap();
+    }
+    let limits = symbiont_sandbox::Limits {
+        timeout: std::time::Duration::from_secs(60),
+        ..Default::default()
+    };
+    let report = symbiont_sandbox::run(
+        symbiont_sandbox::Tier::Gvisor,
+        std::path::Path::new(env!("CARGO_BIN_EXE_symbi-sandbox-init")),
+        &["sh".into(), "-c".into(), "echo ok".into()],
+        &limits,
+    );
+    for group in &stale {
+        let _ = std::fs::remove_dir(group);
+    }
+    let report = report.unwrap();
+    assert_eq!(
+        report.outcome,
+        symbiont_sandbox::Outcome::Exited(0),
+        "{:?}",
+        report.exit_status(&limits)
+    );
+}

@@ -26,8 +26,9 @@ use crate::statement::{Kind, Statement, StatementCircuit, public_inputs, referen
 use crate::sum::SumCircuit;
 
 /// Bumped whenever a circuit changes: keys of another version are not
-/// reused. (Declared widths left it at 2: a statement with widths has
-/// another shape id, and one without is proved as before.)
+/// reused. (Declared widths and the interval circuit left it at 2: a
+/// statement with widths has another shape id, the interval circuit has
+/// its own, and the general and lane-sum circuits are unchanged.)
 pub const CIRCUIT_VERSION: u32 = 2;
 
 /// The circuit a statement is proved with.
@@ -86,6 +87,14 @@ pub fn shape_ids(statement: &Statement, capacity: usize) -> Vec<String> {
         ids.push(shape_id_for(CircuitKind::General, statement, capacity));
     }
     ids
+}
+
+/// The circuit whose shape `shape` is, among those that may prove
+/// `statement` ([`shape_ids`]).
+pub fn kind_of_shape(statement: &Statement, capacity: usize, shape: &str) -> Option<CircuitKind> {
+    [CircuitKind::of(statement), CircuitKind::General]
+        .into_iter()
+        .find(|k| k.proves(statement) && shape_id_for(*k, statement, capacity) == shape)
 }
 
 /// The identity of `kind`'s shape for `statement`.
@@ -627,6 +636,40 @@ mod tests {
         let mut other = statement.clone();
         other.comparisons[0].threshold = 60;
         assert!(verify(&keys.vk, &other, &chunks).is_err());
+    }
+
+    #[test]
+    fn the_general_circuit_still_proves_an_interval_statement() {
+        // Bundles made before the interval circuit, and groupings: the
+        // same statement and public inputs under the general circuit.
+        let mut rng = ark_std::rand::rngs::StdRng::seed_from_u64(3);
+        let statement = seniors();
+        assert_eq!(CircuitKind::of(&statement), CircuitKind::Intervals);
+        assert!(CircuitKind::General.proves(&statement));
+        let ids = shape_ids(&statement, 8);
+        assert_eq!(ids.len(), 2);
+        assert_eq!(
+            kind_of_shape(&statement, 8, &ids[1]),
+            Some(CircuitKind::General)
+        );
+        let keys = Keys::setup_for(CircuitKind::General, &statement, 8, &mut rng);
+        let values: Vec<u32> = (0..20u32).flat_map(|i| [50 + i, 100 * i]).collect();
+        let committed = Committed::new(CircuitKind::General, &statement, &values, 8);
+        let chunks = committed.prove(&keys, &statement, &mut rng);
+        let (_, totals) = verify(&keys.vk, &statement, &chunks).unwrap();
+        assert_eq!(totals, reference(&statement, &values));
+        // Not the other way: the lane-sum statement has its own inputs.
+        let plain = Statement {
+            fields: 1,
+            comparisons: vec![],
+            aggregates: vec![Aggregate {
+                kind: Kind::Sum(0),
+                filters: vec![],
+            }],
+            widths: Vec::new(),
+        };
+        assert!(!CircuitKind::General.proves(&plain));
+        assert_eq!(shape_ids(&plain, 8).len(), 1);
     }
 
     #[test]

@@ -65,10 +65,25 @@ impl Shape {
     /// The constraints of `statement`'s circuit over `capacity` records,
     /// synthesized as arkworks' generator and prover synthesize them.
     pub fn of(statement: &Statement, capacity: usize) -> Result<Shape, String> {
+        Shape::of_kind(CircuitKind::of(statement), statement, capacity)
+    }
+
+    /// [`Shape::of`] for a chosen circuit (one that
+    /// [`CircuitKind::proves`] the statement).
+    pub fn of_kind(
+        kind: CircuitKind,
+        statement: &Statement,
+        capacity: usize,
+    ) -> Result<Shape, String> {
+        if !kind.proves(statement) {
+            return Err(format!(
+                "the {kind:?} circuit does not prove this statement"
+            ));
+        }
         let cs = ConstraintSystem::<Fr>::new_ref();
         cs.set_optimization_goal(OptimizationGoal::Constraints);
         cs.set_mode(SynthesisMode::Setup);
-        let synthesized = match CircuitKind::of(statement) {
+        let synthesized = match kind {
             CircuitKind::Lanes => SumCircuit::shape(capacity).generate_constraints(cs.clone()),
             CircuitKind::Intervals => {
                 IntervalCircuit::shape(statement.clone(), capacity).generate_constraints(cs.clone())

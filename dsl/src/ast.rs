@@ -314,9 +314,13 @@ impl TypeAlias {
     /// has one: both integer literals, `lo <= hi`. An annotation that is
     /// not that is an error at the annotation's span.
     pub fn declared_range(&self) -> Result<Option<(i64, i64)>, (Span, String)> {
-        let Some(range) = self.annotations.iter().find(|a| a.name.name == "range") else {
+        let mut ranges = self.annotations.iter().filter(|a| a.name.name == "range");
+        let Some(range) = ranges.next() else {
             return Ok(None);
         };
+        if let Some(again) = ranges.next() {
+            return Err((again.span, "a type declares one `range`".into()));
+        }
         let literal = |arg: &Arg| -> Option<i64> {
             let Arg::Positional(e) = arg else { return None };
             match &e.kind {

@@ -229,21 +229,35 @@ fn schema_of(def: &StructDef, program: &Program) -> Lowered<Schema> {
     let mut ranges = Vec::with_capacity(def.fields.len());
     for f in &def.fields {
         // A field's type is a primitive, or an alias of one (through other
-        // aliases); the nearest `range(lo, hi)` on the way bounds it.
+        // aliases); every `range(lo, hi)` on the way bounds it.
         let mut ty = &f.ty;
-        let mut range = None;
+        let mut range: Option<(i64, i64)> = None;
         let mut seen = 0;
         while let TypeKind::Named(name) = &ty.kind
             && let Some(alias) = aliases.get(name.name.as_str())
             && seen < aliases.len()
         {
-            if range.is_none() {
-                range = alias
-                    .declared_range()
-                    .map_err(|(span, why)| unsupported(span, why))?;
+            if let Some((lo, hi)) = alias
+                .declared_range()
+                .map_err(|(span, why)| unsupported(span, why))?
+            {
+                range = Some(match range {
+                    None => (lo, hi),
+                    Some((l, h)) => (l.max(lo), h.min(hi)),
+                });
             }
             ty = &alias.ty;
             seen += 1;
+        }
+        if let Some((lo, hi)) = range
+            && lo > hi
+        {
+            return Err(unsupported(
+                f.ty.span,
+                format!(
+                    "the ranges its type's aliases declare have no value in common ({lo} > {hi})"
+                ),
+            ));
         }
         let field_type = match &ty.kind {
             TypeKind::Primitive(Primitive::Int) => FieldType::Int,

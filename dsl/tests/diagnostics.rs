@@ -321,6 +321,11 @@ const CASES: &[(&str, &str, &[&str])] = &[
         &["E0214@1:21"],
     ),
     (
+        "range twice",
+        "type Age = int with range(0, 150), range(0, 10);",
+        &["E0214@1:36"],
+    ),
+    (
         "range on a string",
         "type Name = string with range(0, 10);",
         &["E0214@1:25"],

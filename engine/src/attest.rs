@@ -98,7 +98,7 @@ impl Planned {
         ceremony: crate::ceremony::Ceremony,
     ) -> Result<(), String> {
         let (statement, _) = self.ceremony_shape()?;
-        if attest::shape_id(&statement, ceremony.capacity) != ceremony.shape {
+        if !attest::shape_ids(&statement, ceremony.capacity).contains(&ceremony.shape) {
             return Err(
                 "the ceremony set up another circuit than this program's statement (`symbi ceremony new` with this program makes one)".into(),
             );
@@ -678,9 +678,12 @@ impl ToCommit {
         let fields = planned.statement.fields;
         // A grouping's statement (`key == code` per group) is known only
         // after the job; the general circuit proves it.
-        let kind = match planned.grouping {
-            Some(_) => attest::CircuitKind::General,
-            None => attest::CircuitKind::of(&planned.statement),
+        let kind = match (&planned.grouping, &planned.ceremony) {
+            (Some(_), _) => attest::CircuitKind::General,
+            // A ceremony held for the general circuit (before the interval
+            // circuit existed) proves in its layout.
+            (None, Some(ceremony)) => ceremony.kind,
+            (None, None) => attest::CircuitKind::of(&planned.statement),
         };
         let committed = Committed::new(kind, &planned.statement, values, planned.capacity);
         let records = values.len() / fields;

@@ -53,8 +53,11 @@ pub struct Ceremony {
     pub statement: Statement,
     /// Records per chunk.
     pub capacity: usize,
-    /// The circuit shape's id ([`attest::shape_id`]).
+    /// The circuit shape's id ([`attest::shape_id_for`] its circuit).
     pub shape: String,
+    /// The circuit: the statement's own, or the general circuit for a
+    /// ceremony held before the interval circuit existed.
+    pub kind: attest::CircuitKind,
 }
 
 impl Ceremony {
@@ -75,18 +78,19 @@ impl Ceremony {
             .and_then(|c| usize::try_from(c).ok())
             .filter(|c| *c > 0)
             .with_context(|| format!("{}: no capacity", path.display()))?;
-        let shape = attest::shape_id(&statement, capacity);
-        if m["shape"] != shape.as_str() {
+        let shape = m["shape"].as_str().unwrap_or("").to_owned();
+        let Some(kind) = attest::kind_of_shape(&statement, capacity, &shape) else {
             bail!(
                 "{}: its shape id is not that of its statement and capacity",
                 path.display()
             );
-        }
+        };
         Ok(Ceremony {
             dir: dir.to_path_buf(),
             statement,
             capacity,
             shape,
+            kind,
         })
     }
 
@@ -346,16 +350,18 @@ pub fn verify(
     dir: &Path,
     statement: &Statement,
     capacity: usize,
+    kind: attest::CircuitKind,
 ) -> std::result::Result<(Vec<Contribution>, VerifyingKey), String> {
     let snarkjs = snarkjs_or_fail().map_err(|e| e.to_string())?;
     let ceremony = Ceremony {
         dir: dir.to_path_buf(),
         statement: statement.clone(),
         capacity,
-        shape: attest::shape_id(statement, capacity),
+        shape: attest::shape_id_for(kind, statement, capacity),
+        kind,
     };
     let zkey = ceremony.final_zkey().map_err(|e| e.to_string())?;
-    let shape = Shape::of(statement, capacity)?;
+    let shape = Shape::of_kind(kind, statement, capacity)?;
     // snarkjs checks copies in a private directory, and the contributions
     // and the key are read from those same bytes: nothing can change
     // between the check and the read.
@@ -422,7 +428,15 @@ pub fn checks(bundle: &Value, dir: &Path, expected: &[String]) -> Vec<symbiont_v
             Some("the bundle has no statement or chunk size to check it against".into()),
         )];
     };
-    let (contributions, vk) = match verify(dir, &statement, capacity) {
+    // The circuit the bundle names, if it may prove the statement (a
+    // ceremony held for the general circuit before the interval circuit
+    // existed); the statement's own otherwise.
+    let kind = bundle
+        .pointer("/verifying_key/shape")
+        .and_then(Value::as_str)
+        .and_then(|s| attest::kind_of_shape(&statement, capacity, s))
+        .unwrap_or_else(|| attest::CircuitKind::of(&statement));
+    let (contributions, vk) = match verify(dir, &statement, capacity, kind) {
         Ok(v) => v,
         Err(why) => {
             return vec![check(

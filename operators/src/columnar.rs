@@ -208,20 +208,22 @@ fn type_row(
                 reason: "missing value (null)".into(),
             });
         }
+        if *ty == FieldType::Int {
+            // Checked whether the job uses the field or not, as the text
+            // readers do.
+            let v = Value::Int(col.as_primitive::<Int64Type>().value(r));
+            crate::source::in_range(schema, f, &v).map_err(|reason| RowError {
+                line: row,
+                field: Some(name.clone()),
+                reason,
+            })?;
+        }
         if !used {
             values.push(Value::Null);
             continue;
         }
         values.push(match ty {
-            FieldType::Int => {
-                let v = Value::Int(col.as_primitive::<Int64Type>().value(r));
-                crate::source::in_range(schema, f, &v).map_err(|reason| RowError {
-                    line: row,
-                    field: Some(name.clone()),
-                    reason,
-                })?;
-                v
-            }
+            FieldType::Int => Value::Int(col.as_primitive::<Int64Type>().value(r)),
             FieldType::Float => {
                 let f = col.as_primitive::<Float64Type>().value(r);
                 if !f.is_finite() {

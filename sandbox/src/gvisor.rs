@@ -87,8 +87,8 @@ pub(crate) fn run_with(
     let busybox = find_busybox()?;
     let root = shared_root(&busybox)?;
     crate::native::mount_points(&root, &binds)?;
-    let name = format!("{}-{}", std::process::id(), crate::unique());
     let bundle = Private::new("oci-")?;
+    let name = container_name(bundle.path());
     let state = bundle.path().join("state");
     let io = |p: PathBuf| move |source| SandboxError::Root { path: p, source };
     std::fs::create_dir(&state).map_err(io(state.clone()))?;
@@ -158,15 +158,7 @@ pub(crate) fn run_with(
     // A runsc killed before it finished starting (a timeout of a few
     // milliseconds) leaves its cgroups behind, which `delete` cannot find:
     // remove them (rmdir removes only an empty group).
-    let cgroups = format!("symbiont-{name}");
-    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(&cgroups));
-    for controller in std::fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let _ = std::fs::remove_dir(controller.path().join(&cgroups));
-    }
+    remove_cgroups(&format!("symbiont-{name}"));
     let (output, first_output) = piped.finish();
     Ok((
         Report {
@@ -177,4 +169,48 @@ pub(crate) fn run_with(
         },
         output,
     ))
+}
+
+/// The container's (and its cgroups') name: this process, a counter, and
+/// the random part of the run's private directory. runsc joins a cgroup
+/// that already exists without setting its limits, and a cgroup left
+/// behind by a sandbox the kernel killed keeps the limits it had: with a
+/// name made of the process id and a counter alone, a later process that
+/// got the same id ran its stage under a dead test's 8 MiB limit and was
+/// killed (signal 9). The random part makes the name new every time.
+fn container_name(private: &Path) -> String {
+    let random = private
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("oci-"))
+        .unwrap_or("")
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>();
+    format!("{}-{}-{random}", std::process::id(), crate::unique())
+}
+
+/// Removes the cgroups named `cgroups` under every controller, waiting a
+/// little (at most half a second) for the tasks of a killed sandbox to
+/// leave them: `rmdir` removes only an empty group. A runsc killed before
+/// it finished starting leaves them behind, which `delete` cannot find.
+fn remove_cgroups(cgroups: &str) {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut left: Vec<PathBuf> = std::iter::once(root.join(cgroups))
+        .chain(
+            std::fs::read_dir(root)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|c| c.path().join(cgroups)),
+        )
+        .filter(|p| p.exists())
+        .collect();
+    for _ in 0..20 {
+        left.retain(|p| std::fs::remove_dir(p).is_err() && p.exists());
+        if left.is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
 }

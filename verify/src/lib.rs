@@ -907,7 +907,8 @@ pub const PINNED: &str = "the signer is pinned";
 /// file as given, SHA-256 and agent), the policies' SHA-256, the dataset (id, field
 /// names, records, chunk size, commitment), the statement (every
 /// comparison and aggregate), its circuit shape (recomputed from the
-/// statement, never read), the verifying key's SHA-256, the attested
+/// statement: the bundle's `verifying_key.shape` only picks which of the
+/// recomputed ids, see [`shape`]), the verifying key's SHA-256, the attested
 /// outputs (name, aggregate, output, group), the outputs' values and the
 /// grouping.
 pub fn claim(bundle: &Value) -> Result<Vec<(&'static str, Value)>, String> {
