@@ -51,7 +51,7 @@ use crate::Fr;
 use crate::commit::{BLOCK, LANE_BITS, LANES, pack};
 use crate::poseidon;
 use crate::statement::{
-    Kind, Op, Statement, bits_of, public_inputs, public_vars, real_marks, reference,
+    Aggregate, Kind, Op, Statement, bits_of, public_inputs, public_vars, real_marks, reference,
 };
 
 /// The evaluation domain a chunk's constraints should fit: 2^17 (twice
@@ -108,12 +108,7 @@ pub fn constraints(statement: &Statement) -> (usize, usize) {
             .aggregates
             .iter()
             .filter_map(|a| match a.kind {
-                Kind::Sum(f) => {
-                    let mut g = a.filters.clone();
-                    g.sort_unstable();
-                    g.dedup();
-                    (&g == set).then_some(f)
-                }
+                Kind::Sum(f) => (&filter_set(a) == set).then_some(f),
                 Kind::Count => None,
             })
             .collect::<std::collections::BTreeSet<_>>()
@@ -157,14 +152,20 @@ fn one_field(statement: &Statement) -> Option<Option<usize>> {
     Some(key)
 }
 
-/// The distinct filter sets of the aggregates, each sorted, in order of
-/// first use.
+/// An aggregate's filters as a set: sorted, each once.
+fn filter_set(aggregate: &Aggregate) -> Vec<usize> {
+    let mut f = aggregate.filters.clone();
+    f.sort_unstable();
+    f.dedup();
+    f
+}
+
+/// The distinct filter sets of the aggregates ([`filter_set`]), in order
+/// of first use.
 pub fn filter_sets(statement: &Statement) -> Vec<Vec<usize>> {
     let mut sets: Vec<Vec<usize>> = Vec::new();
     for a in &statement.aggregates {
-        let mut f = a.filters.clone();
-        f.sort_unstable();
-        f.dedup();
+        let f = filter_set(a);
         if !sets.contains(&f) {
             sets.push(f);
         }
@@ -448,11 +449,8 @@ impl ConstraintSynthesizer<Fr> for IntervalCircuit {
             // Sums of this set's summed fields.
             let mut set_sums = Vec::new();
             for a in &st.aggregates {
-                let mut f = a.filters.clone();
-                f.sort_unstable();
-                f.dedup();
                 let Kind::Sum(field) = a.kind else { continue };
-                if &f != set || set_sums.iter().any(|(g, _)| *g == field) {
+                if &filter_set(a) != set || set_sums.iter().any(|(g, _)| *g == field) {
                     continue;
                 }
                 let column = &columns[field];
@@ -520,9 +518,7 @@ impl ConstraintSynthesizer<Fr> for IntervalCircuit {
 
         let mut out = outputs.iter();
         for a in &st.aggregates {
-            let mut f = a.filters.clone();
-            f.sort_unstable();
-            f.dedup();
+            let f = filter_set(a);
             let s = sets
                 .iter()
                 .position(|x| *x == f)
