@@ -138,6 +138,27 @@ mod tests {
     }
 
     #[test]
+    fn one_list_of_elements_is_not_both_a_row_wise_and_a_column_wise_commitment() {
+        // Six records of two fields, row by row; and the six records whose
+        // columns pack to the very same two elements.
+        let salt = Fr::from(99u64);
+        let rows: Vec<u32> = (1..=12).collect();
+        let columns: Vec<u32> = (0..6).flat_map(|i| [rows[i], rows[6 + i]]).collect();
+        let column =
+            |f: usize| -> Vec<u32> { columns.iter().skip(f).step_by(2).copied().collect() };
+        let elements = [pack(&column(0), 6), pack(&column(1), 6)].concat();
+        assert_eq!(elements, pack(&rows, 12));
+        // Untagged, the column layout's hash would be the row layout's: one
+        // signed commitment, two datasets. The tag tells them apart.
+        let untagged = poseidon::hash(&[vec![salt], elements, vec![Fr::from(6u64)]].concat());
+        assert_eq!(untagged, commit(salt, &rows, 2, 6));
+        assert_ne!(
+            commit_columns(salt, &columns, 2, 6),
+            commit(salt, &rows, 2, 6)
+        );
+    }
+
+    #[test]
     fn the_dataset_commitment_binds_the_chunks_and_their_order() {
         let (a, b) = (Fr::from(1u64), Fr::from(2u64));
         let d = dataset(&[a, b]);
