@@ -90,7 +90,8 @@ fn bench(c: &mut Criterion) {
         b.iter(|| attest::verify(&keys.vk, &statement, &chunks).expect("verifies"))
     });
 
-    // One chunk of the seniors' statement, general and interval circuits.
+    // One chunk of the seniors' statement: general, interval and run
+    // circuits.
     for (name, kind, widths) in [
         ("filtered_chunk_general", CircuitKind::General, vec![]),
         ("filtered_chunk_intervals", CircuitKind::Intervals, vec![]),
@@ -99,15 +100,13 @@ fn bench(c: &mut Criterion) {
             CircuitKind::Intervals,
             vec![8, 32],
         ),
+        ("filtered_chunk_runs", CircuitKind::Runs, vec![8, 32]),
     ] {
         let statement = Statement {
             widths,
             ..seniors_statement()
         };
-        let capacity = match kind {
-            CircuitKind::Intervals => symbiont_circuits::intervals::capacity(&statement),
-            _ => 2048,
-        };
+        let capacity = chunk_records(kind, &statement);
         let keys = Keys::setup_for(kind, &statement, capacity, &mut rng);
         let values = patients(capacity);
         g.throughput(criterion::Throughput::Elements(capacity as u64));
@@ -280,17 +279,23 @@ fn seniors_statement() -> Statement {
     }
 }
 
+/// Records per chunk for `kind`'s circuit, as `symbi run --bundle` cuts
+/// them: 2,048 for the general circuit, as many as fit 2^17 for the
+/// interval and run circuits.
+fn chunk_records(kind: CircuitKind, statement: &Statement) -> usize {
+    match kind {
+        CircuitKind::Intervals => symbiont_circuits::intervals::capacity(statement),
+        CircuitKind::Runs => symbiont_circuits::runs::capacity(statement),
+        _ => 2048,
+    }
+}
+
 /// `records` generated patients (age 0..100, cost below 2^24) committed
-/// and proved with `kind`'s circuit, in chunks of 2,048 records for the
-/// general circuit (`symbi run --bundle`'s) and as many as fit 2^17 for the
-/// interval circuit: seconds for the setup, for commit + prove, and for
-/// verifying every chunk.
+/// and proved with `kind`'s circuit, in [`chunk_records`]: seconds for the
+/// setup, for commit + prove, and for verifying every chunk.
 fn filtered(kind: CircuitKind, statement: Statement, records: usize) -> serde_json::Value {
     let mut rng = StdRng::seed_from_u64(3);
-    let capacity = match kind {
-        CircuitKind::Intervals => symbiont_circuits::intervals::capacity(&statement),
-        _ => 2048,
-    };
+    let capacity = chunk_records(kind, &statement);
     let t = Instant::now();
     let keys = Keys::setup_for(kind, &statement, capacity, &mut rng);
     let setup_s = t.elapsed().as_secs_f64();
@@ -326,10 +331,10 @@ criterion_group!(benches, bench);
 
 fn main() {
     if let Ok(n) = std::env::var("SYMBI_BENCH_FILTERED") {
-        // The general circuit (before) and the interval circuit (after),
-        // with 32-bit ages and with ages declared in 0..=150 (8 bits), one
-        // after the other in this run, at `symbi run --bundle`'s chunk
-        // sizes.
+        // The general circuit (before), the interval circuit with 32-bit
+        // ages and with ages declared in 0..=150 (8 bits), and the run
+        // circuit (declared ages), one after the other in this run, at
+        // `symbi run --bundle`'s chunk sizes.
         let n: usize = n.parse().expect("SYMBI_BENCH_FILTERED is a count");
         let out = std::env::var("SYMBI_BENCH_OUT").unwrap_or_else(|_| "filtered.json".into());
         let ranged = Statement {
@@ -339,7 +344,8 @@ fn main() {
         let report = serde_json::json!([
             filtered(CircuitKind::General, seniors_statement(), n),
             filtered(CircuitKind::Intervals, seniors_statement(), n),
-            filtered(CircuitKind::Intervals, ranged, n),
+            filtered(CircuitKind::Intervals, ranged.clone(), n),
+            filtered(CircuitKind::Runs, ranged, n),
         ]);
         std::fs::write(out, report.to_string()).expect("writable");
         return;

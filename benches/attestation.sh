@@ -20,8 +20,9 @@
 # Filtered aggregates — a count and a sum behind `age >= 65`,
 # clinic_costs' attested statement — in the same run: (d) FILTERED
 # (default 50,000) generated records committed and proved by the general
-# circuit (before) and by the interval circuit, with 32-bit ages and with
-# ages declared in 0..=150; (e) whole `symbi run --bundle` jobs over
+# circuit (before), by the interval circuit with 32-bit ages and with ages
+# declared in 0..=150, and by the run circuit (declared ages: what `symbi
+# run` picks for them); (e) whole `symbi run --bundle` jobs over
 # FILTERED generated patients (benches/seniors.symbi and
 # benches/seniors_ranged.symbi, keys set up beforehand), and `symbi
 # verify` of their bundles. Target: >= 5,000 records/s.
@@ -42,9 +43,9 @@ echo "--- naive construction on $naive records, then 1,000,000 records in chunks
 SYMBI_BENCH_ATTEST="$naive" SYMBI_BENCH_OUT="$out/attestation.json" \
     cargo bench --quiet --bench attestation 2>&1 | grep -E "^(naive|symbiont)" || true
 
-echo "--- filtered aggregates over $filtered records: general circuit, interval circuit, interval circuit with declared ages"
+echo "--- filtered aggregates over $filtered records: general circuit, interval circuit (32-bit and declared ages), run circuit"
 SYMBI_BENCH_FILTERED="$filtered" SYMBI_BENCH_OUT="$out/filtered.json" \
-    cargo bench --quiet --bench attestation 2>&1 | grep -E "^(General|Intervals)" || true
+    cargo bench --quiet --bench attestation 2>&1 | grep -E "^(General|Intervals|Runs)" || true
 
 echo "--- symbi verify of the clinic_costs bundle, 20 runs"
 cargo build --quiet --release --locked --bin symbi
@@ -113,7 +114,7 @@ for f in filtered:
     rate = f["records"] / f["commit_prove_s"]
     ages = "declared 0..=150 (8 bits)" if f["widths"] else "32-bit"
     print(f"    {f['circuit']:9} ages {ages:25} chunks of {f['chunk_records']:,}: {f['records']:,} records in {f['commit_prove_s']:.1f} s = {rate:,.0f} records/s ({rate/before:.2f}x the general circuit); setup {f['setup_s']:.1f} s, verify all {f['verify_all_s']*1e3:.0f} ms")
-for name in ["filtered_chunk_general", "filtered_chunk_intervals", "filtered_chunk_intervals_ranged"]:
+for name in ["filtered_chunk_general", "filtered_chunk_intervals", "filtered_chunk_intervals_ranged", "filtered_chunk_runs"]:
     print(f"    one chunk, {name} (criterion median): {med(name):.3f} s")
 for name, j in jobs.items():
     print(f"(e) symbi run --bundle benches/{name}.symbi, {j['records']:,} patients (chunks of {j['chunk_records']:,}), keys cached: {j['run_s']:.1f} s = {j['records']/j['run_s']:,.0f} records/s; symbi verify {j['verify_s']*1e3:.0f} ms")

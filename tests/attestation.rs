@@ -857,9 +857,9 @@ fn a_value_outside_the_attested_range_is_named_by_line_and_field_only() {
     assert!(!bundle.exists());
 }
 
-/// Ages declared in `0..=150`: the interval circuit decomposes them into 8
-/// bits (`statement.widths`), the bundle verifies with the program, and the
-/// widths are part of the signed statement.
+/// Ages declared in `0..=150` (8 bits, `statement.widths`): the run circuit
+/// commits them as counts per age, the bundle verifies with the program,
+/// and the widths are part of the signed statement.
 #[test]
 fn a_declared_range_narrows_the_attested_field_and_is_signed() {
     let (env, _) = bundle();
@@ -884,10 +884,10 @@ fn a_declared_range_narrows_the_attested_field_and_is_signed() {
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["seniors"], 771);
     assert_eq!(result["senior_cost_cents"], 1_890_850_561u64);
-    assert_eq!(result["_meta"]["attestation"]["circuit"], "Intervals");
+    assert_eq!(result["_meta"]["attestation"]["circuit"], "Runs");
     let bundle = read(&path);
     assert_eq!(bundle["statement"]["widths"], serde_json::json!([8, 32]));
-    assert!(bundle["dataset"]["chunk_records"].as_u64().unwrap() > 5_000);
+    assert!(bundle["dataset"]["chunk_records"].as_u64().unwrap() > 12_000);
     let out = env.symbi(&[
         "verify",
         path.to_str().unwrap(),

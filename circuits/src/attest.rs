@@ -22,13 +22,15 @@ use sha2::{Digest, Sha256};
 use crate::Fr;
 use crate::commit;
 use crate::intervals::{self, IntervalCircuit};
+use crate::runs::{self, RunCircuit};
 use crate::statement::{Kind, Statement, StatementCircuit, public_inputs, reference};
 use crate::sum::SumCircuit;
 
 /// Bumped whenever a circuit changes: keys of another version are not
-/// reused. (Declared widths and the interval circuit left it at 2: a
-/// statement with widths has another shape id, the interval circuit has
-/// its own, and the general and lane-sum circuits are unchanged.)
+/// reused. (Declared widths and the interval and run circuits left it at
+/// 2: a statement with widths has another shape id, the interval and run
+/// circuits have their own, and the general and lane-sum circuits are
+/// unchanged.)
 pub const CIRCUIT_VERSION: u32 = 2;
 
 /// The circuit a statement is proved with.
@@ -40,6 +42,9 @@ pub enum CircuitKind {
     /// of them `>=` or `<`), or none, and at most
     /// [`crate::intervals::MAX_FILTER_SETS`] filter sets.
     Intervals,
+    /// [`RunCircuit`]: an interval statement whose key has a declared
+    /// width of at most [`crate::runs::MAX_KEY_BITS`].
+    Runs,
     /// [`StatementCircuit`].
     General,
 }
@@ -53,6 +58,8 @@ impl CircuitKind {
             .any(|a| matches!(a.kind, Kind::Sum(_)));
         if statement.lanes() && sums {
             CircuitKind::Lanes
+        } else if runs::key(statement).is_some() {
+            CircuitKind::Runs
         } else if intervals::key(statement).is_some() {
             CircuitKind::Intervals
         } else {
@@ -61,12 +68,19 @@ impl CircuitKind {
     }
 
     /// Whether this circuit can prove `statement` for a verifier: its own
-    /// ([`CircuitKind::of`], the fastest), or the general circuit for an
-    /// interval statement (same public inputs; a grouping's statement is
-    /// committed for the general circuit before it is known).
+    /// ([`CircuitKind::of`], the fastest), the interval circuit for a run
+    /// statement, or the general circuit for either (same public inputs;
+    /// a grouping's statement is committed for the general circuit before
+    /// it is known, and bundles made before a faster circuit existed keep
+    /// the one they were proved with).
     pub fn proves(self, statement: &Statement) -> bool {
+        use CircuitKind::*;
         let own = CircuitKind::of(statement);
-        self == own || (self == CircuitKind::General && own == CircuitKind::Intervals)
+        self == own
+            || matches!(
+                (self, own),
+                (Intervals, Runs) | (General, Intervals) | (General, Runs)
+            )
     }
 }
 
@@ -76,25 +90,36 @@ pub fn shape_id(statement: &Statement, capacity: usize) -> String {
     shape_id_for(CircuitKind::of(statement), statement, capacity)
 }
 
-/// The shapes whose keys may prove `statement` ([`CircuitKind::proves`]):
-/// its own circuit's and, for an interval statement, the general
-/// circuit's (which proved such statements before the interval circuit
-/// existed, and proves a grouping's).
-pub fn shape_ids(statement: &Statement, capacity: usize) -> Vec<String> {
-    let mut ids = vec![shape_id(statement, capacity)];
-    if CircuitKind::General.proves(statement) && CircuitKind::of(statement) != CircuitKind::General
-    {
-        ids.push(shape_id_for(CircuitKind::General, statement, capacity));
+/// The circuits that may prove `statement` ([`CircuitKind::proves`]),
+/// its own first.
+fn provers(statement: &Statement) -> Vec<CircuitKind> {
+    let own = CircuitKind::of(statement);
+    let mut kinds = vec![own];
+    for k in [CircuitKind::Intervals, CircuitKind::General] {
+        if k != own && k.proves(statement) {
+            kinds.push(k);
+        }
     }
-    ids
+    kinds
+}
+
+/// The shapes whose keys may prove `statement` ([`CircuitKind::proves`]):
+/// its own circuit's and, for a run or interval statement, the slower
+/// circuits' that proved such statements before (the general circuit
+/// also proves a grouping's).
+pub fn shape_ids(statement: &Statement, capacity: usize) -> Vec<String> {
+    provers(statement)
+        .into_iter()
+        .map(|k| shape_id_for(k, statement, capacity))
+        .collect()
 }
 
 /// The circuit whose shape `shape` is, among those that may prove
 /// `statement` ([`shape_ids`]).
 pub fn kind_of_shape(statement: &Statement, capacity: usize, shape: &str) -> Option<CircuitKind> {
-    [CircuitKind::of(statement), CircuitKind::General]
+    provers(statement)
         .into_iter()
-        .find(|k| k.proves(statement) && shape_id_for(*k, statement, capacity) == shape)
+        .find(|k| shape_id_for(*k, statement, capacity) == shape)
 }
 
 /// The identity of `kind`'s shape for `statement`.
@@ -181,6 +206,10 @@ impl Keys {
             }
             CircuitKind::Intervals => Groth16::<Bn254>::circuit_specific_setup(
                 IntervalCircuit::shape(statement.clone(), capacity),
+                rng,
+            ),
+            CircuitKind::Runs => Groth16::<Bn254>::circuit_specific_setup(
+                RunCircuit::shape(statement.clone(), capacity),
                 rng,
             ),
             CircuitKind::General => Groth16::<Bn254>::circuit_specific_setup(
@@ -282,7 +311,7 @@ pub fn chunk_public(statement: &Statement, chunk: &Chunk) -> Result<Vec<Fr>, Str
         ));
     }
     match CircuitKind::of(statement) {
-        CircuitKind::General | CircuitKind::Intervals => Ok(public_inputs(
+        CircuitKind::General | CircuitKind::Intervals | CircuitKind::Runs => Ok(public_inputs(
             statement,
             chunk.commitment,
             chunk.records,
@@ -356,6 +385,7 @@ impl Committed {
             let salt = commit::salt();
             let commitment = match kind {
                 CircuitKind::Intervals => commit::commit_columns(salt, &values, fields, capacity),
+                CircuitKind::Runs => runs::commit(statement, salt, &values, capacity),
                 CircuitKind::Lanes | CircuitKind::General => {
                     commit::commit(salt, &values, fields, capacity)
                 }
@@ -366,7 +396,7 @@ impl Committed {
             .chunks(capacity * fields)
             .map(|c| match kind {
                 CircuitKind::Intervals => one(intervals::key_order(statement, c)),
-                CircuitKind::Lanes | CircuitKind::General => one(c.to_vec()),
+                CircuitKind::Lanes | CircuitKind::General | CircuitKind::Runs => one(c.to_vec()),
             })
             .collect();
         if chunks.is_empty() {
@@ -418,6 +448,11 @@ impl Committed {
                             *salt,
                             values.clone(),
                         ),
+                        rng,
+                    ),
+                    CircuitKind::Runs => prove_one(
+                        keys,
+                        RunCircuit::chunk(statement.clone(), self.capacity, *salt, values.clone()),
                         rng,
                     ),
                     CircuitKind::General => prove_one(
@@ -636,6 +671,33 @@ mod tests {
         let mut other = statement.clone();
         other.comparisons[0].threshold = 60;
         assert!(verify(&keys.vk, &other, &chunks).is_err());
+    }
+
+    #[test]
+    fn a_run_statement_proves_in_its_circuit_and_in_the_interval_circuit() {
+        // Ages declared in 8 bits: the run circuit; bundles made before it
+        // (the interval circuit) keep verifying.
+        let mut rng = ark_std::rand::rngs::StdRng::seed_from_u64(4);
+        let statement = Statement {
+            widths: vec![8, 32],
+            ..seniors()
+        };
+        assert_eq!(CircuitKind::of(&statement), CircuitKind::Runs);
+        assert_eq!(shape_ids(&statement, 12).len(), 3);
+        let values: Vec<u32> = (0..30u32).flat_map(|i| [(i * 37) % 151, 100 * i]).collect();
+        for kind in [CircuitKind::Runs, CircuitKind::Intervals] {
+            let id = shape_id_for(kind, &statement, 12);
+            assert_eq!(kind_of_shape(&statement, 12, &id), Some(kind));
+            let keys = Keys::setup_for(kind, &statement, 12, &mut rng);
+            let committed = Committed::new(kind, &statement, &values, 12);
+            let chunks = committed.prove(&keys, &statement, &mut rng);
+            let (dataset, totals) = verify(&keys.vk, &statement, &chunks).unwrap();
+            assert_eq!(dataset, committed.dataset());
+            assert_eq!(totals, reference(&statement, &values), "{kind:?}");
+            let mut wrong = chunks.clone();
+            wrong[2].outputs[1] += 1;
+            assert_eq!(verify(&keys.vk, &statement, &wrong).unwrap_err().0, 2);
+        }
     }
 
     #[test]

@@ -35,6 +35,7 @@ use ark_relations::gr1cs::{
 use crate::Fr;
 use crate::attest::CircuitKind;
 use crate::intervals::IntervalCircuit;
+use crate::runs::RunCircuit;
 use crate::statement::{Statement, StatementCircuit};
 use crate::sum::SumCircuit;
 
@@ -87,6 +88,9 @@ impl Shape {
             CircuitKind::Lanes => SumCircuit::shape(capacity).generate_constraints(cs.clone()),
             CircuitKind::Intervals => {
                 IntervalCircuit::shape(statement.clone(), capacity).generate_constraints(cs.clone())
+            }
+            CircuitKind::Runs => {
+                RunCircuit::shape(statement.clone(), capacity).generate_constraints(cs.clone())
             }
             CircuitKind::General => StatementCircuit::shape(statement.clone(), capacity)
                 .generate_constraints(cs.clone()),

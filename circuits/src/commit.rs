@@ -20,7 +20,7 @@
 //! ([`dataset`]) hashes its chunks' commitments in order and their number,
 //! so no chunk can be dropped, repeated or moved.
 
-use ark_ff::{BigInteger, PrimeField};
+use ark_ff::{AdditiveGroup, BigInteger, PrimeField};
 
 use crate::Fr;
 use crate::poseidon;
@@ -66,6 +66,13 @@ pub fn commit(salt: Fr, values: &[u32], fields: usize, capacity: usize) -> Fr {
 /// column-wise commitment (a count is below 2^64).
 pub fn columns_tag() -> Fr {
     Fr::from(u64::MAX) + Fr::from(1u64)
+}
+
+/// What the last element absorbed adds to the record count in the run
+/// layout ([`crate::runs`]): 2^65, telling it from the row layout (no tag)
+/// and the column layout ([`columns_tag`]).
+pub fn runs_tag() -> Fr {
+    columns_tag().double()
 }
 
 /// The commitment to a chunk committed column by column (the interval

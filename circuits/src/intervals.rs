@@ -153,7 +153,7 @@ fn one_field(statement: &Statement) -> Option<Option<usize>> {
 }
 
 /// An aggregate's filters as a set: sorted, each once.
-fn filter_set(aggregate: &Aggregate) -> Vec<usize> {
+pub(crate) fn filter_set(aggregate: &Aggregate) -> Vec<usize> {
     let mut f = aggregate.filters.clone();
     f.sort_unstable();
     f.dedup();
@@ -455,30 +455,12 @@ impl ConstraintSynthesizer<Fr> for IntervalCircuit {
                 }
                 let column = &columns[field];
                 // Wholly selected elements, lane by lane, per block.
-                let mut total = FpVar::zero();
                 let chosen: Vec<FpVar<Fr>> = all
                     .iter()
                     .zip(column)
                     .map(|(m, e)| product(m, e))
                     .collect::<Result<_, _>>()?;
-                for block in chosen.chunks(BLOCK) {
-                    let block_sum: FpVar<Fr> = block.iter().sum();
-                    let native_bits = block_sum.value().ok().map(|s| s.into_bigint().to_bits_le());
-                    let mut recomposed = Vec::with_capacity(LANES * LANE_BITS);
-                    for lane in 0..LANES {
-                        let bits: Vec<Boolean<Fr>> = (0..LANE_BITS)
-                            .map(|bit| {
-                                boolean(
-                                    &cs,
-                                    native_bits.as_ref().map(|n| n[lane * LANE_BITS + bit]),
-                                )
-                            })
-                            .collect::<Result<_, _>>()?;
-                        total += Boolean::le_bits_to_fp(&bits)?;
-                        recomposed.extend(bits);
-                    }
-                    Boolean::le_bits_to_fp(&recomposed)?.enforce_equal(&block_sum)?;
-                }
+                let mut total = lane_sums(&cs, &chosen)?;
                 // The boundary elements, opened into 32-bit lanes.
                 for (slot, bits) in slots.iter().zip(&slot_bits) {
                     let picked: FpVar<Fr> = slot
@@ -488,58 +470,108 @@ impl ConstraintSynthesizer<Fr> for IntervalCircuit {
                         .collect::<Result<Vec<_>, _>>()?
                         .iter()
                         .sum();
-                    let native = picked.value().ok();
-                    let lane_values: Option<Vec<u64>> = native.map(|p| {
-                        let bits = p.into_bigint().to_bits_le();
-                        (0..LANES)
-                            .map(|i| {
-                                (0..32)
-                                    .map(|b| u64::from(bits[i * LANE_BITS + b]) << b)
-                                    .sum()
-                            })
-                            .collect()
-                    });
-                    let shift = Fr::from(1u64 << LANE_BITS);
-                    let mut scale = Fr::from(1u64);
-                    let mut recomposed = FpVar::zero();
-                    for (i, selected) in bits.iter().enumerate() {
-                        let lane_bits = bits_of(&cs, lane_values.as_ref().map(|l| l[i]), 32)?;
-                        let lane = Boolean::le_bits_to_fp(&lane_bits)?;
-                        recomposed += &lane * scale;
-                        scale *= shift;
-                        total += product(&FpVar::from(selected.clone()), &lane)?;
-                    }
-                    recomposed.enforce_equal(&picked)?;
+                    let selected: Vec<FpVar<Fr>> =
+                        bits.iter().map(|b| FpVar::from(b.clone())).collect();
+                    total += open_selected(&cs, &picked, &selected)?;
                 }
                 set_sums.push((field, total));
             }
             sums.push(set_sums);
         }
 
-        let mut out = outputs.iter();
-        for a in &st.aggregates {
-            let f = filter_set(a);
-            let s = sets
-                .iter()
-                .position(|x| *x == f)
-                .expect("every set is listed");
-            let count_out = out.next().ok_or(SynthesisError::Unsatisfiable)?;
-            counts[s].enforce_equal(count_out)?;
-            if let Kind::Sum(field) = a.kind {
-                let sum_out = out.next().ok_or(SynthesisError::Unsatisfiable)?;
-                let (_, sum) = sums[s]
-                    .iter()
-                    .find(|(g, _)| *g == field)
-                    .expect("every sum is built");
-                sum.enforce_equal(sum_out)?;
-            }
-        }
-        Ok(())
+        enforce_outputs(st, &sets, &counts, &sums, outputs)
     }
 }
 
+/// Each aggregate's outputs (its count and, for a sum, its sum) equal to
+/// its filter set's `counts[s]` and `sums[s]`, in output order.
+pub(crate) fn enforce_outputs(
+    st: &Statement,
+    sets: &[Vec<usize>],
+    counts: &[FpVar<Fr>],
+    sums: &[Vec<(usize, FpVar<Fr>)>],
+    outputs: &[FpVar<Fr>],
+) -> Result<(), SynthesisError> {
+    let mut out = outputs.iter();
+    for a in &st.aggregates {
+        let f = filter_set(a);
+        let s = sets
+            .iter()
+            .position(|x| *x == f)
+            .expect("every set is listed");
+        let count_out = out.next().ok_or(SynthesisError::Unsatisfiable)?;
+        counts[s].enforce_equal(count_out)?;
+        if let Kind::Sum(field) = a.kind {
+            let sum_out = out.next().ok_or(SynthesisError::Unsatisfiable)?;
+            let (_, sum) = sums[s]
+                .iter()
+                .find(|(g, _)| *g == field)
+                .expect("every sum is built");
+            sum.enforce_equal(sum_out)?;
+        }
+    }
+    Ok(())
+}
+
+/// The sum of every lane of `chosen` (packed elements whose lanes are
+/// below 2^32): added lane by lane per [`BLOCK`] elements, no carry
+/// crossing a lane, and each block's sum decomposed into its 42-bit lanes.
+pub(crate) fn lane_sums(
+    cs: &ConstraintSystemRef<Fr>,
+    chosen: &[FpVar<Fr>],
+) -> Result<FpVar<Fr>, SynthesisError> {
+    let mut total = FpVar::zero();
+    for block in chosen.chunks(BLOCK) {
+        let block_sum: FpVar<Fr> = block.iter().sum();
+        let native_bits = block_sum.value().ok().map(|s| s.into_bigint().to_bits_le());
+        let mut recomposed = Vec::with_capacity(LANES * LANE_BITS);
+        for lane in 0..LANES {
+            let bits: Vec<Boolean<Fr>> = (0..LANE_BITS)
+                .map(|bit| boolean(cs, native_bits.as_ref().map(|n| n[lane * LANE_BITS + bit])))
+                .collect::<Result<_, _>>()?;
+            total += Boolean::le_bits_to_fp(&bits)?;
+            recomposed.extend(bits);
+        }
+        Boolean::le_bits_to_fp(&recomposed)?.enforce_equal(&block_sum)?;
+    }
+    Ok(total)
+}
+
+/// `picked` (one packed element) opened into its six 32-bit lanes, and
+/// the sum of the lanes `selected` marks (each 0 or 1).
+pub(crate) fn open_selected(
+    cs: &ConstraintSystemRef<Fr>,
+    picked: &FpVar<Fr>,
+    selected: &[FpVar<Fr>],
+) -> Result<FpVar<Fr>, SynthesisError> {
+    let native = picked.value().ok();
+    let lane_values: Option<Vec<u64>> = native.map(|p| {
+        let bits = p.into_bigint().to_bits_le();
+        (0..LANES)
+            .map(|i| {
+                (0..32)
+                    .map(|b| u64::from(bits[i * LANE_BITS + b]) << b)
+                    .sum()
+            })
+            .collect()
+    });
+    let shift = Fr::from(1u64 << LANE_BITS);
+    let mut scale = Fr::from(1u64);
+    let mut recomposed = FpVar::zero();
+    let mut total = FpVar::zero();
+    for (i, selected) in selected.iter().enumerate() {
+        let lane_bits = bits_of(cs, lane_values.as_ref().map(|l| l[i]), 32)?;
+        let lane = Boolean::le_bits_to_fp(&lane_bits)?;
+        recomposed += &lane * scale;
+        scale *= shift;
+        total += product(selected, &lane)?;
+    }
+    recomposed.enforce_equal(picked)?;
+    Ok(total)
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use ark_relations::gr1cs::ConstraintSystem;
 
     use super::*;
@@ -605,7 +637,7 @@ mod tests {
     /// Age and cost: seniors (age >= 65) counted and their cost summed,
     /// children (age < 18) counted, 40-year-olds' cost summed, adults under
     /// 65 (two filters) counted, everyone's cost summed.
-    fn clinic() -> Statement {
+    pub(crate) fn clinic() -> Statement {
         let c = |op, threshold| Comparison {
             field: 0,
             op,

@@ -18,6 +18,9 @@
 //!   field: records committed in that field's order, column by column, so
 //!   only that field is decomposed and the summed columns are added lane
 //!   by lane.
+//! - [`runs`]: the same when that field has a declared width of at most 8
+//!   bits: the field committed as a count per value, so no record's value
+//!   of it is opened and a comparison costs the same for any chunk.
 //! - [`attest`]: keys per circuit shape (cached), a dataset committed and
 //!   proved in chunks, and the verifier's check that adds them up.
 //! - [`snarkjs`]: proofs and verifying keys in snarkjs' JSON format.
@@ -28,6 +31,7 @@ pub mod ceremony;
 pub mod commit;
 pub mod intervals;
 pub mod poseidon;
+pub mod runs;
 pub mod snarkjs;
 pub mod statement;
 pub mod sum;

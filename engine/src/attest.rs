@@ -316,6 +316,7 @@ pub(crate) fn plan(query: &Query) -> Result<Planned, String> {
         (None, attest::CircuitKind::Intervals) => {
             symbiont_circuits::intervals::capacity(&statement)
         }
+        (None, attest::CircuitKind::Runs) => symbiont_circuits::runs::capacity(&statement),
         _ => GENERAL_CHUNK,
     };
     Ok(Planned {

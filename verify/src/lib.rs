@@ -283,11 +283,12 @@ pub fn decode(bundle: &Value) -> Result<Decoded, String> {
 }
 
 /// The circuit shape of `statement` over chunks of `capacity` records,
-/// recomputed: its own circuit's ([`attest::shape_id`]), or for an
-/// interval statement the general circuit's if the bundle names that one
-/// (bundles made before the interval circuit existed, and groupings, which
-/// are committed for the general circuit). What the bundle names is used
-/// only when it is one of these.
+/// recomputed: its own circuit's ([`attest::shape_id`]), or for a run or
+/// interval statement a slower circuit's that also proves it
+/// ([`attest::shape_ids`]) if the bundle names that one (bundles made
+/// before the faster circuit existed, and groupings, which are committed
+/// for the general circuit). What the bundle names is used only when it is
+/// one of these.
 fn shape(bundle: &Value, statement: &Statement, capacity: usize) -> String {
     let named = bundle
         .pointer("/verifying_key/shape")
