@@ -70,9 +70,12 @@ pub fn columns_tag() -> Fr {
 
 /// What the last element absorbed adds to the record count in the run
 /// layout ([`crate::runs`]): 2^65, telling it from the row layout (no tag)
-/// and the column layout ([`columns_tag`]).
-pub fn runs_tag() -> Fr {
-    columns_tag().double()
+/// and the column layout ([`columns_tag`]), plus `(key · 2^8 + width) ·
+/// 2^66`, so that one list of counts and columns is not a commitment with
+/// another field as its key.
+pub fn runs_tag(key: usize, width: u32) -> Fr {
+    let which = Fr::from(((key as u64) << 8) + u64::from(width));
+    columns_tag().double() + which * columns_tag().double().double()
 }
 
 /// The commitment to a chunk committed column by column (the interval

@@ -14,8 +14,9 @@
 //! salt, counts, each other field's column elements, records + 2^65
 //! ```
 //!
-//! (the 2^65, [`crate::commit::runs_tag`], tells this layout from the row
-//! and column layouts). The circuit
+//! (the 2^65 of [`crate::commit::runs_tag`] tells this layout from the row
+//! and column layouts; the tag also holds the key's index and width). The
+//! circuit
 //!
 //! - bounds every `c_v` to 17 bits and checks they add up to the records;
 //! - per comparison, marks the key values below its threshold `t`: 2^w + 1
@@ -222,7 +223,7 @@ pub fn commit(statement: &Statement, salt: Fr, values: &[u32], capacity: usize) 
     for column in &runs.others {
         input.extend(pack(column, lanes));
     }
-    input.push(Fr::from(runs.records as u64) + runs_tag());
+    input.push(Fr::from(runs.records as u64) + runs_tag(key, statement.width(key)));
     poseidon::hash(&input)
 }
 
@@ -353,7 +354,7 @@ impl ConstraintSynthesizer<Fr> for RunCircuit {
             absorbed.push(Boolean::le_bits_to_fp(&group.concat())?);
         }
         absorbed.extend(columns.iter().flatten().cloned());
-        absorbed.push(count + runs_tag());
+        absorbed.push(count + runs_tag(key, st.width(key)));
         poseidon::hash_var(cs.clone(), &absorbed)?.enforce_equal(commitment)?;
 
         // Per comparison, the key values below its threshold.
@@ -499,7 +500,7 @@ mod tests {
 
     use super::*;
     use crate::attest::CircuitKind;
-    use crate::statement::Aggregate;
+    use crate::statement::{Aggregate, Comparison};
 
     thread_local! {
         /// What a cheating prover adds to the head's offset (`ds`).
@@ -626,6 +627,42 @@ mod tests {
             ..RunCircuit::chunk(statement, 42, Fr::from(1u64), records())
         };
         assert!(!satisfied(circuit));
+    }
+
+    #[test]
+    fn a_commitment_keyed_on_one_field_does_not_open_keyed_on_another() {
+        // Age and department, both 8 bits, and a cost. Keyed on the age,
+        // the hash reads the age counts, then the department column; a
+        // forger swaps the two fields and keys on the department to read
+        // the same list, and would prove the ages' counts as departments'.
+        let by = |key: usize| Statement {
+            fields: 3,
+            comparisons: vec![Comparison {
+                field: key,
+                op: Op::Ge,
+                threshold: 65,
+            }],
+            aggregates: vec![Aggregate {
+                kind: Kind::Sum(2),
+                filters: vec![0],
+            }],
+            widths: vec![8, 8, 32],
+        };
+        let values: Vec<u32> = (0..30u32).flat_map(|i| [i * 5, i % 7, 100 * i]).collect();
+        let swapped: Vec<u32> = values.chunks(3).flat_map(|r| [r[1], r[0], r[2]]).collect();
+        let salt = Fr::from(11u64);
+        let honest = commit(&by(0), salt, &values, 42);
+        let forged = RunCircuit {
+            public: RunCircuit::chunk(by(1), 42, salt, swapped.clone())
+                .public
+                .map(|mut p| {
+                    p[0] = honest;
+                    p
+                }),
+            ..RunCircuit::chunk(by(1), 42, salt, swapped.clone())
+        };
+        assert_ne!(commit(&by(1), salt, &swapped, 42), honest);
+        assert!(!satisfied(forged));
     }
 
     #[test]
