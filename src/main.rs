@@ -60,6 +60,12 @@ enum Command {
     /// metadata under `_meta`; any other value under `value`, beside
     /// `_meta`).
     Run(run::RunArgs),
+    /// Run a program over records that keep arriving (`--input NAME=-`
+    /// for standard input, `NAME=follow:PATH` for a file that grows): one
+    /// NDJSON line per epoch, `{"epoch", "records", "value", "_meta"}`,
+    /// the value over every record so far (docs/STREAMING.md). One
+    /// worker; `--format` is ignored; Ctrl-C ends it after its epoch.
+    Stream(run::StreamArgs),
     /// Check an attestation bundle offline: the signed dataset commitment,
     /// every proof, every attested output, the audit checkpoint and the
     /// job's entries in it. Exit 0 if everything checks, 4 otherwise,
@@ -525,6 +531,7 @@ fn main() -> ExitCode {
             files,
         } => run_fmt(&files, check, format),
         Command::Run(args) => run::run(&args),
+        Command::Stream(args) => run::stream(&args),
         Command::Approve {
             request,
             approver,

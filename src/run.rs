@@ -3,15 +3,15 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use anyhow::Result;
 use std::collections::BTreeMap;
 use symbiont_dsl::ast::Program;
 use symbiont_dsl::{Diagnostic, SourceFile, parse_bytes};
 use symbiont_engine::{
-    Custody, Event, Job, JobResult, JobSpec, Observer, OnError, Outcome, Passphrase, Principal,
-    ResultSink, StageBinaries, homes,
+    Custody, Job, JobResult, JobSpec, OnError, Outcome, Passphrase, Principal, ResultSink,
+    StageBinaries, homes,
 };
 use symbiont_operators::{
     Attributes, CompiledPolicies, Effect, InputKind, Plan, PolicyValue, Query,
@@ -119,6 +119,27 @@ pub(crate) struct RunArgs {
     ceremony: Option<PathBuf>,
 }
 
+/// `symbi stream`'s flags: `symbi run`'s, its input a stream.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StreamArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// When an epoch ends: after a count of records (`10000`) or a time
+    /// (`1s`, `500ms`).
+    #[arg(long, default_value = "10000")]
+    epoch: symbiont_engine::stream::EpochRule,
+    /// The lines' format (default: the followed file's extension; NDJSON
+    /// on standard input).
+    #[arg(long, value_enum)]
+    input_format: Option<StreamFormat>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum StreamFormat {
+    Csv,
+    Ndjson,
+}
+
 type Attrs = BTreeMap<String, PolicyValue>;
 
 /// The principal's and the resource's attributes, or (after reporting the
@@ -207,7 +228,16 @@ fn load(file: &Path, agent: Option<&str>) -> Result<std::result::Result<Loaded, 
     }
 }
 
+pub(crate) fn stream(args: &StreamArgs) -> Result<u8> {
+    run_as(&args.run, Some(args))
+}
+
 pub(crate) fn run(args: &RunArgs) -> Result<u8> {
+    run_as(args, None)
+}
+
+fn run_as(args: &RunArgs, streaming: Option<&StreamArgs>) -> Result<u8> {
+    use symbiont_engine::stream::{StreamSource, StreamSpec};
     let Loaded {
         program,
         source,
@@ -236,7 +266,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
             Err(why) => return usage(format_args!("--principal-unverified: {why}")),
         },
     };
-    let mut input = None;
+    let (mut input, mut stream) = (None, None);
     for binding in &args.inputs {
         let Some((name, path)) = binding.split_once('=') else {
             return usage(format_args!("--input takes NAME=PATH, got `{binding}`"));
@@ -247,13 +277,37 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
                 query.agent, query.input
             ));
         }
+        if streaming.is_some() {
+            match StreamSource::parse(path) {
+                Ok(source) => stream = Some(source),
+                Err(why) => return usage(why),
+            }
+        }
         // `tfhe:DIR`: a stored dataset's restricted records from their
         // TFHE copy (the programmable path).
-        input = Some(match path.strip_prefix("tfhe:") {
-            Some(dir) => (PathBuf::from(dir), true),
-            None => (PathBuf::from(path), false),
+        input = Some(match (&stream, path.strip_prefix("tfhe:")) {
+            (Some(source), _) => (source.path(), false),
+            (None, Some(dir)) => (PathBuf::from(dir), true),
+            (None, None) => (PathBuf::from(path), false),
         });
     }
+    let stream = match (streaming, stream) {
+        (Some(s), Some(source)) => {
+            use symbiont_operators::Format as F;
+            let format = match (s.input_format, &source) {
+                (Some(StreamFormat::Csv), _) => F::Csv,
+                (Some(StreamFormat::Ndjson), _) | (None, StreamSource::Stdin) => F::Ndjson,
+                (None, StreamSource::Follow(p)) => F::of_path(p).unwrap_or(F::Ndjson),
+            };
+            let epoch = s.epoch;
+            Some(StreamSpec {
+                source,
+                epoch,
+                format,
+            })
+        }
+        _ => None,
+    };
     let Some((input, tfhe_input)) = input else {
         return usage(format_args!(
             "bind the input with --input {}=PATH",
@@ -304,7 +358,11 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         },
         binaries: StageBinaries::this_binary()?,
         progress: progress.clone(),
-        cancel: None,
+        // Ctrl-C or SIGTERM ends a stream after its current epoch.
+        cancel: streaming
+            .map(|_| symbiont_engine::stream::stop_on_signals())
+            .transpose()?,
+        stream,
     })?;
     let outcome = match job {
         Err(outcome) => outcome,
@@ -336,11 +394,13 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
             let mut sink = Sink {
                 format: &args.format,
                 out: args.out.as_deref(),
+                // A stream's lines go to --out as they come.
+                lines: match (&args.out, streaming) {
+                    (Some(path), Some(_)) => Some(std::fs::File::create(path)?),
+                    _ => None,
+                },
             };
-            let mut printer = Printer {
-                progress,
-                spinner: None,
-            };
+            let mut printer = symbiont_engine::TermPrinter::new(progress);
             job.run(&custody, &mut log, &mut sink, &mut printer)?
         }
     };
@@ -364,57 +424,12 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
     })
 }
 
-/// Prints a job's notices and warnings on stderr, and shows the rows read
-/// while its stages run (on a terminal).
-struct Printer {
-    progress: Option<Arc<AtomicU64>>,
-    spinner: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
-}
-
-impl Printer {
-    fn stop_spinner(&mut self) {
-        if let Some((done, thread)) = self.spinner.take() {
-            done.store(true, Ordering::Relaxed);
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Observer for Printer {
-    fn event(&mut self, event: Event) {
-        match event {
-            // The stages start just before the dataflow reads the input.
-            Event::StageStarted { .. } => {
-                if let Some(rows) = self.progress.take() {
-                    self.spinner = Some(show_progress(rows));
-                }
-                return;
-            }
-            Event::Notice(text) => {
-                self.stop_spinner();
-                eprintln!("symbi: {text}");
-            }
-            Event::Warning(text) => {
-                self.stop_spinner();
-                eprintln!("symbi: warning: {text}");
-            }
-            _ => {}
-        }
-        self.stop_spinner();
-    }
-}
-
-impl Drop for Printer {
-    fn drop(&mut self) {
-        self.stop_spinner();
-    }
-}
-
 /// The result as `--format` renders it, to `--out` (whole or not at all)
 /// or stdout.
 struct Sink<'a> {
     format: &'a RunFormat,
     out: Option<&'a Path>,
+    lines: Option<std::fs::File>,
 }
 
 impl ResultSink for Sink<'_> {
@@ -426,32 +441,12 @@ impl ResultSink for Sink<'_> {
     }
 
     fn write(&mut self, text: &str) -> Result<()> {
-        match self.out {
-            Some(path) => symbiont_engine::write_whole(path, text.as_bytes()),
-            None => Ok(std::io::stdout().write_all(text.as_bytes())?),
+        match (self.out, &mut self.lines) {
+            (_, Some(file)) => Ok(file.write_all(text.as_bytes())?),
+            (Some(path), None) => symbiont_engine::write_whole(path, text.as_bytes()),
+            (None, None) => Ok(std::io::stdout().write_all(text.as_bytes())?),
         }
     }
-}
-
-/// A spinner with the rows read so far, on stderr, while a job runs on a
-/// terminal (in a pipe, nothing is shown).
-fn show_progress(rows: Arc<AtomicU64>) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
-    let done = Arc::new(AtomicBool::new(false));
-    let stop = Arc::clone(&done);
-    let thread = std::thread::spawn(move || {
-        let bar = indicatif::ProgressBar::new_spinner().with_message("rows read");
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {pos} {msg} ({per_sec}, {elapsed})")
-                .expect("the template is valid"),
-        );
-        while !stop.load(Ordering::Relaxed) {
-            bar.set_position(rows.load(Ordering::Relaxed));
-            bar.tick();
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        bar.finish_and_clear();
-    });
-    (done, thread)
 }
 
 pub(crate) fn explain(

@@ -183,6 +183,7 @@ fn spec(env: &Tree, input: PathBuf) -> JobSpec {
         },
         progress: None,
         cancel: None,
+        stream: None,
     }
 }
 

@@ -174,6 +174,34 @@ pub(crate) fn bound(
     })
 }
 
+/// Why a stream may not run: its dataset id, or the file it follows (by
+/// path, or by its bytes when it starts), is bound in `keystore`. A
+/// stream's bytes are not there when it starts, so they cannot be matched
+/// to a binding's: a bound dataset is not streamed (yet).
+pub(crate) fn refuses_stream(
+    keystore: &Path,
+    followed: Option<&Path>,
+    dataset: &str,
+) -> Result<Option<String>> {
+    if !keystore.join(BINDINGS).is_dir() {
+        return Ok(None);
+    }
+    let why = |what: String| {
+        Some(format!(
+            "{what} is bound to its policies in the keystore (`symbi datasets bind`): a bound dataset is not streamed yet"
+        ))
+    };
+    if records(keystore)?.iter().any(|(_, r)| r.dataset == dataset) {
+        return Ok(why(format!("the dataset `{dataset}`")));
+    }
+    if let Some(path) = followed
+        && !matches!(bound(keystore, path)?, Ok(None))
+    {
+        return Ok(why(path.display().to_string()));
+    }
+    Ok(None)
+}
+
 /// Refuses a file beside `input` that says something other than what is
 /// bound (a side file cannot weaken the binding, nor silently differ).
 pub(crate) fn check_side_files(

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use differential_dataflow::AsCollection;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Concat, Inspect, OkErr, Probe};
-use timely::dataflow::{InputHandle, ProbeHandle, StreamVec};
+use timely::dataflow::{InputHandleVec, ProbeHandle, StreamVec};
 
 use symbiont_operators::{
     AggregatePartials, Classify, Epoch, Lane, PartialUpdate, PlanNode, PlanStep, Query, Record,
@@ -364,7 +364,10 @@ impl<'s> Wiring<'s> {
         let routed = self.routed(node);
         let forbidden = self.shared.config.forbidden_lanes;
         let one_lane = self.query.classifier.is_none()
-            && matches!(self.shared.source.as_ref(), JobInput::Records(_));
+            && matches!(
+                self.shared.source.as_ref(),
+                JobInput::Records(_) | JobInput::Stream
+            );
         let mut lanes: Vec<Option<StreamVec<'s, u64, Routed>>> = if one_lane {
             let mut lanes = vec![None, None, None];
             lanes[self.query.min_lane.index()] = Some(routed);
@@ -580,6 +583,57 @@ impl<'s> Wiring<'s> {
     }
 }
 
+/// One worker's dataflow of the plan: its inputs (records to classify, a
+/// stored dataset's items, the stages' answers) and its probes.
+pub(crate) struct Dataflow {
+    pub input: InputHandleVec<u64, Record>,
+    pub stored: InputHandleVec<u64, Routed>,
+    pub answers: InputHandleVec<u64, PartialUpdate<u64>>,
+    /// Passes an epoch once the result (`sink`) has it.
+    pub probe: ProbeHandle<u64>,
+    /// Passes an epoch once everything before `merge` has it.
+    pub fed: ProbeHandle<u64>,
+    /// The values `commit` kept.
+    pub attested: Rc<RefCell<AttestedPart>>,
+}
+
+impl Dataflow {
+    /// Builds `shared`'s plan in `worker`.
+    pub(crate) fn build(worker: &mut timely::worker::Worker, shared: &Arc<Shared>) -> Dataflow {
+        use timely::dataflow::operators::Input;
+        let mut input = InputHandleVec::new();
+        let mut stored = InputHandleVec::new();
+        let mut answers = InputHandleVec::new();
+        let (probe, fed, attested) = worker.dataflow::<u64, _, _>(|scope| {
+            let w = Wiring::build(
+                Arc::clone(shared),
+                scope.input_from(&mut input),
+                scope.input_from(&mut stored),
+                scope.input_from(&mut answers),
+            );
+            let mut c = shared
+                .collected
+                .lock()
+                .expect("no worker panicked holding the lock");
+            if c.built.is_empty() {
+                c.built = w.kinds;
+            }
+            (w.probe, w.fed, w.attested)
+        });
+        Dataflow {
+            input,
+            stored,
+            answers,
+            probe,
+            fed,
+            attested,
+        }
+    }
+}
+
+/// How long a worker parks while it waits for its dataflow.
+pub(crate) const PARK: Option<std::time::Duration> = Some(std::time::Duration::from_millis(1));
+
 /// One worker of a batch job: builds the plan's dataflow, reads its part
 /// of the input as epoch 0, and once everything before `merge` has passed
 /// the epoch, reports what it read; worker 0 then finishes the epoch's
@@ -590,26 +644,14 @@ pub(crate) fn run_worker(
     shared: &Arc<Shared>,
     read: impl FnOnce(&mut dyn FnMut(Batch<'_>)) -> (Result<u64, SourceError>, Vec<RowError>),
 ) {
-    use timely::dataflow::operators::Input;
-    let mut input: InputHandle<u64, _> = InputHandle::new();
-    let mut stored: InputHandle<u64, _> = InputHandle::new();
-    let mut answers: InputHandle<u64, _> = InputHandle::new();
-    let (probe, fed, attested) = worker.dataflow::<u64, _, _>(|scope| {
-        let w = Wiring::build(
-            Arc::clone(shared),
-            scope.input_from(&mut input),
-            scope.input_from(&mut stored),
-            scope.input_from(&mut answers),
-        );
-        let mut c = shared
-            .collected
-            .lock()
-            .expect("no worker panicked holding the lock");
-        if c.built.is_empty() {
-            c.built = w.kinds;
-        }
-        (w.probe, w.fed, w.attested)
-    });
+    let Dataflow {
+        mut input,
+        mut stored,
+        mut answers,
+        probe,
+        fed,
+        attested,
+    } = Dataflow::build(worker, shared);
     let (result, source_errors) = read(&mut |batch| {
         match batch {
             Batch::Records(records) => input.send_batch(records),
@@ -619,8 +661,7 @@ pub(crate) fn run_worker(
     });
     input.close();
     stored.close();
-    let wait = Some(std::time::Duration::from_millis(1));
-    worker.step_or_park_while(wait, || fed.less_equal(&BATCH_EPOCH));
+    worker.step_or_park_while(PARK, || fed.less_equal(&BATCH_EPOCH));
     {
         let mut c = shared
             .collected
@@ -640,7 +681,7 @@ pub(crate) fn run_worker(
     }
     if worker.index() == 0 {
         let peers = worker.peers();
-        worker.step_or_park_while(wait, || {
+        worker.step_or_park_while(PARK, || {
             shared
                 .collected
                 .lock()
@@ -661,5 +702,5 @@ pub(crate) fn run_worker(
         }
     }
     answers.close();
-    worker.step_or_park_while(wait, || !probe.done());
+    worker.step_or_park_while(PARK, || !probe.done());
 }

@@ -1,6 +1,6 @@
 //! Batch jobs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -570,7 +570,7 @@ pub(crate) struct Collected {
     pub built: Vec<(String, &'static str)>,
     /// The stages' memory lock and sandbox reports.
     stage_lock: Option<String>,
-    sandboxes: Vec<serde_json::Value>,
+    pub sandboxes: Vec<serde_json::Value>,
 }
 
 /// The committed fields' values of the records one worker read, with
@@ -643,6 +643,9 @@ pub(crate) enum JobInput {
     Records(Source),
     /// A persisted dataset, already classified.
     Store(Box<StoreReader>),
+    /// Records a stream's reader types and the stream's worker sends
+    /// ([`crate::stream`]).
+    Stream,
 }
 
 /// A persisted dataset being written into a temporary directory beside its
@@ -827,7 +830,7 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
     // Taken by the scan that divided the file among the workers.
     let input_sha256 = match source.as_ref() {
         JobInput::Records(s) => s.sha256().map(|d| symbiont_verify::hex(&d)),
-        JobInput::Store(_) => None,
+        JobInput::Store(_) | JobInput::Stream => None,
     };
     if config.commit.is_some() && matches!(source.as_ref(), JobInput::Store(_)) {
         // Its sealed records are not opened in this process: a commitment
@@ -837,38 +840,8 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
                 .into(),
         ));
     }
-    let persist = start_persist(config)?;
-    let plan = job_plan(query, config);
-    let runs = plan
-        .nodes
-        .iter()
-        .map(|n| n.runs_in_job(config.commit.is_some(), config.persist.is_some()))
-        .collect();
-    let stages = Arc::new(EpochStages::new(query, config));
-    // The homomorphic lane's packers hand each full list to the compute
-    // stage of its epoch (a forbidden lane's lists are kept: never reduced
-    // or decrypted).
-    let forwarding = config
-        .homomorphic
-        .as_ref()
-        .filter(|_| !config.forbidden_lanes[Lane::Homomorphic.index()])
-        .map(|h| Forwarding::start(h, &stages));
-    let shared = Arc::new(Shared {
-        query: query.clone(),
-        config: config.clone(),
-        plan: plan.nodes,
-        runs,
-        source,
-        collected: Mutex::default(),
-        stages,
-        persist: persist.clone(),
-        // Public records cross into a sandboxed aggregation sealed, like
-        // the others.
-        seal_public: config
-            .sealed_stage
-            .as_ref()
-            .is_some_and(|s| s.tier(Lane::Plaintext) > 0),
-    });
+    let (shared, forwarding) = shared_state(query, config, source)?;
+    let persist = shared.persist.clone();
     let worker_shared = Arc::clone(&shared);
     timely::execute(timely::Config::process(workers), move |worker| {
         let shared = &worker_shared;
@@ -944,6 +917,48 @@ pub fn run_batch(query: &Query, config: &JobConfig) -> Result<JobOutput, JobErro
         });
     }
     Ok(output)
+}
+
+/// What every worker of a job shares, and the homomorphic lane's
+/// forwarding of its packed lists (kept until the dataflow has ended).
+pub(crate) fn shared_state<'c>(
+    query: &Query,
+    config: &'c JobConfig,
+    source: Arc<JobInput>,
+) -> Result<(Arc<Shared>, Option<Forwarding<'c>>), JobError> {
+    let persist = start_persist(config)?;
+    let plan = job_plan(query, config);
+    let runs = plan
+        .nodes
+        .iter()
+        .map(|n| n.runs_in_job(config.commit.is_some(), config.persist.is_some()))
+        .collect();
+    let stages = Arc::new(EpochStages::new(query, config));
+    // The homomorphic lane's packers hand each full list to the compute
+    // stage of its epoch (a forbidden lane's lists are kept: never reduced
+    // or decrypted).
+    let forwarding = config
+        .homomorphic
+        .as_ref()
+        .filter(|_| !config.forbidden_lanes[Lane::Homomorphic.index()])
+        .map(|h| Forwarding::start(h, &stages));
+    let shared = Arc::new(Shared {
+        query: query.clone(),
+        config: config.clone(),
+        plan: plan.nodes,
+        runs,
+        source,
+        collected: Mutex::default(),
+        stages,
+        persist,
+        // Public records cross into a sandboxed aggregation sealed, like
+        // the others.
+        seal_public: config
+            .sealed_stage
+            .as_ref()
+            .is_some_and(|s| s.tier(Lane::Plaintext) > 0),
+    });
+    Ok((shared, forwarding))
 }
 
 /// The end of an epoch, once everything before `merge` has passed it (the
@@ -1027,7 +1042,7 @@ struct Answers {
     partials: Vec<(AggKey, Partial)>,
     errors: Vec<RowError>,
     memory_lock: Option<String>,
-    sandboxes: Vec<serde_json::Value>,
+    pub sandboxes: Vec<serde_json::Value>,
 }
 
 /// An epoch's stages, once the dataflow has handed them everything: the
@@ -1095,6 +1110,8 @@ fn feed(
 ) -> Result<u64, SourceError> {
     let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
     let result = match source {
+        // A stream's worker sends its records itself.
+        JobInput::Stream => Ok(0),
         JobInput::Store(store) => {
             // Sealed batches keep their lanes and skip classification
             // (they are not opened before aggregation); public records go
@@ -1160,7 +1177,7 @@ fn feed(
 
 /// While this lives, the homomorphic lane's packers hand each full list to
 /// the compute stage of its epoch.
-struct Forwarding<'a>(&'a PackSink);
+pub(crate) struct Forwarding<'a>(&'a PackSink);
 
 impl<'a> Forwarding<'a> {
     fn start(h: &'a HomomorphicLane, stages: &Arc<EpochStages>) -> Forwarding<'a> {
@@ -1332,7 +1349,7 @@ pub(crate) fn first_line(r: &Routed) -> u64 {
 }
 
 /// Records are handed to the dataflow in batches of this many.
-const BATCH: usize = 1024;
+pub(crate) const BATCH: usize = 1024;
 
 fn finish(
     query: &Query,
@@ -1340,57 +1357,14 @@ fn finish(
     workers: usize,
     collected: Collected,
 ) -> Result<JobOutput, JobError> {
-    if let Some(opener) = &config.keys.opener {
-        let mut failures = opener.failures();
-        failures.sort();
-        if let Some(row) = failures.into_iter().next() {
-            return Err(JobError::Integrity {
-                path: config.input.clone(),
-                row,
-            });
-        }
-    }
-    let mut errors = collected.errors;
-    errors.sort();
-    errors.dedup_by_key(|e| e.line);
-    let mut quarantined = 0;
-    match &config.on_error {
-        OnError::Fail => {
-            if let Some(row) = errors.into_iter().next() {
-                return Err(JobError::Row {
-                    path: config.input.clone(),
-                    row,
-                });
-            }
-        }
-        OnError::Quarantine(path) => {
-            write_quarantine(path, &config.input, &errors)?;
-            quarantined = errors.len() as u64;
-        }
-    }
-    let mut lanes = [0u64; 3];
-    let mut merged: Merged = BTreeMap::new();
-    let mut groups: BTreeSet<Value> = BTreeSet::new();
-    for ((agg, lane, key), partial) in collected.partials {
-        match agg {
-            LANE_COUNT => lanes[lane.index()] += partial.count as u64,
-            GROUP_KEYS => {
-                groups.insert(key);
-            }
-            i => {
-                use differential_dataflow::difference::Semigroup;
-                merged
-                    .entry((i as usize, key))
-                    .and_modify(|p| p.plus_equals(&partial))
-                    .or_insert(partial);
-            }
-        }
-    }
-    let groups: Vec<Value> = groups.into_iter().collect();
-    let value = assemble(query, &merged, &groups)?;
+    integrity(config)?;
+    let quarantined = bad_rows(config, collected.errors, false)?;
+    let mut totals = Totals::default();
+    totals.add(collected.partials);
+    let value = totals.value(query)?;
     Ok(JobOutput {
         value,
-        lanes,
+        lanes: totals.lanes,
         rows: collected.rows,
         quarantined,
         workers,
@@ -1406,15 +1380,103 @@ fn finish(
     })
 }
 
+/// A sealed batch the opener refused fails the job, naming its row.
+pub(crate) fn integrity(config: &JobConfig) -> Result<(), JobError> {
+    if let Some(opener) = &config.keys.opener {
+        let mut failures = opener.failures();
+        failures.sort();
+        if let Some(row) = failures.into_iter().next() {
+            return Err(JobError::Integrity {
+                path: config.input.clone(),
+                row,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The bad rows as `--on-error` says: the first fails the job, or all go
+/// to the quarantine file (`append`ed to, for a stream's later epochs).
+/// Returns how many were quarantined.
+pub(crate) fn bad_rows(
+    config: &JobConfig,
+    mut errors: Vec<RowError>,
+    append: bool,
+) -> Result<u64, JobError> {
+    errors.sort();
+    errors.dedup_by_key(|e| e.line);
+    match &config.on_error {
+        OnError::Fail => match errors.into_iter().next() {
+            Some(row) => Err(JobError::Row {
+                path: config.input.clone(),
+                row,
+            }),
+            None => Ok(0),
+        },
+        OnError::Quarantine(path) => {
+            write_quarantine(path, &config.input, &errors, append)?;
+            Ok(errors.len() as u64)
+        }
+    }
+}
+
+/// A job's result as its partials come in: records per lane, the merged
+/// partials of each aggregate and key, the group keys.
+#[derive(Default)]
+pub(crate) struct Totals {
+    pub lanes: [u64; 3],
+    merged: Merged,
+    groups: BTreeSet<Value>,
+}
+
+impl Totals {
+    /// Adds merged partials (of any epochs) to the totals.
+    pub(crate) fn add(&mut self, partials: Vec<(AggKey, Partial)>) {
+        use differential_dataflow::difference::Semigroup;
+        for ((agg, lane, key), partial) in partials {
+            match agg {
+                LANE_COUNT => self.lanes[lane.index()] += partial.count as u64,
+                GROUP_KEYS => {
+                    self.groups.insert(key);
+                }
+                i => {
+                    self.merged
+                        .entry((i as usize, key))
+                        .and_modify(|p| p.plus_equals(&partial))
+                        .or_insert(partial);
+                }
+            }
+        }
+    }
+
+    /// The entry agent's value over everything added.
+    pub(crate) fn value(&self, query: &Query) -> Result<serde_json::Value, JobError> {
+        let groups: Vec<Value> = self.groups.iter().cloned().collect();
+        Ok(assemble(query, &self.merged, &groups)?)
+    }
+}
+
 /// Writes one JSON object per bad row: its line, field and reason (never
 /// its values).
-fn write_quarantine(path: &Path, input: &Path, errors: &[RowError]) -> Result<(), JobError> {
+fn write_quarantine(
+    path: &Path,
+    input: &Path,
+    errors: &[RowError],
+    append: bool,
+) -> Result<(), JobError> {
     use std::io::Write;
     let io = |source| JobError::Quarantine {
         path: path.to_owned(),
         source,
     };
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(path)
+        .map_err(io)?;
+    let mut out = std::io::BufWriter::new(file);
     for e in errors {
         let line = serde_json::json!({
             "file": input.display().to_string(),

@@ -37,7 +37,9 @@ mod job;
 mod principal;
 mod session;
 pub mod stage;
+pub mod stream;
 mod table;
+mod term;
 
 pub use attest::program_checks;
 pub use bindings::{Bound, bind};
@@ -58,3 +60,4 @@ pub use session::{
     Attrs, Custody, Event, Job, JobResult, JobSpec, Observer, Outcome, Passphrase, ResultSink,
     StageBinaries,
 };
+pub use term::TermPrinter;

@@ -88,6 +88,10 @@ pub struct JobSpec {
     pub progress: Option<Arc<AtomicU64>>,
     /// Set to stop the job at its next phase.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Run as a stream (`symbi stream`): `input` is the stream's
+    /// [`crate::stream::StreamSource::path`], and the result is a line per
+    /// epoch.
+    pub stream: Option<crate::stream::StreamSpec>,
 }
 
 /// The sandbox init and the stage worker binaries.
@@ -574,6 +578,8 @@ fn start(
     let may_suspend = !decision.before.is_empty() || decision.by_lane.iter().any(|v| !v.is_empty());
     let input_sha256 = match files.bound_sha256 {
         Some(d) => d.to_owned(),
+        // A stream's bytes are not there yet (and it takes no approval).
+        None if spec.stream.is_some() => String::new(),
         None if spec.approval.is_some() || may_suspend => file_digest(&input_bytes(&spec.input))?,
         None => String::new(),
     };
@@ -819,6 +825,24 @@ struct Prepared {
 /// [`Job::prepare`].
 fn prepare(spec: &mut JobSpec) -> Result<std::result::Result<Prepared, Outcome>> {
     let stored = symbiont_operators::is_store(&spec.input);
+    if spec.stream.is_some() {
+        let refused = [
+            (spec.bundle.is_some(), "--bundle (attestation per epoch)"),
+            (spec.persist_encrypted.is_some(), "--persist-encrypted"),
+            (spec.approval.is_some(), "--override-approval"),
+            (spec.tfhe_input || stored, "a stored dataset as the source"),
+        ];
+        if let Some((_, what)) = refused.iter().find(|(given, _)| *given) {
+            return Ok(Err(Outcome::Usage(format!(
+                "symbi stream does not take {what} yet (docs/STREAMING.md)"
+            ))));
+        }
+    }
+    // Standard input carries no files beside it, nor a binding.
+    let stdin = spec
+        .stream
+        .as_ref()
+        .is_some_and(|s| s.source == crate::stream::StreamSource::Stdin);
     if spec.tfhe_input && !stored {
         return Ok(Err(Outcome::Usage(format!(
             "--input {}=tfhe:{}: not a dataset written by --persist-encrypted",
@@ -873,7 +897,11 @@ fn prepare(spec: &mut JobSpec) -> Result<std::result::Result<Prepared, Outcome>>
     }
     // A plain file bound in the keystore carries the bound files, under
     // any name; one that is not carries the files beside it.
-    let bound = match spec.bindings.as_deref().filter(|_| !stored) {
+    let bound = match spec
+        .bindings
+        .as_deref()
+        .filter(|_| !stored && spec.stream.is_none())
+    {
         Some(ks) => match crate::bindings::bound(ks, &spec.input)? {
             Ok(b) => b,
             Err(why) => return Ok(Err(Outcome::Failed(why))),
@@ -888,6 +916,7 @@ fn prepare(spec: &mut JobSpec) -> Result<std::result::Result<Prepared, Outcome>>
             let at = |name| b.dir.join(name);
             (at(crate::bindings::META), at(crate::bindings::POLICY))
         }
+        None if stdin => (PathBuf::new(), PathBuf::new()),
         None => (
             crate::dataset_meta_file(&spec.input),
             crate::dataset_policy_file(&spec.input),
@@ -990,12 +1019,22 @@ fn prepare(spec: &mut JobSpec) -> Result<std::result::Result<Prepared, Outcome>>
             }
             (Some(id), _) => id.clone(),
             (None, Some(b)) => b.dataset.clone(),
+            (None, None) if stdin => "stdin".to_owned(),
             (None, None) => std::fs::canonicalize(&spec.input)
                 .unwrap_or_else(|_| spec.input.clone())
                 .display()
                 .to_string(),
         }
     };
+    if let (Some(stream), Some(ks)) = (&spec.stream, spec.bindings.as_deref()) {
+        let followed = match &stream.source {
+            crate::stream::StreamSource::Follow(path) => Some(path.as_path()),
+            crate::stream::StreamSource::Stdin => None,
+        };
+        if let Some(why) = crate::bindings::refuses_stream(ks, followed, &dataset)? {
+            return Ok(Err(Outcome::Failed(why)));
+        }
+    }
     let input_kind = match (stored, spec.tfhe_input) {
         (false, _) => InputKind::File,
         (true, false) => InputKind::Store,
@@ -1222,6 +1261,9 @@ fn execute(
     sink: &mut dyn ResultSink,
     observer: &mut dyn Observer,
 ) -> Result<std::result::Result<String, Failure>> {
+    if let Some(stream) = &spec.stream {
+        return execute_stream(spec, stream, running, config, audit, sink, observer);
+    }
     let Audit {
         log,
         job,
@@ -1368,5 +1410,72 @@ fn execute(
         });
     }
     sink.write(&text)?;
+    Ok(Ok(result_digest))
+}
+
+/// A stream's [`execute`]: a line per epoch to `sink` (each also recorded
+/// as the sink stage's end of that epoch), then the stages' ends; returns
+/// the digest of every line written.
+fn execute_stream(
+    spec: &JobSpec,
+    stream: &crate::stream::StreamSpec,
+    running: &[PlanNode],
+    config: &JobConfig,
+    audit: Audit<'_>,
+    sink: &mut dyn ResultSink,
+    observer: &mut dyn Observer,
+) -> Result<std::result::Result<String, Failure>> {
+    use crate::stream::StreamEvent;
+    use sha2::{Digest, Sha256};
+    let Audit { log, job, .. } = audit;
+    let mut written = Sha256::new();
+    let sink_id = running.iter().find(|n| n.op == "sink").map(|n| n.id);
+    let cancel = spec.cancel.clone();
+    let ran = crate::stream::run_stream(&spec.query, config, stream, cancel, &mut |event| {
+        match event {
+            StreamEvent::Notice(text) => observer.event(Event::Notice(text)),
+            StreamEvent::Epoch(line) => {
+                let text = line.to_json().to_string() + "\n";
+                sink.write(&text)?;
+                written.update(text.as_bytes());
+                log.append(
+                    EntryKind::StageEnd,
+                    serde_json::json!({"job": job, "stage": sink_id, "op": "sink", "epoch": line.epoch, "records": line.records, "wrote_sha256": digest(text.as_bytes())}),
+                )?;
+            }
+        }
+        Ok(())
+    });
+    let end = match ran {
+        Ok(end) => end,
+        Err(JobError::Suspended { lane, line, .. }) => {
+            return Ok(Err(Failure::Suspended { lane, line }));
+        }
+        Err(e) => return Ok(Err(Failure::Error(e.to_string()))),
+    };
+    let result_digest = symbiont_verify::hex(&written.finalize());
+    for node in running.iter().filter(|n| n.op != "sink") {
+        let mut detail = serde_json::json!({"job": job, "stage": node.id, "op": node.op, "lane": node.lane, "epochs": end.epochs});
+        match node.op {
+            "source" => {
+                detail["read_sha256"] = end.read_sha256.clone().into();
+                detail["rows"] = end.records.into();
+                detail["quarantined"] = end.quarantined.into();
+            }
+            "route" => {
+                let records: serde_json::Map<String, serde_json::Value> = Lane::ALL
+                    .iter()
+                    .map(|l| (l.name().to_owned(), end.lanes[l.index()].into()))
+                    .collect();
+                detail["records"] = records.into();
+            }
+            _ => {}
+        }
+        log.append(EntryKind::StageEnd, detail.clone())?;
+        observer.event(Event::StageEnded {
+            stage: crate::stage::stage_name(node),
+            detail,
+        });
+    }
     Ok(Ok(result_digest))
 }

@@ -20,6 +20,7 @@ mod aggregate;
 mod classify;
 mod columnar;
 mod homomorphic;
+mod lines;
 mod ndjson;
 mod partial;
 mod plan;
@@ -42,6 +43,7 @@ pub use homomorphic::{
     ColumnKey, FLOAT_SCALE, Forward, Ledger, PackError, PackSink, Packed, PackedList, Packer,
     Quantity, Reducer, decode_stage_answer, decrypted_partials, fuzz_stage_answer, reduce,
 };
+pub use lines::LineTyper;
 pub use partial::{AggregateError, Merged, Partial, TotalF64, assemble};
 pub use plan::{InputKind, LaneImpl, Plan, PlanNode, PlanStep};
 pub use programmable::{Compiled, compile, encrypted_fields, record_values};

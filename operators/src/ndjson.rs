@@ -86,7 +86,7 @@ impl NdjsonLayout {
     }
 }
 
-fn type_line(
+pub(crate) fn type_line(
     text: &[u8],
     schema: &Schema,
     used: &[bool],

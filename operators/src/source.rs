@@ -276,7 +276,7 @@ impl CsvLayout {
 }
 
 /// For each schema field, the index of its column.
-fn header_columns<R: std::io::Read>(
+pub(crate) fn header_columns<R: std::io::Read>(
     path: &Path,
     schema: &Schema,
     reader: &mut csv::Reader<R>,
@@ -317,7 +317,7 @@ fn header_columns<R: std::io::Read>(
         .collect()
 }
 
-fn type_row(
+pub(crate) fn type_row(
     row: &csv::ByteRecord,
     width: usize,
     columns: &[usize],

@@ -1,0 +1,638 @@
+//! Streaming ingestion (`symbi stream`): the job's dataflow kept running
+//! over records that arrive, one timely epoch per `--epoch`, and the entry
+//! agent's value over every record so far written at each epoch's end.
+//!
+//! A reader thread reads lines from the source (standard input, or a file
+//! that grows, as `tail -F` reads it), types them as the file readers do
+//! ([`LineTyper`]) and hands them over a bounded channel: a producer faster
+//! than the dataflow waits, so memory stays bounded. One timely worker
+//! sends each epoch's records at that epoch, advances its inputs, and once
+//! everything before `merge` has passed the epoch, finishes the epoch's
+//! stages as a batch job finishes its one epoch ([`close_epoch`]): the
+//! policies' suspension check, the sandboxed stage's answer for the sealed
+//! lanes, the homomorphic lane's reduction and decryption. The epoch's
+//! merged partials (differential's consolidation per key and epoch) are
+//! then added to the running totals, a `Semigroup` sum, and the value
+//! assembled from them.
+//!
+//! Not built yet (docs/STREAMING.md): `dir:` and NATS JetStream sources,
+//! `--emit changes`, `--state` (a restarted stream starts again), per-epoch
+//! attestation, resuming a suspended stream, and stages that live across
+//! epochs (each epoch starts the sandboxed stages it needs).
+
+use std::io::{BufRead, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use symbiont_operators::{Format, Lane, LineTyper, Query, Record, RowError, SourceError};
+
+use crate::graph::{Dataflow, PARK, Shared};
+use crate::job::{BATCH, JobConfig, JobError, JobInput, Totals, bad_rows, close_epoch, integrity};
+
+/// Where a stream's records come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamSource {
+    /// Standard input, until it ends.
+    Stdin,
+    /// A file that grows: read from its start, then as lines are appended
+    /// (`tail -F`); a truncated file ends the stream, a rotated one (a new
+    /// file at the path) is read from its start once the old one is read.
+    Follow(PathBuf),
+}
+
+impl StreamSource {
+    /// `-` or `follow:PATH`.
+    pub fn parse(text: &str) -> Result<StreamSource, String> {
+        match text {
+            "-" => Ok(StreamSource::Stdin),
+            _ => match text.strip_prefix("follow:") {
+                Some(path) if !path.is_empty() => Ok(StreamSource::Follow(PathBuf::from(path))),
+                _ => Err(format!(
+                    "a stream's source is `-` (standard input) or `follow:PATH`, not `{text}`"
+                )),
+            },
+        }
+    }
+
+    /// The path the job names its input by (the dataset's files beside it,
+    /// its default id): `-` for standard input.
+    pub fn path(&self) -> PathBuf {
+        match self {
+            StreamSource::Stdin => PathBuf::from("-"),
+            StreamSource::Follow(path) => path.clone(),
+        }
+    }
+}
+
+/// When an epoch ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EpochRule {
+    /// After this many lines (records and bad rows).
+    Lines(u64),
+    /// After this long, records or not.
+    Every(Duration),
+}
+
+impl std::str::FromStr for EpochRule {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<EpochRule, String> {
+        let wrong = || {
+            format!(
+                "--epoch takes a count of records (10000) or a duration (1s, 500ms), not `{text}`"
+            )
+        };
+        if let Ok(n) = text.parse::<u64>() {
+            return if n > 0 {
+                Ok(EpochRule::Lines(n))
+            } else {
+                Err(wrong())
+            };
+        }
+        match humantime::parse_duration(text) {
+            Ok(d) if !d.is_zero() => Ok(EpochRule::Every(d)),
+            _ => Err(wrong()),
+        }
+    }
+}
+
+/// A stream: its source, its epochs, its lines' format.
+#[derive(Clone, Debug)]
+pub struct StreamSpec {
+    pub source: StreamSource,
+    pub epoch: EpochRule,
+    /// CSV (the first line is the header) or NDJSON.
+    pub format: Format,
+}
+
+/// What the reader thread hands the dataflow.
+enum Item {
+    Record(Record),
+    Bad(RowError),
+    Notice(String),
+    Failed(SourceError),
+}
+
+/// What the stream tells its caller.
+pub(crate) enum StreamEvent {
+    /// An epoch ended: its line.
+    Epoch(EpochLine),
+    /// Something to tell the user (a rotated file).
+    Notice(String),
+}
+
+/// One epoch's output.
+pub(crate) struct EpochLine {
+    pub epoch: u64,
+    /// Records read so far.
+    pub records: u64,
+    /// The entry agent's value over them.
+    pub value: Value,
+    /// Records per lane so far.
+    pub lanes: [u64; 3],
+    /// Bad rows quarantined so far.
+    pub quarantined: u64,
+    /// This epoch's records and how long it took, from its first wait for
+    /// a record to its line.
+    pub epoch_records: u64,
+    pub epoch_ms: u64,
+}
+
+impl EpochLine {
+    /// The NDJSON line: `{"epoch", "records", "value", "_meta"}`.
+    pub(crate) fn to_json(&self) -> Value {
+        let lanes: serde_json::Map<String, Value> = Lane::ALL
+            .iter()
+            .map(|l| (l.name().to_owned(), self.lanes[l.index()].into()))
+            .collect();
+        json!({
+            "epoch": self.epoch,
+            "records": self.records,
+            "value": self.value,
+            "_meta": {
+                "lanes": lanes,
+                "quarantined": self.quarantined,
+                "epoch_records": self.epoch_records,
+                "epoch_ms": self.epoch_ms,
+            },
+        })
+    }
+}
+
+/// How a stream ended, when it did not fail: its source ended (or its
+/// caller stopped it) after `epochs` epochs.
+pub(crate) struct StreamEnd {
+    pub epochs: u64,
+    pub records: u64,
+    pub quarantined: u64,
+    pub lanes: [u64; 3],
+    /// The SHA-256 of every byte read (hex).
+    pub read_sha256: String,
+}
+
+/// Runs `query` over `stream` with `config` (one worker), calling `on` at
+/// every epoch's end; an error from `on` stops the stream after that epoch.
+pub(crate) fn run_stream(
+    query: &Query,
+    config: &JobConfig,
+    stream: &StreamSpec,
+    cancel: Option<Arc<AtomicBool>>,
+    on: &mut dyn FnMut(StreamEvent) -> anyhow::Result<()>,
+) -> Result<StreamEnd, JobError> {
+    let (shared, forwarding) = crate::job::shared_state(query, config, Arc::new(JobInput::Stream))?;
+    let used = query.used_fields();
+    let (items, from_reader) = mpsc::sync_channel(4 * BATCH);
+    let read = Arc::new(Mutex::new(Sha256::new()));
+    let stop = cancel.unwrap_or_default();
+    {
+        let (stream, schema, read) = (stream.clone(), query.schema.clone(), Arc::clone(&read));
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || read_source(&stream, &schema, &used, &items, &read, &stop));
+    }
+    // Bounded: a caller slow to write the lines slows the stream.
+    let (events, to_caller) = mpsc::sync_channel(16);
+    let rule = stream.epoch;
+    let worker_shared = Arc::clone(&shared);
+    let from_reader = Mutex::new(Some(from_reader));
+    let worker_stop = Arc::clone(&stop);
+    let guards = timely::execute(timely::Config::process(1), move |worker| {
+        let items = from_reader
+            .lock()
+            .expect("one worker")
+            .take()
+            .expect("one worker");
+        stream_worker(worker, &worker_shared, &items, rule, &events, &worker_stop)
+    })
+    .map_err(JobError::Dataflow)?;
+    let mut caller_error = None;
+    for event in to_caller {
+        match event {
+            Ok(event) => {
+                if caller_error.is_none()
+                    && let Err(e) = on(event)
+                {
+                    stop.store(true, Ordering::Relaxed);
+                    caller_error = Some(e);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let ended = guards
+        .join()
+        .into_iter()
+        .next()
+        .ok_or_else(|| JobError::Dataflow("no worker".into()))?
+        .map_err(JobError::Dataflow)?;
+    drop(forwarding);
+    drop(shared);
+    if let Some(e) = caller_error {
+        return Err(JobError::Dataflow(format!("{e:#}")));
+    }
+    let read_sha256 =
+        symbiont_verify::hex(&read.lock().expect("the reader is done").clone().finalize());
+    Ok(StreamEnd {
+        read_sha256,
+        ..ended
+    })
+}
+
+/// How often a worker waiting for records checks whether it was stopped.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// The stream's one timely worker: an epoch at a time, until the source
+/// ends, a job error (sent as `Err` to the caller), or `stop`.
+fn stream_worker(
+    worker: &mut timely::worker::Worker,
+    shared: &Arc<Shared>,
+    items: &Receiver<Item>,
+    rule: EpochRule,
+    events: &SyncSender<Result<StreamEvent, JobError>>,
+    stop: &AtomicBool,
+) -> StreamEnd {
+    let mut df = Dataflow::build(worker, shared);
+    let mut totals = Totals::default();
+    let mut end = StreamEnd {
+        epochs: 0,
+        records: 0,
+        quarantined: 0,
+        lanes: [0; 3],
+        read_sha256: String::new(),
+    };
+    let lock = || {
+        shared
+            .collected
+            .lock()
+            .expect("no worker panicked holding the lock")
+    };
+    let mut open = true;
+    let mut epoch = 0u64;
+    while open && !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let deadline = match rule {
+            EpochRule::Every(d) => Some(started + d),
+            EpochRule::Lines(_) => None,
+        };
+        let (mut batch, mut errors) = (Vec::with_capacity(BATCH), Vec::new());
+        let (mut lines, mut records) = (0u64, 0u64);
+        loop {
+            if matches!(rule, EpochRule::Lines(n) if lines >= n) {
+                break;
+            }
+            let wait = deadline.map_or(STOP_POLL, |d| {
+                d.saturating_duration_since(Instant::now()).min(STOP_POLL)
+            });
+            let item = match items.recv_timeout(wait) {
+                Ok(item) => item,
+                Err(RecvTimeoutError::Timeout) => {
+                    if stop.load(Ordering::Relaxed) {
+                        open = false;
+                        break;
+                    }
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        break;
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            };
+            match item {
+                Item::Record(record) => {
+                    lines += 1;
+                    records += 1;
+                    if let Some(p) = &shared.config.progress {
+                        p.fetch_add(1, Ordering::Relaxed);
+                    }
+                    batch.push(record);
+                    if batch.len() == BATCH {
+                        df.input.send_batch(&mut batch);
+                        batch.clear();
+                        worker.step();
+                    }
+                }
+                Item::Bad(error) => {
+                    lines += 1;
+                    errors.push(error);
+                }
+                Item::Notice(text) => {
+                    let _ = events.send(Ok(StreamEvent::Notice(text)));
+                }
+                Item::Failed(e) => {
+                    let _ = events.send(Err(e.into()));
+                    return end;
+                }
+            }
+            // A source that never pauses still ends timed epochs, and a
+            // stopped stream stops.
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            if stop.load(Ordering::Relaxed) {
+                open = false;
+                break;
+            }
+        }
+        // The source ended with nothing new: no empty last epoch.
+        if !open && lines == 0 && epoch > 0 {
+            break;
+        }
+        if !batch.is_empty() {
+            df.input.send_batch(&mut batch);
+        }
+        df.input.advance_to(epoch + 1);
+        df.stored.advance_to(epoch + 1);
+        worker.step_or_park_while(PARK, || df.fed.less_equal(&epoch));
+        lock().rows += records;
+        match close_epoch(shared, epoch) {
+            Ok(mut answers) => df.answers.send_batch(&mut answers),
+            Err(e) => {
+                let _ = events.send(Err(e));
+                return end;
+            }
+        }
+        df.answers.advance_to(epoch + 1);
+        worker.step_or_park_while(PARK, || df.probe.less_equal(&epoch));
+        let (partials, mut found) = {
+            let mut c = lock();
+            // Each epoch's sandbox reports are not kept (a long stream
+            // would hold them all).
+            c.sandboxes.clear();
+            (
+                std::mem::take(&mut c.partials),
+                std::mem::take(&mut c.errors),
+            )
+        };
+        found.append(&mut errors);
+        let checked = integrity(&shared.config)
+            .and_then(|()| bad_rows(&shared.config, found, epoch > 0))
+            .and_then(|quarantined| {
+                totals.add(partials);
+                Ok((quarantined, totals.value(&shared.query)?))
+            });
+        let value = match checked {
+            Ok((quarantined, value)) => {
+                end.quarantined += quarantined;
+                value
+            }
+            Err(e) => {
+                let _ = events.send(Err(e));
+                return end;
+            }
+        };
+        end.records += records;
+        end.lanes = totals.lanes;
+        end.epochs = epoch + 1;
+        let line = EpochLine {
+            epoch,
+            records: end.records,
+            value,
+            lanes: totals.lanes,
+            quarantined: end.quarantined,
+            epoch_records: records,
+            epoch_ms: started.elapsed().as_millis() as u64,
+        };
+        if events.send(Ok(StreamEvent::Epoch(line))).is_err() {
+            break;
+        }
+        epoch += 1;
+    }
+    end
+}
+
+/// The reader thread: lines from `stream`'s source, typed, to `items`
+/// (which waits when the dataflow is behind), and every byte read into
+/// `read`. It ends when the source does, or when nobody listens.
+fn read_source(
+    stream: &StreamSpec,
+    schema: &symbiont_operators::Schema,
+    used: &[bool],
+    items: &SyncSender<Item>,
+    read: &Mutex<Sha256>,
+    stop: &Arc<AtomicBool>,
+) {
+    let name = stream.source.path();
+    let mut lines = match Lines::open(&stream.source, Arc::clone(stop)) {
+        Ok(lines) => lines,
+        Err(e) => {
+            let _ = items.send(Item::Failed(e));
+            return;
+        }
+    };
+    let mut typer = match stream.format {
+        Format::Csv => None,
+        _ => match LineTyper::new(stream.format, None, schema, &name) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let _ = items.send(Item::Failed(e));
+                return;
+            }
+        },
+    };
+    let mut number = 0u64;
+    let mut text = Vec::new();
+    loop {
+        text.clear();
+        let notice = match lines.next(&mut text) {
+            Ok(Some(notice)) => notice,
+            Ok(None) => return,
+            Err(e) => {
+                let _ = items.send(Item::Failed(e));
+                return;
+            }
+        };
+        if let Some(n) = notice {
+            // A new file: numbered from its first line, a CSV file from its
+            // own header.
+            number = 0;
+            if stream.format == Format::Csv {
+                typer = None;
+            }
+            if items.send(Item::Notice(n)).is_err() {
+                return;
+            }
+        }
+        read.lock().expect("one reader").update(&text);
+        number += 1;
+        let line = text.strip_suffix(b"\n").unwrap_or(&text);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(typer) = &typer else {
+            // A CSV stream's first line is its header.
+            match LineTyper::new(Format::Csv, Some(line), schema, &name) {
+                Ok(t) => typer = Some(t),
+                Err(e) => {
+                    let _ = items.send(Item::Failed(e));
+                    return;
+                }
+            }
+            continue;
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let item = match typer.type_line(line, schema, used, number) {
+            Ok(values) => Item::Record(Record {
+                line: number,
+                values,
+            }),
+            Err(e) => Item::Bad(e),
+        };
+        if items.send(item).is_err() {
+            return;
+        }
+    }
+}
+
+/// A source's lines, whole (a followed file's last line is held back
+/// until its newline is written).
+struct Lines {
+    source: StreamSource,
+    reader: Box<dyn BufRead + Send>,
+    /// A followed file: its identity, and the bytes read of it.
+    followed: Option<(u64, u64)>,
+    /// Set when the stream has ended: a followed file is not waited for.
+    stop: Arc<AtomicBool>,
+}
+
+/// How often a followed file is looked at again once read to its end.
+const POLL: Duration = Duration::from_millis(20);
+
+impl Lines {
+    fn open(source: &StreamSource, stop: Arc<AtomicBool>) -> Result<Lines, SourceError> {
+        Ok(match source {
+            StreamSource::Stdin => Lines {
+                source: source.clone(),
+                reader: Box::new(std::io::BufReader::new(std::io::stdin())),
+                followed: None,
+                stop,
+            },
+            StreamSource::Follow(path) => {
+                let (file, id) = open_followed(path)?;
+                Lines {
+                    source: source.clone(),
+                    reader: Box::new(std::io::BufReader::with_capacity(1 << 16, file)),
+                    followed: Some((id, 0)),
+                    stop,
+                }
+            }
+        })
+    }
+
+    /// The next whole line into `text` (with its newline), and a notice if
+    /// the followed file was rotated first; `None` at the end of standard
+    /// input, or once the stream has stopped.
+    fn next(&mut self, text: &mut Vec<u8>) -> Result<Option<Option<String>>, SourceError> {
+        let mut notice = None;
+        loop {
+            let limit = (symbiont_operators::MAX_LINE + 1) as u64;
+            let read = self.reader.by_ref().take(limit).read_until(b'\n', text);
+            let n = read.map_err(|e| self.io(e))?;
+            let body = text.strip_suffix(b"\n").map_or(text.len(), <[u8]>::len);
+            if body > symbiont_operators::MAX_LINE {
+                return Err(SourceError::Malformed {
+                    path: self.source.path(),
+                    reason: format!(
+                        "a line is longer than {} bytes",
+                        symbiont_operators::MAX_LINE
+                    ),
+                });
+            }
+            let Some((id, offset)) = self.followed else {
+                // Standard input: a last line without its newline counts.
+                return Ok((!text.is_empty()).then_some(notice));
+            };
+            let offset = offset + n as u64;
+            self.followed = Some((id, offset));
+            if text.ends_with(b"\n") {
+                return Ok(Some(notice));
+            }
+            // At the end of the file, a partial line held: has the file
+            // been truncated or replaced?
+            let StreamSource::Follow(path) = &self.source else {
+                unreachable!("only a followed file has an identity")
+            };
+            match std::fs::metadata(path) {
+                Ok(m) if file_id(&m) != id => {
+                    let (file, new) = open_followed(path)?;
+                    notice = Some(format!(
+                        "{}: a new file at this path (rotated); reading it from its start{}",
+                        path.display(),
+                        if text.is_empty() {
+                            ""
+                        } else {
+                            " (the old file's unfinished last line is dropped)"
+                        }
+                    ));
+                    self.reader = Box::new(std::io::BufReader::with_capacity(1 << 16, file));
+                    self.followed = Some((new, 0));
+                    text.clear();
+                }
+                Ok(m) if m.len() < offset => {
+                    return Err(SourceError::Malformed {
+                        path: path.clone(),
+                        reason: format!(
+                            "truncated to {} bytes after {offset} were read: the stream ends rather than read them twice",
+                            m.len()
+                        ),
+                    });
+                }
+                _ if self.stop.load(Ordering::Relaxed) => return Ok(None),
+                _ => std::thread::sleep(POLL),
+            }
+        }
+    }
+
+    fn io(&self, source: std::io::Error) -> SourceError {
+        SourceError::Io {
+            path: self.source.path(),
+            source,
+        }
+    }
+}
+
+/// A followed file, opened, and its identity (device and inode).
+fn open_followed(path: &Path) -> Result<(std::fs::File, u64), SourceError> {
+    let io = |source| SourceError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let id = file_id(&file.metadata().map_err(io)?);
+    Ok((file, id))
+}
+
+fn file_id(m: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    m.ino() ^ m.dev().rotate_left(32)
+}
+
+/// Blocks SIGINT and SIGTERM in the calling thread and in the threads it
+/// starts from now on, and returns a flag a waiting thread sets when one
+/// arrives: given as a stream's `cancel` ([`crate::JobSpec::cancel`]), it
+/// ends the stream after the epoch it is in, that epoch's line and the
+/// job's end written. A second signal exits at once (status 130).
+pub fn stop_on_signals() -> std::io::Result<Arc<AtomicBool>> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.thread_block().map_err(std::io::Error::from)?;
+    let flag = Arc::new(AtomicBool::new(false));
+    let raised = Arc::clone(&flag);
+    std::thread::spawn(move || {
+        if set.wait().is_ok() {
+            raised.store(true, Ordering::Relaxed);
+            if set.wait().is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    Ok(flag)
+}
