@@ -186,7 +186,7 @@ pub(crate) fn run_stream(
 ) -> Result<StreamEnd, JobError> {
     let (shared, forwarding) = crate::job::shared_state(query, config, Arc::new(JobInput::Stream))?;
     let used = query.used_fields();
-    let (items, from_reader) = mpsc::sync_channel(4 * BATCH);
+    let (items, from_reader) = mpsc::sync_channel(CHUNKS);
     let read = Arc::new(Mutex::new(Sha256::new()));
     let stop = cancel.unwrap_or_default();
     {
@@ -250,7 +250,7 @@ const STOP_POLL: Duration = Duration::from_millis(100);
 fn stream_worker(
     worker: &mut timely::worker::Worker,
     shared: &Arc<Shared>,
-    items: &Receiver<Item>,
+    items: &Receiver<Vec<Item>>,
     rule: EpochRule,
     events: &SyncSender<Result<StreamEvent, JobError>>,
     stop: &AtomicBool,
@@ -272,6 +272,8 @@ fn stream_worker(
     };
     let mut open = true;
     let mut epoch = 0u64;
+    // A chunk's items not taken yet: they belong to the next epoch.
+    let mut leftover = Vec::new().into_iter();
     while open && !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
         let deadline = match rule {
@@ -284,25 +286,27 @@ fn stream_worker(
             if matches!(rule, EpochRule::Lines(n) if lines >= n) {
                 break;
             }
-            let wait = deadline.map_or(STOP_POLL, |d| {
-                d.saturating_duration_since(Instant::now()).min(STOP_POLL)
-            });
-            let item = match items.recv_timeout(wait) {
-                Ok(item) => item,
-                Err(RecvTimeoutError::Timeout) => {
-                    if stop.load(Ordering::Relaxed) {
+            let Some(item) = leftover.next() else {
+                let wait = deadline.map_or(STOP_POLL, |d| {
+                    d.saturating_duration_since(Instant::now()).min(STOP_POLL)
+                });
+                match items.recv_timeout(wait) {
+                    Ok(chunk) => leftover = chunk.into_iter(),
+                    Err(RecvTimeoutError::Timeout) => {
+                        if stop.load(Ordering::Relaxed) {
+                            open = false;
+                            break;
+                        }
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            break;
+                        }
+                    }
+                    Err(RecvTimeoutError::Disconnected) => {
                         open = false;
                         break;
                     }
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        break;
-                    }
-                    continue;
                 }
-                Err(RecvTimeoutError::Disconnected) => {
-                    open = false;
-                    break;
-                }
+                continue;
             };
             match item {
                 Item::Record(record) => {
@@ -414,39 +418,42 @@ fn read_source(
     stream: &StreamSpec,
     schema: &symbiont_operators::Schema,
     used: &[bool],
-    items: &SyncSender<Item>,
+    items: &SyncSender<Vec<Item>>,
     read: &Mutex<Sha256>,
     stop: &Arc<AtomicBool>,
 ) {
+    let mut out = Chunks {
+        to: items,
+        chunk: Vec::with_capacity(CHUNK),
+    };
     let name = stream.source.path();
     let mut lines = match Lines::open(&stream.source, Arc::clone(stop)) {
         Ok(lines) => lines,
-        Err(e) => {
-            let _ = items.send(Item::Failed(e));
-            return;
-        }
+        Err(e) => return out.last(Item::Failed(e)),
     };
     let mut typer = match stream.format {
         Format::Csv => None,
         _ => match LineTyper::new(stream.format, None, schema, &name) {
             Ok(t) => Some(t),
-            Err(e) => {
-                let _ = items.send(Item::Failed(e));
-                return;
-            }
+            Err(e) => return out.last(Item::Failed(e)),
         },
     };
     let mut number = 0u64;
     let mut text = Vec::new();
     loop {
+        // Nothing more buffered: the next read may wait, so what was read
+        // goes to the dataflow first.
+        if !lines.buffered() && !out.flush() {
+            return;
+        }
         text.clear();
         let notice = match lines.next(&mut text) {
             Ok(Some(notice)) => notice,
-            Ok(None) => return,
-            Err(e) => {
-                let _ = items.send(Item::Failed(e));
+            Ok(None) => {
+                out.flush();
                 return;
             }
+            Err(e) => return out.last(Item::Failed(e)),
         };
         if let Some(n) = notice {
             // A new file: numbered from its first line, a CSV file from its
@@ -455,7 +462,7 @@ fn read_source(
             if stream.format == Format::Csv {
                 typer = None;
             }
-            if items.send(Item::Notice(n)).is_err() {
+            if !out.push(Item::Notice(n)) {
                 return;
             }
         }
@@ -467,10 +474,7 @@ fn read_source(
             // A CSV stream's first line is its header.
             match LineTyper::new(Format::Csv, Some(line), schema, &name) {
                 Ok(t) => typer = Some(t),
-                Err(e) => {
-                    let _ = items.send(Item::Failed(e));
-                    return;
-                }
+                Err(e) => return out.last(Item::Failed(e)),
             }
             continue;
         };
@@ -484,9 +488,46 @@ fn read_source(
             }),
             Err(e) => Item::Bad(e),
         };
-        if items.send(item).is_err() {
+        if !out.push(item) {
             return;
         }
+    }
+}
+
+/// Items per chunk the reader hands over, and chunks the channel holds:
+/// the two threads wake each other once per chunk, not per record.
+const CHUNK: usize = 512;
+const CHUNKS: usize = 8;
+
+/// The reader's end of the channel, a chunk at a time.
+struct Chunks<'a> {
+    to: &'a SyncSender<Vec<Item>>,
+    chunk: Vec<Item>,
+}
+
+impl Chunks<'_> {
+    /// Adds `item`, sending the chunk once full; false if nobody listens.
+    fn push(&mut self, item: Item) -> bool {
+        self.chunk.push(item);
+        self.chunk.len() < CHUNK || self.flush()
+    }
+
+    /// Sends what is gathered; false if nobody listens.
+    fn flush(&mut self) -> bool {
+        self.chunk.is_empty()
+            || self
+                .to
+                .send(std::mem::replace(
+                    &mut self.chunk,
+                    Vec::with_capacity(CHUNK),
+                ))
+                .is_ok()
+    }
+
+    /// Sends what is gathered and a last item (the reader ends).
+    fn last(&mut self, item: Item) {
+        self.chunk.push(item);
+        self.flush();
     }
 }
 
@@ -494,7 +535,7 @@ fn read_source(
 /// until its newline is written).
 struct Lines {
     source: StreamSource,
-    reader: Box<dyn BufRead + Send>,
+    reader: std::io::BufReader<Box<dyn Read + Send>>,
     /// A followed file: its identity, and the bytes read of it.
     followed: Option<(u64, u64)>,
     /// Set when the stream has ended: a followed file is not waited for.
@@ -509,7 +550,7 @@ impl Lines {
         Ok(match source {
             StreamSource::Stdin => Lines {
                 source: source.clone(),
-                reader: Box::new(std::io::BufReader::new(std::io::stdin())),
+                reader: std::io::BufReader::new(Box::new(std::io::stdin())),
                 followed: None,
                 stop,
             },
@@ -517,7 +558,7 @@ impl Lines {
                 let (file, id) = open_followed(path)?;
                 Lines {
                     source: source.clone(),
-                    reader: Box::new(std::io::BufReader::with_capacity(1 << 16, file)),
+                    reader: std::io::BufReader::with_capacity(1 << 16, Box::new(file)),
                     followed: Some((id, 0)),
                     stop,
                 }
@@ -570,7 +611,7 @@ impl Lines {
                             " (the old file's unfinished last line is dropped)"
                         }
                     ));
-                    self.reader = Box::new(std::io::BufReader::with_capacity(1 << 16, file));
+                    self.reader = std::io::BufReader::with_capacity(1 << 16, Box::new(file));
                     self.followed = Some((new, 0));
                     text.clear();
                 }
@@ -587,6 +628,11 @@ impl Lines {
                 _ => std::thread::sleep(POLL),
             }
         }
+    }
+
+    /// Whether read bytes are waiting (the next line may not block).
+    fn buffered(&self) -> bool {
+        !self.reader.buffer().is_empty()
     }
 
     fn io(&self, source: std::io::Error) -> SourceError {

@@ -55,6 +55,12 @@ impl LineTyper {
     ) -> Result<Vec<Value>, RowError> {
         match self {
             LineTyper::Ndjson => crate::ndjson::type_line(text, schema, used, line),
+            LineTyper::Csv { columns, width } if !text.contains(&b'"') => {
+                // No quote: the fields are what lies between the commas (a
+                // CSV reader per line would cost more than the typing).
+                let row = csv::ByteRecord::from(text.split(|b| *b == b',').collect::<Vec<_>>());
+                crate::source::type_row(&row, *width, columns, schema, used, line)
+            }
             LineTyper::Csv { columns, width } => {
                 let mut reader = csv::ReaderBuilder::new()
                     .has_headers(false)
