@@ -220,7 +220,11 @@ pub(crate) fn run_stream(
                     caller_error = Some(e);
                 }
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                // The reader of a followed file stops waiting too.
+                stop.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
         }
     }
     let ended = guards
