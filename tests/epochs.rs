@@ -146,16 +146,29 @@ fn a_batch_job_is_one_epoch_and_starts_its_stage_for_it() {
     assert!(seen.lanes.iter().all(|l| *l == Lane::AesGcm) && !seen.lanes.is_empty());
 }
 
-/// A sandboxed stage whose worker is `answer`, a shell script, in tier 1.
+/// The shell line that writes `answer` as a stage does: its length (a
+/// u32, little-endian, in `printf`'s octal escapes), then its bytes.
+fn printf_answer(answer: &str) -> String {
+    let len = u32::try_from(answer.len()).unwrap();
+    let len: String = len
+        .to_le_bytes()
+        .iter()
+        .map(|b| format!("\\{b:03o}"))
+        .collect();
+    format!("printf '{len}%s' '{answer}'")
+}
+
+/// A stage whose worker reads its whole input, then writes `answer`.
 fn stage_answering(name: &str, answer: &str) -> (SandboxedStage, Query) {
+    stage_running(name, &format!("cat >/dev/null\n{}", printf_answer(answer)))
+}
+
+/// A sandboxed stage (tier 1) whose worker is the shell script `body`.
+fn stage_running(name: &str, body: &str) -> (SandboxedStage, Query) {
     use std::os::unix::fs::PermissionsExt;
     let dir = scratch(name);
     let worker = dir.join("worker.sh");
-    std::fs::write(
-        &worker,
-        format!("#!/bin/sh\ncat >/dev/null\nprintf '%s' '{answer}'\n"),
-    )
-    .unwrap();
+    std::fs::write(&worker, format!("#!/bin/sh\n{body}\n")).unwrap();
     std::fs::set_permissions(&worker, std::fs::Permissions::from_mode(0o755)).unwrap();
     let query = query();
     let ks = keystore(&dir);
@@ -202,4 +215,18 @@ fn a_stage_answer_for_another_epoch_is_refused() {
         error.contains("answered for epoch 2 when asked for epoch 3"),
         "{error}"
     );
+}
+
+#[test]
+fn a_stage_that_answers_more_than_it_was_asked_is_killed() {
+    // A stage answers once per epoch it is asked for. One that writes a
+    // second answer (to be taken for the next epoch's, ahead of its
+    // batches) is cut off at that answer and its epoch fails.
+    let answer = r#"{"epoch":3,"partials":[],"errors":[],"failures":[],"memory_lock":null}"#;
+    let twice = format!("cat >/dev/null\n{0}\n{0}", printf_answer(answer));
+    let (stage, query) = stage_running("twice", &twice);
+    let feed = stage.start(&query, 3);
+    feed.send(batch());
+    let error = feed.finish().unwrap_err();
+    assert!(error.contains("an answer it was not asked for"), "{error}");
 }

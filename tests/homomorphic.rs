@@ -129,17 +129,24 @@ fn keyless_stage_input(trace: &str, stage_arg: &str, key_file: &str, ks: &str) -
     dumped_reads(trace, stage)
 }
 
-/// A stage input's length-prefixed frames, up to the zero-length end
-/// marker, which must end it.
+/// A stage input's length-prefixed frames, up to the end marker, which
+/// must end it (an epoch's end, a zero length and the epoch, is skipped).
 fn frames(input: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
     let mut at = 0;
     loop {
-        let len = u32::from_le_bytes(input[at..at + 4].try_into().unwrap()) as usize;
+        let len = u32::from_le_bytes(input[at..at + 4].try_into().unwrap());
         at += 4;
-        if len == 0 {
+        // The end of the input (docs: engine/src/stage.rs, protocol 5).
+        if len == u32::MAX - 1 {
             break;
         }
+        // An epoch's end, and the epoch.
+        if len == 0 {
+            at += 8;
+            continue;
+        }
+        let len = len as usize;
         out.push(&input[at..at + len]);
         at += len;
     }

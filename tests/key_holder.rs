@@ -78,9 +78,9 @@ struct HostileFeed {
 }
 
 impl HomomorphicStage for Hostile {
-    fn start(&self) -> Box<dyn ListFeed> {
+    fn start(&self, epoch: u64) -> Box<dyn ListFeed> {
         Box::new(HostileFeed {
-            honest: InProcessReduce.start(),
+            honest: InProcessReduce.start(epoch),
             attack: self.0,
             sent: Mutex::new(0),
         })

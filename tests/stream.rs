@@ -94,6 +94,26 @@ fn clinic_costs_from_standard_input_ends_with_the_batch_result_in_every_lane() {
         .map(|l| lanes[l].as_u64().unwrap())
         .sum();
     assert_eq!(total, 2000);
+    // Each encrypted lane's sandbox was started once and served every
+    // epoch (the merge stage's end lists them): the AES-GCM lane's in
+    // gVisor, the homomorphic lane's compute stage natively.
+    let out = env.symbi(&["audit", "show", "--format", "json"]);
+    let entries: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let merge = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "stage_end" && e["detail"]["op"] == "merge")
+        .expect("the merge stage's end");
+    let sandboxes = merge["detail"]["sandboxes"].as_array().unwrap();
+    assert_eq!(sandboxes.len(), 2, "{sandboxes:?}");
+    let aes = sandboxes.iter().find(|s| s["tier"] == 2).unwrap();
+    assert!(aes["batches"].as_u64().unwrap() >= 3, "{aes}");
+    let reduce = sandboxes
+        .iter()
+        .find(|s| s["stage"] == "aggregate[homomorphic]")
+        .unwrap();
+    assert!(reduce["lists"].as_u64().unwrap() >= 3, "{reduce}");
     // The first epoch's value is the batch job's over its 700 records.
     let first: Vec<u8> = csv
         .split_inclusive(|b| *b == b'\n')

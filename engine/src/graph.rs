@@ -76,8 +76,21 @@ impl EpochStages {
         let mut feeds = self.list_feeds.lock().expect("no panic holding it");
         let feed = feeds
             .entry(epoch)
-            .or_insert_with(|| Arc::new(SentFeed::new(stage.start())));
+            .or_insert_with(|| Arc::new(SentFeed::new(stage.start(epoch))));
         Some(Arc::clone(feed))
+    }
+
+    /// Ends the stages that live across a stream's epochs (a batch job's
+    /// end with their epoch): their sandboxes' reports.
+    pub(crate) fn close(&self) -> Result<Vec<serde_json::Value>, crate::JobError> {
+        let mut reports = Vec::new();
+        if let Some(stage) = &self.sealed {
+            reports.extend(stage.close().map_err(crate::JobError::Stage)?);
+        }
+        if let Some(stage) = &self.lists {
+            reports.extend(stage.close().map_err(crate::JobError::Homomorphic)?);
+        }
+        Ok(reports)
     }
 
     /// The stages of `epoch`, to finish (`None`: it had none).

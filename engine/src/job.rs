@@ -139,7 +139,13 @@ pub trait HomomorphicStage: Send + Sync + std::fmt::Debug {
     /// Starts the stage: the dataflow hands the feed each column's lists
     /// as the packers fill them, then finishes it. A feed dropped
     /// unfinished (the job failed or was suspended) abandons the stage.
-    fn start(&self) -> Box<dyn ListFeed>;
+    fn start(&self, epoch: u64) -> Box<dyn ListFeed>;
+
+    /// Ends a stage that lives across a stream's epochs, once the last
+    /// has finished: its sandbox reports, or why it did not end cleanly.
+    fn close(&self) -> Result<Vec<serde_json::Value>, String> {
+        Ok(Vec::new())
+    }
 }
 
 /// Reduced columns, and the compute stage's sandbox report for
@@ -200,7 +206,7 @@ impl SentFeed {
 pub struct InProcessReduce;
 
 impl HomomorphicStage for InProcessReduce {
-    fn start(&self) -> Box<dyn ListFeed> {
+    fn start(&self, _epoch: u64) -> Box<dyn ListFeed> {
         Box::new(Mutex::new(Ok(symbiont_operators::Reducer::default())))
     }
 }
@@ -361,6 +367,12 @@ pub trait SealedStage: Send + Sync + std::fmt::Debug {
     /// it at the epoch's end. A feed dropped unfinished (the job failed or
     /// was suspended) abandons the stage, which then opens nothing more.
     fn start(&self, query: &Query, epoch: u64) -> Box<dyn SealedFeed>;
+
+    /// Ends a stage that lives across a stream's epochs, once the last
+    /// has finished: its sandbox reports, or why it did not end cleanly.
+    fn close(&self) -> Result<Vec<serde_json::Value>, String> {
+        Ok(Vec::new())
+    }
 }
 
 /// A started [`SealedStage`], fed while the dataflow runs.

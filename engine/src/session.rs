@@ -693,14 +693,21 @@ fn job_config(
         persist: spec.persist_encrypted.clone(),
         forbidden_lanes,
         sealed_stage: match (tiers, keystore) {
-            (Some(tiers), Some(ks)) => Some(Arc::new(SandboxedStage {
-                tiers,
-                keystore: Arc::clone(ks),
-                dataset: dataset.to_owned(),
-                init: spec.binaries.init.clone(),
-                worker: spec.binaries.worker.clone(),
-                limits: spec.stage_limits.clone(),
-            }) as Arc<dyn crate::SealedStage>),
+            (Some(tiers), Some(ks)) => {
+                let stage = SandboxedStage {
+                    tiers,
+                    keystore: Arc::clone(ks),
+                    dataset: dataset.to_owned(),
+                    init: spec.binaries.init.clone(),
+                    worker: spec.binaries.worker.clone(),
+                    limits: spec.stage_limits.clone(),
+                };
+                // A stream's sandboxes serve every epoch.
+                Some(match spec.stream {
+                    Some(_) => Arc::new(stage.live()) as Arc<dyn crate::SealedStage>,
+                    None => Arc::new(stage),
+                })
+            }
             _ => None,
         },
         homomorphic: match keystore {
@@ -1179,7 +1186,8 @@ fn homomorphic_lane(ks: &Keystore, plan: &Plan, spec: &JobSpec) -> Result<Homomo
     })?;
     let stage: Arc<dyn crate::HomomorphicStage> =
         match compute_sandbox(plan, &spec.binaries, spec.stage_limits.clone()) {
-            Some(sandbox) => Arc::new(SandboxedReduce(sandbox)),
+            Some(sandbox) if spec.stream.is_some() => Arc::new(SandboxedReduce::live(sandbox)),
+            Some(sandbox) => Arc::new(SandboxedReduce::new(sandbox)),
             None => Arc::new(InProcessReduce),
         };
     Ok(HomomorphicLane {
@@ -1469,6 +1477,9 @@ fn execute_stream(
                     .collect();
                 detail["records"] = records.into();
             }
+            // The sandboxes whose answers it merged, each started once
+            // for the whole stream.
+            "merge" => detail["sandboxes"] = end.sandboxes.clone().into(),
             _ => {}
         }
         log.append(EntryKind::StageEnd, detail.clone())?;

@@ -5,25 +5,37 @@
 //! `__stage-programmable`). A binary that runs jobs calls the worker
 //! mains when it is started with their first argument.
 //!
-//! Protocol, version 4, over the worker's stdin and stdout (in tier 3, the
-//! guest's virtio-serial port, which has no end of file):
+//! Protocol, version 5, over the worker's stdin and stdout (in tier 3, the
+//! guest's virtio-serial port, which has no end of file). A worker serves
+//! one epoch (a batch job) or every epoch of a stream, one after the
+//! other, started once:
 //!
-//! - in: one line of JSON (`version`, the epoch whose batches it is given,
-//!   the query, the dataset id and field names, and the dataset's data
-//!   keys as hex), then the epoch's sealed batches
-//!   as the job's dataflow makes them (the worker aggregates each as it
-//!   comes and keeps only the partial aggregates), each a u32
-//!   little-endian length and the batch's bytes, then a length of 0 that
-//!   ends the input. Input that stops before it is an error, and so is
-//!   the length `u32::MAX`: the job abandoned the stage (it failed, or a
-//!   forbidden record suspended it), and the worker opens nothing more;
-//! - out: one JSON object: its epoch, the partial aggregates, the
-//!   per-record errors, the batches that did not open, and whether the
-//!   worker's buffer was locked into RAM. The job takes the answer only
-//!   for the epoch it asked (one epoch's answer is not another's).
+//! - in: for the aggregation stage, one line of JSON first (`version`, the
+//!   query, the dataset id and field names, and the dataset's data keys as
+//!   hex). Then frames, each a u32 little-endian length and that many
+//!   bytes: a sealed batch (or, for the homomorphic stage, an encrypted
+//!   list), handed over as the job's dataflow makes it (the worker adds
+//!   each as it comes and keeps only the epoch's partial aggregates).
+//!   Three lengths are markers: `0`, followed by the epoch as a u64
+//!   little-endian, ends that epoch's input (the worker answers it and
+//!   starts the next from nothing); `u32::MAX - 1` ends the input (the
+//!   worker exits 0; batches after the last epoch's end are an error);
+//!   `u32::MAX`: the job abandoned the stage (it failed, or a forbidden
+//!   record suspended it), and the worker opens nothing more. Input that
+//!   stops before its end is an error.
+//! - out: per epoch ended, one frame (a u32 little-endian length and the
+//!   answer): for the aggregation stage a JSON object with its epoch, the
+//!   partial aggregates, the per-record errors, the batches that did not
+//!   open, and whether the worker's buffer was locked into RAM; for the
+//!   homomorphic stage the epoch and its reduced columns (bincode). The
+//!   job takes an answer only for the epoch it asked (one epoch's answer
+//!   is not another's), and only once it has asked: an answer nobody
+//!   asked for, or one longer than the stage's memory limit, ends the
+//!   sandbox.
 //!
-//! The data keys cross the sandbox boundary because this stage is the one
-//! that decrypts; the master key never does.
+//! The data keys cross the sandbox boundary because the aggregation stage
+//! is the one that decrypts; the master key never does. The homomorphic
+//! stage's input carries ciphertexts only.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -41,14 +53,17 @@ use symbiont_operators::{
 
 /// The first argument that makes `symbi` the stage worker.
 pub const WORKER_ARG: &str = "__stage-aggregate";
-const VERSION: u32 = 4;
+const VERSION: u32 = 5;
+/// The frame length that ends an epoch's input (the epoch follows).
+const EPOCH_END: u32 = 0;
+/// The frame length that ends the stage's input.
+const CLOSED: u32 = u32::MAX - 1;
 /// The frame length that tells a worker its job abandoned it.
 const ABANDONED: u32 = u32::MAX;
 
 #[derive(Serialize, Deserialize)]
 struct Header {
     version: u32,
-    epoch: u64,
     query: Query,
     dataset: String,
     fields: Vec<String>,
@@ -86,27 +101,57 @@ fn unhex(s: &str) -> Option<[u8; 32]> {
 #[error("the job abandoned this stage before its end")]
 struct Abandoned;
 
-/// One frame of a stage's input: a u32 little-endian length and that many
-/// bytes; `None` at the zero length that ends the input (input that stops
-/// before it is an error naming `what` it was reading).
+/// One frame of the programmable stage's input (one epoch's, from a
+/// stored dataset): a u32 little-endian length and that many bytes;
+/// `None` at the marker that ends the input (input that stops before it
+/// is an error naming `what` it was reading).
 fn read_frame(input: &mut impl Read, what: &str) -> Result<Option<Vec<u8>>> {
+    match next_input(input, what)? {
+        Input::Frame(bytes) => Ok(Some(bytes)),
+        Input::EpochEnd(_) | Input::Closed => Ok(None),
+    }
+}
+
+/// What a live worker reads next.
+enum Input {
+    Frame(Vec<u8>),
+    /// The input of this epoch is all here: answer it.
+    EpochEnd(u64),
+    /// No more epochs.
+    Closed,
+}
+
+fn next_input(input: &mut impl Read, what: &str) -> Result<Input> {
     let mut len = [0u8; 4];
     input
         .read_exact(&mut len)
         .with_context(|| format!("reading a {what} (the input ended before its end marker)"))?;
-    let len = u32::from_le_bytes(len);
-    if len == ABANDONED {
-        return Err(Abandoned.into());
+    match u32::from_le_bytes(len) {
+        ABANDONED => Err(Abandoned.into()),
+        CLOSED => Ok(Input::Closed),
+        EPOCH_END => {
+            let mut epoch = [0u8; 8];
+            input
+                .read_exact(&mut epoch)
+                .context("reading the epoch that ends")?;
+            Ok(Input::EpochEnd(u64::from_le_bytes(epoch)))
+        }
+        len => {
+            let mut bytes = vec![0u8; len as usize];
+            input
+                .read_exact(&mut bytes)
+                .with_context(|| format!("reading a {what}"))?;
+            Ok(Input::Frame(bytes))
+        }
     }
-    let len = len as usize;
-    if len == 0 {
-        return Ok(None);
-    }
-    let mut bytes = vec![0u8; len];
-    input
-        .read_exact(&mut bytes)
-        .with_context(|| format!("reading a {what}"))?;
-    Ok(Some(bytes))
+}
+
+/// Writes one answer frame and flushes it.
+fn write_answer(out: &mut impl Write, answer: &[u8]) -> Result<()> {
+    out.write_all(&u32::try_from(answer.len())?.to_le_bytes())?;
+    out.write_all(answer)?;
+    out.flush()?;
+    Ok(())
 }
 
 /// Runs the stage worker this process was started as, if its first
@@ -125,7 +170,8 @@ pub fn worker_if_asked() {
     }
 }
 
-/// The worker: reads the header and the batches, aggregates, answers.
+/// The worker: reads the header, then each epoch's batches, aggregates,
+/// answers per epoch.
 pub fn worker_main() -> ! {
     let code = match worker() {
         Ok(()) => 0,
@@ -164,48 +210,57 @@ fn worker() -> Result<()> {
         })
         .collect::<Result<_>>()?;
     let opener = LaneOpener::new(Opener::new(context, keys));
-    // Each batch is aggregated as it comes; the first bad frame ends the
-    // input, and the worker with it.
-    let mut bad_frame = None;
-    let batches = std::iter::from_fn(|| {
-        let batch = read_frame(&mut input, "batch").and_then(|frame| {
-            frame
-                .map(|bytes| {
-                    let lane = bytes
-                        .get(1)
-                        .and_then(|b| lane_of_byte(*b))
-                        .context("a batch's lane")?;
-                    Ok(SealedBatch {
+    let mut out = std::io::stdout().lock();
+    loop {
+        // Each batch is aggregated as it comes; the first bad frame ends
+        // the input, and the worker with it.
+        let mut ended = Err(anyhow::anyhow!("no end"));
+        let mut batches = 0usize;
+        let frames = std::iter::from_fn(|| match next_input(&mut input, "batch") {
+            Ok(Input::Frame(bytes)) => {
+                batches += 1;
+                match bytes.get(1).and_then(|b| lane_of_byte(*b)) {
+                    Some(lane) => Some(SealedBatch {
                         lane,
                         bytes: bytes.into(),
-                    })
-                })
-                .transpose()
+                    }),
+                    None => {
+                        ended = Err(anyhow::anyhow!("a batch's lane"));
+                        None
+                    }
+                }
+            }
+            Ok(Input::EpochEnd(epoch)) => {
+                ended = Ok(Some(epoch));
+                None
+            }
+            Ok(Input::Closed) => {
+                ended = Ok(None);
+                None
+            }
+            Err(e) => {
+                ended = Err(e);
+                None
+            }
         });
-        batch.unwrap_or_else(|e| {
-            bad_frame = Some(e);
-            None
-        })
-    });
-    let (partials, errors) = aggregate_sealed(&header.query, &opener, batches);
-    if let Some(e) = bad_frame {
-        return Err(e);
+        let (partials, errors) = aggregate_sealed(&header.query, &opener, frames);
+        let Some(epoch) = ended? else {
+            anyhow::ensure!(batches == 0, "batches after the last epoch's end");
+            return Ok(());
+        };
+        let output = Output {
+            epoch,
+            partials,
+            errors,
+            failures: opener.failures(),
+            memory_lock: opener.lock_status().map(|s| match s {
+                LockStatus::Locked => "mlock".to_owned(),
+                LockStatus::Unlocked(why) => format!("not locked: {why}"),
+                LockStatus::Empty => "none".to_owned(),
+            }),
+        };
+        write_answer(&mut out, &serde_json::to_vec(&output)?)?;
     }
-    let output = Output {
-        epoch: header.epoch,
-        partials,
-        errors,
-        failures: opener.failures(),
-        memory_lock: opener.lock_status().map(|s| match s {
-            LockStatus::Locked => "mlock".to_owned(),
-            LockStatus::Unlocked(why) => format!("not locked: {why}"),
-            LockStatus::Empty => "none".to_owned(),
-        }),
-    };
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, &output)?;
-    out.flush()?;
-    Ok(())
 }
 
 /// A stage's name in `_meta.tiers`: its operator, and its lane in
@@ -268,6 +323,28 @@ impl SandboxedStage {
             )
         })
     }
+
+    /// The same stage for a stream: each tier's sandbox is started once,
+    /// at the first batch of a lane it serves, and serves every epoch after
+    /// it until [`SealedStage::close`].
+    pub fn live(self) -> LiveStage {
+        LiveStage {
+            stage: self,
+            running: Arc::default(),
+        }
+    }
+
+    fn feed(&self, query: &Query, epoch: u64, running: Arc<Running>, own: bool) -> StreamedStage {
+        StreamedStage {
+            stage: self.clone(),
+            query: Arc::new(query.clone()),
+            epoch,
+            running,
+            own,
+            finished: AtomicBool::new(false),
+            refused: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 impl SealedStage for SandboxedStage {
@@ -276,13 +353,56 @@ impl SealedStage for SandboxedStage {
     }
 
     fn start(&self, query: &Query, epoch: u64) -> Box<dyn SealedFeed> {
-        Box::new(StreamedStage {
-            stage: self.clone(),
-            query: Arc::new(query.clone()),
-            epoch,
-            running: Mutex::new(Vec::new()),
-            refused: Mutex::new(Vec::new()),
+        Box::new(self.feed(query, epoch, Arc::default(), true))
+    }
+}
+
+/// A [`SandboxedStage`] whose sandboxes live across a stream's epochs.
+#[derive(Debug)]
+pub struct LiveStage {
+    stage: SandboxedStage,
+    running: Arc<Running>,
+}
+
+impl SealedStage for LiveStage {
+    fn tier(&self, lane: Lane) -> u8 {
+        self.stage.tier(lane)
+    }
+
+    fn start(&self, query: &Query, epoch: u64) -> Box<dyn SealedFeed> {
+        Box::new(
+            self.stage
+                .feed(query, epoch, Arc::clone(&self.running), false),
+        )
+    }
+
+    fn close(&self) -> std::result::Result<Vec<serde_json::Value>, String> {
+        let running = std::mem::take(&mut *self.running.lock().expect("no panic holding it"));
+        close_all(running.into_iter().map(|(_, s)| s).collect())
+    }
+}
+
+/// Ends each sandbox's input, then waits for each: their reports, or
+/// every failure named.
+fn close_all(running: Vec<LiveSandbox>) -> std::result::Result<Vec<serde_json::Value>, String> {
+    let closing: Vec<LiveSandbox> = running
+        .into_iter()
+        .map(|mut s| {
+            s.end_input();
+            s
         })
+        .collect();
+    let (mut reports, mut failed) = (Vec::new(), Vec::new());
+    for sandbox in closing {
+        match sandbox.close() {
+            Ok(report) => reports.push(report),
+            Err(e) => failed.push(e),
+        }
+    }
+    if failed.is_empty() {
+        Ok(reports)
+    } else {
+        Err(failed.join("; "))
     }
 }
 
@@ -290,92 +410,190 @@ impl SealedStage for SandboxedStage {
 /// for it (backpressure): a few MB of ciphertext.
 const QUEUED_FRAMES: usize = 16;
 
-/// A stage's sandbox that reads frames as the job hands them over: they go
-/// through a queue of [`QUEUED_FRAMES`] (the job waits when it is full),
-/// then the end marker ([`Streamed::finish`]); dropped unfinished, the
-/// sandbox is sent the abandon marker instead of what is still queued,
-/// and waited for.
-struct Streamed<T> {
-    to: Option<SyncSender<Frame>>,
-    answer: Option<std::thread::JoinHandle<std::result::Result<T, String>>>,
-    abandoned: Arc<AtomicBool>,
-    /// Frames read by the sandbox so far.
-    frames: Arc<AtomicUsize>,
+/// What the job hands a stage's sandbox.
+enum Frame {
+    Bytes(Arc<[u8]>),
+    /// The epoch's input is all handed over: the stage answers for it.
+    EpochEnd(u64),
+    /// No more epochs.
+    Close,
 }
 
-impl<T: Send + 'static> Streamed<T> {
+/// A stage's sandbox that reads frames as the job hands them over and
+/// answers at each epoch's end: frames go through a queue of
+/// [`QUEUED_FRAMES`] (the job waits when it is full); each answer comes
+/// back through the sandbox's output tap ([`answer_tap`]). Dropped before
+/// [`LiveSandbox::close`], the sandbox is sent the abandon marker instead
+/// of what is still queued, and waited for.
+struct LiveSandbox {
+    to: Option<SyncSender<Frame>>,
+    answers: Receiver<Vec<u8>>,
+    /// Epochs asked and not answered yet.
+    asked: Arc<AtomicUsize>,
+    /// The sandbox's end: its `_meta.sandboxes` entry, or why it failed.
+    ended: Option<std::thread::JoinHandle<std::result::Result<serde_json::Value, String>>>,
+    abandoned: Arc<AtomicBool>,
+}
+
+/// A stage's sandbox run: its input, the tap its answers go to, and its
+/// `_meta.sandboxes` entry once it has ended.
+type RunSandbox =
+    dyn FnOnce(FrameReader, symbiont_sandbox::OutputTap) -> Result<serde_json::Value> + Send;
+
+impl LiveSandbox {
     /// Starts `run` on its own thread with the reader of this stage's
     /// input: `header` (which may hold keys; wiped once sent), then the
-    /// frames.
+    /// frames (the job hands them over through `to`, outside any lock it
+    /// holds, as sending waits while the sandbox is behind). An answer may
+    /// be up to `max_answer` bytes.
     fn start(
         header: zeroize::Zeroizing<Vec<u8>>,
-        run: impl FnOnce(FrameReader) -> Result<T> + Send + 'static,
-    ) -> Streamed<T> {
+        max_answer: u64,
+        run: Box<RunSandbox>,
+    ) -> LiveSandbox {
         let (to, from) = sync_channel(QUEUED_FRAMES);
+        let (answer_to, answers) = sync_channel(1);
+        let asked = Arc::new(AtomicUsize::new(0));
         let abandoned = Arc::new(AtomicBool::new(false));
-        let frames = Arc::new(AtomicUsize::new(0));
         let reader = FrameReader {
             pending: header,
             at: 0,
             from,
             abandoned: Arc::clone(&abandoned),
-            frames: Arc::clone(&frames),
+            frames: Arc::default(),
             ended: false,
         };
-        let answer = std::thread::spawn(move || run(reader).map_err(|e| format!("{e:#}")));
-        Streamed {
+        let tap = answer_tap(answer_to, Arc::clone(&asked), max_answer);
+        let ended = std::thread::spawn(move || run(reader, tap).map_err(|e| format!("{e:#}")));
+        LiveSandbox {
             to: Some(to),
-            answer: Some(answer),
+            answers,
+            asked,
+            ended: Some(ended),
             abandoned,
-            frames,
         }
     }
 
-    /// Hands the sandbox one frame; waits while it is behind. A sandbox
-    /// that has ended takes nothing ([`Streamed::finish`] says why).
-    fn send(to: &SyncSender<Frame>, bytes: Arc<[u8]>) {
-        let _ = to.send(Frame::Bytes(bytes));
+    /// Ends `epoch`'s input: the sandbox answers it ([`LiveSandbox::answer`]).
+    fn ask(&self, epoch: u64) {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        if let Some(to) = &self.to {
+            let _ = to.send(Frame::EpochEnd(epoch));
+        }
     }
 
-    /// Ends the input; the sandbox's answer.
-    fn finish(mut self) -> std::result::Result<T, String> {
+    /// Ends the sandbox's input: it exits once it has answered what it
+    /// was asked.
+    fn end_input(&mut self) {
         if let Some(to) = self.to.take() {
-            let _ = to.send(Frame::End);
+            let _ = to.send(Frame::Close);
         }
-        self.answer
+    }
+
+    /// The answer to the oldest epoch asked; or, if the sandbox ended
+    /// without it, why.
+    fn answer(&mut self) -> std::result::Result<Vec<u8>, String> {
+        if let Ok(answer) = self.answers.recv() {
+            return Ok(answer);
+        }
+        // Its tap is gone: the sandbox has ended.
+        self.end_input();
+        match self.ended.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(Err(why))) => Err(why),
+            Some(Err(_)) => Err("a stage thread panicked".into()),
+            _ => Err("the stage ended without answering".into()),
+        }
+    }
+
+    /// Ends the input; the sandbox's report once it has exited.
+    fn close(mut self) -> std::result::Result<serde_json::Value, String> {
+        self.end_input();
+        self.ended
             .take()
-            .expect("finished once")
+            .expect("closed once")
             .join()
             .unwrap_or_else(|_| Err("a stage thread panicked".into()))
     }
 }
 
-impl<T> Drop for Streamed<T> {
+impl Drop for LiveSandbox {
     fn drop(&mut self) {
         self.abandoned.store(true, Ordering::SeqCst);
         drop(self.to.take());
-        if let Some(answer) = self.answer.take() {
-            let _ = answer.join();
+        if let Some(ended) = self.ended.take() {
+            let _ = ended.join();
         }
     }
 }
 
-/// A sealed stage that is running: one [`Streamed`] sandbox per tier, each
-/// started at the first batch of a lane it serves.
+/// The tap a live sandbox's output goes to: it cuts the output into answer
+/// frames and hands each to `to`. It refuses (and the sandbox is killed)
+/// an answer longer than `max`, or one that comes when no epoch was asked
+/// (`asked`): a hostile stage can neither fill the job's memory nor
+/// answer ahead of its input.
+fn answer_tap(
+    to: SyncSender<Vec<u8>>,
+    asked: Arc<AtomicUsize>,
+    max: u64,
+) -> symbiont_sandbox::OutputTap {
+    let mut pending: Vec<u8> = Vec::new();
+    Box::new(move |bytes| {
+        pending.extend_from_slice(bytes);
+        loop {
+            let Some(len) = pending.get(..4) else {
+                return true;
+            };
+            let len = u32::from_le_bytes(len.try_into().expect("four bytes"));
+            if u64::from(len) > max {
+                return false;
+            }
+            let end = 4 + len as usize;
+            if pending.len() < end {
+                return true;
+            }
+            let unasked = asked
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_err();
+            if unasked {
+                return false;
+            }
+            let answer = pending[4..end].to_vec();
+            pending.drain(..end);
+            if to.send(answer).is_err() {
+                return false;
+            }
+        }
+    })
+}
+
+/// The sandboxes of a sealed stage, one per tier, each started at the
+/// first batch of a lane it serves.
+type Running = Mutex<Vec<(symbiont_sandbox::Tier, LiveSandbox)>>;
+
+/// A sealed stage's epoch: its batches go to the tiers' sandboxes
+/// (`running`: its own, closed at its end, or a stream's, which live on).
 struct StreamedStage {
     stage: SandboxedStage,
     query: Arc<Query>,
     epoch: u64,
-    running: Mutex<Vec<(symbiont_sandbox::Tier, Streamed<StageOutput>)>>,
+    running: Arc<Running>,
+    /// Whether the sandboxes are this epoch's own (a batch job's).
+    own: bool,
+    finished: AtomicBool,
     /// Batches no tier could take (a lane the plan gave no sandbox).
     refused: Mutex<Vec<String>>,
 }
 
-/// What the job hands a stage's sandbox.
-enum Frame {
-    Bytes(Arc<[u8]>),
-    /// Everything has been handed over.
-    End,
+impl Drop for StreamedStage {
+    /// An epoch dropped unfinished (the job failed or was suspended)
+    /// abandons the sandboxes it fed, a stream's too.
+    fn drop(&mut self) {
+        if !self.finished.load(Ordering::SeqCst) {
+            drop(std::mem::take(
+                &mut *self.running.lock().expect("no panic holding it"),
+            ));
+        }
+    }
 }
 
 impl SealedFeed for StreamedStage {
@@ -392,17 +610,20 @@ impl SealedFeed for StreamedStage {
             let at = match running.iter().position(|(t, _)| *t == tier) {
                 Some(at) => at,
                 None => {
-                    running.push((tier, self.stage.start_in(tier, &self.query, self.epoch)));
+                    running.push((tier, self.stage.start_in(tier, &self.query)));
                     running.len() - 1
                 }
             };
-            running[at].1.to.clone().expect("not finished")
+            running[at].1.to.clone()
         };
-        Streamed::<StageOutput>::send(&to, batch.bytes);
+        if let Some(to) = to {
+            let _ = to.send(Frame::Bytes(batch.bytes));
+        }
     }
 
     fn finish(&self) -> std::result::Result<StageOutput, String> {
-        let running = std::mem::take(&mut *self.running.lock().expect("no panic holding it"));
+        self.finished.store(true, Ordering::SeqCst);
+        let mut running = self.running.lock().expect("no panic holding it");
         let mut failed: Vec<String> = self
             .refused
             .lock()
@@ -411,24 +632,32 @@ impl SealedFeed for StreamedStage {
             .take(1)
             .collect();
         let mut total = StageOutput::default();
-        // Every tier's end marker goes out before any answer is awaited:
-        // the tiers' sandboxes finish side by side.
-        let ending: Vec<_> = running
-            .into_iter()
-            .map(|(_, mut streamed)| {
-                if let Some(to) = streamed.to.take() {
-                    let _ = to.send(Frame::End);
+        // Every tier's epoch end goes out before any answer is awaited:
+        // the tiers' sandboxes answer side by side.
+        for (_, sandbox) in running.iter_mut() {
+            sandbox.ask(self.epoch);
+            // A batch job's sandbox has no other epoch.
+            if self.own {
+                sandbox.end_input();
+            }
+        }
+        for (tier, sandbox) in running.iter_mut() {
+            let out = sandbox.answer().and_then(|answer| {
+                let out: Output = serde_json::from_slice(&answer)
+                    .map_err(|e| format!("the stage worker's answer: {e}"))?;
+                if out.epoch != self.epoch {
+                    return Err(format!(
+                        "the stage worker in tier {} answered for epoch {} when asked for epoch {}",
+                        *tier as u8, out.epoch, self.epoch
+                    ));
                 }
-                streamed
-            })
-            .collect();
-        for streamed in ending {
-            match streamed.finish() {
+                Ok(out)
+            });
+            match out {
                 Ok(out) => {
                     total.partials.extend(out.partials);
                     total.errors.extend(out.errors);
                     total.failures.extend(out.failures);
-                    total.sandboxes.extend(out.sandboxes);
                     total.memory_lock = match (total.memory_lock.take(), out.memory_lock) {
                         (Some(a), _) if a != "mlock" => Some(a),
                         (_, b) => b,
@@ -438,17 +667,30 @@ impl SealedFeed for StreamedStage {
                 Err(e) => failed.push(e),
             }
         }
+        if self.own && failed.is_empty() {
+            match close_all(
+                std::mem::take(&mut *running)
+                    .into_iter()
+                    .map(|(_, s)| s)
+                    .collect(),
+            ) {
+                Ok(reports) => total.sandboxes = reports,
+                Err(e) => failed.push(e),
+            }
+        }
         if failed.is_empty() {
             Ok(total)
         } else {
+            // A stream's sandboxes that failed are not asked again.
+            drop(std::mem::take(&mut *running));
             Err(failed.join("; "))
         }
     }
 }
 
 /// A stage's input as its sandbox reads it: the header, then each frame as
-/// the job hands it over, then the end marker, or the abandon marker if
-/// the job abandons the stage.
+/// the job hands it over, each epoch's end, then the end marker, or the
+/// abandon marker if the job abandons the stage.
 struct FrameReader {
     pending: zeroize::Zeroizing<Vec<u8>>,
     at: usize,
@@ -480,11 +722,10 @@ impl Read for FrameReader {
             }
             match frame {
                 Some(Frame::Bytes(bytes)) => {
-                    // 0 would read as the end marker, and the largest
-                    // length as the abandon marker.
+                    // The markers' lengths are not frames' lengths.
                     let len = u32::try_from(bytes.len())
                         .ok()
-                        .filter(|n| *n > 0 && *n < ABANDONED)
+                        .filter(|n| ![EPOCH_END, CLOSED, ABANDONED].contains(n))
                         .ok_or_else(|| {
                             std::io::Error::other("an empty frame, or one over 4 GiB")
                         })?;
@@ -492,7 +733,11 @@ impl Read for FrameReader {
                     self.pending.extend_from_slice(&bytes);
                     self.frames.fetch_add(1, Ordering::Relaxed);
                 }
-                Some(Frame::End) => self.end(0),
+                Some(Frame::EpochEnd(epoch)) => {
+                    self.pending.extend_from_slice(&EPOCH_END.to_le_bytes());
+                    self.pending.extend_from_slice(&epoch.to_le_bytes());
+                }
+                Some(Frame::Close) => self.end(CLOSED),
                 // Every sender gone without an end: abandoned.
                 None => self.end(ABANDONED),
             }
@@ -511,10 +756,15 @@ impl FrameReader {
     }
 }
 
+/// How long a sandbox ran, in milliseconds to two places.
+fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e5).round() / 100.0
+}
+
 impl SandboxedStage {
     /// The header of a tier's input: the query, the dataset and its data
     /// keys.
-    fn header(&self, query: &Query, epoch: u64) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    fn header(&self, query: &Query) -> Result<zeroize::Zeroizing<Vec<u8>>> {
         let mut keys = Vec::new();
         for key in self.keystore.data_keys(&self.dataset)? {
             let bytes = self.keystore.export_data_key(key.id())?;
@@ -522,7 +772,6 @@ impl SandboxedStage {
         }
         let header = Header {
             version: VERSION,
-            epoch,
             query: query.clone(),
             dataset: self.dataset.clone(),
             fields: query.schema.fields.iter().map(|(n, _)| n.clone()).collect(),
@@ -536,49 +785,41 @@ impl SandboxedStage {
 
     /// Starts the worker in `tier`, to be fed the batches of the lanes it
     /// serves as the dataflow seals them.
-    fn start_in(
-        &self,
-        tier: symbiont_sandbox::Tier,
-        query: &Query,
-        epoch: u64,
-    ) -> Streamed<StageOutput> {
-        let header = match self.header(query, epoch) {
+    fn start_in(&self, tier: symbiont_sandbox::Tier, query: &Query) -> LiveSandbox {
+        let limits = &self.limits;
+        let header = match self.header(query) {
             Ok(h) => h,
-            Err(e) => return Streamed::start(Default::default(), move |_| Err(e)),
-        };
-        let stage = self.clone();
-        Streamed::start(header, move |input| {
-            let batches = Arc::clone(&input.frames);
-            let (report, out) = symbiont_sandbox::run_stage(
-                tier,
-                &stage.init,
-                &stage.worker,
-                &[WORKER_ARG.to_owned()],
-                &stage.limits,
-                input,
-            )?;
-            if let Some(ended) = ended(&report, &stage.limits) {
-                anyhow::bail!(
-                    "the stage worker in tier {} ({}) {ended}",
-                    tier as u8,
-                    symbiont_sandbox::tier_backend(tier as u8)
+            Err(e) => {
+                return LiveSandbox::start(
+                    Default::default(),
+                    limits.memory_bytes,
+                    Box::new(move |_, _| Err(e)),
                 );
             }
-            let output: Output =
-                serde_json::from_slice(&out).context("the stage worker's answer")?;
-            anyhow::ensure!(
-                output.epoch == epoch,
-                "the stage worker in tier {} answered for epoch {} when asked for epoch {epoch}",
-                tier as u8,
-                output.epoch
-            );
-            let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e5).round() / 100.0;
-            Ok(StageOutput {
-                partials: output.partials,
-                errors: output.errors,
-                failures: output.failures,
-                memory_lock: output.memory_lock,
-                sandboxes: vec![serde_json::json!({
+        };
+        let stage = self.clone();
+        LiveSandbox::start(
+            header,
+            limits.memory_bytes,
+            Box::new(move |input, tap| {
+                let batches = Arc::clone(&input.frames);
+                let report = symbiont_sandbox::run_live_stage(
+                    tier,
+                    &stage.init,
+                    &stage.worker,
+                    &[WORKER_ARG.to_owned()],
+                    &stage.limits,
+                    input,
+                    tap,
+                )?;
+                if let Some(ended) = ended(&report, &stage.limits) {
+                    anyhow::bail!(
+                        "the stage worker in tier {} ({}) {ended}",
+                        tier as u8,
+                        symbiont_sandbox::tier_backend(tier as u8)
+                    );
+                }
+                Ok(serde_json::json!({
                     "tier": tier as u8,
                     "runs_in": symbiont_sandbox::tier_backend(tier as u8),
                     "batches": batches.load(Ordering::Relaxed),
@@ -587,9 +828,9 @@ impl SandboxedStage {
                     // back (it answers once it has read every batch).
                     "answer_ms": report.first_output.map(ms),
                     "total_ms": ms(report.elapsed),
-                })],
-            })
-        })
+                }))
+            }),
+        )
     }
 }
 
@@ -609,7 +850,7 @@ fn ended(report: &symbiont_sandbox::Report, limits: &symbiont_sandbox::Limits) -
             humantime::format_duration(limits.timeout)
         )),
         Outcome::OutputLimit => Some(format!(
-            "wrote back more than its memory limit ({} MiB; --stage-memory-mib) and was killed",
+            "wrote back more than its memory limit ({} MiB; --stage-memory-mib), or an answer it was not asked for, and was killed",
             limits.memory_bytes >> 20
         )),
     }
@@ -620,40 +861,48 @@ fn ended(report: &symbiont_sandbox::Report, limits: &symbiont_sandbox::Limits) -
 pub const REDUCE_ARG: &str = "__stage-homomorphic";
 
 /// The homomorphic compute worker: reads the encrypted lists (each a u32
-/// little-endian length and its bincode, as the job's packers fill them,
-/// then a length of 0, or the abandon marker), adds each to its column's
-/// running sum as it comes, and answers with the reduced columns
-/// (bincode). Its input carries ciphertexts only, no key of any kind; it
-/// opens no file.
+/// little-endian length and its bincode, as the job's packers fill them),
+/// adds each to its column's running sum as it comes, and at each epoch's
+/// end answers with that epoch and its reduced columns (bincode), then
+/// starts the next epoch's sums from nothing: no sum ever adds more lists
+/// than one epoch's, within the noise budget however long a stream runs.
+/// Its input carries ciphertexts only, no key of any kind; it opens no
+/// file.
 pub fn reduce_worker_main() -> ! {
-    answer_and_exit("homomorphic", || {
+    let run = || -> Result<()> {
         let mut input = std::io::BufReader::new(std::io::stdin().lock());
+        let mut out = std::io::stdout().lock();
         let mut reducer = symbiont_operators::Reducer::default();
-        while let Some(bytes) = read_frame(&mut input, "list")? {
-            let list: symbiont_operators::PackedList =
-                bincode::deserialize(&bytes).context("a list")?;
-            reducer.add(&list)?;
+        let mut lists = 0usize;
+        loop {
+            match next_input(&mut input, "list")? {
+                Input::Frame(bytes) => {
+                    let list: symbiont_operators::PackedList =
+                        bincode::deserialize(&bytes).context("a list")?;
+                    reducer.add(&list)?;
+                    lists += 1;
+                }
+                Input::EpochEnd(epoch) => {
+                    let reduced = std::mem::take(&mut reducer).finish();
+                    write_answer(&mut out, &bincode::serialize(&(epoch, reduced))?)?;
+                    lists = 0;
+                }
+                Input::Closed => {
+                    anyhow::ensure!(lists == 0, "lists after the last epoch's end");
+                    return Ok(());
+                }
+            }
         }
-        Ok(bincode::serialize(&reducer.finish())?)
-    })
+    };
+    exit_with("homomorphic", run());
 }
 
-/// Ends a compute worker: its answer on stdout and exit 0, or the error on
-/// stderr and exit 1.
-fn answer_and_exit(stage: &str, run: impl FnOnce() -> Result<Vec<u8>>) -> ! {
-    let answer = run();
-    // Abandoned by its job, which says why.
-    if answer.as_ref().is_err_and(|e| e.is::<Abandoned>()) {
-        std::process::exit(1);
-    }
-    let written = answer.and_then(|answer| {
-        let mut out = std::io::stdout().lock();
-        out.write_all(&answer)?;
-        out.flush()?;
-        Ok(())
-    });
-    let code = match written {
+/// Ends a compute worker: exit 0, or the error on stderr and exit 1 (an
+/// abandoned worker's job says why).
+fn exit_with(stage: &str, ran: Result<()>) -> ! {
+    let code = match ran {
         Ok(()) => 0,
+        Err(e) if e.is::<Abandoned>() => 1,
         Err(e) => {
             eprintln!("symbi {stage} stage: {e:#}");
             1
@@ -673,33 +922,14 @@ pub struct ComputeSandbox {
 }
 
 impl ComputeSandbox {
-    /// Runs the `what` worker (`arg`) with `input` on its stdin: its
-    /// answer, and its `_meta.sandboxes` entry (`stage`, tier, timings and
-    /// `details`); or why it has no answer.
-    fn run(
+    /// Its `_meta.sandboxes` entry: `stage`, tier, timings and `details`.
+    fn report(
         &self,
-        what: &str,
         stage: &str,
-        arg: &str,
-        input: impl Read + Send + 'static,
+        report: &symbiont_sandbox::Report,
         details: serde_json::Value,
-    ) -> Result<(Vec<u8>, serde_json::Value)> {
+    ) -> serde_json::Value {
         let tier = self.tier as u8;
-        let (report, out) = symbiont_sandbox::run_stage(
-            self.tier,
-            &self.init,
-            &self.worker,
-            &[arg.to_owned()],
-            &self.limits,
-            input,
-        )?;
-        if let Some(ended) = ended(&report, &self.limits) {
-            anyhow::bail!(
-                "the {what} compute stage in tier {tier} ({}) {ended}",
-                symbiont_sandbox::tier_backend(tier)
-            );
-        }
-        let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e5).round() / 100.0;
         let mut sandbox = serde_json::json!({
             "stage": stage,
             "tier": tier,
@@ -712,7 +942,70 @@ impl ComputeSandbox {
         {
             entry.extend(details);
         }
-        Ok((out, sandbox))
+        sandbox
+    }
+
+    /// Why the `what` compute stage ended, unless it exited with 0.
+    fn check(&self, what: &str, report: &symbiont_sandbox::Report) -> Result<()> {
+        if let Some(ended) = ended(report, &self.limits) {
+            anyhow::bail!(
+                "the {what} compute stage in tier {} ({}) {ended}",
+                self.tier as u8,
+                symbiont_sandbox::tier_backend(self.tier as u8)
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs the `what` worker (`arg`) with `input` on its stdin: its
+    /// answer, and its `_meta.sandboxes` entry; or why it has no answer.
+    fn run(
+        &self,
+        what: &str,
+        stage: &str,
+        arg: &str,
+        input: impl Read + Send + 'static,
+        details: serde_json::Value,
+    ) -> Result<(Vec<u8>, serde_json::Value)> {
+        let (report, out) = symbiont_sandbox::run_stage(
+            self.tier,
+            &self.init,
+            &self.worker,
+            &[arg.to_owned()],
+            &self.limits,
+            input,
+        )?;
+        self.check(what, &report)?;
+        Ok((out, self.report(stage, &report, details)))
+    }
+
+    /// Starts the homomorphic compute worker, fed lists as they come and
+    /// answering per epoch.
+    fn start_reduce(&self) -> LiveSandbox {
+        let sandbox = self.clone();
+        LiveSandbox::start(
+            Default::default(),
+            self.limits.memory_bytes,
+            Box::new(move |input, tap| {
+                let lists = Arc::clone(&input.frames);
+                let report = symbiont_sandbox::run_live_stage(
+                    sandbox.tier,
+                    &sandbox.init,
+                    &sandbox.worker,
+                    &[REDUCE_ARG.to_owned()],
+                    &sandbox.limits,
+                    input,
+                    tap,
+                )?;
+                sandbox.check("homomorphic", &report)?;
+                let lists = lists.load(Ordering::Relaxed);
+                Ok(sandbox.report(
+                    "aggregate[homomorphic]",
+                    &report,
+                    serde_json::json!({ "lists": lists }),
+                ))
+            }),
+        )
     }
 }
 
@@ -720,27 +1013,78 @@ impl ComputeSandbox {
 /// tier, started at the first full list, with the lists on its stdin as
 /// the packers fill them.
 #[derive(Debug)]
-pub struct SandboxedReduce(pub ComputeSandbox);
+pub struct SandboxedReduce {
+    pub sandbox: ComputeSandbox,
+    /// A stream's worker, which serves every epoch (`None`: a batch job's,
+    /// started per epoch).
+    live: Option<Arc<Mutex<Option<LiveSandbox>>>>,
+}
 
-impl crate::HomomorphicStage for SandboxedReduce {
-    fn start(&self) -> Box<dyn crate::ListFeed> {
-        Box::new(StreamedReduce {
-            sandbox: self.0.clone(),
-            running: Mutex::new(None),
-            unsent: Mutex::new(None),
-        })
+impl std::fmt::Debug for LiveSandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveSandbox").finish_non_exhaustive()
     }
 }
 
-/// A compute stage's answer and its `_meta.sandboxes` entry.
-type Answered = (Vec<u8>, serde_json::Value);
+impl SandboxedReduce {
+    /// A batch job's: one worker per epoch.
+    pub fn new(sandbox: ComputeSandbox) -> SandboxedReduce {
+        SandboxedReduce {
+            sandbox,
+            live: None,
+        }
+    }
 
-/// A [`SandboxedReduce`] that is running.
+    /// A stream's: one worker, started at the first list, for every epoch
+    /// until [`crate::HomomorphicStage::close`].
+    pub fn live(sandbox: ComputeSandbox) -> SandboxedReduce {
+        SandboxedReduce {
+            sandbox,
+            live: Some(Arc::default()),
+        }
+    }
+}
+
+impl crate::HomomorphicStage for SandboxedReduce {
+    fn start(&self, epoch: u64) -> Box<dyn crate::ListFeed> {
+        Box::new(StreamedReduce {
+            sandbox: self.sandbox.clone(),
+            epoch,
+            own: self.live.is_none(),
+            running: self.live.clone().unwrap_or_default(),
+            finished: AtomicBool::new(false),
+            unsent: Mutex::new(None),
+        })
+    }
+
+    fn close(&self) -> std::result::Result<Vec<serde_json::Value>, String> {
+        let running = self
+            .live
+            .as_ref()
+            .and_then(|l| l.lock().expect("no panic holding it").take());
+        close_all(running.into_iter().collect())
+    }
+}
+
+/// A [`SandboxedReduce`]'s epoch.
 struct StreamedReduce {
     sandbox: ComputeSandbox,
-    running: Mutex<Option<Streamed<Answered>>>,
+    epoch: u64,
+    /// Whether the worker is this epoch's own (a batch job's).
+    own: bool,
+    running: Arc<Mutex<Option<LiveSandbox>>>,
+    finished: AtomicBool,
     /// The first list that could not be encoded.
     unsent: Mutex<Option<String>>,
+}
+
+impl Drop for StreamedReduce {
+    /// An epoch dropped unfinished abandons the worker, a stream's too.
+    fn drop(&mut self) {
+        if !self.finished.load(Ordering::SeqCst) {
+            drop(self.running.lock().expect("no panic holding it").take());
+        }
+    }
 }
 
 impl crate::ListFeed for StreamedReduce {
@@ -756,37 +1100,52 @@ impl crate::ListFeed for StreamedReduce {
             };
             let to = {
                 let mut running = self.running.lock().expect("no panic holding it");
-                let streamed = running.get_or_insert_with(|| {
-                    let sandbox = self.sandbox.clone();
-                    Streamed::start(Default::default(), move |input| {
-                        sandbox.run(
-                            "homomorphic",
-                            "aggregate[homomorphic]",
-                            REDUCE_ARG,
-                            input,
-                            serde_json::json!({}),
-                        )
-                    })
-                });
-                streamed.to.clone().expect("not finished")
+                let sandbox = running.get_or_insert_with(|| self.sandbox.start_reduce());
+                sandbox.to.clone()
             };
-            Streamed::<()>::send(&to, bytes.into());
+            if let Some(to) = to {
+                let _ = to.send(Frame::Bytes(bytes.into()));
+            }
         }
     }
 
     fn finish(&self) -> std::result::Result<crate::ReducedColumns, String> {
+        self.finished.store(true, Ordering::SeqCst);
         if let Some(why) = self.unsent.lock().expect("no panic holding it").take() {
             return Err(why);
         }
-        let Some(streamed) = self.running.lock().expect("no panic holding it").take() else {
+        let mut running = self.running.lock().expect("no panic holding it");
+        let Some(sandbox) = running.as_mut() else {
             return Ok((Vec::new(), None));
         };
-        let lists = Arc::clone(&streamed.frames);
-        let (out, mut sandbox) = streamed.finish()?;
-        sandbox["lists"] = lists.load(Ordering::Relaxed).into();
-        let reduced = symbiont_operators::decode_stage_answer(&out)
-            .map_err(|e| format!("the compute stage's answer: {e}"))?;
-        Ok((reduced, Some(sandbox)))
+        sandbox.ask(self.epoch);
+        if self.own {
+            sandbox.end_input();
+        }
+        let answered = sandbox.answer().and_then(|answer| {
+            let (epoch, reduced): (u64, _) = symbiont_operators::decode_stage_answer(&answer)
+                .map_err(|e| format!("the compute stage's answer: {e}"))?;
+            if epoch != self.epoch {
+                return Err(format!(
+                    "the homomorphic compute stage answered for epoch {epoch} when asked for epoch {}",
+                    self.epoch
+                ));
+            }
+            Ok(reduced)
+        });
+        let reduced = match answered {
+            Ok(reduced) => reduced,
+            Err(e) => {
+                // Not asked again.
+                drop(running.take());
+                return Err(e);
+            }
+        };
+        let report = match self.own {
+            true => Some(running.take().expect("running").close()?),
+            false => None,
+        };
+        Ok((reduced, report))
     }
 }
 
@@ -807,7 +1166,7 @@ pub fn evaluate_limits(limits: &symbiont_sandbox::Limits) -> symbiont_sandbox::L
 }
 
 /// The programmable stage's stdin: the compressed server key, the spec
-/// (bincode), then one frame per record's list, then an empty frame.
+/// (bincode), then one frame per record's list, then the end marker.
 pub(crate) fn evaluate_input(
     server: &[u8],
     spec: &symbiont_crypto::programmable::Spec,
@@ -822,7 +1181,7 @@ pub(crate) fn evaluate_input(
         input.extend_from_slice(&u32::try_from(frame.len())?.to_le_bytes());
         input.extend_from_slice(frame);
     }
-    input.extend_from_slice(&0u32.to_le_bytes());
+    input.extend_from_slice(&CLOSED.to_le_bytes());
     Ok(input)
 }
 
@@ -830,7 +1189,7 @@ pub(crate) fn evaluate_input(
 /// records, answers with the encrypted aggregates (bincode). It opens no
 /// file and never sees the client key.
 pub fn evaluate_worker_main() -> ! {
-    answer_and_exit("programmable", || {
+    let run = || -> Result<()> {
         let mut input = std::io::BufReader::new(std::io::stdin().lock());
         let server = read_frame(&mut input, "server key")?.context("no server key")?;
         let spec = read_frame(&mut input, "spec")?.context("no spec")?;
@@ -841,8 +1200,12 @@ pub fn evaluate_worker_main() -> ! {
             records.push(bytes);
         }
         let out = symbiont_crypto::programmable::evaluate(&server, &records, &spec)?;
-        Ok(bincode::serialize(&out)?)
-    })
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(&bincode::serialize(&out)?)?;
+        stdout.flush()?;
+        Ok(())
+    };
+    exit_with("programmable", run());
 }
 
 /// The job side of the programmable compute stage: runs the worker in its

@@ -173,6 +173,8 @@ pub(crate) struct StreamEnd {
     pub lanes: [u64; 3],
     /// The SHA-256 of every byte read (hex).
     pub read_sha256: String,
+    /// The reports of the sandboxes that served every epoch.
+    pub sandboxes: Vec<serde_json::Value>,
 }
 
 /// Runs `query` over `stream` with `config` (one worker), calling `on` at
@@ -267,6 +269,7 @@ fn stream_worker(
         quarantined: 0,
         lanes: [0; 3],
         read_sha256: String::new(),
+        sandboxes: Vec::new(),
     };
     let lock = || {
         shared
@@ -411,6 +414,13 @@ fn stream_worker(
             break;
         }
         epoch += 1;
+    }
+    // The stages that served every epoch end, and must end cleanly.
+    match shared.stages.close() {
+        Ok(reports) => end.sandboxes = reports,
+        Err(e) => {
+            let _ = events.send(Err(e));
+        }
     }
     end
 }

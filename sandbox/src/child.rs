@@ -17,26 +17,34 @@ use std::time::{Duration, Instant};
 ///
 /// It also ends the sandbox early when the command writes more than
 /// `output_limit` bytes back ([`read_all`]): the watchdog kills it then.
-#[derive(Debug)]
 pub(crate) struct StageClock {
     started: Instant,
     /// Milliseconds after `started` since which it runs; [`STOPPED`].
     since: AtomicU64,
     output_limit: u64,
     overflowed: AtomicBool,
+    /// Where the command's output goes as it comes, instead of being kept
+    /// ([`crate::OutputTap`]).
+    tap: std::sync::Mutex<Option<crate::OutputTap>>,
 }
 
 const STOPPED: u64 = u64::MAX;
 
 impl StageClock {
     /// A clock running since `started`, for a command that may write
-    /// `output_limit` bytes back.
-    pub(crate) fn start(started: Instant, output_limit: u64) -> Arc<StageClock> {
+    /// `output_limit` bytes back, or whose output goes to `tap` as it
+    /// comes (the tap then bounds it).
+    pub(crate) fn start(
+        started: Instant,
+        output_limit: u64,
+        tap: Option<crate::OutputTap>,
+    ) -> Arc<StageClock> {
         Arc::new(StageClock {
             started,
             since: AtomicU64::new(0),
             output_limit,
             overflowed: AtomicBool::new(false),
+            tap: std::sync::Mutex::new(tap),
         })
     }
 
@@ -84,7 +92,8 @@ pub(crate) struct Piped {
 /// and when (after the clock's start) the first byte came. Past the limit
 /// it stops reading and marks the clock overflowed, which the watchdog
 /// answers by killing the sandbox: a hostile command cannot fill the
-/// host's memory with its answer.
+/// host's memory with its answer. With a tap, every read goes to the tap
+/// and nothing is kept; the tap refusing it counts as overflowing.
 pub(crate) fn read_all(
     mut from: impl std::io::Read,
     clock: &StageClock,
@@ -97,6 +106,13 @@ pub(crate) fn read_all(
             Ok(0) => break,
             Ok(n) => {
                 first.get_or_insert_with(|| clock.started.elapsed());
+                if let Some(tap) = clock.tap.lock().expect("no panic holding it").as_mut() {
+                    if !tap(&buf[..n]) {
+                        clock.overflowed.store(true, Ordering::SeqCst);
+                        break;
+                    }
+                    continue;
+                }
                 if (out.len() + n) as u64 > clock.output_limit {
                     clock.overflowed.store(true, Ordering::SeqCst);
                     break;

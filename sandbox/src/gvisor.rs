@@ -80,7 +80,7 @@ pub(crate) fn run_with(
     command: &[String],
     limits: &Limits,
     binds: Vec<(PathBuf, PathBuf)>,
-    input: Option<crate::StageInput>,
+    stage_io: Option<crate::StageIo>,
 ) -> Result<(Report, Vec<u8>), SandboxError> {
     let started = Instant::now();
     let runsc = find_runsc()?;
@@ -119,7 +119,7 @@ pub(crate) fn run_with(
     let id = format!("symbiont-{name}");
     let mut run = runsc_cmd(&["run", "--bundle"]);
     run.arg(bundle.path()).arg(&id);
-    if input.is_some() {
+    if stage_io.is_some() {
         run.stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped());
     }
@@ -129,7 +129,8 @@ pub(crate) fn run_with(
     })?;
     // A command writes back at most its memory limit (a stage builds its
     // answer in memory).
-    let clock = StageClock::start(started, limits.memory_bytes);
+    let (input, tap) = stage_io.map_or((None, None), |io| (Some(io.input), io.tap));
+    let clock = StageClock::start(started, limits.memory_bytes, tap);
     let piped = Piped::start(&mut child, input, &clock);
     let overflowed = std::sync::Arc::clone(&clock);
     // At the timeout everything in the container is killed, and runsc with

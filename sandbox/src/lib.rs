@@ -308,6 +308,19 @@ fn loaded_libraries() -> Vec<(PathBuf, PathBuf)> {
 /// 0 or an error.
 pub type StageInput = Box<dyn std::io::Read + Send>;
 
+/// Where a long-lived stage's output goes as the stage writes it
+/// ([`run_live_stage`]): each read of its stdout, in order. Returning
+/// `false` refuses the output (too long, malformed), which ends the
+/// sandbox as an output over its limit does.
+pub type OutputTap = Box<dyn FnMut(&[u8]) -> bool + Send>;
+
+/// A stage's input, and where its output goes as it comes (`None`: kept,
+/// and returned once the stage ends).
+pub(crate) struct StageIo {
+    pub(crate) input: StageInput,
+    pub(crate) tap: Option<OutputTap>,
+}
+
 /// Runs `worker` (a binary of this build, e.g. `symbi` itself) with `args`
 /// in a sandbox of `tier`, feeding it `input` on stdin as `input` yields it
 /// and returning what it wrote on stdout: how a stage of a job runs in its
@@ -323,15 +336,49 @@ pub fn run_stage(
     limits: &Limits,
     input: impl std::io::Read + Send + 'static,
 ) -> Result<(Report, Vec<u8>), SandboxError> {
-    let input: StageInput = Box::new(input);
+    let io = StageIo {
+        input: Box::new(input),
+        tap: None,
+    };
+    run_stage_io(tier, init_exe, worker, args, limits, io)
+}
+
+/// [`run_stage`] for a stage that answers more than once while it runs
+/// (a stream's stage, which answers at each epoch's end): its output goes
+/// to `tap` as it comes, and is not kept (the report's output is empty).
+/// The tap bounds it: the sandbox's output limit does not apply.
+pub fn run_live_stage(
+    tier: Tier,
+    init_exe: &Path,
+    worker: &Path,
+    args: &[String],
+    limits: &Limits,
+    input: impl std::io::Read + Send + 'static,
+    tap: OutputTap,
+) -> Result<Report, SandboxError> {
+    let io = StageIo {
+        input: Box::new(input),
+        tap: Some(tap),
+    };
+    run_stage_io(tier, init_exe, worker, args, limits, io).map(|(report, _)| report)
+}
+
+fn run_stage_io(
+    tier: Tier,
+    init_exe: &Path,
+    worker: &Path,
+    args: &[String],
+    limits: &Limits,
+    io: StageIo,
+) -> Result<(Report, Vec<u8>), SandboxError> {
     let mut binds = loaded_libraries();
     binds.push((worker.to_owned(), PathBuf::from("/bin/symbi-worker")));
     let mut command = vec!["/bin/symbi-worker".to_owned()];
     command.extend(args.iter().cloned());
     match tier {
-        Tier::Native => native::run_with(init_exe, &command, limits, binds, Some(input)),
-        Tier::Gvisor => gvisor::run_with(&command, limits, binds, Some(input)),
-        Tier::MicroVm => microvm::run_stage(&command, limits, binds, input),
+        Tier::Native => native::run_with(init_exe, &command, limits, binds, Some(io)),
+        Tier::Gvisor => gvisor::run_with(&command, limits, binds, Some(io)),
+        Tier::MicroVm => microvm::run_stage(&command, limits, binds, io),
     }
 }
 

@@ -334,9 +334,9 @@ pub(crate) fn run_stage(
     command: &[String],
     limits: &Limits,
     binds: Vec<(PathBuf, PathBuf)>,
-    input: crate::StageInput,
+    io: crate::StageIo,
 ) -> Result<(Report, Vec<u8>), SandboxError> {
-    boot(command, limits, binds, Some(input))
+    boot(command, limits, binds, Some(io))
 }
 
 /// The host side of a stage's virtio-serial port: QEMU connects to a UNIX
@@ -419,7 +419,7 @@ fn boot(
     command: &[String],
     limits: &Limits,
     binds: Vec<(PathBuf, PathBuf)>,
-    input: Option<crate::StageInput>,
+    io: Option<crate::StageIo>,
 ) -> Result<(Report, Vec<u8>), SandboxError> {
     let started = Instant::now();
     let qemu = find_qemu()?;
@@ -449,7 +449,7 @@ fn boot(
         },
         limits.pids,
         limits.scratch_bytes,
-        u8::from(input.is_some()),
+        u8::from(io.is_some()),
     );
     let memory_mib = (limits.memory_bytes >> 20) + 64 + extra_mib;
     // QEMU's own messages go to a file: with a pipe there, this QEMU's
@@ -484,7 +484,8 @@ fn boot(
     }
     // A command writes back at most its memory limit (a stage builds its
     // answer in memory).
-    let clock = StageClock::start(started, limits.memory_bytes);
+    let (input, tap) = io.map_or((None, None), |io| (Some(io.input), io.tap));
+    let clock = StageClock::start(started, limits.memory_bytes, tap);
     let overflowed = std::sync::Arc::clone(&clock);
     let port = match input {
         None => None,

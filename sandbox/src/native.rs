@@ -186,7 +186,7 @@ pub(crate) fn run_with(
     command: &[String],
     limits: &Limits,
     binds: Vec<(PathBuf, PathBuf)>,
-    input: Option<crate::StageInput>,
+    io: Option<crate::StageIo>,
 ) -> Result<(Report, Vec<u8>), SandboxError> {
     let started = Instant::now();
     // The cgroup migration lock's grace period, overlapped with the setup
@@ -207,7 +207,7 @@ pub(crate) fn run_with(
         scratch_bytes: limits.scratch_bytes,
         binds,
     };
-    let piped = input.is_some();
+    let piped = io.is_some();
     let mut init = Command::new(init_exe);
     init.arg(crate::INIT_ARG).env_clear().env(
         CONFIG_ENV,
@@ -243,7 +243,8 @@ pub(crate) fn run_with(
     kill(pid, Signal::SIGCONT).map_err(step("resuming init"))?;
     // A command writes back at most its memory limit (a stage builds its
     // answer in memory).
-    let clock = StageClock::start(started, limits.memory_bytes);
+    let (input, tap) = io.map_or((None, None), |io| (Some(io.input), io.tap));
+    let clock = StageClock::start(started, limits.memory_bytes, tap);
     let piped = Piped::start(&mut child, input, &clock);
     let overflowed = std::sync::Arc::clone(&clock);
 
