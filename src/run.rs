@@ -132,6 +132,11 @@ pub(crate) struct StreamArgs {
     /// on standard input).
     #[arg(long, value_enum)]
     input_format: Option<StreamFormat>,
+    /// Keep a checkpoint in DIR at every epoch's end (source position,
+    /// running totals); restarted with the same DIR, the stream goes on
+    /// from the last one, counting no record twice (follow:PATH only).
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -304,6 +309,7 @@ fn run_as(args: &RunArgs, streaming: Option<&StreamArgs>) -> Result<u8> {
                 source,
                 epoch,
                 format,
+                state: s.state.clone(),
             })
         }
         _ => None,

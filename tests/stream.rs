@@ -406,3 +406,145 @@ fn a_bound_dataset_is_not_streamed_around_its_binding() {
         assert!(lines.is_empty());
     }
 }
+
+#[test]
+fn a_stream_killed_at_random_points_resumes_from_its_checkpoint_counting_each_record_once() {
+    // A followed file that grows to 20,000 records, epochs of 500,
+    // --state: 2,000 records are appended while each of eight runs is
+    // running, and each is killed (SIGKILL) at a pseudo-random point; a
+    // last run gets the last 4,000. Its last value is the batch job's over
+    // the whole file: no record lost, none counted twice.
+    let env = Tree::new("stream", "crash");
+    let program = "examples/clinic_costs.symbi";
+    let whole = env.path("out/whole.csv");
+    let out = env.symbi(&[
+        "datasets",
+        "generate",
+        "patients",
+        "--rows",
+        "20000",
+        "--seed",
+        "7",
+        "--out",
+        whole.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let out = env.symbi(&[
+        "run",
+        program,
+        "--input",
+        &format!("patients={}", whole.display()),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let mut want: Value = serde_json::from_slice(&out.stdout).unwrap();
+    want.as_object_mut().unwrap().remove("_meta");
+
+    let bytes = std::fs::read(&whole).unwrap();
+    let mut lines = bytes.split_inclusive(|b| *b == b'\n');
+    let file = env.path("out/patients.csv");
+    let mut grown = std::fs::File::create(&file).unwrap();
+    grown.write_all(lines.next().unwrap()).unwrap();
+    let mut append = |n: usize| {
+        let chunk: Vec<u8> = lines.by_ref().take(n).flatten().copied().collect();
+        grown.write_all(&chunk).unwrap();
+    };
+    let state = env.path("out/state");
+    let source = format!("follow:{}", file.display());
+    let args = ["--epoch", "500", "--state", state.to_str().unwrap()];
+    let mut seed = 0x5eed_u64;
+    let mut resumed_epochs = Vec::new();
+    let mut killed = Vec::new();
+    for _ in 0..8 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = Duration::from_millis(20 + (seed >> 33) % 600);
+        let mut child = start(&env, program, &source, &args);
+        let out = child.stdout.take().unwrap();
+        // Lines are read as they come, so the stream never waits on them.
+        let reader = std::thread::spawn(move || {
+            BufReader::new(out)
+                .lines()
+                .map_while(Result::ok)
+                .map(|l| serde_json::from_str::<Value>(&l).unwrap())
+                .collect::<Vec<_>>()
+        });
+        append(2000);
+        std::thread::sleep(delay);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        killed.push(child.id());
+        if let Some(first) = reader.join().unwrap().first() {
+            resumed_epochs.push(first["epoch"].as_u64().unwrap());
+        }
+    }
+    // Some run went on from a checkpoint, not from the start.
+    assert!(resumed_epochs.iter().any(|e| *e > 0), "{resumed_epochs:?}");
+    let mut child = start(&env, program, &source, &args);
+    append(4000);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let last = loop {
+        let line = next_line(&mut out);
+        if line["records"] == 20000 {
+            break line;
+        }
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(last["value"], want);
+    let lanes = &last["_meta"]["lanes"];
+    let total: u64 = ["plaintext", "aes_gcm", "homomorphic"]
+        .iter()
+        .map(|l| lanes[l].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 20000);
+    // The sandboxes' cgroups the killed runs could not remove were removed
+    // by the next run's first sandbox.
+    for parent in ["memory", "pids"] {
+        let left: Vec<String> = std::fs::read_dir(format!("/sys/fs/cgroup/{parent}"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| {
+                killed
+                    .iter()
+                    .any(|pid| n.starts_with(&format!("symbiont-{pid}-")))
+            })
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}
+
+#[test]
+fn a_state_directory_is_refused_for_standard_input_and_when_it_is_another_stream_s() {
+    let env = Tree::new("stream", "state");
+    let state = env.path("out/state");
+    let child = start(
+        &env,
+        "examples/clinic_costs.symbi",
+        "-",
+        &["--state", state.to_str().unwrap()],
+    );
+    let (status, _, err) = lines(child);
+    assert_eq!(status, 64, "{err}");
+    assert!(err.contains("standard input cannot be read again"), "{err}");
+
+    // A checkpoint of one program is not another's to go on from.
+    let file = env.path("out/patients.csv");
+    std::fs::copy(PATIENTS, &file).unwrap();
+    let source = format!("follow:{}", file.display());
+    let args = ["--epoch", "1000", "--state", state.to_str().unwrap()];
+    let mut child = start(&env, "examples/clinic_costs.symbi", &source, &args);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    // The first epoch's checkpoint is saved once its line is written,
+    // before the next line is.
+    assert_eq!(next_line(&mut out)["records"], 1000);
+    assert_eq!(next_line(&mut out)["records"], 2000);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let child = start(&env, "examples/diagnosis_breakdown.symbi", &source, &args);
+    let (status, _, err) = lines(child);
+    assert_eq!(status, 1, "{err}");
+    assert!(err.contains("another program or source"), "{err}");
+}

@@ -1434,11 +1434,28 @@ pub(crate) fn bad_rows(
 
 /// A job's result as its partials come in: records per lane, the merged
 /// partials of each aggregate and key, the group keys.
-#[derive(Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Totals {
     pub lanes: [u64; 3],
+    #[serde(with = "merged_entries")]
     merged: Merged,
     groups: BTreeSet<Value>,
+}
+
+/// [`Merged`] as a list of entries (JSON has only string keys).
+mod merged_entries {
+    use symbiont_operators::{Merged, Partial, Value};
+
+    type Entries = Vec<((usize, Value), Partial)>;
+
+    pub(super) fn serialize<S: serde::Serializer>(m: &Merged, s: S) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&m.iter().collect::<Vec<_>>(), s)
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Merged, D::Error> {
+        let entries: Entries = serde::Deserialize::deserialize(d)?;
+        Ok(entries.into_iter().collect())
+    }
 }
 
 impl Totals {

@@ -26,6 +26,7 @@
 mod attest;
 mod bindings;
 pub mod ceremony;
+mod checkpoint;
 mod dataset_files;
 mod datasets;
 mod enforce;

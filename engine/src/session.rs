@@ -850,6 +850,12 @@ fn prepare(spec: &mut JobSpec) -> Result<std::result::Result<Prepared, Outcome>>
         .stream
         .as_ref()
         .is_some_and(|s| s.source == crate::stream::StreamSource::Stdin);
+    // Nor a position to go on from.
+    if stdin && spec.stream.as_ref().is_some_and(|s| s.state.is_some()) {
+        return Ok(Err(Outcome::Usage(
+            "--state needs a source a restarted stream can go on reading (follow:PATH); standard input cannot be read again".into(),
+        )));
+    }
     if spec.tfhe_input && !stored {
         return Ok(Err(Outcome::Usage(format!(
             "--input {}=tfhe:{}: not a dataset written by --persist-encrypted",
@@ -1442,7 +1448,7 @@ fn execute_stream(
     let ran = crate::stream::run_stream(&spec.query, config, stream, cancel, &mut |event| {
         match event {
             StreamEvent::Notice(text) => observer.event(Event::Notice(text)),
-            StreamEvent::Epoch(line) => {
+            StreamEvent::Epoch(line, _) => {
                 let text = line.to_json().to_string() + "\n";
                 sink.write(&text)?;
                 written.update(text.as_bytes());

@@ -15,10 +15,12 @@
 //! then added to the running totals, a `Semigroup` sum, and the value
 //! assembled from them.
 //!
+//! The sandboxed stages serve every epoch from one sandbox each (a stream's
+//! [`crate::stage::LiveStage`]). With `--state`, each epoch's end leaves a
+//! checkpoint ([`crate::checkpoint`]) a restarted stream goes on from.
+//!
 //! Not built yet (docs/STREAMING.md): `dir:` and NATS JetStream sources,
-//! `--emit changes`, `--state` (a restarted stream starts again), per-epoch
-//! attestation, resuming a suspended stream, and stages that live across
-//! epochs (each epoch starts the sandboxed stages it needs).
+//! `--emit changes`, per-epoch attestation, resuming a suspended stream.
 
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
@@ -31,6 +33,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use symbiont_operators::{Format, Lane, LineTyper, Query, Record, RowError, SourceError};
 
+use crate::checkpoint::{Checkpoint, Position, StateDir};
 use crate::graph::{Dataflow, PARK, Shared};
 use crate::job::{BATCH, JobConfig, JobError, JobInput, Totals, bad_rows, close_epoch, integrity};
 
@@ -108,20 +111,26 @@ pub struct StreamSpec {
     pub epoch: EpochRule,
     /// CSV (the first line is the header) or NDJSON.
     pub format: Format,
+    /// `--state DIR`: checkpoints, and where a restarted stream goes on
+    /// from (a followed file only).
+    pub state: Option<PathBuf>,
 }
 
-/// What the reader thread hands the dataflow.
+/// What the reader thread hands the dataflow: each record and bad row
+/// with the byte offset just past its line (in the file being read).
 enum Item {
-    Record(Record),
-    Bad(RowError),
-    Notice(String),
+    Record(Record, u64),
+    Bad(RowError, u64, u64),
+    /// A followed file was opened: its identity, and a notice if it
+    /// replaced another (rotation).
+    File(u64, Option<String>),
     Failed(SourceError),
 }
 
 /// What the stream tells its caller.
 pub(crate) enum StreamEvent {
-    /// An epoch ended: its line.
-    Epoch(EpochLine),
+    /// An epoch ended: its line, and its checkpoint with `--state`.
+    Epoch(EpochLine, Option<Box<Checkpoint>>),
     /// Something to tell the user (a rotated file).
     Notice(String),
 }
@@ -186,15 +195,33 @@ pub(crate) fn run_stream(
     cancel: Option<Arc<AtomicBool>>,
     on: &mut dyn FnMut(StreamEvent) -> anyhow::Result<()>,
 ) -> Result<StreamEnd, JobError> {
+    let state_error = |why: String| {
+        JobError::Source(SourceError::Malformed {
+            path: stream.source.path(),
+            reason: why,
+        })
+    };
+    let state = match &stream.state {
+        Some(dir) => Some(StateDir::open(dir).map_err(state_error)?),
+        None => None,
+    };
+    let fingerprint = fingerprint(query, stream);
+    let resumed = match &state {
+        Some(dir) => dir.load(&fingerprint).map_err(state_error)?,
+        None => None,
+    };
     let (shared, forwarding) = crate::job::shared_state(query, config, Arc::new(JobInput::Stream))?;
     let used = query.used_fields();
+    let from = resumed.as_ref().map(|c| c.position);
     let (items, from_reader) = mpsc::sync_channel(CHUNKS);
     let read = Arc::new(Mutex::new(Sha256::new()));
     let stop = cancel.unwrap_or_default();
     {
         let (stream, schema, read) = (stream.clone(), query.schema.clone(), Arc::clone(&read));
         let stop = Arc::clone(&stop);
-        std::thread::spawn(move || read_source(&stream, &schema, &used, &items, &read, &stop));
+        std::thread::spawn(move || {
+            read_source(&stream, from, &schema, &used, &items, &read, &stop);
+        });
     }
     // Bounded: a caller slow to write the lines slows the stream.
     let (events, to_caller) = mpsc::sync_channel(16);
@@ -202,22 +229,51 @@ pub(crate) fn run_stream(
     let worker_shared = Arc::clone(&shared);
     let from_reader = Mutex::new(Some(from_reader));
     let worker_stop = Arc::clone(&stop);
+    let resume = Resume {
+        from: resumed,
+        checkpoints: state.is_some().then_some(fingerprint),
+    };
+    let resume = Mutex::new(Some(resume));
     let guards = timely::execute(timely::Config::process(1), move |worker| {
         let items = from_reader
             .lock()
             .expect("one worker")
             .take()
             .expect("one worker");
-        stream_worker(worker, &worker_shared, &items, rule, &events, &worker_stop)
+        let resume = resume
+            .lock()
+            .expect("one worker")
+            .take()
+            .expect("one worker");
+        stream_worker(
+            worker,
+            &worker_shared,
+            &items,
+            rule,
+            resume,
+            &events,
+            &worker_stop,
+        )
     })
     .map_err(JobError::Dataflow)?;
     let mut caller_error = None;
     for event in to_caller {
         match event {
             Ok(event) => {
-                if caller_error.is_none()
-                    && let Err(e) = on(event)
-                {
+                if caller_error.is_some() {
+                    continue;
+                }
+                // An epoch's checkpoint is saved once its line is written:
+                // a stream killed in between writes that line again.
+                let (event, checkpoint) = match event {
+                    StreamEvent::Epoch(line, c) => (StreamEvent::Epoch(line, None), c),
+                    other => (other, None),
+                };
+                let written = on(event).and_then(|()| match (&state, checkpoint) {
+                    (Some(dir), Some(c)) => dir.save(&c).map_err(anyhow::Error::msg),
+                    _ => Ok(()),
+                });
+                if let Err(e) = written {
                     stop.store(true, Ordering::Relaxed);
                     caller_error = Some(e);
                 }
@@ -248,6 +304,22 @@ pub(crate) fn run_stream(
     })
 }
 
+/// Where a stream starts: from its last checkpoint, if it has one; and
+/// whether it makes checkpoints (with the stream's fingerprint).
+struct Resume {
+    from: Option<Checkpoint>,
+    checkpoints: Option<String>,
+}
+
+/// What a checkpoint must belong to: the program's query, the source and
+/// its format (SHA-256, hex).
+fn fingerprint(query: &Query, stream: &StreamSpec) -> String {
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(query).unwrap_or_default());
+    h.update(format!("\0{:?}\0{:?}", stream.source, stream.format).as_bytes());
+    symbiont_verify::hex(&h.finalize())
+}
+
 /// How often a worker waiting for records checks whether it was stopped.
 const STOP_POLL: Duration = Duration::from_millis(100);
 
@@ -258,11 +330,11 @@ fn stream_worker(
     shared: &Arc<Shared>,
     items: &Receiver<Vec<Item>>,
     rule: EpochRule,
+    resume: Resume,
     events: &SyncSender<Result<StreamEvent, JobError>>,
     stop: &AtomicBool,
 ) -> StreamEnd {
     let mut df = Dataflow::build(worker, shared);
-    let mut totals = Totals::default();
     let mut end = StreamEnd {
         epochs: 0,
         records: 0,
@@ -270,6 +342,17 @@ fn stream_worker(
         lanes: [0; 3],
         read_sha256: String::new(),
         sandboxes: Vec::new(),
+    };
+    // The dataflow's epochs start at 0; the lines' go on from the
+    // checkpoint's.
+    let (mut totals, first, mut position) = match resume.from {
+        Some(c) => {
+            end.records = c.records;
+            end.quarantined = c.quarantined;
+            end.lanes = c.totals.lanes;
+            (c.totals, c.epoch, c.position)
+        }
+        None => (Totals::default(), 0, Position::default()),
     };
     let lock = || {
         shared
@@ -316,7 +399,9 @@ fn stream_worker(
                 continue;
             };
             match item {
-                Item::Record(record) => {
+                Item::Record(record, offset) => {
+                    position.offset = offset;
+                    position.line = record.line;
                     lines += 1;
                     records += 1;
                     if let Some(p) = &shared.config.progress {
@@ -329,12 +414,22 @@ fn stream_worker(
                         worker.step();
                     }
                 }
-                Item::Bad(error) => {
+                Item::Bad(error, line, offset) => {
+                    position.offset = offset;
+                    position.line = line;
                     lines += 1;
                     errors.push(error);
                 }
-                Item::Notice(text) => {
-                    let _ = events.send(Ok(StreamEvent::Notice(text)));
+                Item::File(file, notice) => {
+                    if file != position.file {
+                        position = Position {
+                            file,
+                            ..Position::default()
+                        };
+                    }
+                    if let Some(text) = notice {
+                        let _ = events.send(Ok(StreamEvent::Notice(text)));
+                    }
                 }
                 Item::Failed(e) => {
                     let _ = events.send(Err(e.into()));
@@ -352,7 +447,7 @@ fn stream_worker(
             }
         }
         // The source ended with nothing new: no empty last epoch.
-        if !open && lines == 0 && epoch > 0 {
+        if !open && lines == 0 && (epoch > 0 || first > 0) {
             break;
         }
         if !batch.is_empty() {
@@ -401,8 +496,18 @@ fn stream_worker(
         end.records += records;
         end.lanes = totals.lanes;
         end.epochs = epoch + 1;
+        let checkpoint = resume.checkpoints.as_ref().map(|stream| {
+            Box::new(Checkpoint::new(
+                stream.clone(),
+                first + epoch + 1,
+                end.records,
+                end.quarantined,
+                position,
+                totals.clone(),
+            ))
+        });
         let line = EpochLine {
-            epoch,
+            epoch: first + epoch,
             records: end.records,
             value,
             lanes: totals.lanes,
@@ -410,7 +515,10 @@ fn stream_worker(
             epoch_records: records,
             epoch_ms: started.elapsed().as_millis() as u64,
         };
-        if events.send(Ok(StreamEvent::Epoch(line))).is_err() {
+        if events
+            .send(Ok(StreamEvent::Epoch(line, checkpoint)))
+            .is_err()
+        {
             break;
         }
         epoch += 1;
@@ -430,6 +538,7 @@ fn stream_worker(
 /// `read`. It ends when the source does, or when nobody listens.
 fn read_source(
     stream: &StreamSpec,
+    from: Option<Position>,
     schema: &symbiont_operators::Schema,
     used: &[bool],
     items: &SyncSender<Vec<Item>>,
@@ -441,18 +550,37 @@ fn read_source(
         chunk: Vec::with_capacity(CHUNK),
     };
     let name = stream.source.path();
-    let mut lines = match Lines::open(&stream.source, Arc::clone(stop)) {
-        Ok(lines) => lines,
+    let (mut lines, resumed) = match Lines::open(&stream.source, Arc::clone(stop), from) {
+        Ok(opened) => opened,
         Err(e) => return out.last(Item::Failed(e)),
     };
-    let mut typer = match stream.format {
-        Format::Csv => None,
-        _ => match LineTyper::new(stream.format, None, schema, &name) {
+    if let Some(file) = lines.file() {
+        let notice = from.filter(|_| resumed.is_none()).map(|_| {
+            format!(
+                "{}: not the file the checkpoint was made in (rotated while the stream was stopped); reading it from its start",
+                name.display()
+            )
+        });
+        if !out.push(Item::File(file, notice)) {
+            return;
+        }
+    }
+    // A CSV file resumed past its header: the header is read again.
+    let header = match (stream.format, resumed) {
+        (Format::Csv, Some(p)) if p.offset > 0 => match first_line(&name) {
+            Ok(h) => Some(h),
+            Err(e) => return out.last(Item::Failed(e)),
+        },
+        _ => None,
+    };
+    let mut typer = match (stream.format, &header) {
+        (Format::Csv, None) => None,
+        (format, header) => match LineTyper::new(format, header.as_deref(), schema, &name) {
             Ok(t) => Some(t),
             Err(e) => return out.last(Item::Failed(e)),
         },
     };
-    let mut number = 0u64;
+    let mut number = resumed.map_or(0, |p| p.line);
     let mut text = Vec::new();
     loop {
         // Nothing more buffered: the next read may wait, so what was read
@@ -476,7 +604,7 @@ fn read_source(
             if stream.format == Format::Csv {
                 typer = None;
             }
-            if !out.push(Item::Notice(n)) {
+            if !out.push(Item::File(lines.file().unwrap_or_default(), Some(n))) {
                 return;
             }
         }
@@ -495,12 +623,16 @@ fn read_source(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        let offset = lines.offset();
         let item = match typer.type_line(line, schema, used, number) {
-            Ok(values) => Item::Record(Record {
-                line: number,
-                values,
-            }),
-            Err(e) => Item::Bad(e),
+            Ok(values) => Item::Record(
+                Record {
+                    line: number,
+                    values,
+                },
+                offset,
+            ),
+            Err(e) => Item::Bad(e, number, offset),
         };
         if !out.push(item) {
             return;
@@ -560,24 +692,63 @@ struct Lines {
 const POLL: Duration = Duration::from_millis(20);
 
 impl Lines {
-    fn open(source: &StreamSource, stop: Arc<AtomicBool>) -> Result<Lines, SourceError> {
+    /// The source's lines from its start, or a followed file's from
+    /// `from` if it is still the file `from` was in (then returned).
+    fn open(
+        source: &StreamSource,
+        stop: Arc<AtomicBool>,
+        from: Option<Position>,
+    ) -> Result<(Lines, Option<Position>), SourceError> {
         Ok(match source {
-            StreamSource::Stdin => Lines {
-                source: source.clone(),
-                reader: std::io::BufReader::new(Box::new(std::io::stdin())),
-                followed: None,
-                stop,
-            },
+            StreamSource::Stdin => {
+                let lines = Lines {
+                    source: source.clone(),
+                    reader: std::io::BufReader::new(Box::new(std::io::stdin())),
+                    followed: None,
+                    stop,
+                };
+                (lines, None)
+            }
             StreamSource::Follow(path) => {
-                let (file, id) = open_followed(path)?;
-                Lines {
+                use std::io::Seek;
+                let (mut file, id) = open_followed(path)?;
+                let resumed = from.filter(|p| p.file == id);
+                if let Some(p) = resumed {
+                    let len = file.metadata().map(|m| m.len()).unwrap_or_default();
+                    if len < p.offset {
+                        return Err(SourceError::Malformed {
+                            path: path.clone(),
+                            reason: format!(
+                                "truncated to {len} bytes while the stream was stopped, after {} were read: the stream ends rather than read them twice",
+                                p.offset
+                            ),
+                        });
+                    }
+                    file.seek(std::io::SeekFrom::Start(p.offset))
+                        .map_err(|source| SourceError::Io {
+                            path: path.clone(),
+                            source,
+                        })?;
+                }
+                let lines = Lines {
                     source: source.clone(),
                     reader: std::io::BufReader::with_capacity(1 << 16, Box::new(file)),
-                    followed: Some((id, 0)),
+                    followed: Some((id, resumed.map_or(0, |p| p.offset))),
                     stop,
-                }
+                };
+                (lines, resumed)
             }
         })
+    }
+
+    /// The followed file's identity.
+    fn file(&self) -> Option<u64> {
+        self.followed.map(|(id, _)| id)
+    }
+
+    /// Bytes of the followed file read so far (0 for standard input).
+    fn offset(&self) -> u64 {
+        self.followed.map_or(0, |(_, offset)| offset)
     }
 
     /// The next whole line into `text` (with its newline), and a notice if
@@ -655,6 +826,23 @@ impl Lines {
             source,
         }
     }
+}
+
+/// A file's first line, without its line end: a CSV file's header, read
+/// again when a stream resumes past it.
+fn first_line(path: &Path) -> Result<Vec<u8>, SourceError> {
+    let io = |source| SourceError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let (file, _) = open_followed(path)?;
+    let mut line = Vec::new();
+    std::io::BufReader::new(file)
+        .take((symbiont_operators::MAX_LINE + 1) as u64)
+        .read_until(b'\n', &mut line)
+        .map_err(io)?;
+    let line = line.strip_suffix(b"\n").unwrap_or(&line);
+    Ok(line.strip_suffix(b"\r").unwrap_or(line).to_vec())
 }
 
 /// A followed file, opened, and its identity (device and inode).

@@ -64,9 +64,40 @@ pub(crate) fn describe() -> Result<&'static str, String> {
     Ok(found)
 }
 
+/// Removes the empty groups that sandboxes of processes no longer running
+/// left behind: a job killed (SIGKILL) while a sandbox ran cannot remove
+/// its group. A group is named `symbiont-PID-N` by the job that made it;
+/// one whose PID is gone and that holds no process is removed (`rmdir`
+/// fails on a group with processes in it, which is left alone).
+fn sweep_stale_groups() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for parent in ["", "memory", "pids"] {
+            let Ok(entries) = std::fs::read_dir(Path::new(ROOT).join(parent)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(pid) = name
+                    .to_str()
+                    .and_then(|n| n.strip_prefix("symbiont-"))
+                    .and_then(|n| n.split_once('-'))
+                    .and_then(|(pid, _)| pid.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_dir(entry.path());
+                }
+            }
+        }
+    });
+}
+
 impl Cgroup {
     /// Creates the sandbox's group(s) named `name` with these limits.
     pub(crate) fn create(name: &str, memory_bytes: u64, pids: u64) -> Result<Cgroup, SandboxError> {
+        sweep_stale_groups();
         let group = if v2_available() {
             let g = Path::new(ROOT).join(format!("symbiont-{name}"));
             std::fs::create_dir_all(&g).map_err(io(&g))?;
