@@ -61,7 +61,8 @@ enum Command {
     /// `_meta`).
     Run(run::RunArgs),
     /// Run a program over records that keep arriving (`--input NAME=-`
-    /// for standard input, `NAME=follow:PATH` for a file that grows): one
+    /// for standard input, `NAME=follow:PATH` for a file that grows,
+    /// `NAME=dir:PATH` for a directory files are renamed into): one
     /// NDJSON line per epoch, `{"epoch", "records", "value", "_meta"}`,
     /// the value over every record so far (docs/STREAMING.md). One
     /// worker; `--format` is ignored; Ctrl-C ends it after its epoch.

@@ -129,12 +129,13 @@ pub(crate) struct StreamArgs {
     #[arg(long, default_value = "10000")]
     epoch: symbiont_engine::stream::EpochRule,
     /// The lines' format (default: the followed file's extension; NDJSON
-    /// on standard input).
+    /// on standard input and for a directory's files).
     #[arg(long, value_enum)]
     input_format: Option<StreamFormat>,
     /// Keep a checkpoint in DIR at every epoch's end (source position,
     /// running totals); restarted with the same DIR, the stream goes on
-    /// from the last one, counting no record twice (follow:PATH only).
+    /// from the last one, counting no record twice (follow:PATH and
+    /// dir:PATH).
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
 }
@@ -301,7 +302,8 @@ fn run_as(args: &RunArgs, streaming: Option<&StreamArgs>) -> Result<u8> {
             use symbiont_operators::Format as F;
             let format = match (s.input_format, &source) {
                 (Some(StreamFormat::Csv), _) => F::Csv,
-                (Some(StreamFormat::Ndjson), _) | (None, StreamSource::Stdin) => F::Ndjson,
+                (Some(StreamFormat::Ndjson), _)
+                | (None, StreamSource::Stdin | StreamSource::Dir(_)) => F::Ndjson,
                 (None, StreamSource::Follow(p)) => F::of_path(p).unwrap_or(F::Ndjson),
             };
             let epoch = s.epoch;

@@ -548,3 +548,62 @@ fn a_state_directory_is_refused_for_standard_input_and_when_it_is_another_stream
     assert_eq!(status, 1, "{err}");
     assert!(err.contains("another program or source"), "{err}");
 }
+
+#[test]
+fn a_directory_source_reads_each_renamed_file_once_in_name_order_and_resumes() {
+    // The sample's 2,000 records as two CSV files of 1,000, each with its
+    // header, renamed into the directory one at a time; the stream is
+    // stopped between them and restarted with its --state. A file whose
+    // name starts with `.` (one being written) is not read.
+    let env = Tree::new("stream", "dir");
+    let csv = std::fs::read_to_string(PATIENTS).unwrap();
+    let mut rows = csv.lines();
+    let header = rows.next().unwrap();
+    let rows: Vec<&str> = rows.collect();
+    let part = |rows: &[&str]| format!("{header}\n{}\n", rows.join("\n"));
+    let dir = env.path("out/incoming");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(".partial.csv"), part(&rows[..10])).unwrap();
+    let staged = env.path("out/staged.csv");
+    let source = format!("dir:{}", dir.display());
+    let state = env.path("out/state");
+    let args = [
+        "--input-format",
+        "csv",
+        "--epoch",
+        "500",
+        "--state",
+        state.to_str().unwrap(),
+    ];
+    let program = "examples/clinic_costs.symbi";
+    let mut child = start(&env, program, &source, &args);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    std::fs::write(&staged, part(&rows[..1000])).unwrap();
+    std::fs::rename(&staged, dir.join("0001.csv")).unwrap();
+    assert_eq!(next_line(&mut out)["records"], 500);
+    assert_eq!(next_line(&mut out)["records"], 1000);
+    // Stopped (SIGTERM) with nothing more to read: it ends once its last
+    // epoch's checkpoint is saved.
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(child.wait().unwrap().success());
+
+    let mut child = start(&env, program, &source, &args);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    std::fs::write(&staged, part(&rows[1000..])).unwrap();
+    std::fs::rename(&staged, dir.join("0002.csv")).unwrap();
+    let third = next_line(&mut out);
+    assert_eq!(third["epoch"], 2);
+    assert_eq!(third["records"], 1500);
+    let last = next_line(&mut out);
+    assert_eq!(last["records"], 2000);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(last["value"], batch(&env, program));
+}

@@ -31,7 +31,7 @@ const FILE: &str = "checkpoint.json";
 const VERSION: u32 = 1;
 
 /// Where the source was when an epoch ended.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Position {
     /// The followed file's identity (device and inode).
     pub file: u64,
@@ -39,6 +39,9 @@ pub(crate) struct Position {
     pub offset: u64,
     /// That line's number.
     pub line: u64,
+    /// A directory source's file, by name (empty for a followed file).
+    #[serde(default)]
+    pub name: String,
 }
 
 /// One epoch's checkpoint.

@@ -1042,7 +1042,7 @@ fn prepare(spec: &mut JobSpec) -> Result<std::result::Result<Prepared, Outcome>>
     if let (Some(stream), Some(ks)) = (&spec.stream, spec.bindings.as_deref()) {
         let followed = match &stream.source {
             crate::stream::StreamSource::Follow(path) => Some(path.as_path()),
-            crate::stream::StreamSource::Stdin => None,
+            crate::stream::StreamSource::Stdin | crate::stream::StreamSource::Dir(_) => None,
         };
         if let Some(why) = crate::bindings::refuses_stream(ks, followed, &dataset)? {
             return Ok(Err(Outcome::Failed(why)));

@@ -2,8 +2,9 @@
 //! over records that arrive, one timely epoch per `--epoch`, and the entry
 //! agent's value over every record so far written at each epoch's end.
 //!
-//! A reader thread reads lines from the source (standard input, or a file
-//! that grows, as `tail -F` reads it), types them as the file readers do
+//! A reader thread reads lines from the source (standard input, a file
+//! that grows, as `tail -F` reads it, or the files renamed into a
+//! directory), types them as the file readers do
 //! ([`LineTyper`]) and hands them over a bounded channel: a producer faster
 //! than the dataflow waits, so memory stays bounded. One timely worker
 //! sends each epoch's records at that epoch, advances its inputs, and once
@@ -19,7 +20,7 @@
 //! [`crate::stage::LiveStage`]). With `--state`, each epoch's end leaves a
 //! checkpoint ([`crate::checkpoint`]) a restarted stream goes on from.
 //!
-//! Not built yet (docs/STREAMING.md): `dir:` and NATS JetStream sources,
+//! Not built yet (docs/STREAMING.md): the NATS JetStream source,
 //! `--emit changes`, per-epoch attestation, resuming a suspended stream.
 
 use std::io::{BufRead, Read};
@@ -46,19 +47,29 @@ pub enum StreamSource {
     /// (`tail -F`); a truncated file ends the stream, a rotated one (a new
     /// file at the path) is read from its start once the old one is read.
     Follow(PathBuf),
+    /// A directory into which files are renamed: each file read once,
+    /// whole, in name order, then the directory watched for the next.
+    Dir(PathBuf),
 }
 
 impl StreamSource {
-    /// `-` or `follow:PATH`.
+    /// `-`, `follow:PATH` or `dir:PATH`.
     pub fn parse(text: &str) -> Result<StreamSource, String> {
-        match text {
-            "-" => Ok(StreamSource::Stdin),
-            _ => match text.strip_prefix("follow:") {
-                Some(path) if !path.is_empty() => Ok(StreamSource::Follow(PathBuf::from(path))),
-                _ => Err(format!(
-                    "a stream's source is `-` (standard input) or `follow:PATH`, not `{text}`"
-                )),
-            },
+        let path = |prefix: &str| {
+            text.strip_prefix(prefix)
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+        };
+        if text == "-" {
+            Ok(StreamSource::Stdin)
+        } else if let Some(p) = path("follow:") {
+            Ok(StreamSource::Follow(p))
+        } else if let Some(p) = path("dir:") {
+            Ok(StreamSource::Dir(p))
+        } else {
+            Err(format!(
+                "a stream's source is `-` (standard input), `follow:PATH` or `dir:PATH`, not `{text}`"
+            ))
         }
     }
 
@@ -67,7 +78,7 @@ impl StreamSource {
     pub fn path(&self) -> PathBuf {
         match self {
             StreamSource::Stdin => PathBuf::from("-"),
-            StreamSource::Follow(path) => path.clone(),
+            StreamSource::Follow(path) | StreamSource::Dir(path) => path.clone(),
         }
     }
 }
@@ -121,9 +132,9 @@ pub struct StreamSpec {
 enum Item {
     Record(Record, u64),
     Bad(RowError, u64, u64),
-    /// A followed file was opened: its identity, and a notice if it
-    /// replaced another (rotation).
-    File(u64, Option<String>),
+    /// A file was opened: its identity, its name in a directory source,
+    /// and a notice if it replaced another (rotation).
+    File(Opened),
     Failed(SourceError),
 }
 
@@ -212,7 +223,7 @@ pub(crate) fn run_stream(
     };
     let (shared, forwarding) = crate::job::shared_state(query, config, Arc::new(JobInput::Stream))?;
     let used = query.used_fields();
-    let from = resumed.as_ref().map(|c| c.position);
+    let from = resumed.as_ref().map(|c| c.position.clone());
     let (items, from_reader) = mpsc::sync_channel(CHUNKS);
     let read = Arc::new(Mutex::new(Sha256::new()));
     let stop = cancel.unwrap_or_default();
@@ -420,14 +431,15 @@ fn stream_worker(
                     lines += 1;
                     errors.push(error);
                 }
-                Item::File(file, notice) => {
-                    if file != position.file {
+                Item::File(opened) => {
+                    if opened.file != position.file || opened.name != position.name {
                         position = Position {
-                            file,
+                            file: opened.file,
+                            name: opened.name,
                             ..Position::default()
                         };
                     }
-                    if let Some(text) = notice {
+                    if let Some(text) = opened.notice {
                         let _ = events.send(Ok(StreamEvent::Notice(text)));
                     }
                 }
@@ -502,7 +514,7 @@ fn stream_worker(
                 first + epoch + 1,
                 end.records,
                 end.quarantined,
-                position,
+                position.clone(),
                 totals.clone(),
             ))
         });
@@ -549,24 +561,39 @@ fn read_source(
         to: items,
         chunk: Vec::with_capacity(CHUNK),
     };
-    let name = stream.source.path();
-    let (mut lines, resumed) = match Lines::open(&stream.source, Arc::clone(stop), from) {
+    let (mut lines, resumed) = match Lines::open(&stream.source, Arc::clone(stop), from.clone()) {
         Ok(opened) => opened,
         Err(e) => return out.last(Item::Failed(e)),
     };
-    if let Some(file) = lines.file() {
+    let mut name = lines.path();
+    if let StreamSource::Follow(_) = &stream.source {
         let notice = from.filter(|_| resumed.is_none()).map(|_| {
             format!(
                 "{}: not the file the checkpoint was made in (rotated while the stream was stopped); reading it from its start",
                 name.display()
             )
         });
-        if !out.push(Item::File(file, notice)) {
+        let opened = Opened {
+            file: lines.file(),
+            name: String::new(),
+            notice,
+        };
+        if !out.push(Item::File(opened)) {
+            return;
+        }
+    }
+    if let (StreamSource::Dir(_), Some(p)) = (&stream.source, &resumed) {
+        let opened = Opened {
+            file: p.file,
+            name: p.name.clone(),
+            notice: None,
+        };
+        if !out.push(Item::File(opened)) {
             return;
         }
     }
     // A CSV file resumed past its header: the header is read again.
-    let header = match (stream.format, resumed) {
+    let header = match (stream.format, &resumed) {
         (Format::Csv, Some(p)) if p.offset > 0 => match first_line(&name) {
             Ok(h) => Some(h),
             Err(e) => return out.last(Item::Failed(e)),
@@ -581,6 +608,11 @@ fn read_source(
         },
     };
     let mut number = resumed.map_or(0, |p| p.line);
+    // Standard input has no file to name, a directory's files are named.
+    let numbered = |name: &Path| match &stream.source {
+        StreamSource::Stdin => stream.source.path(),
+        _ => name.to_owned(),
+    };
     let mut text = Vec::new();
     loop {
         // Nothing more buffered: the next read may wait, so what was read
@@ -589,22 +621,27 @@ fn read_source(
             return;
         }
         text.clear();
-        let notice = match lines.next(&mut text) {
-            Ok(Some(notice)) => notice,
+        let opened = match lines.next(&mut text) {
+            Ok(Some(opened)) => opened,
             Ok(None) => {
                 out.flush();
                 return;
             }
             Err(e) => return out.last(Item::Failed(e)),
         };
-        if let Some(n) = notice {
+        if let Some(opened) = opened {
             // A new file: numbered from its first line, a CSV file from its
             // own header.
             number = 0;
-            if stream.format == Format::Csv {
-                typer = None;
-            }
-            if !out.push(Item::File(lines.file().unwrap_or_default(), Some(n))) {
+            name = numbered(&lines.path());
+            typer = match stream.format {
+                Format::Csv => None,
+                format => match LineTyper::new(format, None, schema, &name) {
+                    Ok(t) => Some(t),
+                    Err(e) => return out.last(Item::Failed(e)),
+                },
+            };
+            if !out.push(Item::File(opened)) {
                 return;
             }
         }
@@ -677,93 +714,209 @@ impl Chunks<'_> {
     }
 }
 
+/// A file a source opened ([`Item::File`]).
+pub(crate) struct Opened {
+    /// Its identity (device and inode; 0 for standard input).
+    pub file: u64,
+    /// Its name in a directory source (empty otherwise).
+    pub name: String,
+    /// Something to tell the user (a rotated file).
+    pub notice: Option<String>,
+}
+
 /// A source's lines, whole (a followed file's last line is held back
-/// until its newline is written).
+/// until its newline is written; a directory's files are read whole, a
+/// last line without its newline included).
 struct Lines {
     source: StreamSource,
     reader: std::io::BufReader<Box<dyn Read + Send>>,
-    /// A followed file: its identity, and the bytes read of it.
+    /// The file being read: its identity, and the bytes read of it.
     followed: Option<(u64, u64)>,
+    /// A directory source: the name of the file being read, or of the
+    /// last one read (files are taken in name order, after it).
+    cursor: Option<String>,
+    /// Whether a directory source's file is open.
+    reading: bool,
     /// Set when the stream has ended: a followed file is not waited for.
     stop: Arc<AtomicBool>,
 }
 
-/// How often a followed file is looked at again once read to its end.
+/// How often a followed file or a directory is looked at again once read
+/// to its end.
 const POLL: Duration = Duration::from_millis(20);
 
+fn file_reader(file: std::fs::File) -> std::io::BufReader<Box<dyn Read + Send>> {
+    std::io::BufReader::with_capacity(1 << 16, Box::new(file))
+}
+
+/// Opens `path` at `p`'s offset if it is still the file `p` was in and
+/// not shorter than the offset: the file, and whether it was.
+fn open_at(path: &Path, p: Option<&Position>) -> Result<(std::fs::File, u64, bool), SourceError> {
+    use std::io::Seek;
+    let (mut file, id) = open_followed(path)?;
+    let Some(p) = p.filter(|p| p.file == id) else {
+        return Ok((file, id, false));
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or_default();
+    if len < p.offset {
+        return Err(SourceError::Malformed {
+            path: path.to_owned(),
+            reason: format!(
+                "truncated to {len} bytes while the stream was stopped, after {} were read: the stream ends rather than read them twice",
+                p.offset
+            ),
+        });
+    }
+    file.seek(std::io::SeekFrom::Start(p.offset))
+        .map_err(|source| SourceError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok((file, id, true))
+}
+
 impl Lines {
-    /// The source's lines from its start, or a followed file's from
-    /// `from` if it is still the file `from` was in (then returned).
+    /// The source's lines from its start, or from `from` if its file is
+    /// still there (then returned): a followed file if it is still the
+    /// file `from` was in; a directory's file by its name, and the files
+    /// after it.
     fn open(
         source: &StreamSource,
         stop: Arc<AtomicBool>,
         from: Option<Position>,
     ) -> Result<(Lines, Option<Position>), SourceError> {
-        Ok(match source {
+        let mut lines = Lines {
+            source: source.clone(),
+            reader: std::io::BufReader::new(Box::new(std::io::empty())),
+            followed: None,
+            cursor: None,
+            reading: false,
+            stop,
+        };
+        let resumed = match source {
             StreamSource::Stdin => {
-                let lines = Lines {
-                    source: source.clone(),
-                    reader: std::io::BufReader::new(Box::new(std::io::stdin())),
-                    followed: None,
-                    stop,
-                };
-                (lines, None)
+                lines.reader = std::io::BufReader::new(Box::new(std::io::stdin()));
+                None
             }
             StreamSource::Follow(path) => {
-                use std::io::Seek;
-                let (mut file, id) = open_followed(path)?;
-                let resumed = from.filter(|p| p.file == id);
-                if let Some(p) = resumed {
-                    let len = file.metadata().map(|m| m.len()).unwrap_or_default();
-                    if len < p.offset {
-                        return Err(SourceError::Malformed {
-                            path: path.clone(),
-                            reason: format!(
-                                "truncated to {len} bytes while the stream was stopped, after {} were read: the stream ends rather than read them twice",
-                                p.offset
-                            ),
-                        });
-                    }
-                    file.seek(std::io::SeekFrom::Start(p.offset))
-                        .map_err(|source| SourceError::Io {
-                            path: path.clone(),
-                            source,
-                        })?;
-                }
-                let lines = Lines {
-                    source: source.clone(),
-                    reader: std::io::BufReader::with_capacity(1 << 16, Box::new(file)),
-                    followed: Some((id, resumed.map_or(0, |p| p.offset))),
-                    stop,
-                };
-                (lines, resumed)
+                let (file, id, at) = open_at(path, from.as_ref())?;
+                let resumed = from.filter(|_| at);
+                lines.reader = file_reader(file);
+                lines.followed = Some((id, resumed.as_ref().map_or(0, |p| p.offset)));
+                resumed
             }
-        })
+            StreamSource::Dir(dir) => {
+                if !dir.is_dir() {
+                    return Err(SourceError::Malformed {
+                        path: dir.clone(),
+                        reason: "not a directory".into(),
+                    });
+                }
+                // Files up to the checkpoint's are done; its own is read on
+                // from its offset if it is still there.
+                let Some(p) = from.filter(|p| !p.name.is_empty()) else {
+                    return Ok((lines, None));
+                };
+                lines.cursor = Some(p.name.clone());
+                match open_at(&dir.join(&p.name), Some(&p)) {
+                    Ok((file, id, true)) => {
+                        lines.reader = file_reader(file);
+                        lines.followed = Some((id, p.offset));
+                        lines.reading = true;
+                        Some(p)
+                    }
+                    _ => None,
+                }
+            }
+        };
+        Ok((lines, resumed))
+    }
+
+    /// The file being read: its path (the directory's, before its first
+    /// file), for messages.
+    fn path(&self) -> PathBuf {
+        match (&self.source, &self.cursor) {
+            (StreamSource::Dir(dir), Some(name)) => dir.join(name),
+            (source, _) => source.path(),
+        }
     }
 
     /// The followed file's identity.
-    fn file(&self) -> Option<u64> {
-        self.followed.map(|(id, _)| id)
+    fn file(&self) -> u64 {
+        self.followed.map_or(0, |(id, _)| id)
     }
 
-    /// Bytes of the followed file read so far (0 for standard input).
+    /// Bytes of the file being read so far (0 for standard input).
     fn offset(&self) -> u64 {
         self.followed.map_or(0, |(_, offset)| offset)
     }
 
-    /// The next whole line into `text` (with its newline), and a notice if
-    /// the followed file was rotated first; `None` at the end of standard
-    /// input, or once the stream has stopped.
-    fn next(&mut self, text: &mut Vec<u8>) -> Result<Option<Option<String>>, SourceError> {
-        let mut notice = None;
+    /// A directory's next file in name order after the cursor, opened;
+    /// `None` if there is none yet. Names starting with `.` (a file being
+    /// written before its rename) are not taken.
+    fn next_file(&mut self, dir: &Path) -> Result<Option<Opened>, SourceError> {
+        let io = |source| SourceError::Io {
+            path: dir.to_owned(),
+            source,
+        };
+        let mut next: Option<String> = None;
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let later = self.cursor.as_ref().is_none_or(|c| name > *c);
+            let first = next.as_ref().is_none_or(|n| name < *n);
+            if later
+                && first
+                && !name.starts_with('.')
+                && entry.file_type().is_ok_and(|t| t.is_file())
+            {
+                next = Some(name);
+            }
+        }
+        let Some(name) = next else {
+            return Ok(None);
+        };
+        let (file, id) = open_followed(&dir.join(&name))?;
+        self.reader = file_reader(file);
+        self.followed = Some((id, 0));
+        self.cursor = Some(name.clone());
+        self.reading = true;
+        Ok(Some(Opened {
+            file: id,
+            name,
+            notice: None,
+        }))
+    }
+
+    /// The next whole line into `text` (with its newline), and the file
+    /// it opened first if it did (a rotated followed file, a directory's
+    /// next file); `None` at the end of standard input, or once the stream
+    /// has stopped.
+    fn next(&mut self, text: &mut Vec<u8>) -> Result<Option<Option<Opened>>, SourceError> {
+        let mut opened = None;
         loop {
+            if let StreamSource::Dir(dir) = &self.source
+                && !self.reading
+            {
+                let dir = dir.clone();
+                match self.next_file(&dir)? {
+                    Some(o) => opened = Some(o),
+                    None if self.stop.load(Ordering::Relaxed) => return Ok(None),
+                    None => {
+                        std::thread::sleep(POLL);
+                        continue;
+                    }
+                }
+            }
             let limit = (symbiont_operators::MAX_LINE + 1) as u64;
             let read = self.reader.by_ref().take(limit).read_until(b'\n', text);
             let n = read.map_err(|e| self.io(e))?;
             let body = text.strip_suffix(b"\n").map_or(text.len(), <[u8]>::len);
             if body > symbiont_operators::MAX_LINE {
                 return Err(SourceError::Malformed {
-                    path: self.source.path(),
+                    path: self.path(),
                     reason: format!(
                         "a line is longer than {} bytes",
                         symbiont_operators::MAX_LINE
@@ -772,22 +925,31 @@ impl Lines {
             }
             let Some((id, offset)) = self.followed else {
                 // Standard input: a last line without its newline counts.
-                return Ok((!text.is_empty()).then_some(notice));
+                return Ok((!text.is_empty()).then_some(opened));
             };
             let offset = offset + n as u64;
             self.followed = Some((id, offset));
             if text.ends_with(b"\n") {
-                return Ok(Some(notice));
+                return Ok(Some(opened));
             }
+            let path = match &self.source {
+                StreamSource::Follow(path) => path.clone(),
+                // A directory's file is whole: its last line counts, and
+                // the next file is read after it.
+                _ => {
+                    self.reading = false;
+                    if text.is_empty() {
+                        continue;
+                    }
+                    return Ok(Some(opened));
+                }
+            };
             // At the end of the file, a partial line held: has the file
             // been truncated or replaced?
-            let StreamSource::Follow(path) = &self.source else {
-                unreachable!("only a followed file has an identity")
-            };
-            match std::fs::metadata(path) {
+            match std::fs::metadata(&path) {
                 Ok(m) if file_id(&m) != id => {
-                    let (file, new) = open_followed(path)?;
-                    notice = Some(format!(
+                    let (file, new) = open_followed(&path)?;
+                    let notice = format!(
                         "{}: a new file at this path (rotated); reading it from its start{}",
                         path.display(),
                         if text.is_empty() {
@@ -795,8 +957,13 @@ impl Lines {
                         } else {
                             " (the old file's unfinished last line is dropped)"
                         }
-                    ));
-                    self.reader = std::io::BufReader::with_capacity(1 << 16, Box::new(file));
+                    );
+                    opened = Some(Opened {
+                        file: new,
+                        name: String::new(),
+                        notice: Some(notice),
+                    });
+                    self.reader = file_reader(file);
                     self.followed = Some((new, 0));
                     text.clear();
                 }
