@@ -277,7 +277,7 @@ fn flags_a_stream_cannot_honour_yet_are_refused() {
     let env = Tree::new("stream", "refused");
     for (source, args, says) in [
         ("-", vec!["--bundle", "b.json"], "--bundle"),
-        ("dir:x", vec![], "follow:PATH"),
+        ("nats://127.0.0.1:4222/S/s", vec![], "dir:PATH"),
         ("-", vec!["--epoch", "0"], "--epoch"),
     ] {
         let mut all = vec!["stream", "examples/clinic_costs.symbi", "--input"];
