@@ -138,6 +138,11 @@ pub(crate) struct StreamArgs {
     /// dir:PATH).
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
+    /// What each epoch writes: the value over every record so far
+    /// (`cumulative`), or the rows of it that changed, each as
+    /// `{"epoch", "diff": -1|1, "row"}` (`changes`).
+    #[arg(long, default_value = "cumulative")]
+    emit: symbiont_engine::stream::Emit,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -312,6 +317,7 @@ fn run_as(args: &RunArgs, streaming: Option<&StreamArgs>) -> Result<u8> {
                 epoch,
                 format,
                 state: s.state.clone(),
+                emit: s.emit,
             })
         }
         _ => None,

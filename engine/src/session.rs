@@ -1445,11 +1445,22 @@ fn execute_stream(
     let mut written = Sha256::new();
     let sink_id = running.iter().find(|n| n.op == "sink").map(|n| n.id);
     let cancel = spec.cancel.clone();
+    // With --emit changes: the value the last lines left.
+    let mut previous = None;
     let ran = crate::stream::run_stream(&spec.query, config, stream, cancel, &mut |event| {
         match event {
             StreamEvent::Notice(text) => observer.event(Event::Notice(text)),
+            StreamEvent::Resumed(value) => previous = Some(value),
             StreamEvent::Epoch(line, _) => {
-                let text = line.to_json().to_string() + "\n";
+                let text = match stream.emit {
+                    crate::stream::Emit::Cumulative => line.to_json().to_string() + "\n",
+                    crate::stream::Emit::Changes => {
+                        let lines =
+                            crate::stream::changes(line.epoch, previous.as_ref(), &line.value);
+                        previous = Some(line.value.clone());
+                        lines.iter().map(|l| l.to_string() + "\n").collect()
+                    }
+                };
                 sink.write(&text)?;
                 written.update(text.as_bytes());
                 log.append(

@@ -21,7 +21,7 @@
 //! checkpoint ([`crate::checkpoint`]) a restarted stream goes on from.
 //!
 //! Not built yet (docs/STREAMING.md): the NATS JetStream source,
-//! `--emit changes`, per-epoch attestation, resuming a suspended stream.
+//! per-epoch attestation, resuming a suspended stream.
 
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
@@ -123,8 +123,66 @@ pub struct StreamSpec {
     /// CSV (the first line is the header) or NDJSON.
     pub format: Format,
     /// `--state DIR`: checkpoints, and where a restarted stream goes on
-    /// from (a followed file only).
+    /// from (a followed file or a directory).
     pub state: Option<PathBuf>,
+    /// What each epoch writes.
+    pub emit: Emit,
+}
+
+/// What each epoch writes (`--emit`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Emit {
+    /// One line: the value over every record so far.
+    #[default]
+    Cumulative,
+    /// The value's rows that changed, as differential updates: a line
+    /// `{"epoch", "diff": -1, "row"}` per row gone and `+1` per row come.
+    Changes,
+}
+
+impl std::str::FromStr for Emit {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Emit, String> {
+        match text {
+            "cumulative" => Ok(Emit::Cumulative),
+            "changes" => Ok(Emit::Changes),
+            _ => Err(format!(
+                "--emit takes `cumulative` or `changes`, not `{text}`"
+            )),
+        }
+    }
+}
+
+/// The lines `--emit changes` writes for `epoch`, whose value went from
+/// `before` (`None`: nothing yet) to `after`: a row that left, `-1`; a row
+/// that came, `+1` (a changed row is both). A value that is a list (a
+/// `group_by`'s rows) is compared row by row, as a multiset; any other
+/// value is one row. Retractions come first, then additions, each in the
+/// value's order. No change, no line.
+pub(crate) fn changes(epoch: u64, before: Option<&Value>, after: &Value) -> Vec<Value> {
+    let rows = |v: Option<&Value>| -> Vec<Value> {
+        match v {
+            None => Vec::new(),
+            Some(Value::Array(rows)) => rows.clone(),
+            Some(v) => vec![v.clone()],
+        }
+    };
+    let (mut old, new) = (rows(before), rows(Some(after)));
+    let mut added = Vec::new();
+    for row in new {
+        match old.iter().position(|o| *o == row) {
+            Some(at) => {
+                old.remove(at);
+            }
+            None => added.push(row),
+        }
+    }
+    let line = |diff: i64, row: Value| json!({"epoch": epoch, "diff": diff, "row": row});
+    old.into_iter()
+        .map(|row| line(-1, row))
+        .chain(added.into_iter().map(|row| line(1, row)))
+        .collect()
 }
 
 /// What the reader thread hands the dataflow: each record and bad row
@@ -142,6 +200,8 @@ enum Item {
 pub(crate) enum StreamEvent {
     /// An epoch ended: its line, and its checkpoint with `--state`.
     Epoch(EpochLine, Option<Box<Checkpoint>>),
+    /// The stream went on from a checkpoint whose value was this.
+    Resumed(Value),
     /// Something to tell the user (a rotated file).
     Notice(String),
 }
@@ -365,6 +425,11 @@ fn stream_worker(
         }
         None => (Totals::default(), 0, Position::default()),
     };
+    if first > 0
+        && let Ok(value) = totals.value(&shared.query)
+    {
+        let _ = events.send(Ok(StreamEvent::Resumed(value)));
+    }
     let lock = || {
         shared
             .collected
