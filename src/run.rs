@@ -408,9 +408,17 @@ fn run_as(args: &RunArgs, streaming: Option<&StreamArgs>) -> Result<u8> {
             let mut sink = Sink {
                 format: &args.format,
                 out: args.out.as_deref(),
-                // A stream's lines go to --out as they come.
+                // A stream's lines go to --out as they come; after those of
+                // the runs before it, if it goes on from a checkpoint.
                 lines: match (&args.out, streaming) {
-                    (Some(path), Some(_)) => Some(std::fs::File::create(path)?),
+                    (Some(path), Some(s)) => Some(
+                        std::fs::OpenOptions::new()
+                            .create(true)
+                            .write(true)
+                            .append(s.state.is_some())
+                            .truncate(s.state.is_none())
+                            .open(path)?,
+                    ),
                     _ => None,
                 },
             };
@@ -456,7 +464,10 @@ impl ResultSink for Sink<'_> {
 
     fn write(&mut self, text: &str) -> Result<()> {
         match (self.out, &mut self.lines) {
-            (_, Some(file)) => Ok(file.write_all(text.as_bytes())?),
+            // On disk before the epoch's checkpoint is.
+            (_, Some(file)) => Ok(file
+                .write_all(text.as_bytes())
+                .and_then(|()| file.sync_data())?),
             (Some(path), None) => symbiont_engine::write_whole(path, text.as_bytes()),
             (None, None) => Ok(std::io::stdout().write_all(text.as_bytes())?),
         }

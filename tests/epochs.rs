@@ -230,3 +230,42 @@ fn a_stage_that_answers_more_than_it_was_asked_is_killed() {
     let error = feed.finish().unwrap_err();
     assert!(error.contains("an answer it was not asked for"), "{error}");
 }
+
+/// `finish` of a stream's (live) stage fed one batch, run on a thread:
+/// its answer, or `None` if it has not come within 60 s (a hung job).
+fn finish_live(stage: SandboxedStage, query: &Query) -> Option<Result<(), String>> {
+    let live = stage.live();
+    let feed = live.start(query, 0);
+    feed.send(batch());
+    let (to, answered) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = to.send(feed.finish().map(|_| ()));
+        drop(live);
+    });
+    answered
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .ok()
+}
+
+#[test]
+fn a_live_stage_that_ends_without_answering_fails_its_epoch_not_the_job_s_wait() {
+    // It reads nothing and exits once its input is all queued: the job,
+    // which waits for the epoch's answer, learns that none will come.
+    let (stage, query) = stage_running("silent", "sleep 1");
+    let error = finish_live(stage, &query)
+        .expect("the job waited for ever")
+        .unwrap_err();
+    assert!(error.contains("ended without answering"), "{error}");
+}
+
+#[test]
+fn a_live_stage_that_never_answers_is_killed_at_its_timeout() {
+    // While an answer is due, the stage's timeout runs, though the job
+    // has nothing more to hand it.
+    let (mut stage, query) = stage_running("stuck", "sleep 600");
+    stage.limits.timeout = std::time::Duration::from_secs(2);
+    let error = finish_live(stage, &query)
+        .expect("the job waited for ever")
+        .unwrap_err();
+    assert!(error.contains("timeout"), "{error}");
+}

@@ -42,6 +42,10 @@ pub(crate) struct Position {
     /// A directory source's file, by name (empty for a followed file).
     #[serde(default)]
     pub name: String,
+    /// The SHA-256 of the bytes just before the offset: the file at the
+    /// same inode is the same file only if they are still there.
+    #[serde(default)]
+    pub tail: String,
 }
 
 /// One epoch's checkpoint.

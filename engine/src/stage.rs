@@ -435,10 +435,14 @@ struct LiveSandbox {
     abandoned: Arc<AtomicBool>,
 }
 
-/// A stage's sandbox run: its input, the tap its answers go to, and its
-/// `_meta.sandboxes` entry once it has ended.
-type RunSandbox =
-    dyn FnOnce(FrameReader, symbiont_sandbox::OutputTap) -> Result<serde_json::Value> + Send;
+/// A stage's sandbox run: its input, the tap its answers go to, when an
+/// answer is due, and its `_meta.sandboxes` entry once it has ended.
+type RunSandbox = dyn FnOnce(
+        FrameReader,
+        symbiont_sandbox::OutputTap,
+        Arc<symbiont_sandbox::AnswerDue>,
+    ) -> Result<serde_json::Value>
+    + Send;
 
 impl LiveSandbox {
     /// Starts `run` on its own thread with the reader of this stage's
@@ -455,16 +459,18 @@ impl LiveSandbox {
         let (answer_to, answers) = sync_channel(1);
         let asked = Arc::new(AtomicUsize::new(0));
         let abandoned = Arc::new(AtomicBool::new(false));
+        let due = Arc::new(symbiont_sandbox::AnswerDue::default());
         let reader = FrameReader {
             pending: header,
             at: 0,
             from,
             abandoned: Arc::clone(&abandoned),
             frames: Arc::default(),
+            due: Arc::clone(&due),
             ended: false,
         };
-        let tap = answer_tap(answer_to, Arc::clone(&asked), max_answer);
-        let ended = std::thread::spawn(move || run(reader, tap).map_err(|e| format!("{e:#}")));
+        let tap = answer_tap(answer_to, Arc::clone(&asked), Arc::clone(&due), max_answer);
+        let ended = std::thread::spawn(move || run(reader, tap, due).map_err(|e| format!("{e:#}")));
         LiveSandbox {
             to: Some(to),
             answers,
@@ -530,10 +536,12 @@ impl Drop for LiveSandbox {
 /// frames and hands each to `to`. It refuses (and the sandbox is killed)
 /// an answer longer than `max`, or one that comes when no epoch was asked
 /// (`asked`): a hostile stage can neither fill the job's memory nor
-/// answer ahead of its input.
+/// answer ahead of its input. Once every epoch asked is answered, no
+/// answer is `due`.
 fn answer_tap(
     to: SyncSender<Vec<u8>>,
     asked: Arc<AtomicUsize>,
+    due: Arc<symbiont_sandbox::AnswerDue>,
     max: u64,
 ) -> symbiont_sandbox::OutputTap {
     let mut pending: Vec<u8> = Vec::new();
@@ -559,6 +567,10 @@ fn answer_tap(
             }
             let answer = pending[4..end].to_vec();
             pending.drain(..end);
+            pending.shrink_to(64 << 10);
+            if asked.load(Ordering::SeqCst) == 0 {
+                due.clear();
+            }
             if to.send(answer).is_err() {
                 return false;
             }
@@ -697,6 +709,8 @@ struct FrameReader {
     from: Receiver<Frame>,
     abandoned: Arc<AtomicBool>,
     frames: Arc<AtomicUsize>,
+    /// Set at each epoch's end: its answer is due.
+    due: Arc<symbiont_sandbox::AnswerDue>,
     ended: bool,
 }
 
@@ -736,6 +750,7 @@ impl Read for FrameReader {
                 Some(Frame::EpochEnd(epoch)) => {
                     self.pending.extend_from_slice(&EPOCH_END.to_le_bytes());
                     self.pending.extend_from_slice(&epoch.to_le_bytes());
+                    self.due.set();
                 }
                 Some(Frame::Close) => self.end(CLOSED),
                 // Every sender gone without an end: abandoned.
@@ -793,7 +808,7 @@ impl SandboxedStage {
                 return LiveSandbox::start(
                     Default::default(),
                     limits.memory_bytes,
-                    Box::new(move |_, _| Err(e)),
+                    Box::new(move |_, _, _| Err(e)),
                 );
             }
         };
@@ -801,7 +816,7 @@ impl SandboxedStage {
         LiveSandbox::start(
             header,
             limits.memory_bytes,
-            Box::new(move |input, tap| {
+            Box::new(move |input, tap, due| {
                 let batches = Arc::clone(&input.frames);
                 let report = symbiont_sandbox::run_live_stage(
                     tier,
@@ -811,6 +826,7 @@ impl SandboxedStage {
                     &stage.limits,
                     input,
                     tap,
+                    due,
                 )?;
                 if let Some(ended) = ended(&report, &stage.limits) {
                     anyhow::bail!(
@@ -986,7 +1002,7 @@ impl ComputeSandbox {
         LiveSandbox::start(
             Default::default(),
             self.limits.memory_bytes,
-            Box::new(move |input, tap| {
+            Box::new(move |input, tap, due| {
                 let lists = Arc::clone(&input.frames);
                 let report = symbiont_sandbox::run_live_stage(
                     sandbox.tier,
@@ -996,6 +1012,7 @@ impl ComputeSandbox {
                     &sandbox.limits,
                     input,
                     tap,
+                    due,
                 )?;
                 sandbox.check("homomorphic", &report)?;
                 let lists = lists.load(Ordering::Relaxed);

@@ -341,7 +341,10 @@ pub(crate) fn run_stream(
                     other => (other, None),
                 };
                 let written = on(event).and_then(|()| match (&state, checkpoint) {
-                    (Some(dir), Some(c)) => dir.save(&c).map_err(anyhow::Error::msg),
+                    (Some(dir), Some(mut c)) => {
+                        c.position.tail = tail_of(&stream.source, &c.position);
+                        dir.save(&c).map_err(anyhow::Error::msg)
+                    }
                     _ => Ok(()),
                 });
                 if let Err(e) = written {
@@ -555,7 +558,7 @@ fn stream_worker(
         };
         found.append(&mut errors);
         let checked = integrity(&shared.config)
-            .and_then(|()| bad_rows(&shared.config, found, epoch > 0))
+            .and_then(|()| bad_rows(&shared.config, found, epoch > 0 || first > 0))
             .and_then(|quarantined| {
                 totals.add(partials);
                 Ok((quarantined, totals.value(&shared.query)?))
@@ -659,10 +662,7 @@ fn read_source(
     }
     // A CSV file resumed past its header: the header is read again.
     let header = match (stream.format, &resumed) {
-        (Format::Csv, Some(p)) if p.offset > 0 => match first_line(&name) {
-            Ok(h) => Some(h),
-            Err(e) => return out.last(Item::Failed(e)),
-        },
+        (Format::Csv, Some(p)) if p.offset > 0 => lines.first.take(),
         _ => None,
     };
     let mut typer = match (stream.format, &header) {
@@ -802,6 +802,8 @@ struct Lines {
     cursor: Option<String>,
     /// Whether a directory source's file is open.
     reading: bool,
+    /// The first line of a file resumed past it (a CSV file's header).
+    first: Option<Vec<u8>>,
     /// Set when the stream has ended: a followed file is not waited for.
     stop: Arc<AtomicBool>,
 }
@@ -822,6 +824,11 @@ fn open_at(path: &Path, p: Option<&Position>) -> Result<(std::fs::File, u64, boo
     let Some(p) = p.filter(|p| p.file == id) else {
         return Ok((file, id, false));
     };
+    // The same inode may be another file (deleted and made again, or
+    // copied over and truncated): the bytes before the offset tell.
+    if !p.tail.is_empty() && tail_sha256(&file, p.offset).ok().as_ref() != Some(&p.tail) {
+        return Ok((file, id, false));
+    }
     let len = file.metadata().map(|m| m.len()).unwrap_or_default();
     if len < p.offset {
         return Err(SourceError::Malformed {
@@ -856,6 +863,7 @@ impl Lines {
             followed: None,
             cursor: None,
             reading: false,
+            first: None,
             stop,
         };
         let resumed = match source {
@@ -866,6 +874,9 @@ impl Lines {
             StreamSource::Follow(path) => {
                 let (file, id, at) = open_at(path, from.as_ref())?;
                 let resumed = from.filter(|_| at);
+                if at {
+                    lines.first = Some(first_line(&file, path)?);
+                }
                 lines.reader = file_reader(file);
                 lines.followed = Some((id, resumed.as_ref().map_or(0, |p| p.offset)));
                 resumed
@@ -885,6 +896,7 @@ impl Lines {
                 lines.cursor = Some(p.name.clone());
                 match open_at(&dir.join(&p.name), Some(&p)) {
                     Ok((file, id, true)) => {
+                        lines.first = Some(first_line(&file, &dir.join(&p.name))?);
                         lines.reader = file_reader(file);
                         lines.followed = Some((id, p.offset));
                         lines.reading = true;
@@ -1060,21 +1072,60 @@ impl Lines {
     }
 }
 
-/// A file's first line, without its line end: a CSV file's header, read
-/// again when a stream resumes past it.
-fn first_line(path: &Path) -> Result<Vec<u8>, SourceError> {
+/// How many bytes before a checkpoint's offset its `tail` hashes.
+const TAIL: u64 = 256;
+
+/// The SHA-256 (hex) of the up to [`TAIL`] bytes of `file` before
+/// `offset`, read without moving its position: what tells a resumed
+/// stream that the file at the checkpoint's inode is still the same.
+pub(crate) fn tail_sha256(file: &std::fs::File, offset: u64) -> std::io::Result<String> {
+    use std::os::unix::fs::FileExt;
+    let start = offset.saturating_sub(TAIL);
+    let mut bytes = vec![0u8; (offset - start) as usize];
+    file.read_exact_at(&mut bytes, start)?;
+    Ok(symbiont_verify::hex(&Sha256::digest(&bytes)))
+}
+
+/// The checkpoint's `tail` for `position` in `source` (empty if the file
+/// there is no longer the one it names).
+fn tail_of(source: &StreamSource, position: &Position) -> String {
+    let path = match source {
+        StreamSource::Dir(dir) => dir.join(&position.name),
+        other => other.path(),
+    };
+    open_followed(&path)
+        .ok()
+        .filter(|(_, id)| *id == position.file)
+        .and_then(|(file, _)| tail_sha256(&file, position.offset).ok())
+        .unwrap_or_default()
+}
+
+/// `file`'s first line, without its line end, read without moving its
+/// position: a CSV file's header, read again when a stream resumes past
+/// it.
+fn first_line(file: &std::fs::File, path: &Path) -> Result<Vec<u8>, SourceError> {
+    use std::os::unix::fs::FileExt;
     let io = |source| SourceError::Io {
         path: path.to_owned(),
         source,
     };
-    let (file, _) = open_followed(path)?;
-    let mut line = Vec::new();
-    std::io::BufReader::new(file)
-        .take((symbiont_operators::MAX_LINE + 1) as u64)
-        .read_until(b'\n', &mut line)
-        .map_err(io)?;
-    let line = line.strip_suffix(b"\n").unwrap_or(&line);
-    Ok(line.strip_suffix(b"\r").unwrap_or(line).to_vec())
+    let mut line = vec![0u8; symbiont_operators::MAX_LINE + 2];
+    let mut n = 0;
+    while n < line.len() {
+        let read = file.read_at(&mut line[n..], n as u64).map_err(io)?;
+        if read == 0 || line[n..n + read].contains(&b'\n') {
+            n += read;
+            break;
+        }
+        n += read;
+    }
+    line.truncate(n);
+    let end = line.iter().position(|b| *b == b'\n').unwrap_or(line.len());
+    line.truncate(end);
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Ok(line)
 }
 
 /// A followed file, opened, and its identity (device and inode).

@@ -67,8 +67,9 @@ pub(crate) fn describe() -> Result<&'static str, String> {
 /// Removes the empty groups that sandboxes of processes no longer running
 /// left behind: a job killed (SIGKILL) while a sandbox ran cannot remove
 /// its group. A group is named `symbiont-PID-N` by the job that made it;
-/// one whose PID is gone and that holds no process is removed (`rmdir`
-/// fails on a group with processes in it, which is left alone).
+/// one whose PID is gone, made a minute ago or more, and that holds no
+/// process is removed (`rmdir` fails on a group with processes in it,
+/// which is left alone).
 fn sweep_stale_groups() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -86,7 +87,14 @@ fn sweep_stale_groups() {
                 else {
                     continue;
                 };
-                if !Path::new(&format!("/proc/{pid}")).exists() {
+                // Made a minute ago or more: a group another PID namespace's
+                // job just made (its PID not ours to see) has its process
+                // in it by then, and cannot be removed.
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|e| e.as_secs() >= 60));
+                if old && !Path::new(&format!("/proc/{pid}")).exists() {
                     let _ = std::fs::remove_dir(entry.path());
                 }
             }

@@ -24,8 +24,11 @@ pub(crate) struct StageClock {
     output_limit: u64,
     overflowed: AtomicBool,
     /// Where the command's output goes as it comes, instead of being kept
-    /// ([`crate::OutputTap`]).
+    /// ([`crate::OutputTap`]); dropped once the output ends.
     tap: std::sync::Mutex<Option<crate::OutputTap>>,
+    /// A live stage's answer the job waits for: timed from when it was
+    /// asked, whether or not the feeder waits.
+    due: Option<Arc<crate::AnswerDue>>,
 }
 
 const STOPPED: u64 = u64::MAX;
@@ -37,14 +40,16 @@ impl StageClock {
     pub(crate) fn start(
         started: Instant,
         output_limit: u64,
-        tap: Option<crate::OutputTap>,
+        live: Option<crate::LiveIo>,
     ) -> Arc<StageClock> {
+        let (tap, due) = live.map_or((None, None), |l| (Some(l.tap), Some(l.due)));
         Arc::new(StageClock {
             started,
             since: AtomicU64::new(0),
             output_limit,
             overflowed: AtomicBool::new(false),
             tap: std::sync::Mutex::new(tap),
+            due,
         })
     }
 
@@ -68,15 +73,21 @@ impl StageClock {
                 .compare_exchange(STOPPED, self.now(), Ordering::SeqCst, Ordering::SeqCst);
     }
 
-    /// How long until it has run `timeout` without a stop (`None`: it is
-    /// stopped).
+    /// How long until it has run `timeout` without a stop, or an answer
+    /// due has waited `timeout` (`None`: it is stopped, and no answer is
+    /// due).
     fn left(&self, timeout: Duration) -> Option<Duration> {
-        match self.since.load(Ordering::SeqCst) {
+        let running = match self.since.load(Ordering::SeqCst) {
             STOPPED => None,
             since => {
                 let ran = Duration::from_millis(self.now().saturating_sub(since));
                 Some(timeout.saturating_sub(ran))
             }
+        };
+        let answering = self.due.as_ref().and_then(|d| d.left(timeout));
+        match (running, answering) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 }
@@ -123,6 +134,9 @@ pub(crate) fn read_all(
             Err(_) => break,
         }
     }
+    // The output has ended: whoever waits on the tap for an answer learns
+    // now that none will come.
+    drop(clock.tap.lock().expect("no panic holding it").take());
     (out, first)
 }
 

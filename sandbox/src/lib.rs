@@ -314,11 +314,46 @@ pub type StageInput = Box<dyn std::io::Read + Send>;
 /// sandbox as an output over its limit does.
 pub type OutputTap = Box<dyn FnMut(&[u8]) -> bool + Send>;
 
+/// When a live stage's answer was asked for and not given yet: the job
+/// sets it when it ends an epoch's input, its tap clears it when the
+/// answer comes. While it is set the stage's timeout runs, even while the
+/// stage's feeder waits for the job (a stage that never answers is
+/// killed at its timeout, and the job learns it).
+#[derive(Debug, Default)]
+pub struct AnswerDue(std::sync::Mutex<Option<std::time::Instant>>);
+
+impl AnswerDue {
+    /// An answer is due from now (unless one already was).
+    pub fn set(&self) {
+        self.0
+            .lock()
+            .expect("no panic holding it")
+            .get_or_insert_with(std::time::Instant::now);
+    }
+
+    /// The answers due have come.
+    pub fn clear(&self) {
+        *self.0.lock().expect("no panic holding it") = None;
+    }
+
+    /// How long the due answer has left of `timeout` (`None`: none due).
+    fn left(&self, timeout: std::time::Duration) -> Option<std::time::Duration> {
+        let since = (*self.0.lock().expect("no panic holding it"))?;
+        Some(timeout.saturating_sub(since.elapsed()))
+    }
+}
+
+/// A live stage's output tap and its answer clock.
+pub(crate) struct LiveIo {
+    pub(crate) tap: OutputTap,
+    pub(crate) due: std::sync::Arc<AnswerDue>,
+}
+
 /// A stage's input, and where its output goes as it comes (`None`: kept,
 /// and returned once the stage ends).
 pub(crate) struct StageIo {
     pub(crate) input: StageInput,
-    pub(crate) tap: Option<OutputTap>,
+    pub(crate) live: Option<LiveIo>,
 }
 
 /// Runs `worker` (a binary of this build, e.g. `symbi` itself) with `args`
@@ -338,7 +373,7 @@ pub fn run_stage(
 ) -> Result<(Report, Vec<u8>), SandboxError> {
     let io = StageIo {
         input: Box::new(input),
-        tap: None,
+        live: None,
     };
     run_stage_io(tier, init_exe, worker, args, limits, io)
 }
@@ -346,7 +381,10 @@ pub fn run_stage(
 /// [`run_stage`] for a stage that answers more than once while it runs
 /// (a stream's stage, which answers at each epoch's end): its output goes
 /// to `tap` as it comes, and is not kept (the report's output is empty).
-/// The tap bounds it: the sandbox's output limit does not apply.
+/// The tap bounds it: the sandbox's output limit does not apply. The
+/// tap is dropped once the output ends. While `due` is set, the stage's
+/// timeout runs (see [`AnswerDue`]).
+#[allow(clippy::too_many_arguments)]
 pub fn run_live_stage(
     tier: Tier,
     init_exe: &Path,
@@ -355,10 +393,11 @@ pub fn run_live_stage(
     limits: &Limits,
     input: impl std::io::Read + Send + 'static,
     tap: OutputTap,
+    due: std::sync::Arc<AnswerDue>,
 ) -> Result<Report, SandboxError> {
     let io = StageIo {
         input: Box::new(input),
-        tap: Some(tap),
+        live: Some(LiveIo { tap, due }),
     };
     run_stage_io(tier, init_exe, worker, args, limits, io).map(|(report, _)| report)
 }

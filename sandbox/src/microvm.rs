@@ -484,8 +484,8 @@ fn boot(
     }
     // A command writes back at most its memory limit (a stage builds its
     // answer in memory).
-    let (input, tap) = io.map_or((None, None), |io| (Some(io.input), io.tap));
-    let clock = StageClock::start(started, limits.memory_bytes, tap);
+    let (input, live) = io.map_or((None, None), |io| (Some(io.input), io.live));
+    let clock = StageClock::start(started, limits.memory_bytes, live);
     let overflowed = std::sync::Arc::clone(&clock);
     let port = match input {
         None => None,

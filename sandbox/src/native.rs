@@ -243,8 +243,8 @@ pub(crate) fn run_with(
     kill(pid, Signal::SIGCONT).map_err(step("resuming init"))?;
     // A command writes back at most its memory limit (a stage builds its
     // answer in memory).
-    let (input, tap) = io.map_or((None, None), |io| (Some(io.input), io.tap));
-    let clock = StageClock::start(started, limits.memory_bytes, tap);
+    let (input, live) = io.map_or((None, None), |io| (Some(io.input), io.live));
+    let clock = StageClock::start(started, limits.memory_bytes, live);
     let piped = Piped::start(&mut child, input, &clock);
     let overflowed = std::sync::Arc::clone(&clock);
 
