@@ -10,23 +10,29 @@
 #     the batch job over every record so far at each epoch (the sum of
 #     those runs); target: >= 10x faster. The last values must agree.
 #
+# (d) backpressure: BIG (default 10,000,000) generated patients piped
+#     from `symbi datasets generate` straight into `symbi stream` as fast
+#     as the generator writes them (epochs of 1,000,000): every record
+#     counted, and the stream's peak resident memory (target < 512 MiB).
+#
 # Each process's peak resident memory is reported too.
 #
-#   benches/stream.sh [ROWS] [EPOCHS] [EPOCH_ROWS]
+#   benches/stream.sh [ROWS] [EPOCHS] [EPOCH_ROWS] [BIG]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rows="${1:-1000000}"
 epochs="${2:-100}"
 epoch_rows="${3:-2000}"
+big="${4:-10000000}"
 target="${CARGO_TARGET_DIR:-target}"
 cargo build --quiet --release --locked --bin symbi --bin symbi-sandbox-init
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 export XDG_DATA_HOME="$work/data" XDG_STATE_HOME="$work/state"
 "$target/release/symbi" datasets generate patients --rows "$rows" --seed 42 --out "$work/all.csv" >/dev/null
-python3 - "$target/release/symbi" "$work" "$rows" "$epochs" "$epoch_rows" <<'PY'
+python3 - "$target/release/symbi" "$work" "$rows" "$epochs" "$epoch_rows" "$big" <<'PY'
 import json, resource, subprocess, sys, time
-symbi, work, rows, epochs, epoch_rows = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+symbi, work, rows, epochs, epoch_rows, big = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 prog = "examples/clinic_costs.symbi"
 
 def timed(args, stdin=None):
@@ -71,4 +77,17 @@ for e in range(epochs):
     naive_s += s
 assert json.loads(outs[-1])["value"] == value_of(out), "the last values differ"
 print(f"(c) {epochs} epochs of {epoch_rows:,} records: symbi stream {stream_s:.1f} s; re-running symbi run over every record so far at each epoch {naive_s:.1f} s: {naive_s / stream_s:.1f}x (target >= 10x)")
+
+# (d): the generator's pipe straight into the stream, whose own peak
+# resident memory GNU time reports.
+t = time.perf_counter()
+gen = subprocess.Popen([symbi, "datasets", "generate", "patients", "--rows", str(big), "--seed", "3"], stdout=subprocess.PIPE)
+stream = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", f"{work}/rss", symbi, "stream", prog, "--input", "patients=-", "--input-format", "csv", "--epoch", "1000000"], stdin=gen.stdout, capture_output=True, check=True)
+gen.stdout.close()
+gen.wait()
+s = time.perf_counter() - t
+peak_kib = int(open(f"{work}/rss").read().split()[-1])
+last = json.loads(stream.stdout.splitlines()[-1])
+assert last["records"] == big, last["records"]
+print(f"(d) {big:,} generated records piped into symbi stream (epochs of 1,000,000): {s:.1f} s = {big / s:,.0f} records/s, all {last['records']:,} counted; the stream's peak resident {peak_kib / 1024:,.0f} MiB (target < 512 MiB)")
 PY
