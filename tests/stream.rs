@@ -585,9 +585,29 @@ fn a_directory_source_reads_each_renamed_file_once_in_name_order_and_resumes() {
     assert_eq!(third["records"], 1500);
     let last = next_line(&mut out);
     assert_eq!(last["records"], 2000);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(child.wait().unwrap().success());
     assert_eq!(last["value"], batch(&env, program));
+    // The audit log says the second run went on from a checkpoint, and
+    // which: totals it did not compute itself.
+    let out = env.symbi(&["audit", "show", "--format", "json"]);
+    let entries: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let resumed = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|e| e["detail"].get("resumed"))
+        .unwrap_or_else(|| panic!("the resumed source's start: {entries}"));
+    assert_eq!(resumed["epoch"], 2);
+    assert_eq!(resumed["file"], "0001.csv");
+    assert_eq!(resumed["checkpoint_sha256"].as_str().unwrap().len(), 64);
 }
 
 #[test]

@@ -24,6 +24,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
 use crate::job::Totals;
 
@@ -61,6 +62,9 @@ pub(crate) struct Checkpoint {
     pub quarantined: u64,
     pub position: Position,
     pub totals: Totals,
+    /// The SHA-256 of the checkpoint file it was loaded from (hex).
+    #[serde(skip)]
+    pub sha256: String,
 }
 
 impl Checkpoint {
@@ -80,7 +84,20 @@ impl Checkpoint {
             quarantined,
             position,
             totals,
+            sha256: String::new(),
         }
+    }
+
+    /// What the audit log records of a stream that went on from it.
+    pub(crate) fn resumed(&self) -> serde_json::Value {
+        serde_json::json!({
+            "checkpoint_sha256": self.sha256,
+            "epoch": self.epoch,
+            "records": self.records,
+            "file": self.position.name,
+            "offset": self.position.offset,
+            "line": self.position.line,
+        })
     }
 }
 
@@ -142,8 +159,9 @@ impl StateDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             other => other.map_err(|e| fail(&self.dir, e))?,
         };
-        let c: Checkpoint = serde_json::from_slice(&bytes)
+        let mut c: Checkpoint = serde_json::from_slice(&bytes)
             .map_err(|e| fail(&self.dir, format!("{FILE} is not a checkpoint: {e}")))?;
+        c.sha256 = symbiont_verify::hex(&sha2::Sha256::digest(&bytes));
         if c.version != VERSION {
             return Err(fail(&self.dir, format!("checkpoint version {}", c.version)));
         }

@@ -1444,13 +1444,21 @@ fn execute_stream(
     let Audit { log, job, .. } = audit;
     let mut written = Sha256::new();
     let sink_id = running.iter().find(|n| n.op == "sink").map(|n| n.id);
+    let source_id = running.iter().find(|n| n.op == "source").map(|n| n.id);
     let cancel = spec.cancel.clone();
     // With --emit changes: the value the last lines left.
     let mut previous = None;
     let ran = crate::stream::run_stream(&spec.query, config, stream, cancel, &mut |event| {
         match event {
             StreamEvent::Notice(text) => observer.event(Event::Notice(text)),
-            StreamEvent::Resumed(value) => previous = Some(value),
+            StreamEvent::Resumed(value, checkpoint) => {
+                previous = Some(value);
+                // The totals it goes on from are the checkpoint's.
+                log.append(
+                    EntryKind::StageStart,
+                    serde_json::json!({"job": job, "stage": source_id, "op": "source", "resumed": checkpoint}),
+                )?;
+            }
             StreamEvent::Epoch(line, _) => {
                 let text = match stream.emit {
                     crate::stream::Emit::Cumulative => line.to_json().to_string() + "\n",

@@ -200,8 +200,9 @@ enum Item {
 pub(crate) enum StreamEvent {
     /// An epoch ended: its line, and its checkpoint with `--state`.
     Epoch(EpochLine, Option<Box<Checkpoint>>),
-    /// The stream went on from a checkpoint whose value was this.
-    Resumed(Value),
+    /// The stream went on from a checkpoint whose value was this: the
+    /// value, and what the audit log records of the checkpoint.
+    Resumed(Value, Value),
     /// Something to tell the user (a rotated file).
     Notice(String),
 }
@@ -424,15 +425,13 @@ fn stream_worker(
             end.records = c.records;
             end.quarantined = c.quarantined;
             end.lanes = c.totals.lanes;
+            if let Ok(value) = c.totals.value(&shared.query) {
+                let _ = events.send(Ok(StreamEvent::Resumed(value, c.resumed())));
+            }
             (c.totals, c.epoch, c.position)
         }
         None => (Totals::default(), 0, Position::default()),
     };
-    if first > 0
-        && let Ok(value) = totals.value(&shared.query)
-    {
-        let _ = events.send(Ok(StreamEvent::Resumed(value)));
-    }
     let lock = || {
         shared
             .collected
