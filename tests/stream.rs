@@ -453,6 +453,7 @@ fn a_stream_killed_at_random_points_resumes_from_its_checkpoint_counting_each_re
     let args = ["--epoch", "500", "--state", state.to_str().unwrap()];
     let mut seed = 0x5eed_u64;
     let mut resumed_epochs = Vec::new();
+    let mut killed_lines = 0;
     for _ in 0..8 {
         seed = seed
             .wrapping_mul(6364136223846793005)
@@ -472,7 +473,9 @@ fn a_stream_killed_at_random_points_resumes_from_its_checkpoint_counting_each_re
         std::thread::sleep(delay);
         child.kill().unwrap();
         child.wait().unwrap();
-        if let Some(first) = reader.join().unwrap().first() {
+        let written = reader.join().unwrap();
+        killed_lines += written.len();
+        if let Some(first) = written.first() {
             resumed_epochs.push(first["epoch"].as_u64().unwrap());
         }
     }
@@ -496,6 +499,22 @@ fn a_stream_killed_at_random_points_resumes_from_its_checkpoint_counting_each_re
         .map(|l| lanes[l].as_u64().unwrap())
         .sum();
     assert_eq!(total, 20000);
+    // Each epoch's line is in the signed audit log (an audit checkpoint
+    // per epoch), the killed runs' too: at most the last line of each
+    // killed run may have been written without its entry.
+    let out = env.symbi(&["audit", "show", "--format", "json"]);
+    let entries: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sink_ends = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "stage_end" && e["detail"]["op"] == "sink")
+        .count();
+    assert!(
+        sink_ends + 8 >= killed_lines,
+        "{sink_ends} epochs in the audit log, {killed_lines} lines written by the killed runs"
+    );
+    assert!(killed_lines > 8, "{killed_lines}");
 }
 
 #[test]

@@ -1475,6 +1475,9 @@ fn execute_stream(
                     EntryKind::StageEnd,
                     serde_json::json!({"job": job, "stage": sink_id, "op": "sink", "epoch": line.epoch, "records": line.records, "wrote_sha256": digest(text.as_bytes())}),
                 )?;
+                // A signed audit checkpoint per epoch: the log is on disk
+                // up to this epoch's line, whatever happens to the stream.
+                log.checkpoint()?;
             }
         }
         Ok(())
