@@ -853,7 +853,7 @@ fn prepare(spec: &mut JobSpec) -> Result<std::result::Result<Prepared, Outcome>>
     // Nor a position to go on from.
     if stdin && spec.stream.as_ref().is_some_and(|s| s.state.is_some()) {
         return Ok(Err(Outcome::Usage(
-            "--state needs a source a restarted stream can go on reading (follow:PATH); standard input cannot be read again".into(),
+            "--state needs a source a restarted stream can go on reading (follow:PATH or dir:PATH); standard input cannot be read again".into(),
         )));
     }
     if spec.tfhe_input && !stored {
